@@ -1,0 +1,330 @@
+"""The metric catalog: which metrics a city scores, how, and who owns them.
+
+A catalog is a YAML file (Boston's ships as the default). It is validated on load,
+and every error names the metric and the field, so a city's analyst can fix the
+file without reading code.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import time
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CATALOG = "boston.yaml"
+WINDOW_NAMES = ("day", "week", "month", "quarter")
+
+
+class Kind(str, enum.Enum):
+    """Boston's `metric_logic`: how a metric's window score is computed."""
+
+    RATIO = "ratio"
+    MEAN_DAILY_RATIO = "mean_daily_ratio"
+    TARGET_OVER_MEDIAN = "target_over_median"
+    TREND_LOWER_BETTER = "trend_lower_better"
+    TREND_HIGHER_BETTER = "trend_higher_better"
+
+    @property
+    def is_trend(self) -> bool:
+        return self in (Kind.TREND_LOWER_BETTER, Kind.TREND_HIGHER_BETTER)
+
+
+class Feed(str, enum.Enum):
+    """What the department sends for a metric, and so which event types it accepts."""
+
+    CASES = "cases"  # 311-style cases judged on time against an SLA
+    THRESHOLD = "threshold"  # measurements counted when value <= threshold
+    RATING = "rating"  # survey ratings, summed against their count
+    VALUES = "values"  # raw measurements whose median is scored
+    INCIDENTS = "incidents"  # counted occurrences, compared with past years
+    TALLIES = "tallies"  # one pre-aggregated tally a day
+
+
+# Which feeds make sense for each kind. A tally is always allowed where the
+# aggregate is a plain sum (departments often pre-aggregate), never for medians.
+_FEEDS_BY_KIND = {
+    Kind.RATIO: {Feed.CASES, Feed.THRESHOLD, Feed.RATING, Feed.TALLIES},
+    Kind.MEAN_DAILY_RATIO: {Feed.TALLIES, Feed.THRESHOLD, Feed.RATING, Feed.CASES},
+    Kind.TARGET_OVER_MEDIAN: {Feed.VALUES},
+    Kind.TREND_LOWER_BETTER: {Feed.INCIDENTS, Feed.TALLIES},
+    Kind.TREND_HIGHER_BETTER: {Feed.INCIDENTS, Feed.TALLIES},
+}
+
+_EVENT_TYPES_BY_FEED = {
+    Feed.CASES: ("case", "tally"),
+    Feed.THRESHOLD: ("measurement", "tally"),
+    Feed.RATING: ("measurement", "tally"),
+    Feed.VALUES: ("measurement",),
+    Feed.INCIDENTS: ("incident", "tally"),
+    Feed.TALLIES: ("tally",),
+}
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SLA(_Strict):
+    """A service-level agreement: exactly one of hours, calendar days or business days."""
+
+    hours: PositiveFloat | None = None
+    calendar_days: PositiveInt | None = None
+    business_days: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SLA":
+        given = [f for f in ("hours", "calendar_days", "business_days") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of hours, calendar_days, business_days")
+        return self
+
+    def describe(self) -> str:
+        if self.hours is not None:
+            return f"{self.hours:g} hours"
+        if self.calendar_days is not None:
+            return f"{self.calendar_days} calendar days"
+        return f"{self.business_days} business days"
+
+
+class SLAByAttribute(_Strict):
+    """SLAs chosen by a case attribute, e.g. parks lighting 7 days, other requests 5."""
+
+    attribute: str = Field(min_length=1)
+    values: dict[str, SLA] = Field(min_length=1)
+
+
+class Metric(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+    name: str = Field(min_length=1)
+    description: str = ""
+    kind: Kind
+    target: PositiveFloat | None = None
+    department: str = Field(min_length=1)
+    feed: Feed
+    threshold: float | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    unit: str | None = None
+    sla: SLA | None = None
+    sla_by_attribute: SLAByAttribute | None = None
+    case_types: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Metric":
+        if self.feed not in _FEEDS_BY_KIND[self.kind]:
+            allowed = ", ".join(sorted(f.value for f in _FEEDS_BY_KIND[self.kind]))
+            raise ValueError(f"feed {self.feed.value!r} does not fit kind {self.kind.value!r} (use one of: {allowed})")
+        if self.kind.is_trend:
+            if self.target is not None:
+                raise ValueError("trend metrics compare with past years and take no target")
+        elif self.target is None:
+            raise ValueError(f"target is required for kind {self.kind.value!r}")
+        if self.feed is Feed.THRESHOLD and self.threshold is None:
+            raise ValueError("threshold is required for feed 'threshold'")
+        if self.feed is not Feed.THRESHOLD and self.threshold is not None:
+            raise ValueError("threshold only applies to feed 'threshold'")
+        if self.feed is Feed.CASES:
+            if self.sla is None:
+                raise ValueError("sla is required for feed 'cases' (the default when a case has no due_at)")
+        elif self.sla is not None or self.sla_by_attribute is not None or self.case_types:
+            raise ValueError("sla, sla_by_attribute and case_types only apply to feed 'cases'")
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValueError("min_value is above max_value")
+        return self
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The contract's event types this metric accepts."""
+        return _EVENT_TYPES_BY_FEED[self.feed]
+
+    def sla_for(self, attributes: dict[str, str] | None) -> SLA:
+        """The SLA that applies to a case with these attributes."""
+        if self.sla_by_attribute is not None and attributes:
+            chosen = self.sla_by_attribute.values.get(attributes.get(self.sla_by_attribute.attribute, ""))
+            if chosen is not None:
+                return chosen
+        assert self.sla is not None
+        return self.sla
+
+
+class Department(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+    name: str = Field(min_length=1)
+
+
+class BusinessHours(_Strict):
+    weekdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("mon", "tue", "wed", "thu", "fri")
+    opens: time = time(8, 30)
+    closes: time = time(17, 0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "BusinessHours":
+        if self.opens >= self.closes:
+            raise ValueError("opens must be before closes")
+        if not self.weekdays:
+            raise ValueError("at least one weekday is needed")
+        return self
+
+    @property
+    def weekday_numbers(self) -> frozenset[int]:
+        return frozenset(_WEEKDAYS.index(d) for d in self.weekdays)
+
+
+class HolidayCalendar(_Strict):
+    """Which public holidays stop the business clock (the `holidays` package's codes)."""
+
+    country: str = "US"
+    subdivision: str | None = None
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    city: str = Field(min_length=1)
+    timezone: str
+    windows: dict[str, PositiveInt] = Field(default_factory=lambda: {"day": 1, "week": 7, "month": 30, "quarter": 90})
+    business_hours: BusinessHours = BusinessHours()
+    holidays: HolidayCalendar = HolidayCalendar()
+    departments: tuple[Department, ...] = Field(min_length=1)
+    metrics: tuple[Metric, ...] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: dict[str, int]) -> dict[str, int]:
+        if "week" not in value:
+            # Trend day scores use the week's historical mean as their baseline (scoring.md §3).
+            raise ValueError("a 'week' window is required")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "Catalog":
+        seen: set[str] = set()
+        departments = {d.id for d in self.departments}
+        case_types: dict[str, str] = {}
+        for index, metric in enumerate(self.metrics):
+            where = f"metrics[{index}] ({metric.id})"
+            if metric.id in seen:
+                raise ValueError(f"{where}: id is used twice")
+            seen.add(metric.id)
+            if metric.department not in departments:
+                raise ValueError(f"{where}.department: unknown department {metric.department!r}")
+            for case_type in metric.case_types:
+                if case_type in case_types:
+                    raise ValueError(f"{where}.case_types: {case_type!r} already maps to {case_types[case_type]}")
+                case_types[case_type] = metric.id
+        return self
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def by_id(self) -> dict[str, Metric]:
+        return {m.id: m for m in self.metrics}
+
+    @cached_property
+    def case_type_map(self) -> dict[str, str]:
+        """Case type as written in the city's 311 export -> metric id."""
+        return {t: m.id for m in self.metrics for t in m.case_types}
+
+    @cached_property
+    def departments_by_id(self) -> dict[str, Department]:
+        return {d.id: d for d in self.departments}
+
+    def metric(self, metric_id: str) -> Metric:
+        return self.by_id[metric_id]
+
+    def metrics_of(self, department: str) -> list[Metric]:
+        return [m for m in self.metrics if m.department == department]
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be used; the message lists every problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _location(catalog_data: object, loc: tuple) -> str:
+    """Render a pydantic error location, naming the metric by its id where possible."""
+    parts: list[str] = []
+    node = catalog_data
+    for step in loc:
+        if isinstance(step, int):
+            label = f"[{step}]"
+            if isinstance(node, list) and 0 <= step < len(node):
+                node = node[step]
+                if isinstance(node, dict) and isinstance(node.get("id"), str):
+                    label += f" ({node['id']})"
+            else:
+                node = None
+            parts.append(label)
+        else:
+            if step.startswith(("function-", "constrained-", "literal[", "int", "float", "str")) or step in (
+                "function-after",
+            ):
+                continue  # pydantic's internal validator names say nothing to a catalog author
+            node = node.get(step) if isinstance(node, dict) else None
+            parts.append(("." if parts else "") + str(step))
+    return "".join(parts) or "(top level)"
+
+
+def parse_catalog(data: object, source: str = "<catalog>") -> Catalog:
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{_location(data, err['loc'])}: {message}")
+        raise CatalogError(source, problems) from None
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate a catalog file; None loads Boston's shipped default."""
+    if path is None:
+        text = resources.files("shared.catalogs").joinpath(DEFAULT_CATALOG).read_text(encoding="utf-8")
+        source = f"default catalog ({DEFAULT_CATALOG})"
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CatalogError(str(path), [f"cannot read: {exc.strerror}"]) from None
+        source = str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise CatalogError(source, ["the file must hold a mapping with city, timezone, departments and metrics"])
+    return parse_catalog(data, source)

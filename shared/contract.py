@@ -1,0 +1,240 @@
+"""The event contract, version 1 (contract.md).
+
+One JSON object per event: the body of an HTTP post, the value of a Kafka message
+and a line of a JSONL file all use these models. Unknown fields are refused so a
+typo never silently drops data, and every refusal names the field and the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from .catalog import Catalog, Kind
+
+CONTRACT_VERSION = 1
+
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+# Finite numbers only: NaN or infinity would poison every sum they enter.
+Number = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Event(BaseModel):
+    # strict: no "5" for 5 and no epoch numbers for timestamps; a department's bug
+    # should be refused loudly, not guessed at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    event_id: EventId
+    metric: Annotated[str, Field(min_length=1, max_length=64)]
+    department: StrictStr | None = None
+
+
+class CaseEvent(_Event):
+    """A 311-style case; sending the same case_id again replaces the earlier version."""
+
+    type: Literal["case"]
+    case_id: Annotated[str, Field(min_length=1, max_length=128)]
+    opened_at: AwareDatetime
+    closed_at: AwareDatetime | None = None
+    due_at: AwareDatetime | None = None
+    attributes: dict[str, StrictStr] | None = None
+
+    @model_validator(mode="after")
+    def _closed_after_opened(self) -> "CaseEvent":
+        if self.closed_at is not None and self.closed_at < self.opened_at:
+            raise ValueError("closed_at: is before opened_at")
+        return self
+
+
+class MeasurementEvent(_Event):
+    """One measurement: a call's answer time, a response time, a survey rating."""
+
+    type: Literal["measurement"]
+    occurred_at: AwareDatetime
+    value: Number
+
+
+class IncidentEvent(_Event):
+    """Something that happened (a shooting, a fire), counted against past years."""
+
+    type: Literal["incident"]
+    occurred_at: AwareDatetime
+    count: Annotated[int, Field(ge=1)] = 1
+
+
+class TallyEvent(_Event):
+    """A department's own total for one local day; a later tally for the day replaces it."""
+
+    type: Literal["tally"]
+    date: date
+    numerator: NonNegative | None = None
+    denominator: NonNegative | None = None
+    count: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "TallyEvent":
+        has_ratio = self.numerator is not None or self.denominator is not None
+        if has_ratio and self.count is not None:
+            raise ValueError("count: give either numerator and denominator, or count, not both")
+        if self.numerator is not None and self.denominator is None:
+            raise ValueError("denominator: required with numerator")
+        if self.denominator is not None and self.numerator is None:
+            raise ValueError("numerator: required with denominator")
+        if not has_ratio and self.count is None:
+            raise ValueError("count: give numerator and denominator, or count")
+        return self
+
+
+Event = Annotated[
+    Union[CaseEvent, MeasurementEvent, IncidentEvent, TallyEvent],
+    Field(discriminator="type"),
+]
+EVENT_TYPES = ("case", "measurement", "incident", "tally")
+
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason an event was refused: the field (dotted path) and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+class InvalidEvent(ValueError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # The discriminated union puts the type tag in the path ("case.opened_at");
+        # a department wants the field it sent.
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        field = ".".join(loc)
+        kind = err["type"]
+        message = err["msg"].removeprefix("Value error, ")
+        if not field and kind == "value_error" and ": " in message:
+            # Cross-field rules below say "field: reason".
+            field, message = message.split(": ", 1)
+        if kind == "extra_forbidden":
+            message = "unknown field (the contract does not have it)"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif kind == "timezone_aware":
+            message = "timestamp needs a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
+        elif kind.startswith("datetime"):
+            message = "must be an RFC 3339 timestamp with a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
+        elif kind.startswith("date"):
+            message = "must be a date written YYYY-MM-DD"
+        elif kind == "json_invalid":
+            message = "not valid JSON: " + str(err.get("ctx", {}).get("error", message))
+        elif kind == "model_type" and not field:
+            message = "an event must be a JSON object"
+        elif kind == "union_tag_invalid":
+            field = "type"
+            message = f"must be one of {', '.join(EVENT_TYPES)}"
+        elif kind == "union_tag_not_found":
+            field = "type"
+            message = "required field is missing"
+        problems.append(Problem(field, message))
+    return problems
+
+
+def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
+    """Validate one event (JSON text or an already decoded object) against the contract."""
+    try:
+        if isinstance(raw, dict):
+            # Decoded JSON holds timestamps as strings, which strict Python-mode
+            # validation refuses; validating its JSON keeps one set of rules.
+            raw = _dumps(raw)
+        return _event_adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(_problems(exc)) from None
+
+
+def _dumps(raw: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(raw)
+    except TypeError as exc:
+        raise InvalidEvent([Problem("", f"not JSON-serialisable: {exc}")]) from None
+
+
+def check_against_catalog(event: Event, catalog: Catalog) -> list[Problem]:
+    """Contract rules that need the catalog: the metric exists and takes this event."""
+    metric = catalog.by_id.get(event.metric)
+    if metric is None:
+        return [Problem("metric", f"unknown metric {event.metric!r} (not in the {catalog.city} catalog)")]
+    if event.type not in metric.event_types:
+        accepted = ", ".join(metric.event_types)
+        return [Problem("type", f"metric {metric.id!r} does not accept {event.type!r} events (it accepts: {accepted})")]
+    problems: list[Problem] = []
+    if isinstance(event, MeasurementEvent):
+        if metric.min_value is not None and event.value < metric.min_value:
+            problems.append(Problem("value", f"must be at least {metric.min_value:g} for {metric.id}"))
+        if metric.max_value is not None and event.value > metric.max_value:
+            problems.append(Problem("value", f"must be at most {metric.max_value:g} for {metric.id}"))
+    elif isinstance(event, TallyEvent):
+        wants_count = metric.kind.is_trend
+        if wants_count and event.count is None:
+            problems.append(Problem("count", f"required: {metric.id} is a trend metric and is tallied by count"))
+        elif not wants_count and event.numerator is None:
+            problems.append(
+                Problem("numerator", f"numerator and denominator required: {metric.id} is a {metric.kind.value} metric")
+            )
+        if metric.kind is Kind.RATIO and metric.max_value is not None and event.numerator is not None:
+            if event.numerator > metric.max_value * event.denominator:  # type: ignore[operator]
+                problems.append(Problem("numerator", f"above {metric.max_value:g} per unit of denominator"))
+    return problems
+
+
+def validate_event(raw: str | bytes | dict[str, Any], catalog: Catalog) -> Event:
+    """Parse an event and check it against the catalog; raise InvalidEvent naming every problem."""
+    event = parse_event(raw)
+    problems = check_against_catalog(event, catalog)
+    if problems:
+        raise InvalidEvent(problems)
+    return event
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The contract as a JSON Schema document (for departments and for the OpenAPI spec)."""
+    schema = _event_adapter.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"CityScore event (contract version {CONTRACT_VERSION})"
+    return schema
+
+
+def event_to_json(event: Event) -> bytes:
+    """The canonical JSON of an event, as written to Kafka and JSONL files."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def local_day(moment: datetime, catalog: Catalog) -> date:
+    """The city's calendar day an instant falls on (DST-safe: converts, never shifts)."""
+    return moment.astimezone(catalog.zone).date()

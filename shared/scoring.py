@@ -1,0 +1,246 @@
+"""The scoring core: pure functions from daily totals to window scores (scoring.md).
+
+No Kafka, no SQL, no clock. The scorer, the offline `cityscore score` command and
+the tests all call these same functions, so a score means the same thing wherever
+it is computed. State is one `DayTotals` per metric and local day.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Iterable, Mapping, NamedTuple
+
+from .catalog import Catalog, Kind, Metric
+
+
+@dataclass(slots=True)
+class DayTotals:
+    """Everything a metric needs from one local day.
+
+    `numerator`/`denominator` feed ratio kinds, `count` feeds trends, and `values`
+    keeps raw measurements for medians (a median cannot be pooled from sums).
+    """
+
+    numerator: float = 0.0
+    denominator: float = 0.0
+    count: float = 0.0
+    values: list[float] = field(default_factory=list)
+
+
+class WindowScore(NamedTuple):
+    """A score with the numerator and denominator Boston publishes beside it."""
+
+    score: float | None
+    numerator: float | None
+    denominator: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"score": self.score, "numerator": self.numerator, "denominator": self.denominator}
+
+
+NULL = WindowScore(None, None, None)
+
+DaysOf = Mapping[date, DayTotals]
+
+
+def window_dates(as_of: date, length: int) -> list[date]:
+    """The `length` local days of a trailing window that ends on `as_of`."""
+    return [as_of - timedelta(days=offset) for offset in range(length - 1, -1, -1)]
+
+
+def years_back(day: date, years: int) -> date:
+    """The same calendar date `years` earlier; 29 February becomes 28 February."""
+    year = day.year - years
+    if day.month == 2 and day.day == 29:
+        return date(year, 2, 28)
+    return day.replace(year=year)
+
+
+# -- the five kinds ---------------------------------------------------------
+
+
+def score_ratio(days: DaysOf, dates: Iterable[date], target: float) -> WindowScore:
+    """(Σ numerator ÷ Σ denominator) ÷ target, pooled over the window."""
+    numerator = denominator = 0.0
+    for day in dates:
+        totals = days.get(day)
+        if totals is not None:
+            numerator += totals.numerator
+            denominator += totals.denominator
+    if denominator == 0:
+        return NULL
+    return WindowScore(numerator / denominator / target, numerator, denominator)
+
+
+def score_mean_daily_ratio(days: DaysOf, dates: Iterable[date], target: float) -> WindowScore:
+    """Mean over days with data of (day numerator ÷ day denominator), ÷ target."""
+    rates = []
+    for day in dates:
+        totals = days.get(day)
+        if totals is not None and totals.denominator > 0:
+            rates.append(totals.numerator / totals.denominator)
+    if not rates:
+        return NULL
+    mean = sum(rates) / len(rates)
+    return WindowScore(mean / target, mean, target)
+
+
+def score_target_over_median(days: DaysOf, dates: Iterable[date], target: float) -> WindowScore:
+    """Target ÷ median of every value in the window (lower values are better)."""
+    values: list[float] = []
+    for day in dates:
+        totals = days.get(day)
+        if totals is not None:
+            values.extend(totals.values)
+    if not values:
+        return NULL
+    median = statistics.median(values)
+    if median == 0:
+        return NULL
+    return WindowScore(target / median, target, median)
+
+
+def historical_mean(days: DaysOf, dates: list[date], first_day: date | None) -> float | None:
+    """Mean daily count over the same calendar window of every prior year with data.
+
+    A prior year counts when the metric's first day with data is on or before the
+    earliest date of the window moved back to that year; None when no year counts.
+    """
+    if first_day is None or not dates:
+        return None
+    total = 0.0
+    years = 0
+    while True:
+        moved = [years_back(day, years + 1) for day in dates]
+        if min(moved) < first_day:
+            break
+        years += 1
+        for day in moved:
+            totals = days.get(day)
+            if totals is not None:
+                total += totals.count
+    if years == 0:
+        return None
+    return total / (len(dates) * years)
+
+
+def current_mean(days: DaysOf, dates: list[date]) -> float:
+    """Mean daily count over the window; days with no events count as 0."""
+    total = 0.0
+    for day in dates:
+        totals = days.get(day)
+        if totals is not None:
+            total += totals.count
+    return total / len(dates)
+
+
+def score_trend(kind: Kind, current: float, historical: float | None) -> WindowScore:
+    if historical is None:
+        return NULL
+    if kind is Kind.TREND_LOWER_BETTER:
+        if current == 0:
+            return NULL
+        return WindowScore(historical / current, historical, current)
+    if historical == 0:
+        return NULL
+    return WindowScore(current / historical, current, historical)
+
+
+# -- a metric, and the whole city -------------------------------------------
+
+
+def score_metric(
+    metric: Metric,
+    days: DaysOf,
+    as_of: date,
+    windows: Mapping[str, int],
+    first_day: date | None = None,
+) -> dict[str, WindowScore]:
+    """Every window's score for one metric, as of the local date `as_of`.
+
+    `days` maps local dates to that metric's totals; `first_day` is the first date
+    the metric had data (found from `days` when not given).
+    """
+    scores: dict[str, WindowScore] = {}
+    if metric.kind.is_trend:
+        if first_day is None and days:
+            first_day = min(days)
+        # The day score compares yesterday with the week's historical baseline (Boston's rule).
+        week_dates = window_dates(as_of, windows["week"])
+        baselines: dict[int, float | None] = {windows["week"]: historical_mean(days, week_dates, first_day)}
+        for name, length in windows.items():
+            dates = window_dates(as_of, length)
+            baseline_length = windows["week"] if name == "day" else length
+            if baseline_length not in baselines:
+                baselines[baseline_length] = historical_mean(days, dates, first_day)
+            scores[name] = score_trend(metric.kind, current_mean(days, dates), baselines[baseline_length])
+        return scores
+
+    assert metric.target is not None
+    scorer = _TARGET_KINDS[metric.kind]
+    for name, length in windows.items():
+        scores[name] = scorer(days, window_dates(as_of, length), metric.target)
+    return scores
+
+
+_TARGET_KINDS = {
+    Kind.RATIO: score_ratio,
+    Kind.MEAN_DAILY_RATIO: score_mean_daily_ratio,
+    Kind.TARGET_OVER_MEDIAN: score_target_over_median,
+}
+
+
+def overall(metric_scores: Iterable[Mapping[str, WindowScore]], windows: Iterable[str]) -> dict[str, float | None]:
+    """The CityScore: per window, the plain mean of the metrics' non-null scores."""
+    sums: dict[str, list[float]] = {name: [] for name in windows}
+    for scores in metric_scores:
+        for name, values in sums.items():
+            score = scores[name].score
+            if score is not None:
+                values.append(score)
+    return {name: (sum(values) / len(values) if values else None) for name, values in sums.items()}
+
+
+class Scoreboard(NamedTuple):
+    """Every metric's window scores and the overall CityScore for one as-of date."""
+
+    as_of: date
+    cityscore: dict[str, float | None]
+    metrics: dict[str, dict[str, WindowScore]]
+
+    def as_dict(self, catalog: Catalog) -> dict:
+        """The JSON shape of contract.md ("Scores")."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "cityscore": dict(self.cityscore),
+            "metrics": {
+                metric_id: {
+                    "name": catalog.by_id[metric_id].name,
+                    **{window: score.as_dict() for window, score in scores.items()},
+                }
+                for metric_id, scores in self.metrics.items()
+            },
+        }
+
+
+def score_city(
+    catalog: Catalog,
+    days_of: Mapping[str, DaysOf],
+    as_of: date,
+    first_days: Mapping[str, date] | None = None,
+) -> Scoreboard:
+    """Score every catalog metric from its daily totals; metrics with no data score null."""
+    empty: dict[date, DayTotals] = {}
+    metrics = {
+        metric.id: score_metric(
+            metric,
+            days_of.get(metric.id, empty),
+            as_of,
+            catalog.windows,
+            (first_days or {}).get(metric.id),
+        )
+        for metric in catalog.metrics
+    }
+    return Scoreboard(as_of, overall(metrics.values(), catalog.windows), metrics)
