@@ -1,0 +1,182 @@
+"""The `cityscore` command: offline tools, and (in later steps) each service's entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import click
+import orjson
+
+from shared.catalog import CatalogError, Catalog, load_catalog
+
+
+def _load_catalog(path: str | None) -> Catalog:
+    try:
+        return load_catalog(path or os.environ.get("CITYSCORE_CATALOG") or None)
+    except CatalogError as exc:
+        lines = "\n".join(f"  - {p}" for p in exc.problems)
+        raise click.ClickException(f"catalog {exc.source} is not valid:\n{lines}") from None
+
+
+catalog_option = click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Catalog YAML file (default: $CITYSCORE_CATALOG, else Boston's).",
+)
+
+
+def _parse_date(ctx, param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
+
+
+@click.group()
+@click.version_option(package_name="cityscore")
+def main() -> None:
+    """CityScore: how well the city is doing, metric by metric, day by day."""
+
+
+# -- contract and catalog ----------------------------------------------------
+
+
+@main.group()
+def contract() -> None:
+    """The event contract."""
+
+
+@contract.command("schema")
+def contract_schema() -> None:
+    """Print the event contract as a JSON Schema document."""
+    from shared.contract import event_json_schema
+
+    click.echo(orjson.dumps(event_json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def catalog() -> None:
+    """Metric catalogs."""
+
+
+@catalog.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def catalog_check(file: str) -> None:
+    """Validate a catalog file and summarise it."""
+    loaded = _load_catalog(file)
+    kinds: dict[str, int] = {}
+    for metric in loaded.metrics:
+        kinds[metric.kind.value] = kinds.get(metric.kind.value, 0) + 1
+    click.echo(
+        f"{file}: OK. {loaded.city} ({loaded.timezone}): {len(loaded.metrics)} metrics, "
+        f"{len(loaded.departments)} departments, windows "
+        + ", ".join(f"{name} {days}d" for name, days in loaded.windows.items())
+    )
+    for kind, count in sorted(kinds.items()):
+        click.echo(f"  {kind}: {count}")
+
+
+# -- offline scoring ---------------------------------------------------------
+
+
+@main.command()
+@click.option("--events", "events_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL file of events ('-' for standard input).")
+@click.option("--as-of", "as_of", required=True, callback=_parse_date, help="Score as of this local date (YYYY-MM-DD).")
+@catalog_option
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
+def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool) -> None:
+    """Score a JSONL file of events offline, as of a date."""
+    from shared.offline import score_file
+
+    loaded = _load_catalog(catalog_path)
+    started = time.perf_counter()
+    with click.open_file(events_path, "rb") as stream:
+        board, report, _ = score_file(stream, loaded, as_of)
+    elapsed = time.perf_counter() - started
+    for bad in report.reasons:
+        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
+    if report.invalid > len(report.reasons):
+        click.echo(f"... and {report.invalid - len(report.reasons)} more invalid lines", err=True)
+    summary = (
+        f"{report.lines} lines: {report.folded} events folded, {report.duplicates} duplicates ignored, "
+        f"{report.invalid} invalid, in {elapsed:.1f}s"
+    )
+    if report.invalid and not skip_invalid:
+        click.echo(f"{summary}. Not scored: fix the lines above or pass --skip-invalid.", err=True)
+        sys.exit(1)
+    click.echo(summary, err=True)
+    if fmt == "json":
+        click.echo(orjson.dumps(board.as_dict(loaded), option=orjson.OPT_INDENT_2).decode())
+    else:
+        from shared.board_text import render_table
+
+        render_table(board, loaded)
+
+
+# -- importers ---------------------------------------------------------------
+
+
+@main.group("import")
+def import_group() -> None:
+    """Turn a city's exports into events."""
+
+
+# -- developer tools ---------------------------------------------------------
+
+
+@main.group()
+def dev() -> None:
+    """Tools for developers: generated data, a local Kafka broker."""
+
+
+@dev.command("generate")
+@click.option("--days", type=click.IntRange(min=1), required=True, help="Local days of live events.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--end", callback=_parse_date, default=None, help="Last day (default: yesterday).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), required=True)
+@catalog_option
+def dev_generate(days: int, seed: int, end: date | None, out_path: str, catalog_path: str | None) -> None:
+    """Write a realistic JSONL stream of events for every catalog metric."""
+    from shared.generator import generate
+
+    loaded = _load_catalog(catalog_path)
+    end = end or (datetime.now(loaded.zone).date() - timedelta(days=1))
+    written = 0
+    dumps = orjson.dumps
+    with click.open_file(out_path, "wb") as out:
+        batch = []
+        for event in generate(loaded, days, seed, end):
+            batch.append(dumps(event))
+            if len(batch) >= 10000:
+                out.write(b"\n".join(batch) + b"\n")
+                written += len(batch)
+                batch.clear()
+        if batch:
+            out.write(b"\n".join(batch) + b"\n")
+            written += len(batch)
+    click.echo(f"wrote {written} events for {days} days ending {end} (seed {seed}) to {out_path}", err=True)
+
+
+def _mount_optional_groups() -> None:
+    """Attach command groups that live beside the modules they drive."""
+    try:
+        from shared.devkafka import kafka_group
+    except ImportError:  # pragma: no cover - only while the launcher is being written
+        return
+    dev.add_command(kafka_group)
+
+
+_mount_optional_groups()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
