@@ -8,7 +8,7 @@ All of this comes from the catalog, so another city's hours and holidays need no
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 
 import holidays
@@ -60,8 +60,9 @@ class BusinessCalendar:
     def due_at(self, sla: SLA, opened_at: datetime) -> datetime:
         """When a case opened at `opened_at` is due under `sla`."""
         if sla.hours is not None:
-            # "Within 24 hours" is elapsed time, whatever the clocks do.
-            return opened_at + timedelta(hours=sla.hours)
+            # "Within 24 hours" is elapsed time, whatever the clocks do. Python adds
+            # wall-clock time to zone-aware datetimes, so add in UTC.
+            return opened_at.astimezone(timezone.utc) + timedelta(hours=sla.hours)
         if sla.calendar_days is not None:
             # Calendar days keep the local clock time across a DST change.
             local = opened_at.astimezone(self.zone)

@@ -16,7 +16,7 @@ import heapq
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterator
 
 from .business_time import BusinessCalendar
@@ -110,16 +110,26 @@ class Generator:
         self.calendar = BusinessCalendar(catalog)
         # Each metric's performance drifts from day to day so scores move around 1.
         self.drift = {m.id: 0.0 for m in catalog.metrics}
+        self.metric_number = {m.id: number for number, m in enumerate(catalog.metrics)}
 
     def volume(self, metric: Metric) -> Volume:
         return BOSTON_VOLUMES.get(metric.id) or DEFAULT_VOLUME[metric.feed]
 
+    # Instants are kept in UTC: Python does wall-clock arithmetic and comparison on
+    # datetimes sharing a ZoneInfo, which would be an hour off around DST changes.
     def at(self, day: date, seconds: float) -> datetime:
-        return datetime.combine(day, time(0), tzinfo=self.zone) + timedelta(seconds=seconds)
+        return self.midnight(day) + timedelta(seconds=seconds)
+
+    def midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time(0), tzinfo=self.zone).astimezone(timezone.utc)
 
     def moment_in(self, day: date) -> datetime:
         local = datetime.combine(day, time(0)) + timedelta(seconds=self.rng.uniform(0, 86399))
-        return local.replace(tzinfo=self.zone)
+        return local.replace(tzinfo=self.zone).astimezone(timezone.utc)
+
+    def iso(self, moment: datetime) -> str:
+        """Local time with its offset, as a city's systems write it."""
+        return moment.astimezone(self.zone).replace(microsecond=0).isoformat()
 
     # -- the stream ------------------------------------------------------------
 
@@ -132,10 +142,11 @@ class Generator:
             for metric in self.catalog.metrics:
                 self.drift[metric.id] = max(-0.25, min(0.15, self.drift[metric.id] * 0.9 + self.rng.gauss(0, 0.03)))
                 self.day_of(metric, day, stream)
-            yield from stream.until(datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone))
+            yield from stream.until(self.midnight(day + timedelta(days=1)))
         # The file is what the city knows by the morning after `end` (when yesterday is
         # scored): the night's tallies are in; later closings and late events are not.
-        yield from stream.until(datetime.combine(end + timedelta(days=1), MORNING_RUN, tzinfo=self.zone))
+        morning = datetime.combine(end + timedelta(days=1), MORNING_RUN, tzinfo=self.zone)
+        yield from stream.until(morning.astimezone(timezone.utc))
 
     def history(self, start: date) -> Iterator[dict]:
         """Backfilled daily tallies for trend metrics, so they have past years to compare with."""
@@ -179,9 +190,9 @@ class Generator:
             occurred = self.moment_in(day)
             event: dict = {"event_id": event_id, "metric": metric.id}
             if metric.feed is Feed.INCIDENTS:
-                event.update(type="incident", occurred_at=occurred.isoformat())
+                event.update(type="incident", occurred_at=self.iso(occurred))
             else:
-                event.update(type="measurement", occurred_at=occurred.isoformat(), value=self.value(metric, quality))
+                event.update(type="measurement", occurred_at=self.iso(occurred), value=self.value(metric, quality))
             self.send(stream, occurred + timedelta(seconds=self.rng.uniform(1, 120)), event)
 
     def send(self, stream: _Stream, at: datetime, event: dict) -> None:
@@ -230,27 +241,28 @@ class Generator:
         if metric.sla_by_attribute is not None:
             choices = sorted(metric.sla_by_attribute.values) + ["other"]
             attributes = {metric.sla_by_attribute.attribute: rng.choice(choices)}
-        due = self.calendar.case_due_at(metric, opened, attributes)
+        due = self.calendar.case_due_at(metric, opened, attributes).astimezone(timezone.utc)
         span = (due - opened).total_seconds()
         if rng.random() < quality:
             closed = opened + timedelta(seconds=span * rng.uniform(0.05, 0.98))
         else:
             closed = due + timedelta(seconds=max(60.0, span * rng.uniform(0.05, 1.0)))
-        case_id = f"{metric.id[:4].upper()}{day:%Y%m%d}{int(event_id.rsplit('-', 1)[1]):04d}"
-        base = {"type": "case", "metric": metric.id, "case_id": case_id, "opened_at": opened.isoformat()}
+        # Numeric like Boston's case enquiry ids, and unique across metrics.
+        case_id = f"1{day:%y%m%d}{self.metric_number[metric.id]:02d}{int(event_id.rsplit('-', 1)[1]):04d}"
+        base = {"type": "case", "metric": metric.id, "case_id": case_id, "opened_at": self.iso(opened)}
         if rng.random() < DUE_AT_SHARE:
-            base["due_at"] = due.isoformat()
+            base["due_at"] = self.iso(due)
         if attributes:
             base["attributes"] = attributes
         if rng.random() < OPENED_SHARE:
             stream.send(opened + timedelta(seconds=30), {"event_id": f"{event_id}-opened", **base, "closed_at": None})
-        closed_event = {"event_id": f"{event_id}-closed", **base, "closed_at": closed.isoformat()}
+        closed_event = {"event_id": f"{event_id}-closed", **base, "closed_at": self.iso(closed)}
         self.send(stream, closed + timedelta(seconds=rng.uniform(1, 300)), closed_event)
         if rng.random() < REOPENED_SHARE:
             reopened = closed + timedelta(hours=rng.uniform(1, 48))
             stream.send(reopened, {"event_id": f"{event_id}-reopened", **base, "closed_at": None})
             closed_again = reopened + timedelta(hours=rng.uniform(1, 96))
-            stream.send(closed_again, {"event_id": f"{event_id}-reclosed", **base, "closed_at": closed_again.isoformat()})
+            stream.send(closed_again, {"event_id": f"{event_id}-reclosed", **base, "closed_at": self.iso(closed_again)})
 
 
 def generate(catalog: Catalog, days: int, seed: int, end: date) -> Iterator[dict]:
