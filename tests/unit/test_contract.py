@@ -1,0 +1,155 @@
+"""The event contract: what is accepted, and that every refusal names the field and the reason."""
+
+import json
+
+import pytest
+
+from shared.catalog import load_catalog
+from shared.contract import (
+    CaseEvent,
+    InvalidEvent,
+    TallyEvent,
+    event_json_schema,
+    event_to_json,
+    parse_event,
+    validate_event,
+)
+
+BOSTON = load_catalog()
+
+SPEC_EXAMPLES = [
+    {"event_id": "311-101001240735-closed", "type": "case", "metric": "streetlight-on-time",
+     "case_id": "101001240735", "opened_at": "2015-01-01T00:25:23-05:00",
+     "closed_at": "2015-01-02T16:17:43-05:00", "due_at": "2015-01-16T08:30:00-05:00"},
+    {"event_id": "ems-2026-07-22-0042", "type": "measurement", "metric": "ems-response-time",
+     "occurred_at": "2026-07-22T14:03:00-04:00", "value": 5.4},
+    {"event_id": "bpd-I26-004211", "type": "incident", "metric": "shootings",
+     "occurred_at": "2026-07-22T23:40:00-04:00"},
+    {"event_id": "bps-2026-03-02", "type": "tally", "metric": "bps-attendance",
+     "date": "2026-03-02", "numerator": 43120, "denominator": 46012},
+]
+
+
+@pytest.mark.parametrize("example", SPEC_EXAMPLES, ids=lambda e: e["type"])
+def test_the_spec_examples_are_valid_and_round_trip(example):
+    event = validate_event(json.dumps(example), BOSTON)
+    assert event.event_id == example["event_id"]
+    again = validate_event(event_to_json(event), BOSTON)
+    assert again == event
+    assert validate_event(example, BOSTON) == event  # a decoded object validates the same way
+
+
+def test_incident_count_defaults_to_one():
+    assert parse_event(SPEC_EXAMPLES[2]).count == 1
+
+
+def test_open_case_has_no_closed_at():
+    event = parse_event({**SPEC_EXAMPLES[0], "closed_at": None})
+    assert isinstance(event, CaseEvent) and event.closed_at is None
+
+
+def problems(raw, catalog=BOSTON):
+    with pytest.raises(InvalidEvent) as caught:
+        validate_event(raw if isinstance(raw, (str, bytes)) else json.dumps(raw), catalog)
+    return {p.field: p.reason for p in caught.value.problems}
+
+
+def test_unknown_field_is_refused_by_name():
+    found = problems({**SPEC_EXAMPLES[1], "vaule": 5.4})
+    assert found == {"vaule": "unknown field (the contract does not have it)"}
+
+
+def test_timestamp_without_offset_is_refused():
+    found = problems({**SPEC_EXAMPLES[1], "occurred_at": "2026-07-22T14:03:00"})
+    assert list(found) == ["occurred_at"] and "UTC offset" in found["occurred_at"]
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"occurred_at": 1753207380}, "occurred_at", "RFC 3339"),  # epoch numbers are not guessed at
+        ({"occurred_at": "yesterday"}, "occurred_at", "RFC 3339"),
+        ({"value": "5.4"}, "value", "number"),  # strict: no strings for numbers
+        ({"value": float("nan")}, "value", "finite"),
+        ({"event_id": ""}, "event_id", "at least 1"),
+        ({"event_id": "x" * 129}, "event_id", "at most 128"),
+        ({"type": "complaint"}, "type", "one of case, measurement, incident, tally"),
+        ({"metric": "potholes"}, "metric", "unknown metric 'potholes'"),
+        ({"metric": "shootings"}, "type", "does not accept 'measurement'"),
+        ({"metric": "311-surveys", "value": 6}, "value", "at most 5"),
+        ({"metric": "ems-response-time", "value": -1}, "value", "at least 0"),
+    ],
+)
+def test_bad_measurements_name_the_field(change, field, words):
+    found = problems({**SPEC_EXAMPLES[1], **change})  # json.dumps writes NaN, as a careless sender would
+    assert field in found, found
+    assert words in found[field]
+
+
+def test_missing_fields_are_each_named():
+    found = problems({"event_id": "x", "type": "case", "metric": "pothole-on-time"})
+    assert found == {"case_id": "required field is missing", "opened_at": "required field is missing"}
+
+
+def test_missing_type_is_named():
+    assert problems({"event_id": "x", "metric": "pothole-on-time"}) == {"type": "required field is missing"}
+
+
+def test_case_closed_before_it_opened():
+    found = problems({**SPEC_EXAMPLES[0], "closed_at": "2014-12-31T10:00:00-05:00"})
+    assert found == {"closed_at": "is before opened_at"}
+
+
+def test_case_attributes_must_be_strings():
+    assert "attributes.subtype" in problems({**SPEC_EXAMPLES[0], "attributes": {"subtype": 7}})
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"numerator": 5, "denominator": None}, "denominator"),
+        ({"numerator": -1}, "numerator"),
+        ({"count": 3}, "count"),  # both shapes at once
+        ({"date": "2026-02-30"}, "date"),
+        ({"date": "03/02/2026"}, "date"),
+    ],
+)
+def test_bad_tallies(change, field):
+    raw = {**SPEC_EXAMPLES[3], **change}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    assert field in problems(raw)
+
+
+def test_tally_shape_must_fit_the_metric_kind():
+    ratio_for_trend = {"event_id": "t", "type": "tally", "metric": "library-users", "date": "2026-03-02",
+                       "numerator": 1, "denominator": 2}
+    assert "count" in problems(ratio_for_trend)
+    count_for_ratio = {**SPEC_EXAMPLES[3]}
+    del count_for_ratio["numerator"], count_for_ratio["denominator"]
+    count_for_ratio["count"] = 4
+    assert "numerator" in problems(count_for_ratio)
+
+
+def test_a_survey_tally_cannot_average_above_the_top_rating():
+    raw = {"event_id": "t", "type": "tally", "metric": "311-surveys", "date": "2026-03-02",
+           "numerator": 60, "denominator": 10}
+    assert "numerator" in problems(raw)
+
+
+def test_not_json_and_not_an_object():
+    assert "not valid JSON" in problems(b"{nope")[""]
+    assert list(problems(b"[1, 2]")) == [""]
+
+
+def test_a_count_tally_parses():
+    event = parse_event({"event_id": "t", "type": "tally", "metric": "library-users", "date": "2026-03-02",
+                         "count": 15000})
+    assert isinstance(event, TallyEvent) and event.count == 15000
+
+
+def test_json_schema_describes_all_four_types_and_forbids_unknown_fields():
+    schema = event_json_schema()
+    assert set(schema["discriminator"]["mapping"]) == {"case", "measurement", "incident", "tally"}
+    for definition in schema["$defs"].values():
+        assert definition.get("additionalProperties") is False
+    assert "opened_at" in schema["$defs"]["CaseEvent"]["required"]
