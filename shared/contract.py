@@ -106,20 +106,25 @@ Event = Annotated[
 EVENT_TYPES = ("case", "measurement", "incident", "tally")
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+_batch_adapter: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One reason an event was refused: the field (dotted path) and why."""
+    """One reason an event was refused: the field (dotted path) and why; `index` in a batch."""
 
     field: str
     reason: str
+    index: int | None = None
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}" if self.field else self.reason
 
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "reason": self.reason}
+    def as_dict(self) -> dict[str, str | int]:
+        found: dict[str, str | int] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            found = {"index": self.index, **found}
+        return found
 
 
 class InvalidEvent(ValueError):
@@ -128,12 +133,16 @@ class InvalidEvent(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
-def _problems(exc: ValidationError) -> list[Problem]:
+def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         # The discriminated union puts the type tag in the path ("case.opened_at");
         # a department wants the field it sent.
-        loc = [str(p) for p in err["loc"]]
+        loc = list(err["loc"])
+        index = None
+        if batch and loc and isinstance(loc[0], int):
+            index = loc.pop(0)
+        loc = [str(p) for p in loc]
         if loc and loc[0] in EVENT_TYPES:
             loc = loc[1:]
         field = ".".join(loc)
@@ -162,7 +171,9 @@ def _problems(exc: ValidationError) -> list[Problem]:
         elif kind == "union_tag_not_found":
             field = "type"
             message = "required field is missing"
-        problems.append(Problem(field, message))
+        elif kind == "list_type" and not field and index is None:
+            message = "must be an event object or an array of them"
+        problems.append(Problem(field, message, index))
     return problems
 
 
@@ -176,6 +187,17 @@ def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
         return _event_adapter.validate_json(raw)
     except ValidationError as exc:
         raise InvalidEvent(_problems(exc)) from None
+
+
+def parse_events(raw: str | bytes) -> list[Event]:
+    """Validate a JSON object or array of events in one pass; problems carry their index."""
+    body = raw.lstrip()
+    if body[:1] in (b"[", "["):
+        try:
+            return _batch_adapter.validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidEvent(_problems(exc, batch=True)) from None
+    return [parse_event(raw)]
 
 
 def _dumps(raw: dict[str, Any]) -> bytes:
