@@ -131,6 +131,27 @@ def import_group() -> None:
     """Turn a city's exports into events."""
 
 
+@import_group.command("boston311")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL file of case events to write ('-' for standard output).")
+@catalog_option
+def import_boston311(file: str, out_path: str, catalog_path: str | None) -> None:
+    """Turn a Boston 311 CSV export (2015-2018 or 2019+ layout) into case events."""
+    from shared.boston311 import Boston311FormatError, import_file
+
+    loaded = _load_catalog(catalog_path)
+    started = time.perf_counter()
+    try:
+        summary = import_file(file, out_path, loaded)
+    except Boston311FormatError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    elapsed = time.perf_counter() - started
+    for line in summary.lines():
+        click.echo(line, err=True)
+    click.echo(f"wrote {'standard output' if out_path == '-' else out_path} in {elapsed:.1f}s", err=True)
+
+
 # -- developer tools ---------------------------------------------------------
 
 
