@@ -188,16 +188,30 @@ def dev_generate(days: int, seed: int, end: date | None, out_path: str, catalog_
     click.echo(f"wrote {written} events for {days} days ending {end} (seed {seed}) to {out_path}", err=True)
 
 
-def _mount_optional_groups() -> None:
-    """Attach command groups that live beside the modules they drive."""
-    try:
-        from shared.devkafka import kafka_group
-    except ImportError:  # pragma: no cover - only while the launcher is being written
-        return
-    dev.add_command(kafka_group)
+@main.group()
+def db() -> None:
+    """The database schema."""
 
 
-_mount_optional_groups()
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database at $DATABASE_URL to the newest schema."""
+    from shared.db import migrate
+    from shared.settings import get_settings
+
+    url = get_settings().database_url
+    migrate(url)
+    click.echo(f"database schema is up to date ({url.split('@')[-1]})")
+
+
+# Command groups that live beside the code they drive.
+from services.ingest.cli import departments_group, ingest_group, keys_group  # noqa: E402
+from shared.devkafka import kafka_group  # noqa: E402
+
+dev.add_command(kafka_group)
+main.add_command(ingest_group)
+main.add_command(departments_group)
+main.add_command(keys_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

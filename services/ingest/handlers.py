@@ -1,0 +1,159 @@
+"""Ingest's use cases, free of Flask: accept a batch of events, replay idempotent requests."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.catalog import Catalog
+from shared.contract import InvalidEvent, Problem, check_against_catalog, event_to_json, parse_events
+from shared.db import IdempotencyRecord, utcnow
+
+from .keys import Caller
+from .publisher import EventPublisher, PublishFailed
+
+
+@dataclass
+class Answer:
+    """An HTTP answer in plain terms: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, title: str, errors: list[Problem] | None = None, **extra: Any) -> Answer:
+    body: dict[str, Any] = {"error": title}
+    if errors is not None:
+        body["errors"] = [p.as_dict() for p in errors]
+    body.update(extra)
+    return Answer(status, body)
+
+
+def accept_events(
+    body: bytes, caller: Caller, catalog: Catalog, publisher: EventPublisher, max_batch: int,
+    retry_after_s: int = 5,
+) -> tuple[Answer, dict[str, int]]:
+    """Validate a body of one event or an array, and write it to Kafka as a whole.
+
+    Returns the answer and, when accepted, the number of events per metric (for /metrics).
+    """
+    try:
+        events = parse_events(body)
+    except InvalidEvent as exc:
+        return _error(422, "invalid events", exc.problems), {}
+    if not events:
+        return _error(422, "invalid events", [Problem("", "the array holds no events")]), {}
+    if len(events) > max_batch:
+        return _error(413, f"at most {max_batch} events per request, got {len(events)}"), {}
+    single = not body.lstrip().startswith(b"[")
+
+    problems: list[Problem] = []
+    forbidden: list[Problem] = []
+    for index, event in enumerate(events):
+        where = None if single else index
+        for problem in check_against_catalog(event, catalog):
+            problems.append(Problem(problem.field, problem.reason, where))
+        metric = catalog.by_id.get(event.metric)
+        if metric is not None and metric.department != caller.department:
+            forbidden.append(Problem("metric", f"metric {metric.id!r} belongs to {metric.department!r}, "
+                                     f"not to this key's department {caller.department!r}", where))
+        if event.department is not None and event.department != caller.department:
+            forbidden.append(Problem("department", f"is {event.department!r} but this key belongs to "
+                                     f"{caller.department!r}", where))
+    if problems:
+        return _error(422, "invalid events", problems), {}
+    if forbidden:
+        return _error(403, "not allowed for this key", forbidden), {}
+
+    records = []
+    per_metric: dict[str, int] = {}
+    for event in events:
+        stamped = event.model_copy(update={"department": caller.department})
+        records.append((event.metric.encode(), event_to_json(stamped)))
+        per_metric[event.metric] = per_metric.get(event.metric, 0) + 1
+    try:
+        publisher.publish(records)
+    except PublishFailed as exc:
+        answer = _error(503, "events not accepted: the event log is unavailable, retry later", detail=str(exc))
+        answer.headers["Retry-After"] = str(retry_after_s)
+        return answer, {}
+    return Answer(202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}), per_metric
+
+
+# -- idempotency -------------------------------------------------------------------
+
+
+def request_hash(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+def replay(session: Session, caller: Caller, idempotency_key: str, body: bytes) -> Answer | None:
+    """The stored answer for a retried request, a 422 for a reused key, or None if it is new."""
+    record = session.get(IdempotencyRecord, (caller.key_id, idempotency_key))
+    if record is None:
+        return None
+    if record.request_hash != request_hash(body):
+        return _error(422, "Idempotency-Key was already used with a different body",
+                      [Problem("Idempotency-Key", "reused with a different request body")])
+    answer = Answer(record.status, orjson.loads(record.response_body))
+    answer.headers["Idempotent-Replayed"] = "true"
+    return answer
+
+
+def remember(sessions: sessionmaker, caller: Caller, idempotency_key: str, body: bytes, answer: Answer) -> None:
+    """Keep a final answer (2xx or 4xx) so a retry gets it back; 5xx and 429 may change on retry."""
+    if answer.status >= 500 or answer.status == 429:
+        return
+    with sessions() as session:
+        session.add(IdempotencyRecord(api_key_id=caller.key_id, idempotency_key=idempotency_key,
+                                      request_hash=request_hash(body), status=answer.status,
+                                      response_body=orjson.dumps(answer.body).decode()))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # a concurrent retry stored it first; its answer stands
+
+
+def forget_old_requests(session: Session, ttl_hours: int) -> int:
+    result = session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.created_at < utcnow() - timedelta(hours=ttl_hours)))
+    return result.rowcount or 0
+
+
+def catalog_for(catalog: Catalog, department: str) -> dict[str, Any]:
+    """The metrics a department's key may send, with the event types and fields each takes."""
+    from shared.contract import event_json_schema
+
+    definitions = event_json_schema()["$defs"]
+    type_model = {"case": "CaseEvent", "measurement": "MeasurementEvent", "incident": "IncidentEvent",
+                  "tally": "TallyEvent"}
+    metrics = []
+    for metric in catalog.metrics_of(department):
+        metrics.append({
+            "id": metric.id,
+            "name": metric.name,
+            "description": metric.description,
+            "kind": metric.kind.value,
+            "target": metric.target,
+            "unit": metric.unit,
+            "event_types": {
+                event_type: {
+                    "required": definitions[type_model[event_type]].get("required", []),
+                    "fields": sorted(definitions[type_model[event_type]]["properties"]),
+                }
+                for event_type in metric.event_types
+            },
+            **({"threshold": metric.threshold} if metric.threshold is not None else {}),
+            **({"sla": metric.sla.describe()} if metric.sla is not None else {}),
+            **({"min_value": metric.min_value} if metric.min_value is not None else {}),
+            **({"max_value": metric.max_value} if metric.max_value is not None else {}),
+        })
+    return {"city": catalog.city, "timezone": catalog.timezone, "department": department, "metrics": metrics}

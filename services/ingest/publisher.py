@@ -1,0 +1,90 @@
+"""The Kafka adapter of ingest: write a batch and wait until Kafka has it (acks=all)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol, Sequence
+
+from kafka.errors import KafkaError
+
+from shared.kafka import broker_reachable, ensure_topics, make_producer
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(Exception):
+    """Kafka did not confirm every record in time; the caller must not say 202."""
+
+
+class EventPublisher(Protocol):
+    def publish(self, records: Sequence[tuple[bytes, bytes]]) -> float: ...
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaEventPublisher:
+    """Writes (key, value) records to the events topic and waits for every acknowledgement.
+
+    The producer is made on first use, so each gunicorn worker gets its own after
+    the fork, and a broker that is down at start-up does not stop the service from
+    starting: requests answer 503 until it is back, then succeed without a restart.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self.partitions = partitions
+        self.dead_letter_topic = dead_letter_topic
+        self._producer = None
+        self._topic_ready = False
+        self._lock = threading.Lock()
+
+    def _ensure(self, deadline: float):
+        """The producer, made (and the topics created) within what is left of the deadline."""
+        with self._lock:
+            if not self._topic_ready:
+                ensure_topics(self.bootstrap, {self.topic: self.partitions, self.dead_letter_topic: 1},
+                              timeout_s=max(0.1, deadline - time.monotonic()))
+                self._topic_ready = True
+            if self._producer is None:
+                self._producer = make_producer(self.bootstrap, self.timeout_s, client_id="cityscore-ingest",
+                                               bootstrap_timeout_ms=max(100, int((deadline - time.monotonic()) * 1000)))
+            return self._producer
+
+    def publish(self, records: Sequence[tuple[bytes, bytes]]) -> float:
+        """Send every record and wait for all acknowledgements; returns the seconds it took."""
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        try:
+            producer = self._ensure(deadline)
+            futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            for future in futures:
+                future.get(timeout=max(0.001, deadline - time.monotonic()))
+        except (KafkaError, OSError, AssertionError) as exc:
+            raise PublishFailed(f"Kafka did not confirm the write: {exc.__class__.__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - anything else from the client is still "not confirmed"
+            log.exception("unexpected error from the Kafka client")
+            raise PublishFailed(f"Kafka did not confirm the write: {exc.__class__.__name__}") from exc
+        return time.monotonic() - started
+
+    def ready(self, timeout_s: float = 3.0) -> bool:
+        """Kafka answers and the events topic exists, within `timeout_s`."""
+        if not broker_reachable(self.bootstrap, timeout_s):
+            return False
+        try:
+            producer = self._ensure(time.monotonic() + timeout_s)
+            return bool(producer.partitions_for(self.topic))
+        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=self.timeout_s)
+                self._producer = None

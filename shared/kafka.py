@@ -1,0 +1,75 @@
+"""Kafka helpers shared by the services: topics, producers, readiness."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> list[str]:
+    """Create the topics that are missing (name -> partitions); return the ones created.
+
+    Replication is left to the broker's default.replication.factor, so a
+    three-broker cluster gets three copies without a setting here.
+    """
+    timeout_ms = max(100, int(timeout_s * 1000))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
+                             bootstrap_timeout_ms=timeout_ms, client_id="cityscore-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(name, partitions, replication_factor=-1) for name, partitions in topics.items()
+                  if name not in existing]
+        if not wanted:
+            return []
+        try:
+            admin.create_topics(wanted, timeout_ms=timeout_ms)
+        except TopicAlreadyExistsError:
+            pass  # another instance created it first
+        created = [t.name for t in wanted]
+        log.info("created Kafka topics", extra={"topics": created})
+        return created
+    finally:
+        admin.close()
+
+
+def make_producer(bootstrap: str, timeout_s: float, client_id: str, **overrides) -> KafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record."""
+    timeout_ms = max(1000, int(timeout_s * 1000))
+    config = dict(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,  # retries inside the client never write a record twice
+        linger_ms=2,
+        batch_size=256 * 1024,
+        compression_type=None,
+        max_block_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        delivery_timeout_ms=timeout_ms + 2 + 1000,
+        bootstrap_timeout_ms=timeout_ms,
+    )
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the cluster answers a metadata request within the timeout."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                 bootstrap_timeout_ms=int(timeout_s * 1000), client_id="cityscore-probe")
+    except KafkaError:
+        return False
+    except Exception:  # noqa: BLE001 - any failure to connect means "not reachable"
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        admin.close()

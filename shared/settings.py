@@ -1,0 +1,40 @@
+"""Configuration from environment variables, with defaults that work on a laptop.
+
+Twelve-factor: every setting is an environment variable (named in the field's
+alias); nothing needs a config file. Defaults: a SQLite file, Kafka on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    catalog: str | None = Field(None, alias="CITYSCORE_CATALOG", description="Catalog YAML file; default Boston's")
+    database_url: str = Field("sqlite:///cityscore.db", alias="DATABASE_URL")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    events_topic: str = Field("cityscore.events", alias="CITYSCORE_EVENTS_TOPIC")
+    dead_letter_topic: str = Field("cityscore.events.dlq", alias="CITYSCORE_DLQ_TOPIC")
+    scores_topic: str = Field("cityscore.scores", alias="CITYSCORE_SCORES_TOPIC")
+    topic_partitions: int = Field(6, alias="CITYSCORE_TOPIC_PARTITIONS", ge=1)
+
+    # ingest
+    kafka_timeout_s: float = Field(5.0, alias="INGEST_KAFKA_TIMEOUT", gt=0,
+                                   description="How long ingest waits for Kafka to confirm before answering 503")
+    rate_limit: str = Field("50/second;2000/minute", alias="INGEST_RATE_LIMIT",
+                            description="Requests per API key (Flask-Limiter syntax)")
+    rate_limit_storage: str = Field("memory://", alias="INGEST_RATE_LIMIT_STORAGE",
+                                    description="Where rate-limit counters live (memory:// is per process)")
+    max_batch: int = Field(1000, alias="INGEST_MAX_BATCH", ge=1)
+    max_body_bytes: int = Field(1024 * 1024, alias="INGEST_MAX_BODY_BYTES", ge=1024)
+    idempotency_ttl_hours: int = Field(24, alias="INGEST_IDEMPOTENCY_TTL_HOURS", ge=1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
