@@ -15,8 +15,13 @@ Layout (``CITYSCORE_CACHE`` defaults to ``~/.cache/cityscore``)::
     $CITYSCORE_CACHE/kafka-run-<port>/           pid file, state, and by default:
         server.properties  data/  logs/server.log  kafka.out
 
-Environment: ``CITYSCORE_KAFKA_VERSION`` (default 4.3.1),
-``CITYSCORE_KAFKA_JAVA_OPTS`` (extra JVM options).
+From Python: ``start(port)`` returns a :class:`Broker` once metadata lists a broker and
+an acks=all write succeeds (it just returns when one already runs there), ``stop(port)``,
+``status(port)``, ``ensure_jars()``.
+
+Environment: ``CITYSCORE_KAFKA_VERSION`` (default 4.3.1; 3.9.1 is the known-good
+fallback), ``CITYSCORE_KAFKA_JAVA_OPTS`` (extra JVM options), ``CITYSCORE_REPO``
+(where deploy/kafka/ is, when not run from the source tree).
 """
 
 from __future__ import annotations
@@ -168,7 +173,7 @@ def ensure_jars(version: str = KAFKA_VERSION) -> Path:
         staging = home / f"libs.tmp-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         cmd = [
-            mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+            mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
             f"-Dkafka.version={version}", f"-Dkafka.libs.dir={staging}",
         ]
         click.echo(f"gathering Kafka {version} jars from Maven Central into {libs} ...", err=True)
@@ -360,8 +365,12 @@ def start(
     wait: float = 60,
     controller_port: int | None = None,
     version: str = KAFKA_VERSION,
+    fresh: bool = False,
 ) -> Broker:
-    """Start (or find running) a broker on 127.0.0.1:``port`` and wait until it is usable."""
+    """Start (or find running) a broker on 127.0.0.1:``port`` and wait until it is usable.
+
+    ``fresh`` wipes the data of a previous run first (only when this call starts it).
+    """
     if controller_port is None:
         controller_port = DEFAULT_CONTROLLER_PORT if port == DEFAULT_PORT else port + 1
     sdir = state_dir(port)
@@ -384,6 +393,10 @@ def start(
         run_dir = Path(data_dir).expanduser().resolve() if data_dir else sdir
         data = run_dir / "data"
         logs = run_dir / "logs"
+        if fresh:
+            shutil.rmtree(data, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir / "cluster.id").unlink()
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
         props = run_dir / "server.properties"
@@ -533,9 +546,10 @@ def up_command(port: int, controller_port: int | None, data_dir: str | None, wai
         broker = start(port=port, data_dir=data_dir, wait=wait, controller_port=controller_port)
     except DevKafkaError as exc:
         raise click.ClickException(str(exc)) from exc
+    what = f"Kafka {broker.version}" if broker.version else "Kafka"
     verb = "started" if broker.started else "already running"
-    click.echo(f"Kafka {broker.version or ''} {verb} on {broker.bootstrap_servers} "
-               f"(pid {broker.pid}, {time.monotonic() - began:.1f}s)".replace("  ", " "), err=True)
+    click.echo(f"{what} {verb} on {broker.bootstrap_servers} "
+               f"(pid {broker.pid}, {time.monotonic() - began:.1f}s)", err=True)
     if broker.log_file:
         click.echo(f"log: {broker.log_file}", err=True)
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
