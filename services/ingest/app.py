@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException
 
 from shared.catalog import Catalog, load_catalog
 from shared.db import make_engine, migrate, session_factory
-from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 from . import handlers
@@ -65,7 +64,6 @@ def create_app(
     catalog: Catalog | None = None,
 ) -> Flask:
     settings = settings or get_settings()
-    configure_logging()
     catalog = catalog or load_catalog(settings.catalog)
     if engine is None:
         engine = make_engine(settings.database_url)

@@ -33,8 +33,11 @@ def serve(host: str, port: int) -> None:
     """Run ingest locally (threaded). In production run gunicorn: see deploy/."""
     from werkzeug.serving import run_simple
 
+    from shared.logs import configure_logging
+
     from .app import create_app
 
+    configure_logging()
     run_simple(host, port, create_app(), threaded=True)
 
 

@@ -86,5 +86,8 @@ class KafkaEventPublisher:
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=self.timeout_s)
+                try:
+                    self._producer.close(timeout=self.timeout_s)
+                except Exception:  # noqa: BLE001 - nothing unconfirmed was ever answered 202
+                    log.warning("Kafka producer did not close cleanly", exc_info=True)
                 self._producer = None
