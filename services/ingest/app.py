@@ -199,7 +199,7 @@ def create_app(
         payload, content_type = metrics.exposition()
         return Response(payload, mimetype=content_type)
 
-    document = openapi_document(settings)
+    document = openapi_document(settings, catalog)
 
     @app.get("/openapi.json")
     def openapi() -> Response:

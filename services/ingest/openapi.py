@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.catalog import Catalog
 from shared.contract import CONTRACT_VERSION, event_json_schema
 from shared.settings import Settings
 
@@ -51,8 +52,13 @@ def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}}
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
+def openapi_document(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     schemas = _ref_schemas()
+    # The contract allows any metric id; this city's API takes only its catalog's.
+    metric_ids = [m.id for m in catalog.metrics]
+    for name in ("CaseEvent", "MeasurementEvent", "IncidentEvent", "TallyEvent"):
+        schemas[name]["properties"]["metric"] = {"type": "string", "enum": metric_ids,
+                                                 "title": "Metric", "description": "a metric of the catalog"}
     schemas["Error"] = ERROR
     schemas["Accepted"] = {"type": "object", "required": ["accepted", "event_ids"], "properties": {
         "accepted": {"type": "integer"}, "event_ids": {"type": "array", "items": {"type": "string"}}}}
