@@ -133,23 +133,79 @@ def import_group() -> None:
 
 @import_group.command("boston311")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="JSONL file of case events to write ('-' for standard output).")
+@click.option("--ingest-url", default=None, help="Send the events to this ingest API instead (e.g. http://host:8000).")
+@click.option("--api-key", "api_keys", multiple=True, envvar="CITYSCORE_API_KEYS",
+              help="Department API key for --ingest-url; repeat it for each department the export covers "
+                   "(or $CITYSCORE_API_KEYS, space-separated).")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 1000))
 @catalog_option
-def import_boston311(file: str, out_path: str, catalog_path: str | None) -> None:
+def import_boston311(file: str, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
+                     batch_size: int, catalog_path: str | None) -> None:
     """Turn a Boston 311 CSV export (2015-2018 or 2019+ layout) into case events."""
     from shared.boston311 import Boston311FormatError, import_file
 
+    if (out_path is None) == (ingest_url is None):
+        raise click.UsageError("give either --out FILE or --ingest-url URL")
+    if ingest_url and not api_keys:
+        raise click.UsageError("--ingest-url needs --api-key (or $CITYSCORE_API_KEYS)")
     loaded = _load_catalog(catalog_path)
     started = time.perf_counter()
     try:
-        summary = import_file(file, out_path, loaded)
+        if ingest_url:
+            summary, report = _send_boston311(file, loaded, ingest_url, list(api_keys), batch_size)
+        else:
+            summary, report = import_file(file, out_path, loaded), None
     except Boston311FormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     elapsed = time.perf_counter() - started
     for line in summary.lines():
         click.echo(line, err=True)
-    click.echo(f"wrote {'standard output' if out_path == '-' else out_path} in {elapsed:.1f}s", err=True)
+    if report is None:
+        click.echo(f"wrote {'standard output' if out_path == '-' else out_path} in {elapsed:.1f}s", err=True)
+        return
+    click.echo(f"sent to {ingest_url} in {elapsed:.1f}s ({report.requests} requests): "
+               f"{report.accepted} accepted, {report.refused_count} refused", err=True)
+    for refusal in report.refused[:50]:
+        click.echo(f"  refused {refusal.event_id} (HTTP {refusal.status}): {'; '.join(refusal.reasons)}", err=True)
+    if report.refused_count > 50:
+        click.echo(f"  ... and {report.refused_count - 50} more", err=True)
+    if report.refused_count:
+        sys.exit(1)
+
+
+def _send_boston311(file: str, catalog: Catalog, url: str, api_keys: list[str], batch_size: int):
+    """Read the export and post its events to ingest in batches, with a progress bar by bytes read."""
+    from shared.boston311 import Boston311Reader, text_stream
+    from shared.sender import DepartmentRouter
+
+    try:
+        router = DepartmentRouter(url, api_keys, batch_size=batch_size)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    source = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+    text = text_stream(source)
+    try:
+        reader = Boston311Reader(text, catalog)
+        events = (orjson.loads(event.model_dump_json(exclude_none=True)) for event in reader)
+        size = 0 if file == "-" else os.fstat(source.fileno()).st_size
+        if not (size and sys.stderr.isatty()):
+            return reader.summary, router.send(events)
+        with click.progressbar(length=size, label=f"sending {Path(file).name}", file=sys.stderr) as bar:
+            done = 0
+
+            def advance(_sent: int) -> None:
+                nonlocal done
+                position = source.tell()
+                bar.update(max(0, position - done))
+                done = max(done, position)
+
+            return reader.summary, router.send(events, progress=advance)
+    finally:
+        text.detach()
+        if file != "-":
+            source.close()
 
 
 # -- developer tools ---------------------------------------------------------
