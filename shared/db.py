@@ -6,11 +6,15 @@ is owned by Alembic (shared/migrations); `migrate()` brings any database up to d
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
+    Date,
     DateTime,
+    Float,
+    Index,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -97,6 +101,94 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# -- scorer: daily totals, what replaced what, and the published scores -------------------
+
+# An id that autoincrements on SQLite too (SQLite only does that for INTEGER keys).
+AutoId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ProcessedEvent(Base):
+    """Every event id folded once; a redelivered event finds its id here and changes nothing."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class CurrentPart(Base):
+    """The contribution now counted for a replaceable identity (a case, a day's tally).
+
+    `metric`/`day` are NULL while it counts nowhere (an open case).
+    """
+
+    __tablename__ = "current_parts"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    metric: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    numerator: Mapped[float] = mapped_column(Float, default=0.0)
+    denominator: Mapped[float] = mapped_column(Float, default=0.0)
+    count: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class DayTotal(Base):
+    """One metric's totals for one local day: the unit of scoring state."""
+
+    __tablename__ = "day_totals"
+
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    numerator: Mapped[float] = mapped_column(Float, default=0.0)
+    denominator: Mapped[float] = mapped_column(Float, default=0.0)
+    count: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MeasurementValue(Base):
+    """A raw measurement kept for a median (target_over_median metrics only)."""
+
+    __tablename__ = "measurement_values"
+    __table_args__ = (Index("ix_measurement_values_metric_day", "metric", "day"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    metric: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class MetricFirstDay(Base):
+    """The first local day a metric had data: where trend history begins."""
+
+    __tablename__ = "metric_first_days"
+
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date)
+
+
+class CurrentScore(Base):
+    """The last published score of each metric (and of the city, metric 'cityscore') per window."""
+
+    __tablename__ = "current_scores"
+
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window: Mapped[str] = mapped_column(String(32), primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    numerator: Mapped[float | None] = mapped_column(Float, nullable=True)
+    denominator: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScoreOutbox(Base):
+    """Score changes written in the fold's transaction, published to Kafka after the commit."""
+
+    __tablename__ = "score_outbox"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # -- engine and migrations -----------------------------------------------------------

@@ -1,0 +1,335 @@
+"""Scores kept in SQL: folding batches of events into daily totals, and reading scores back.
+
+The same `Folder` and scoring core as the offline command; this module only moves
+their state in and out of the database. Every write is idempotent: an event id is
+claimed once (a unique key), so a batch delivered twice changes nothing the second
+time, and replaceable parts (cases, tallies) are swapped under a row lock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Iterable, Sequence
+
+import orjson
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from .catalog import Catalog, Kind
+from .contract import Event
+from .db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox, utcnow
+from .folding import Contribution, Folder, replace_key
+from .scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
+
+CITY = "cityscore"  # the metric name under which the overall CityScore is kept and published
+
+
+@dataclass
+class FoldOutcome:
+    folded: int = 0
+    duplicates: int = 0
+    touched: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    metric: str
+    window: str
+    as_of: date
+    score: float | None
+    numerator: float | None
+    denominator: float | None
+    previous_score: float | None
+
+    def payload(self) -> dict:
+        return {"metric": self.metric, "window": self.window, "as_of": self.as_of.isoformat(),
+                "score": self.score, "numerator": self.numerator, "denominator": self.denominator,
+                "previous_score": self.previous_score}
+
+
+_MISSING = object()
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class ScoreStore:
+    def __init__(self, engine: Engine, catalog: Catalog):
+        self.engine = engine
+        self.catalog = catalog
+        self.folder = Folder(catalog)
+        self.postgres = engine.dialect.name == "postgresql"
+        if self.postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        self._insert = insert
+        self._least = func.least if self.postgres else func.min
+
+    # -- the write side ------------------------------------------------------------------
+
+    def claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
+        """Record these event ids as processed; return the ones that were new."""
+        if not event_ids:
+            return set()
+        if self.postgres:
+            rows = conn.execute(
+                text("INSERT INTO processed_events (event_id) SELECT unnest(CAST(:ids AS varchar[])) "
+                     "ON CONFLICT DO NOTHING RETURNING event_id"),
+                {"ids": event_ids})
+            return {row[0] for row in rows}
+        existing: set[str] = set()
+        for chunk in _chunks(event_ids):
+            existing.update(conn.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
+        new = [event_id for event_id in event_ids if event_id not in existing]
+        if new:
+            conn.execute(ProcessedEvent.__table__.insert(), [{"event_id": event_id} for event_id in new])
+        return set(new)
+
+    def _current_parts(self, conn: Connection, keys: list[str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        table = CurrentPart.__table__
+        for chunk in _chunks(keys):
+            query = select(table).where(table.c.key.in_(chunk))
+            if self.postgres:
+                query = query.with_for_update()  # another scorer may hold the same case mid-rebalance
+            for row in conn.execute(query):
+                found[row.key] = (None if row.metric is None else
+                                  Contribution(row.metric, row.day, row.numerator, row.denominator, row.count))
+        return found
+
+    def fold(self, conn: Connection, events: Sequence[Event]) -> FoldOutcome:
+        """Fold validated events (in the order received) inside the caller's transaction."""
+        outcome = FoldOutcome()
+        unique: dict[str, Event] = {}
+        for event in events:
+            if event.event_id in unique:
+                outcome.duplicates += 1
+            else:
+                unique[event.event_id] = event
+        new_ids = self.claim(conn, list(unique))
+        outcome.duplicates += len(unique) - len(new_ids)
+        fresh = [event for event in unique.values() if event.event_id in new_ids]
+        outcome.folded = len(fresh)
+        if not fresh:
+            return outcome
+
+        keys = sorted({key for key in map(replace_key, fresh) if key is not None})  # sorted: no lock cycles
+        current = self._current_parts(conn, keys) if keys else {}
+        changed_keys: set[str] = set()
+        deltas: dict[tuple[str, date], list[float]] = {}
+        values: list[dict] = []
+        first_days: dict[str, date] = {}
+
+        def add(part: Contribution, sign: int) -> None:
+            totals = deltas.get((part.metric, part.day))
+            if totals is None:
+                totals = deltas[(part.metric, part.day)] = [0.0, 0.0, 0.0]
+            totals[0] += sign * part.numerator
+            totals[1] += sign * part.denominator
+            totals[2] += sign * part.count
+            outcome.touched[part.metric].add(part.day)
+
+        for event in fresh:
+            part = self.folder.contribution(event)
+            key = replace_key(event)
+            if key is not None:
+                old = current.get(key, _MISSING)
+                if old is not _MISSING and old is not None:
+                    add(old, -1)  # type: ignore[arg-type]
+                current[key] = part
+                changed_keys.add(key)
+            if part is not None:
+                add(part, 1)
+                if part.value is not None:
+                    values.append({"metric": part.metric, "day": part.day, "value": part.value})
+                first = first_days.get(part.metric)
+                if first is None or part.day < first:
+                    first_days[part.metric] = part.day
+
+        if changed_keys:
+            rows = []
+            for key in sorted(changed_keys):
+                part = current[key]
+                if part is None:
+                    rows.append({"key": key, "metric": None, "day": None, "numerator": 0.0, "denominator": 0.0,
+                                 "count": 0.0})
+                else:
+                    assert isinstance(part, Contribution)
+                    rows.append({"key": key, "metric": part.metric, "day": part.day, "numerator": part.numerator,
+                                 "denominator": part.denominator, "count": part.count})
+            stmt = self._insert(CurrentPart.__table__)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={
+                "metric": stmt.excluded.metric, "day": stmt.excluded.day, "numerator": stmt.excluded.numerator,
+                "denominator": stmt.excluded.denominator, "count": stmt.excluded.count}), rows)
+
+        stmt = self._insert(DayTotal.__table__)
+        table = DayTotal.__table__
+        conn.execute(stmt.on_conflict_do_update(index_elements=["metric", "day"], set_={
+            "numerator": table.c.numerator + stmt.excluded.numerator,
+            "denominator": table.c.denominator + stmt.excluded.denominator,
+            "count": table.c.count + stmt.excluded.count}),
+            [{"metric": metric, "day": day, "numerator": n, "denominator": d, "count": c}
+             for (metric, day), (n, d, c) in sorted(deltas.items())])
+        if values:
+            conn.execute(MeasurementValue.__table__.insert(), values)
+        if first_days:
+            stmt = self._insert(MetricFirstDay.__table__)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["metric"], set_={
+                "first_day": self._least(MetricFirstDay.__table__.c.first_day, stmt.excluded.first_day)}),
+                [{"metric": metric, "first_day": day} for metric, day in sorted(first_days.items())])
+        return outcome
+
+    # -- the read side ---------------------------------------------------------------------
+
+    def first_days(self, conn: Connection) -> dict[str, date]:
+        return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
+
+    def load_days(self, conn: Connection, metric_ids: Iterable[str], start: date, end: date,
+                  first_days: dict[str, date]) -> dict[str, dict[date, DayTotals]]:
+        """Daily totals of these metrics for local days start..end, plus trend metrics' past years."""
+        metric_ids = list(metric_ids)
+        table = DayTotal.__table__
+        conditions = [and_(table.c.metric.in_(metric_ids), table.c.day.between(start, end))]
+        for metric_id in metric_ids:
+            metric = self.catalog.by_id[metric_id]
+            first = first_days.get(metric_id)
+            if not metric.kind.is_trend or first is None:
+                continue
+            years = 1
+            while years_back(end, years) >= first:
+                # a day either side covers 29 February moved to 28 February
+                conditions.append(and_(table.c.metric == metric_id, table.c.day.between(
+                    years_back(start, years) - timedelta(days=1), years_back(end, years) + timedelta(days=1))))
+                years += 1
+        days: dict[str, dict[date, DayTotals]] = {metric_id: {} for metric_id in metric_ids}
+        for row in conn.execute(select(table).where(or_(*conditions))):
+            days[row.metric][row.day] = DayTotals(row.numerator, row.denominator, row.count, [])
+        medians = [m for m in metric_ids if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN]
+        if medians:
+            values = MeasurementValue.__table__
+            for row in conn.execute(select(values.c.metric, values.c.day, values.c.value).where(
+                    values.c.metric.in_(medians), values.c.day.between(start, end))):
+                totals = days[row.metric].get(row.day)
+                if totals is None:
+                    totals = days[row.metric][row.day] = DayTotals()
+                totals.values.append(row.value)
+        return days
+
+    def score_metrics(self, conn: Connection, metric_ids: Iterable[str], as_of: date,
+                      first_days: dict[str, date] | None = None) -> dict[str, dict[str, WindowScore]]:
+        metric_ids = list(metric_ids)
+        first_days = self.first_days(conn) if first_days is None else first_days
+        longest = max(self.catalog.windows.values())
+        days = self.load_days(conn, metric_ids, as_of - timedelta(days=longest - 1), as_of, first_days)
+        return {metric_id: score_metric(self.catalog.by_id[metric_id], days[metric_id], as_of, self.catalog.windows,
+                                        first_days.get(metric_id))
+                for metric_id in metric_ids}
+
+    def scoreboard(self, as_of: date) -> Scoreboard:
+        """Every metric scored from the database as of `as_of`: the same numbers as offline scoring."""
+        with self.engine.connect() as conn:
+            metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
+        return Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics)
+
+    def history(self, metric_id: str, window: str, days: int, end: date) -> list[tuple[date, WindowScore]]:
+        """A metric's score in one window for each as-of date of the `days` ending on `end`."""
+        metric = self.catalog.by_id[metric_id]
+        longest = max(self.catalog.windows.values())
+        start = end - timedelta(days=days - 1)
+        with self.engine.connect() as conn:
+            first_days = self.first_days(conn)
+            loaded = self.load_days(conn, [metric_id], start - timedelta(days=longest - 1), end, first_days)
+        series = []
+        for as_of in window_dates(end, days):
+            scores = score_metric(metric, loaded[metric_id], as_of, self.catalog.windows, first_days.get(metric_id))
+            series.append((as_of, scores[window]))
+        return series
+
+    # -- published scores -----------------------------------------------------------------
+
+    def current(self, conn: Connection) -> dict[tuple[str, str], CurrentScore]:
+        return {(row.metric, row.window): row for row in conn.execute(select(CurrentScore.__table__))}
+
+    def rescore(self, conn: Connection, as_of: date, metric_ids: Iterable[str] | None = None) -> list[ScoreChange]:
+        """Recompute the scores as of `as_of` (of these metrics, or all), store and queue the changes.
+
+        Runs in the caller's transaction; the changes go to the outbox in the same
+        transaction, so a crash never loses one or publishes one that was rolled back.
+        """
+        stored = self.current(conn)
+        all_ids = [m.id for m in self.catalog.metrics]
+        if metric_ids is None or any(row.as_of != as_of for row in stored.values()) or len(stored) < len(all_ids):
+            metric_ids = all_ids  # a new day (or a first run): every score moves
+        metric_ids = [m for m in all_ids if m in set(metric_ids)]
+        if not metric_ids:
+            return []
+        fresh = self.score_metrics(conn, metric_ids, as_of)
+        changes: list[ScoreChange] = []
+        now = utcnow()
+        table = CurrentScore.__table__
+
+        def store(metric: str, window: str, result: WindowScore) -> None:
+            previous = stored.get((metric, window))
+            if previous is not None and previous.as_of == as_of and (previous.score, previous.numerator,
+                                                                     previous.denominator) == tuple(result):
+                return
+            changes.append(ScoreChange(metric, window, as_of, result.score, result.numerator, result.denominator,
+                                       previous.score if previous is not None else None))
+            values = {"as_of": as_of, "score": result.score, "numerator": result.numerator,
+                      "denominator": result.denominator, "updated_at": now}
+            if previous is None:
+                conn.execute(table.insert().values(metric=metric, window=window, **values))
+            else:
+                conn.execute(update(table).where(table.c.metric == metric, table.c.window == window).values(**values))
+
+        for metric_id, scores in fresh.items():
+            for window, result in scores.items():
+                store(metric_id, window, result)
+                stored[(metric_id, window)] = _Row(metric_id, window, as_of, *result)
+        # Every metric now has a score as of `as_of` (all were rescored on a new day).
+        windows = self.catalog.windows
+        city = overall(({w: WindowScore(stored[(m, w)].score, None, None) for w in windows} for m in all_ids), windows)
+        for window, value in city.items():
+            store(CITY, window, WindowScore(value, None, None))
+        if changes:
+            conn.execute(ScoreOutbox.__table__.insert(), [
+                {"key": change.metric, "payload": orjson.dumps({**change.payload(), "changed_at": now.isoformat()}).decode()}
+                for change in changes])
+        return changes
+
+    def pending_outbox(self, conn: Connection, limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        table = ScoreOutbox.__table__
+        rows = conn.execute(select(table.c.id, table.c.key, table.c.payload).order_by(table.c.id).limit(limit))
+        return [(row.id, row.key, row.payload.encode()) for row in rows]
+
+    def clear_outbox(self, conn: Connection, ids: list[int]) -> None:
+        table = ScoreOutbox.__table__
+        for chunk in _chunks(ids):
+            conn.execute(delete(table).where(table.c.id.in_(chunk)))
+
+    def reset(self, conn: Connection) -> None:
+        """Forget everything folded (for a replay); published scores stay to compare against."""
+        for model in (ProcessedEvent, CurrentPart, DayTotal, MeasurementValue, MetricFirstDay):
+            conn.execute(delete(model.__table__))
+
+    def last_updated(self, conn: Connection) -> datetime | None:
+        return conn.scalar(select(func.max(CurrentScore.__table__.c.updated_at)))
+
+
+@dataclass
+class _Row:
+    """A stand-in for a stored current_scores row within one rescore."""
+
+    metric: str
+    window: str
+    as_of: date
+    score: float | None
+    numerator: float | None
+    denominator: float | None
+
+

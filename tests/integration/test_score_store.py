@@ -1,0 +1,110 @@
+"""The SQL score store against the in-memory Ledger: same events, same scores, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import date
+
+import pytest
+
+from shared.catalog import load_catalog
+from shared.contract import parse_event
+from shared.folding import Ledger
+from shared.generator import generate
+from shared.score_store import CITY, ScoreStore
+
+from .ingest_support import fresh_database
+
+CATALOG = load_catalog()
+END = date(2026, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """120 days of events (and the trend history before them), in the order sent."""
+    return [parse_event(e) for e in generate(CATALOG, 120, 11, END)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/scores.db"
+    else:
+        url = request.getfixturevalue("database_url")
+    engine = fresh_database(url)
+    assert engine.dialect.name == request.param
+    yield ScoreStore(engine, CATALOG)
+    engine.dispose()
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def assert_boards_equal(expected, actual):
+    assert expected.as_of == actual.as_of
+    for window, value in expected.cityscore.items():
+        assert same(value, actual.cityscore[window]), (window, value, actual.cityscore[window])
+    for metric, windows in expected.metrics.items():
+        for window, result in windows.items():
+            got = actual.metrics[metric][window]
+            assert all(same(x, y) for x, y in zip(result, got)), (metric, window, result, got)
+
+
+def fold_in_batches(store, events, batch_size, redeliver_every=0):
+    for start in range(0, len(events), batch_size):
+        batch = events[start:start + batch_size]
+        with store.engine.begin() as conn:
+            store.fold(conn, batch)
+        if redeliver_every and (start // batch_size) % redeliver_every == 0:
+            with store.engine.begin() as conn:  # the same batch again: a redelivery after a crash
+                outcome = store.fold(conn, batch)
+            assert outcome.folded == 0
+
+
+def test_store_scores_equal_the_ledger(store, generated):
+    ledger = Ledger(CATALOG)
+    for event in generated:
+        ledger.fold(event)
+    fold_in_batches(store, generated, 4000, redeliver_every=3)
+    for as_of in (END, date(2026, 5, 17), date(2026, 3, 9), date(2026, 3, 8)):
+        assert_boards_equal(ledger.scoreboard(as_of), store.scoreboard(as_of))
+    non_null = sum(1 for m in store.scoreboard(END).metrics.values() if m["week"].score is not None)
+    assert non_null >= 21
+
+
+def test_history_matches_scoreboards(store, generated):
+    fold_in_batches(store, generated, 10000)
+    series = store.history("pothole-on-time", "week", 10, END)
+    assert [d for d, _ in series][-1] == END and len(series) == 10
+    for as_of, result in series[::3]:
+        assert tuple(result) == tuple(store.scoreboard(as_of).metrics["pothole-on-time"]["week"])
+
+
+def test_rescore_publishes_only_changes_and_the_city(store, generated):
+    half = len(generated) // 2
+    fold_in_batches(store, generated[:half], 5000)
+    with store.engine.begin() as conn:
+        first = store.rescore(conn, END)
+    windows = len(CATALOG.windows)
+    assert len(first) == (len(CATALOG.metrics) + 1) * windows  # first run: everything is new
+    with store.engine.begin() as conn:
+        assert store.rescore(conn, END) == []  # nothing changed, nothing published
+    tail = generated[half:]
+    random.Random(3).shuffle(tail)  # late events too
+    fold_in_batches(store, tail, 5000)
+    with store.engine.begin() as conn:
+        changes = store.rescore(conn, END, ["pothole-on-time"])
+    assert {c.metric for c in changes} <= {"pothole-on-time", CITY}
+    assert any(c.metric == "pothole-on-time" for c in changes)
+    with store.engine.connect() as conn:
+        stored = store.current(conn)
+    for change in changes:  # what was published is what is stored now
+        row = stored[(change.metric, change.window)]
+        assert (row.score, row.as_of) == (change.score, change.as_of)
+    with store.engine.connect() as conn:
+        pending = store.pending_outbox(conn)
+    assert len(pending) == len(first) + len(changes)
