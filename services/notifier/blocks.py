@@ -1,0 +1,392 @@
+"""Slack messages as Block Kit, built by pure functions, and a check of Block Kit's limits.
+
+Marks never rely on colour alone: 🔴 below 1 ▼, ⚪ at 1 =, 🟢 above 1 ▲, — no score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterable, Mapping, Sequence
+
+from shared.catalog import Catalog, Kind, Metric
+from shared.scoring import Scoreboard, WindowScore
+
+# Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_ACTION_ELEMENTS = 25
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_TABLE_ROWS = 100
+MAX_TABLE_CELLS = 20
+MAX_TABLES = 1
+MAX_MESSAGE_TEXT = 4000  # Slack truncates the top-level text beyond 40,000; keep notifications short
+
+ACKNOWLEDGE = "cityscore_acknowledge"
+TAKE_OWNERSHIP = "cityscore_take_ownership"
+ADD_NOTE = "cityscore_add_note"
+NOTE_MODAL = "cityscore_note_modal"
+
+
+# -- numbers and marks ---------------------------------------------------------------
+
+
+def shown(score: float | None) -> str:
+    return "—" if score is None else f"{score:.2f}"
+
+
+def mark(score: float | None) -> str:
+    """A score with a mark that reads without colour."""
+    if score is None:
+        return "— no score"
+    rounded = round(score, 2)
+    if rounded < 1:
+        return f"🔴 {score:.2f} ▼"
+    if rounded > 1:
+        return f"🟢 {score:.2f} ▲"
+    return f"⚪ {score:.2f} ="
+
+
+def change(score: float | None, before: float | None) -> str:
+    if score is None or before is None:
+        return "no change to show"
+    delta = score - before
+    if round(delta, 2) == 0:
+        return "unchanged since yesterday"
+    return f"{'+' if delta > 0 else '−'}{abs(delta):.2f} since yesterday"
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def target_text(metric: Metric) -> str:
+    if metric.kind.is_trend:
+        return "the same period of past years"
+    target = metric.target or 0
+    if metric.kind in (Kind.RATIO, Kind.MEAN_DAILY_RATIO) and target <= 1 and metric.feed.value != "rating":
+        return f"{target:.0%}"
+    unit = f" {metric.unit}" if metric.unit else ""
+    return f"{target:g}{unit}"
+
+
+def audit_text(metric: Metric, result: WindowScore) -> str:
+    """The numerator and denominator in the words of the metric's kind (contract.md)."""
+    n, d = number(result.numerator), number(result.denominator)
+    if result.numerator is None:
+        return "no data in the window"
+    if metric.kind is Kind.RATIO:
+        return f"{n} of {d}"
+    if metric.kind is Kind.MEAN_DAILY_RATIO:
+        return f"mean daily rate {n} against target {d}"
+    if metric.kind is Kind.TARGET_OVER_MEDIAN:
+        return f"target {n} against median {d}"
+    if metric.kind is Kind.TREND_LOWER_BETTER:
+        return f"past years' mean {n} against this period's {d}"
+    return f"this period's mean {n} against past years' {d}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def section(text: str, **extra) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}, **extra}
+
+
+def header(text: str) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER_TEXT), "emoji": True}}
+
+
+def context(*texts: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(t, MAX_FIELD_TEXT)}
+                                            for t in texts[:MAX_CONTEXT_ELEMENTS]]}
+
+
+def button(text: str, action_id: str, value: str = "", *, url: str | None = None, style: str | None = None) -> dict:
+    element = {"type": "button", "text": {"type": "plain_text", "text": _clip(text, MAX_BUTTON_TEXT)},
+               "action_id": action_id}
+    if value:
+        element["value"] = value[:MAX_BUTTON_VALUE]
+    if url:
+        element["url"] = url
+    if style:
+        element["style"] = style
+    return element
+
+
+def _cell(text: str) -> dict:
+    return {"type": "raw_text", "text": text}
+
+
+def long_date(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+# -- the daily scoreboard -----------------------------------------------------------------
+
+
+def follow_up_order(board: Scoreboard, catalog: Catalog, window: str) -> list[Metric]:
+    """Metrics below 1 in `window` first (lowest first), then the rest in catalog order."""
+    def key(item: tuple[int, Metric]):
+        index, metric = item
+        score = board.metrics[metric.id][window].score
+        below = score is not None and round(score, 2) < 1
+        return (0, score, index) if below else (1, 0.0, index)
+
+    return [metric for _, metric in sorted(enumerate(catalog.metrics), key=key)]
+
+
+def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catalog, public_url: str,
+                  follow_up_window: str = "week", chart: bool = True) -> dict:
+    """The daily scoreboard for the mayor's office: text fallback and blocks."""
+    windows = list(catalog.windows)
+    ordered = follow_up_order(board, catalog, follow_up_window)
+    below = [m for m in ordered if (s := board.metrics[m.id][follow_up_window].score) is not None and round(s, 2) < 1]
+    title = f"{catalog.city} CityScore — {long_date(board.as_of)}"
+    overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))}" for w in windows)
+    text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 this "
+            f"{follow_up_window} need follow-up.")
+    fields = []
+    for window in windows[:MAX_FIELDS]:
+        score = board.cityscore.get(window)
+        before = previous.cityscore.get(window) if previous is not None else None
+        fields.append({"type": "mrkdwn", "text": f"*{window.title()}*\n{mark(score)}\n_{change(score, before)}_"})
+    blocks: list[dict] = [header(title), {"type": "section", "fields": fields}]
+    if below:
+        names = ", ".join(f"*{m.name.title()}* {shown(board.metrics[m.id][follow_up_window].score)}" for m in below)
+        blocks.append(section(f":warning: *Needs follow-up* (below 1 this {follow_up_window}): {names}"))
+    else:
+        blocks.append(section(f":white_check_mark: Every metric with a score is at or above 1 this {follow_up_window}."))
+    rows = [[_cell("Metric")] + [_cell(w.title()) for w in windows]]
+    shown_metrics = ordered[: MAX_TABLE_ROWS - 1]
+    for metric in shown_metrics:
+        rows.append([_cell(metric.name.title())] + [_cell(mark(board.metrics[metric.id][w].score)) for w in windows])
+    blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
+                   "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
+    hidden = len(ordered) - len(shown_metrics)
+    notes = ["🔴 below 1 needs follow-up · ⚪ at 1 · 🟢 above 1 · — no score",
+             f"Scores as of {board.as_of.isoformat()}, the last full day."]
+    if hidden:
+        notes.append(f"{hidden} more metrics on the public board.")
+    if chart:
+        notes.append("The overall CityScore over 90 days is in the thread.")
+    blocks.append(context(*notes))
+    blocks.append({"type": "actions", "elements": [button("Open the public scoreboard", "cityscore_open_board",
+                                                          url=public_url)]})
+    return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+# -- the weekly recap ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecapLine:
+    metric: Metric
+    score: float
+    department: str
+    owners: tuple[str, ...]
+
+
+def recap_lines(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequence[str]], window: str = "week",
+                count: int = 5) -> tuple[list[RecapLine], list[RecapLine]]:
+    """The `count` metrics exceeding most and the `count` most in need of follow-up."""
+    departments = {d.id: d.name for d in catalog.departments}
+    scored = [RecapLine(m, s, departments.get(m.department, m.department), tuple(owners.get(m.id, ())))
+              for m in catalog.metrics if (s := board.metrics[m.id][window].score) is not None]
+    exceeding = sorted((line for line in scored if line.score > 1), key=lambda line: -line.score)[:count]
+    follow_up = sorted((line for line in scored if line.score < 1), key=lambda line: line.score)[:count]
+    return exceeding, follow_up
+
+
+def _recap_text(lines: list[RecapLine]) -> str:
+    if not lines:
+        return "_none this week_"
+    out = []
+    for rank, line in enumerate(lines, 1):
+        who = " ".join(f"<@{owner}>" for owner in line.owners) or "no owner named"
+        out.append(f"{rank}. *{line.metric.name.title()}* {mark(line.score)} — {line.department} ({who})")
+    return "\n".join(out)
+
+
+def recap_message(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequence[str]], public_url: str) -> dict:
+    exceeding, follow_up = recap_lines(board, catalog, owners)
+    title = f"{catalog.city} CityScore weekly recap — week ending {long_date(board.as_of)}"
+    text = (f"{title}: CityScore this week {shown(board.cityscore.get('week'))}; "
+            f"{len(follow_up)} of the metrics most in need of follow-up listed.")
+    blocks = [
+        header(title),
+        section(f"*CityScore this week:* {mark(board.cityscore.get('week'))}"),
+        section("*Exceeding target most*\n" + _recap_text(exceeding)),
+        section("*Most in need of follow-up*\n" + _recap_text(follow_up)),
+        context("By weekly score: 1.0 is on target.", f"<{public_url}|The public scoreboard>"),
+    ]
+    return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+# -- follow-up alerts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """What an alert message shows; built from the alert row by the service."""
+
+    alert_id: int
+    metric: Metric
+    window: str
+    status: str  # firing | acknowledged | resolved
+    score: float | None
+    numerator: float | None
+    denominator: float | None
+    previous_score: float | None
+    first_score: float | None
+    department: str
+    owners: tuple[str, ...]
+    acknowledged_by: str | None = None
+    owner: str | None = None
+    as_of: date | None = None
+
+
+def alert_message(view: AlertView) -> dict:
+    metric = view.metric
+    result = WindowScore(view.score, view.numerator, view.denominator)
+    trend = ""
+    if view.previous_score is not None and view.score is not None:
+        arrow = "▲" if view.score > view.previous_score else ("▼" if view.score < view.previous_score else "=")
+        trend = f"{shown(view.previous_score)} → {shown(view.score)} {arrow}"
+    if view.status == "resolved":
+        lead = f"✅ *Resolved:* *{metric.name.title()}* is back at {mark(view.score)} this {view.window}."
+    else:
+        lead = (f"🔴 *{metric.name.title()}* scores {mark(view.score)} this {view.window} "
+                f"and needs follow-up.")
+    mentions = " ".join(f"<@{owner}>" for owner in view.owners)
+    fields = [
+        {"type": "mrkdwn", "text": f"*Score ({view.window})*\n{shown(view.score)}"},
+        {"type": "mrkdwn", "text": f"*Numerator / denominator*\n{audit_text(metric, result)}"},
+        {"type": "mrkdwn", "text": f"*Target*\n{target_text(metric)}"},
+        {"type": "mrkdwn", "text": f"*Trend*\n{trend or 'first evaluation'}"},
+    ]
+    status = {"firing": "Firing", "acknowledged": "Acknowledged", "resolved": "Resolved"}[view.status]
+    who = []
+    if view.acknowledged_by:
+        who.append(f"acknowledged by <@{view.acknowledged_by}>")
+    if view.owner:
+        who.append(f"owned by <@{view.owner}>")
+    notes = [f"*{status}*" + (f" — {', '.join(who)}" if who else ""),
+             f"{view.department}" + (f" · {mentions}" if mentions else ""),
+             f"as of {view.as_of.isoformat()}" if view.as_of else "latest score"]
+    blocks: list[dict] = [section(lead + (f"\n{mentions}" if mentions and view.status == "firing" else "")),
+                          {"type": "section", "fields": fields}, context(*notes)]
+    if view.status != "resolved":
+        value = str(view.alert_id)
+        elements = []
+        if view.status == "firing":
+            elements.append(button("Acknowledge", ACKNOWLEDGE, value, style="primary"))
+        if not view.owner:
+            elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
+        elements.append(button("Add a note", ADD_NOTE, value))
+        blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
+    text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} {view.window} score "
+            f"{shown(view.score)} ({audit_text(metric, result)}; target {target_text(metric)})")
+    if view.status == "firing" and mentions:
+        text += f" {mentions}"
+    return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: str | None = None) -> dict:
+    """A thread reply on an alert: what happened, in one line."""
+    name = view.metric.name.title()
+    mentions = " ".join(f"<@{o}>" for o in view.owners)
+    texts = {
+        "recovering": f"📈 Back at {mark(view.score)}; it resolves if it holds.",
+        "below-again": f"📉 Below 1 again: {mark(view.score)}.",
+        "worse": f"📉 Down to {mark(view.score)} (from {shown(view.first_score)} when it fired).",
+        "resolved": f"✅ Resolved: {name} is at {mark(view.score)} this {view.window}.",
+        "acknowledged": f"👀 <@{user}> acknowledged this; reminders stop.",
+        "owner": f"🙋 <@{user}> took ownership.",
+        "note": f"📝 <@{user}>: {note}",
+        "reminder": f"⏰ Still below 1 at {mark(view.score)} and not acknowledged. {mentions}".rstrip(),
+    }
+    text = _clip(texts[kind], MAX_SECTION_TEXT)
+    return {"text": text, "blocks": [section(text)]}
+
+
+def note_modal(alert_id: int, metric: Metric) -> dict:
+    return {"type": "modal", "callback_id": NOTE_MODAL, "private_metadata": str(alert_id),
+            "title": {"type": "plain_text", "text": "Add a note"},
+            "submit": {"type": "plain_text", "text": "Add"},
+            "blocks": [{"type": "input", "block_id": "note", "label": {"type": "plain_text",
+                        "text": _clip(f"What is being done about {metric.name.title()}?", 2000)},
+                        "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                                    "max_length": 2000}}]}
+
+
+# -- slash command ------------------------------------------------------------------------
+
+
+def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_of: date) -> dict:
+    lines = [f"*{window.title()}* {mark(result.score)}  ({audit_text(metric, result)})" for window, result in scores.items()]
+    text = f"{metric.name.title()} as of {as_of.isoformat()}"
+    return {"text": text, "blocks": [header(text), section("\n".join(lines)),
+                                     context(f"Target: {target_text(metric)}. {metric.description}")]}
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+def limit_problems(message: dict) -> list[str]:
+    """Every way a message breaks Block Kit's limits (empty when it is fine)."""
+    problems = []
+    blocks = message.get("blocks", [])
+    if len(blocks) > MAX_BLOCKS:
+        problems.append(f"{len(blocks)} blocks (at most {MAX_BLOCKS})")
+    if len(message.get("text", "")) > MAX_MESSAGE_TEXT:
+        problems.append("text too long")
+    tables = 0
+    for index, block in enumerate(blocks):
+        where = f"blocks[{index}] ({block.get('type')})"
+        kind = block.get("type")
+        if kind == "section":
+            if "text" in block and len(block["text"]["text"]) > MAX_SECTION_TEXT:
+                problems.append(f"{where}: text {len(block['text']['text'])} chars (at most {MAX_SECTION_TEXT})")
+            fields = block.get("fields", [])
+            if len(fields) > MAX_FIELDS:
+                problems.append(f"{where}: {len(fields)} fields (at most {MAX_FIELDS})")
+            problems += [f"{where}: a field over {MAX_FIELD_TEXT} chars" for f in fields if len(f["text"]) > MAX_FIELD_TEXT]
+            if "text" not in block and not fields:
+                problems.append(f"{where}: neither text nor fields")
+        elif kind == "header" and len(block["text"]["text"]) > MAX_HEADER_TEXT:
+            problems.append(f"{where}: header over {MAX_HEADER_TEXT} chars")
+        elif kind == "context" and len(block["elements"]) > MAX_CONTEXT_ELEMENTS:
+            problems.append(f"{where}: {len(block['elements'])} elements (at most {MAX_CONTEXT_ELEMENTS})")
+        elif kind == "actions":
+            if len(block["elements"]) > MAX_ACTION_ELEMENTS:
+                problems.append(f"{where}: too many elements")
+            for element in block["elements"]:
+                if len(element["text"]["text"]) > MAX_BUTTON_TEXT:
+                    problems.append(f"{where}: button text over {MAX_BUTTON_TEXT} chars")
+        elif kind == "table":
+            tables += 1
+            rows = block["rows"]
+            if len(rows) > MAX_TABLE_ROWS:
+                problems.append(f"{where}: {len(rows)} rows (at most {MAX_TABLE_ROWS})")
+            if any(len(row) > MAX_TABLE_CELLS for row in rows):
+                problems.append(f"{where}: a row over {MAX_TABLE_CELLS} cells")
+            if len({len(row) for row in rows}) > 1:
+                problems.append(f"{where}: rows of different lengths")
+    if tables > MAX_TABLES:
+        problems.append(f"{tables} tables (at most {MAX_TABLES} per message)")
+    return problems
+
+
+def all_messages_fit(messages: Iterable[dict]) -> list[str]:
+    return [problem for message in messages for problem in limit_problems(message)]

@@ -1,0 +1,161 @@
+"""Block Kit messages of the notifier: content, order, and Slack's limits on the full Boston catalog."""
+
+import random
+from datetime import date, timedelta
+
+import pytest
+
+from services.notifier.blocks import (
+    AlertView, alert_message, all_messages_fit, board_message, follow_up_order, limit_problems, mark,
+    metric_scores_message, recap_lines, recap_message, reply_message,
+)
+from services.notifier.routing import RoutingError, load_routing, parse_routing
+from shared.catalog import load_catalog
+from shared.scoring import Scoreboard, WindowScore, overall
+
+CATALOG = load_catalog()
+
+
+def board(seed: int, as_of=date(2026, 7, 23), empty=()) -> Scoreboard:
+    rng = random.Random(seed)
+    metrics = {m.id: {w: (WindowScore(None, None, None) if m.id in empty else
+                          WindowScore(rng.uniform(0.6, 1.4), rng.uniform(10, 100), rng.uniform(50, 120)))
+                      for w in CATALOG.windows} for m in CATALOG.metrics}
+    return Scoreboard(as_of, overall(metrics.values(), CATALOG.windows), metrics)
+
+
+def texts(message: dict) -> str:
+    return repr(message["blocks"])
+
+
+def test_marks_read_without_colour():
+    assert mark(0.874) == "🔴 0.87 ▼"
+    assert mark(1.001) == "⚪ 1.00 ="
+    assert mark(1.2) == "🟢 1.20 ▲"
+    assert mark(None) == "— no score"
+
+
+def test_the_board_for_the_boston_catalog_fits_block_kit():
+    today, yesterday = board(1), board(2, date(2026, 7, 22))
+    message = board_message(today, yesterday, CATALOG, "https://cityscore.example/")
+    assert limit_problems(message) == []
+    table = [b for b in message["blocks"] if b["type"] == "table"]
+    assert len(table) == 1
+    rows = table[0]["rows"]
+    assert len(rows) == len(CATALOG.metrics) + 1  # a header row and every metric
+    assert [c["text"] for c in rows[0]] == ["Metric", "Day", "Week", "Month", "Quarter"]
+    assert "https://cityscore.example/" in texts(message)
+    assert "since yesterday" in texts(message)
+
+
+def test_the_board_lists_metrics_needing_follow_up_first():
+    today = board(3)
+    ordered = follow_up_order(today, CATALOG, "week")
+    weeks = [today.metrics[m.id]["week"].score for m in ordered]
+    below = [s for s in weeks if round(s, 2) < 1]
+    assert below and weeks[: len(below)] == sorted(below)
+    assert all(round(s, 2) >= 1 for s in weeks[len(below):])
+    message = board_message(today, None, CATALOG, "https://x/")
+    first_row = [b for b in message["blocks"] if b["type"] == "table"][0]["rows"][1]
+    assert first_row[0]["text"] == ordered[0].name.title()
+    assert "🔴" in first_row[2]["text"]
+
+
+def test_a_board_with_missing_scores_still_fits():
+    message = board_message(board(4, empty={m.id for m in CATALOG.metrics[:10]}), None, CATALOG, "https://x/")
+    assert limit_problems(message) == []
+    assert "— no score" in texts(message)
+
+
+def test_a_huge_catalog_is_cut_to_the_table_limit():
+    big = CATALOG.model_copy(update={"metrics": tuple(
+        m.model_copy(update={"id": f"{m.id}-{i}", "name": m.name * 30}) for i in range(6) for m in CATALOG.metrics)})
+    metrics = {m.id: {w: WindowScore(0.5, 1, 2) for w in big.windows} for m in big.metrics}
+    message = board_message(Scoreboard(date(2026, 7, 23), overall(metrics.values(), big.windows), metrics), None, big,
+                            "https://x/")
+    assert limit_problems(message) == []
+    assert "more metrics on the public board" in texts(message)
+
+
+def test_the_weekly_recap_names_five_each_way_with_owners():
+    today = board(5)
+    owners = {m.id: ("U0OWNER",) for m in CATALOG.metrics}
+    exceeding, follow_up = recap_lines(today, CATALOG, owners)
+    assert len(exceeding) == 5 and len(follow_up) == 5
+    assert [l.score for l in exceeding] == sorted((l.score for l in exceeding), reverse=True)
+    assert [l.score for l in follow_up] == sorted(l.score for l in follow_up)
+    assert all(l.score > 1 for l in exceeding) and all(l.score < 1 for l in follow_up)
+    message = recap_message(today, CATALOG, owners, "https://x/")
+    assert limit_problems(message) == []
+    assert "<@U0OWNER>" in texts(message)
+
+
+def alert_view(status="firing", **extra) -> AlertView:
+    metric = CATALOG.by_id["pothole-on-time"]
+    values = dict(alert_id=7, metric=metric, window="week", status=status, score=0.8125, numerator=39.0,
+                  denominator=60.0, previous_score=1.02, first_score=0.85, department="Public Works Department",
+                  owners=("U0AAA", "U0BBB"), as_of=date(2026, 7, 23))
+    values.update(extra)
+    return AlertView(**values)
+
+
+def test_an_alert_shows_score_audit_target_trend_owners_and_buttons():
+    message = alert_message(alert_view())
+    body = texts(message)
+    assert limit_problems(message) == []
+    for expected in ("0.81", "39 of 60", "80%", "1.02 → 0.81 ▼", "<@U0AAA> <@U0BBB>", "Acknowledge",
+                     "Take ownership", "Add a note"):
+        assert expected in body, expected
+    assert "<@U0AAA>" in message["text"]  # the notification itself mentions the owners
+
+
+def test_an_acknowledged_alert_drops_the_acknowledge_button_and_a_resolved_one_every_button():
+    acknowledged = texts(alert_message(alert_view("acknowledged", acknowledged_by="U0AAA")))
+    assert "cityscore_acknowledge" not in acknowledged and "acknowledged by <@U0AAA>" in acknowledged
+    resolved = alert_message(alert_view("resolved", score=1.05))
+    assert not [b for b in resolved["blocks"] if b["type"] == "actions"]
+    assert "Resolved" in texts(resolved)
+
+
+def test_every_alert_message_and_reply_fits_for_every_metric():
+    messages = []
+    for metric in CATALOG.metrics:
+        view = alert_view(metric=metric)
+        messages.append(alert_message(view))
+        for kind in ("recovering", "below-again", "worse", "resolved", "acknowledged", "owner", "reminder"):
+            messages.append(reply_message(kind, view, user="U0CCC"))
+        messages.append(reply_message("note", view, user="U0CCC", note="x" * 5000))
+        messages.append(metric_scores_message(metric, {w: WindowScore(0.9, 9, 10) for w in CATALOG.windows},
+                                              date(2026, 7, 23)))
+    assert all_messages_fit(messages) == []
+
+
+def test_limit_problems_finds_breaches():
+    message = {"text": "x", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}] * 51}
+    problems = limit_problems(message)
+    assert any("51 blocks" in p for p in problems) and any("3001 chars" in p for p in problems)
+
+
+def test_routing_maps_metric_to_department_channel_and_owners(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text("default_channel: C0DEF\ndepartments:\n  public-works: {channel: C0PWD, owners: [U0A, U0B]}\n"
+                    "metrics:\n  pothole-on-time: {owners: [U0C]}\n")
+    routing = load_routing(str(path), CATALOG, "C0FALLBACK")
+    assert routing.route(CATALOG, "pothole-on-time").channel == "C0PWD"
+    assert routing.route(CATALOG, "pothole-on-time").owners == ("U0C",)
+    assert routing.route(CATALOG, "graffiti-on-time").owners == ("U0A", "U0B")
+    assert routing.route(CATALOG, "shootings").channel == "C0DEF"
+    assert load_routing(None, CATALOG, "C0FALLBACK").route(CATALOG, "shootings").channel == "C0FALLBACK"
+    with pytest.raises(RoutingError, match="departments.nowhere"):
+        parse_routing({"departments": {"nowhere": {"channel": "C1"}}}, CATALOG, "C0")
+    with pytest.raises(RoutingError, match="metrics.pothole-on-time"):
+        parse_routing({"metrics": {"pothole-on-time": {"channel": "C1"}}}, CATALOG, "C0")
+
+
+def test_the_chart_is_a_png():
+    pytest.importorskip("matplotlib")
+    from services.notifier.chart import chart_png
+
+    days = [date(2026, 4, 25) + timedelta(days=i) for i in range(90)]
+    png = chart_png([(d, 0.9 + (i % 20) / 100 if i != 5 else None) for i, d in enumerate(days)], "CityScore")
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
