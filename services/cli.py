@@ -262,12 +262,15 @@ def db_upgrade() -> None:
 
 # Command groups that live beside the code they drive.
 from services.ingest.cli import departments_group, ingest_group, keys_group  # noqa: E402
+from services.scorer.cli import rebuild, scorer_group  # noqa: E402
 from shared.devkafka import kafka_group  # noqa: E402
 
 dev.add_command(kafka_group)
 main.add_command(ingest_group)
 main.add_command(departments_group)
 main.add_command(keys_group)
+main.add_command(scorer_group)
+main.add_command(rebuild)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, alias="INGEST_MAX_BODY_BYTES", ge=1024)
     idempotency_ttl_hours: int = Field(24, alias="INGEST_IDEMPOTENCY_TTL_HOURS", ge=1)
 
+    # scorer
+    scorer_group: str = Field("cityscore-scorer", alias="SCORER_GROUP", description="Kafka consumer group")
+    batch_max: int = Field(5000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
+    batch_wait_s: float = Field(0.5, alias="SCORER_BATCH_WAIT", gt=0,
+                                description="Seconds a batch waits to fill before it is folded")
+    public_base_url: str = Field("http://127.0.0.1:8001", alias="CITYSCORE_PUBLIC_URL",
+                                 description="Where the public scoreboard page is served")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -7,17 +7,19 @@ import uuid
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
-from sqlalchemy import text
 
-from shared.db import Base, make_engine, migrate, session_factory
+from shared.db import make_engine, migrate, session_factory
 
 
 def fresh_database(url: str):
-    """An engine on `url` with every CityScore table dropped and migrated anew."""
+    """An engine on `url` with every table dropped (whatever migration made it) and migrated anew."""
+    from sqlalchemy import MetaData
+
     engine = make_engine(url)
     with engine.begin() as connection:
-        Base.metadata.drop_all(connection)
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        existing = MetaData()
+        existing.reflect(connection)
+        existing.drop_all(connection)
     migrate(engine)
     return engine
 

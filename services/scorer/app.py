@@ -1,0 +1,184 @@
+"""The scorer's read side: the scores API, the public scoreboard page, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import orjson
+from flask import Flask, Response, request
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from shared.catalog import Catalog, load_catalog
+from shared.db import make_engine, migrate
+from shared.score_store import CITY, ScoreStore
+from shared.scoring import Scoreboard, WindowScore
+from shared.settings import Settings, get_settings
+
+from .consumer import Clock, current_as_of, system_clock
+from .metrics import ScorerMetrics
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+MAX_HISTORY_DAYS = 730
+
+
+def json_response(status: int, body, headers: dict[str, str] | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    return response
+
+
+def stored_board(store: ScoreStore, as_of: date) -> tuple[Scoreboard, str | None] | None:
+    """The board the scorer last published for `as_of`, if it has published all of it."""
+    with store.engine.connect() as conn:
+        rows = store.current(conn)
+        updated = store.last_updated(conn)
+    windows = list(store.catalog.windows)
+    metrics: dict[str, dict[str, WindowScore]] = {}
+    for metric in store.catalog.metrics:
+        scores = {}
+        for window in windows:
+            row = rows.get((metric.id, window))
+            if row is None or row.as_of != as_of:
+                return None
+            scores[window] = WindowScore(row.score, row.numerator, row.denominator)
+        metrics[metric.id] = scores
+    city = {window: rows[(CITY, window)].score if (CITY, window) in rows else None for window in windows}
+    return Scoreboard(as_of, city, metrics), updated.isoformat() if updated else None
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    catalog: Catalog | None = None,
+    clock: Clock = system_clock,
+    consumer_metrics: ScorerMetrics | None = None,
+) -> Flask:
+    settings = settings or get_settings()
+    catalog = catalog or load_catalog(settings.catalog)
+    if engine is None:
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+    store = ScoreStore(engine, catalog)
+    metrics = consumer_metrics or ScorerMetrics()
+    from prometheus_client import Histogram
+
+    latency = Histogram("cityscore_scorer_api_seconds", "Read API request duration", ["route"],
+                        registry=metrics.registry, buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+
+    app = Flask(__name__)
+    app.extensions["cityscore"] = {"settings": settings, "store": store, "catalog": catalog, "clock": clock,
+                                   "metrics": metrics}
+
+    @app.before_request
+    def _start() -> None:
+        request.environ["cityscore.started"] = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        latency.labels(route=route).observe(time.perf_counter() - request.environ.get("cityscore.started", 0))
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        if request.path.startswith("/v1/"):
+            return json_response(exc.code or 500, {"error": exc.description})
+        return exc
+
+    def parse_as_of() -> tuple[date | None, Response | None]:
+        raw = request.args.get("as_of")
+        if raw is None:
+            return None, None
+        try:
+            return date.fromisoformat(raw), None
+        except ValueError:
+            return None, json_response(400, {"error": "as_of must be a date written YYYY-MM-DD",
+                                             "errors": [{"field": "as_of", "reason": f"{raw!r} is not YYYY-MM-DD"}]})
+
+    def board_for(as_of: date | None) -> tuple[Scoreboard, str | None]:
+        current = current_as_of(clock, catalog)
+        if as_of is None or as_of == current:
+            found = stored_board(store, current)
+            if found is not None:
+                return found
+            as_of = current
+        return store.scoreboard(as_of), None
+
+    app.extensions["cityscore"]["board_for"] = board_for
+
+    # -- the API ------------------------------------------------------------------------
+
+    @app.get("/v1/scoreboard")
+    def scoreboard() -> Response:
+        as_of, refusal = parse_as_of()
+        if refusal is not None:
+            return refusal
+        board, updated = board_for(as_of)
+        body = board.as_dict(catalog)
+        body["updated_at"] = updated
+        return json_response(200, body, {"Cache-Control": "public, max-age=30"})
+
+    @app.get("/v1/metrics/<metric_id>/history")
+    def history(metric_id: str) -> Response:
+        if metric_id not in catalog.by_id:
+            return json_response(404, {"error": f"no metric {metric_id!r} in the {catalog.city} catalog"})
+        window = request.args.get("window", "week")
+        if window not in catalog.windows:
+            return json_response(400, {"error": "unknown window", "errors": [
+                {"field": "window", "reason": f"must be one of {', '.join(catalog.windows)}"}]})
+        try:
+            days = int(request.args.get("days", "90"))
+        except ValueError:
+            days = -1
+        if not 1 <= days <= MAX_HISTORY_DAYS:
+            return json_response(400, {"error": "invalid days", "errors": [
+                {"field": "days", "reason": f"must be a whole number from 1 to {MAX_HISTORY_DAYS}"}]})
+        as_of, refusal = parse_as_of()
+        if refusal is not None:
+            return refusal
+        end = as_of or current_as_of(clock, catalog)
+        series = store.history(metric_id, window, days, end)
+        metric = catalog.by_id[metric_id]
+        return json_response(200, {
+            "metric": metric_id, "name": metric.name, "window": window, "kind": metric.kind.value,
+            "target": metric.target,
+            "history": [{"as_of": d.isoformat(), **s.as_dict()} for d, s in series],
+        })
+
+    # -- operations -----------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return json_response(200, {"status": "ready", "checks": {"database": True}})
+        except Exception:  # noqa: BLE001
+            return json_response(503, {"status": "not ready", "checks": {"database": False}})
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        payload, content_type = metrics.exposition()
+        return Response(payload, mimetype=content_type)
+
+    try:
+        from .pages import pages
+    except ImportError:  # the page module is optional for API-only deployments
+        pages = None
+    if pages is not None:
+        app.register_blueprint(pages)
+    return app

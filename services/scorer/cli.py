@@ -1,0 +1,102 @@
+"""Commands of the scorer: run the consumer (with its read API), serve the API alone, rebuild."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from shared.settings import get_settings
+
+log = logging.getLogger("cityscore.scorer")
+
+
+def _parts():
+    from shared.catalog import load_catalog
+    from shared.db import make_engine, migrate
+    from shared.score_store import ScoreStore
+
+    settings = get_settings()
+    catalog = load_catalog(settings.catalog)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return settings, catalog, engine, ScoreStore(engine, catalog)
+
+
+def serve_in_thread(app, host: str, port: int):
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="scorer-http", daemon=True).start()
+    return server
+
+
+@click.group("scorer")
+def scorer_group() -> None:
+    """The scorer service (Kafka → SQL scores → read API and public board)."""
+
+
+@scorer_group.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--http-port", default=8001, show_default=True, type=int,
+              help="Serve the read API, the board and /metrics here too (0: not at all).")
+def run(host: str, http_port: int) -> None:
+    """Consume events and keep the scores; one of any number of scorers in the consumer group."""
+    from shared.logs import configure_logging
+
+    from .app import create_app
+    from .consumer import Scorer
+
+    configure_logging()
+    settings, catalog, engine, store = _parts()
+    scorer = Scorer(settings, store, catalog)
+    scorer.install_signal_handlers()
+    server = None
+    if http_port:
+        server = serve_in_thread(create_app(settings, engine=engine, catalog=catalog,
+                                            consumer_metrics=scorer.metrics), host, http_port)
+        log.info("scorer read API listening", extra={"url": f"http://{host}:{http_port}/"})
+    try:
+        scorer.run()
+    finally:
+        scorer.close()
+        if server is not None:
+            server.shutdown()
+
+
+@scorer_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve only the read API and the board (gunicorn in production: services.scorer.wsgi:app)."""
+    from werkzeug.serving import run_simple
+
+    from shared.logs import configure_logging
+
+    from .app import create_app
+
+    configure_logging()
+    run_simple(host, port, create_app(), threaded=True)
+
+
+@click.command("rebuild")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def rebuild(yes: bool) -> None:
+    """Forget the folded state and re-read the events topic from the beginning.
+
+    Stop every scorer first. The scores published before are kept to compare with:
+    a replay of the same events ends with the same scores and publishes no change.
+    """
+    from shared.logs import configure_logging
+
+    from .replay import replay
+
+    configure_logging()
+    if not yes:
+        click.confirm("Stop all scorers first. Rebuild the scores from the whole events topic?", abort=True)
+    settings, catalog, engine, store = _parts()
+    report = replay(settings, store, catalog)
+    click.echo(f"replayed {report.messages} messages ({report.folded} folded, {report.duplicates} duplicates, "
+               f"{report.dead_letters} dead letters) in {report.seconds:.1f}s; "
+               f"{report.changes} scores differ from before the rebuild")

@@ -1,0 +1,277 @@
+"""The scorer's consumer: events from Kafka into daily totals and scores, exactly once in effect.
+
+For each batch (bounded by size and time):
+  1. decode and validate every message; bad ones go to the dead-letter topic with the reason;
+  2. fold the good ones in ONE database transaction (event ids are unique keys, so a
+     redelivered batch changes nothing) and commit it;
+  3. rescore what the batch touched, writing changed scores and an outbox row in a
+     second short transaction;
+  4. publish the outbox to `cityscore.scores`, then commit the Kafka offsets.
+A crash between any two steps is safe: the batch comes again and its events are
+already claimed; the outbox is published on the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.catalog import Catalog
+from shared.contract import InvalidEvent, validate_event
+from shared.kafka import ensure_topics, make_producer
+from shared.score_store import ScoreStore
+from shared.settings import Settings
+
+from .metrics import ScorerMetrics
+
+log = logging.getLogger("cityscore.scorer")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def current_as_of(clock: Clock, catalog: Catalog) -> date:
+    """The last complete local day: scores are 'as of yesterday' in the city's time zone."""
+    return clock().astimezone(catalog.zone).date() - timedelta(days=1)
+
+
+@dataclass
+class BatchReport:
+    messages: int
+    folded: int
+    duplicates: int
+    dead_letters: int
+    changes: int
+    fold_s: float
+
+
+class Scorer:
+    """One scorer process: a member of the consumer group on the events topic."""
+
+    def __init__(self, settings: Settings, store: ScoreStore, catalog: Catalog, *,
+                 clock: Clock = system_clock, metrics: ScorerMetrics | None = None, client_id: str = "cityscore-scorer",
+                 rescore_each_batch: bool = True):
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.metrics = metrics or ScorerMetrics()
+        self.client_id = client_id
+        self.stopping = threading.Event()
+        self.as_of: date | None = None
+        # A replay folds first and scores once at the end: no stream of intermediate changes.
+        self.rescore_each_batch = rescore_each_batch
+        self.totals = BatchReport(0, 0, 0, 0, 0, 0.0)
+        self._consumer: KafkaConsumer | None = None
+        self._producer = None
+
+    # -- Kafka ----------------------------------------------------------------------
+
+    def connect(self) -> None:
+        s = self.settings
+        ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
+                                                   s.scores_topic: s.topic_partitions}, timeout_s=30)
+        self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out")
+        self._consumer = KafkaConsumer(
+            s.events_topic,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=self.client_id,
+            group_id=s.scorer_group,
+            enable_auto_commit=False,  # offsets are committed only after the database has the batch
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_max,
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=10)
+            except Exception:  # noqa: BLE001
+                log.warning("producer did not close cleanly", exc_info=True)
+            self._producer = None
+
+    def collect(self) -> list:
+        """Messages until the batch is full or its time is up."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + self.settings.batch_wait_s
+        messages: list = []
+        while len(messages) < self.settings.batch_max and not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = self._consumer.poll(timeout_ms=int(remaining * 1000) + 1,
+                                         max_records=self.settings.batch_max - len(messages))
+            for records in polled.values():
+                messages.extend(records)
+        return messages
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def process(self, messages: list) -> BatchReport:
+        started = time.perf_counter()
+        events = []
+        dead = []
+        for message in messages:
+            try:
+                events.append(validate_event(message.value, self.catalog))
+            except InvalidEvent as exc:
+                dead.append((message, [p.as_dict() for p in exc.problems]))
+        if dead:
+            self.dead_letter(dead)
+
+        outcome = self._in_transaction(lambda conn: self.store.fold(conn, events)) if events else None
+        as_of = current_as_of(self.clock, self.catalog)
+        touched = list(outcome.touched) if outcome else []
+        changes = 0
+        if self.rescore_each_batch and (touched or as_of != self.as_of):
+            changes = self.rescore(as_of, None if as_of != self.as_of else touched)
+        self.publish_outbox()
+        self.commit_offsets(messages)
+
+        elapsed = time.perf_counter() - started
+        report = BatchReport(len(messages), outcome.folded if outcome else 0, outcome.duplicates if outcome else 0,
+                             len(dead), changes, elapsed)
+        self.metrics.observe_batch(report)
+        for name in ("messages", "folded", "duplicates", "dead_letters", "changes", "fold_s"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
+        return report
+
+    def rescore(self, as_of: date, metric_ids: list[str] | None = None) -> int:
+        """Rescore (these metrics, or all) as of `as_of` and queue the changes; returns how many."""
+        changes = len(self._in_transaction(lambda conn: self.store.rescore(conn, as_of, metric_ids)))
+        self.as_of = as_of
+        return changes
+
+    def _in_transaction(self, work, attempts: int = 5):
+        """Run `work(conn)` in a transaction, again after a deadlock or a lost connection."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.store.engine.begin() as conn:
+                    return work(conn)
+            except (OperationalError, DBAPIError) as exc:
+                if attempt == attempts or not _retryable(exc):
+                    raise
+                log.warning("database transaction retried", extra={"attempt": attempt, "error": str(exc)[:200]})
+                time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def dead_letter(self, dead: list) -> None:
+        assert self._producer is not None
+        futures = []
+        for message, problems in dead:
+            payload = {
+                "topic": message.topic, "partition": message.partition, "offset": message.offset,
+                "key": message.key.decode("utf-8", "replace") if message.key else None,
+                "value": message.value.decode("utf-8", "replace") if message.value else None,
+                "problems": problems,
+                "dead_at": datetime.now(timezone.utc).isoformat(),
+            }
+            futures.append(self._producer.send(self.settings.dead_letter_topic, key=message.key,
+                                               value=orjson.dumps(payload)))
+        self._producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=30)  # a dead letter is written before its offset is committed
+        self.metrics.dead_letters.inc(len(dead))
+        log.warning("messages sent to the dead-letter topic", extra={"count": len(dead),
+                                                                     "first": dead[0][1][:3]})
+
+    def publish_outbox(self) -> int:
+        """Publish queued score changes (this batch's and any a crash left behind)."""
+        assert self._producer is not None
+        published = 0
+        while True:
+            with self.store.engine.connect() as conn:
+                pending = self.store.pending_outbox(conn)
+            if not pending:
+                return published
+            futures = [self._producer.send(self.settings.scores_topic, key=key.encode(), value=payload)
+                       for _, key, payload in pending]
+            self._producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=30)
+            with self.store.engine.begin() as conn:
+                self.store.clear_outbox(conn, [row_id for row_id, _, _ in pending])
+            published += len(pending)
+            self.metrics.score_changes.inc(len(pending))
+
+    def commit_offsets(self, messages: list) -> None:
+        if not messages:
+            return
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for message in messages:
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = max(offsets.get(tp, -1), message.offset)
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in offsets.items()})
+        except Exception as exc:  # noqa: BLE001 - a rebalance took the partition; its next owner re-reads
+            # Safe: the batch is in the database and its event ids are claimed.
+            log.warning("offset commit failed; the batch will be redelivered and ignored",
+                        extra={"error": str(exc)[:200]})
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, until_idle: bool = False) -> None:
+        """Consume until stopped (or, with `until_idle`, until the topic has no more events)."""
+        if self._consumer is None:
+            self.connect()
+        # Start from a clean state: publish what a crash left, score the current day.
+        self.publish_outbox()
+        idle_batches = 0
+        while not self.stopping.is_set():
+            messages = self.collect()
+            new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
+            if messages or new_day:
+                report = self.process(messages)
+                if messages:
+                    log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
+                                                    "duplicates": report.duplicates,
+                                                    "dead_letters": report.dead_letters,
+                                                    "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
+            self.metrics.observe_lag(self._consumer)
+            if until_idle:
+                idle_batches = 0 if messages else idle_batches + 1
+                if idle_batches >= 2 and self.caught_up():
+                    return
+
+    def caught_up(self) -> bool:
+        assert self._consumer is not None
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return False
+        ends = self._consumer.end_offsets(assigned)
+        return all(self._consumer.position(tp) >= ends[tp] for tp in assigned)
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, _frame):
+            log.info("stopping", extra={"signal": signum})
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def _retryable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("deadlock", "could not serialize", "database is locked",
+                                         "connection", "server closed"))

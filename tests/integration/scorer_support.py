@@ -1,0 +1,119 @@
+"""Helpers for scorer tests: a stream on a topic of its own, scorers in threads or processes, comparisons."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import date, datetime, time as clock_time, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Stream:
+    """A unique set of topics and a consumer group for one test."""
+
+    def __init__(self, bootstrap: str, database_url: str, partitions: int = 6):
+        tag = uuid.uuid4().hex[:10]
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.events_topic = f"cityscore.events.t-{tag}"
+        self.scores_topic = f"cityscore.scores.t-{tag}"
+        self.dlq_topic = f"cityscore.events.dlq.t-{tag}"
+        self.group = f"scorer-t-{tag}"
+        ensure_topics(bootstrap, {self.events_topic: partitions, self.scores_topic: partitions, self.dlq_topic: 1})
+        self.producer = make_producer(bootstrap, 30, client_id="test-departments")
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "DATABASE_URL": self.database_url,
+                "CITYSCORE_EVENTS_TOPIC": self.events_topic, "CITYSCORE_SCORES_TOPIC": self.scores_topic,
+                "CITYSCORE_DLQ_TOPIC": self.dlq_topic, "SCORER_GROUP": self.group,
+                "SCORER_BATCH_MAX": "2000", "SCORER_BATCH_WAIT": "0.2"}
+
+    def settings(self, **overrides) -> Settings:
+        return Settings(**{**self.env(), **overrides})
+
+    def send(self, events: list[dict], raw: list[tuple[bytes, bytes]] = ()) -> None:
+        """Write events (keyed by metric, as ingest does) and raw messages; wait for every ack."""
+        futures = [self.producer.send(self.events_topic, key=e["metric"].encode(), value=orjson.dumps(e))
+                   for e in events]
+        futures += [self.producer.send(self.events_topic, key=k, value=v) for k, v in raw]
+        self.producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def clock_for(as_of: date) -> FakeClock:
+    """A clock at noon UTC on the day after `as_of` (morning in Boston): `as_of` is 'yesterday'."""
+    return FakeClock(datetime.combine(as_of + timedelta(days=1), clock_time(12), tzinfo=timezone.utc))
+
+
+def run_in_thread(scorer) -> threading.Thread:
+    thread = threading.Thread(target=scorer.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def scorer_process(stream: Stream, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`cityscore scorer run` as a real process (the API is checked with explicit as_of dates)."""
+    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_until(predicate, timeout_s: float = 120, interval_s: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def board_differences(expected: dict, actual: dict) -> list[str]:
+    """Differences between two scoreboards in the contract's JSON shape (empty when equal)."""
+    found = []
+    if expected["as_of"] != actual["as_of"]:
+        found.append(f"as_of {expected['as_of']} != {actual['as_of']}")
+    for window, value in expected["cityscore"].items():
+        if not same(value, actual["cityscore"].get(window)):
+            found.append(f"cityscore {window}: {value} != {actual['cityscore'].get(window)}")
+    for metric, windows in expected["metrics"].items():
+        for window, result in windows.items():
+            if window == "name":
+                continue
+            got = actual["metrics"][metric][window]
+            for field in ("score", "numerator", "denominator"):
+                if not same(result[field], got[field]):
+                    found.append(f"{metric} {window} {field}: {result[field]} != {got[field]}")
+    return found

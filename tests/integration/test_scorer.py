@@ -1,0 +1,255 @@
+"""The scorer against real Kafka and a real database (PostgreSQL and SQLite).
+
+The read API's scoreboard must equal the offline `cityscore score` of the same events,
+including after late events and case corrections.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from kafka import KafkaConsumer, TopicPartition
+
+from services.cli import main
+from services.scorer.app import create_app
+from services.scorer.consumer import Scorer
+from services.scorer.replay import replay
+from shared.catalog import load_catalog
+from shared.generator import generate
+from shared.score_store import CITY, ScoreStore
+
+from .ingest_support import fresh_database
+from .scorer_support import FakeClock, Stream, board_differences, clock_for, run_in_thread, wait_until
+
+CATALOG = load_catalog()
+END = date(2026, 6, 30)
+AS_OF_DATES = [END, date(2026, 6, 14), date(2026, 5, 31), date(2026, 4, 2)]
+
+
+@pytest.fixture(scope="module")
+def events():
+    """100 live days and their trend history: about 190,000 events."""
+    return list(generate(CATALOG, 100, 5, END))
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request, tmp_path):
+    url = request.getfixturevalue("database_url") if request.param == "postgresql" else f"sqlite:///{tmp_path}/s.db"
+    engine = fresh_database(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def stream(kafka_bootstrap, database):
+    url = database.url.render_as_string(hide_password=False)
+    made = Stream(kafka_bootstrap, url)
+    yield made
+    made.close()
+
+
+def offline(tmp_path, events, as_of) -> dict:
+    path = tmp_path / f"offline-{as_of}.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    result = CliRunner().invoke(main, ["score", "--events", str(path), "--as-of", as_of.isoformat()])
+    assert result.exit_code == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def api_board(client, as_of) -> dict:
+    response = client.get(f"/v1/scoreboard?as_of={as_of.isoformat()}")
+    assert response.status_code == 200
+    return response.json
+
+
+def folded(store: ScoreStore) -> int:
+    from sqlalchemy import func, select
+
+    from shared.db import ProcessedEvent
+
+    with store.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(ProcessedEvent))
+
+
+def read_all(bootstrap, topic):
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    records = [orjson.loads(m.value) for m in consumer]
+    consumer.close()
+    return records
+
+
+def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, tmp_path):
+    store = ScoreStore(database, CATALOG)
+    clock = clock_for(END)
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    thread = run_in_thread(scorer)
+    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
+    try:
+        first, later = events[: len(events) * 3 // 4], events[len(events) * 3 // 4:]
+        stream.send(first)
+        expected_count = len({e["event_id"] for e in first})
+        wait_until(lambda: folded(store) >= expected_count, what="the first part folded")
+        for as_of in (END, date(2026, 5, 31)):
+            assert board_differences(offline(tmp_path, first, as_of), api_board(client, as_of)) == []
+
+        # The rest arrives out of order (late events), with case corrections and repeats.
+        rng = random.Random(9)
+        rng.shuffle(later)
+        cases = [e for e in first if e["type"] == "case" and e.get("closed_at")]
+        corrections = []
+        for original in rng.sample(cases, 200):
+            reopened_late = datetime.fromisoformat(original["closed_at"]) + timedelta(days=rng.choice([1, 8, 40]))
+            corrections.append({**original, "event_id": original["event_id"] + "-corrected",
+                                "closed_at": reopened_late.isoformat()})
+        repeats = rng.sample(first, 300)
+        tail = later + corrections + repeats
+        stream.send(tail)
+        everything = first + tail
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in everything}), what="everything folded")
+        for as_of in AS_OF_DATES:
+            assert board_differences(offline(tmp_path, everything, as_of), api_board(client, as_of)) == [], as_of
+        non_null = sum(1 for m in api_board(client, END)["metrics"].values() if m["week"]["score"] is not None)
+        assert non_null >= 21
+
+        # The default board is what the scorer published for 'yesterday'.
+        wait_until(lambda: client.get("/v1/scoreboard").json["updated_at"] is not None, what="published board")
+        default = client.get("/v1/scoreboard").json
+        assert default["as_of"] == END.isoformat()
+        assert board_differences(offline(tmp_path, everything, END), default) == []
+    finally:
+        scorer.stopping.set()
+        thread.join(timeout=30)
+        scorer.close()
+
+    published = read_all(stream.bootstrap, stream.scores_topic)
+    latest = {}
+    for change in published:
+        latest[(change["metric"], change["window"])] = change
+    board = api_board(client, END)
+    assert latest[(CITY, "week")]["score"] == pytest.approx(board["cityscore"]["week"], rel=1e-9)
+    pothole = latest[("pothole-on-time", "month")]
+    assert pothole["as_of"] == END.isoformat()
+    assert pothole["numerator"] == board["metrics"]["pothole-on-time"]["month"]["numerator"]
+    assert {"metric", "window", "as_of", "score", "numerator", "denominator", "previous_score",
+            "changed_at"} <= set(pothole)
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_ones(stream, database):
+    store = ScoreStore(database, CATALOG)
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
+    good = [{"event_id": f"g{i}", "type": "incident", "metric": "shootings",
+             "occurred_at": "2026-06-29T22:00:00-04:00"} for i in range(5)]
+    poison = [(b"shootings", b"{not json"),
+              (b"shootings", orjson.dumps({"event_id": "p1", "type": "incident", "metric": "shootings"})),
+              (b"potholes", orjson.dumps({"event_id": "p2", "type": "incident", "metric": "potholes",
+                                          "occurred_at": "2026-06-29T22:00:00-04:00"})),
+              (None, b"")]
+    stream.send(good[:2], raw=poison)
+    stream.send(good[2:])
+    thread = run_in_thread(scorer)
+    try:
+        wait_until(lambda: folded(store) == 5, what="the good events folded")
+    finally:
+        scorer.stopping.set()
+        thread.join(timeout=30)
+        scorer.close()
+    with database.connect() as conn:
+        from shared.db import DayTotal
+
+        from sqlalchemy import select
+
+        count = conn.scalar(select(DayTotal.count).where(DayTotal.metric == "shootings",
+                                                         DayTotal.day == date(2026, 6, 29)))
+    assert count == 5
+    dead = read_all(stream.bootstrap, stream.dlq_topic)
+    assert len(dead) == 4
+    by_value = {d["value"]: d for d in dead}
+    assert "not valid JSON" in by_value["{not json"]["problems"][0]["reason"]
+    p1 = next(d for d in dead if d["value"] and '"p1"' in d["value"])
+    assert p1["problems"] == [{"field": "occurred_at", "reason": "required field is missing"}]
+    p2 = next(d for d in dead if d["value"] and '"p2"' in d["value"])
+    assert "unknown metric 'potholes'" in p2["problems"][0]["reason"]
+    assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
+
+
+def test_midnight_moves_the_windows_without_events(stream, database):
+    """No event arrives, yet at local midnight the as-of date moves and the scores change."""
+    store = ScoreStore(database, CATALOG)
+    # 23:59 in Boston on 1 July: 'yesterday' is 30 June.
+    clock = FakeClock(datetime(2026, 7, 2, 3, 59, tzinfo=timezone.utc))
+    closed = [{"event_id": f"c{i}", "type": "case", "metric": "pothole-on-time", "case_id": f"c{i}",
+               "opened_at": "2026-06-30T09:00:00-04:00", "closed_at": "2026-06-30T11:00:00-04:00"} for i in range(4)]
+    stream.send(closed)
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    thread = run_in_thread(scorer)
+    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
+    try:
+        wait_until(lambda: client.get("/v1/scoreboard").json["metrics"]["pothole-on-time"]["day"]["score"] == 1.25,
+                   what="the day score of 30 June")
+        assert client.get("/v1/scoreboard").json["as_of"] == "2026-06-30"
+        clock.now = datetime(2026, 7, 2, 4, 1, tzinfo=timezone.utc)  # 00:01 on 2 July in Boston
+        def published_new_day():
+            board = client.get("/v1/scoreboard").json
+            return board["as_of"] == "2026-07-01" and board["updated_at"] is not None  # the scorer's, not on demand
+
+        wait_until(published_new_day, what="the scorer to publish the new as-of date")
+        board = client.get("/v1/scoreboard").json
+        assert board["metrics"]["pothole-on-time"]["day"]["score"] is None  # no case closed on 1 July
+        assert board["metrics"]["pothole-on-time"]["week"]["score"] == 1.25  # 30 June is still in the week
+    finally:
+        scorer.stopping.set()
+        thread.join(timeout=30)
+        scorer.close()
+    changes = [c for c in read_all(stream.bootstrap, stream.scores_topic)
+               if c["metric"] == "pothole-on-time" and c["window"] == "day"]
+    assert [c["as_of"] for c in changes][-2:] == ["2026-06-30", "2026-07-01"]
+    assert changes[-1]["score"] is None and changes[-1]["previous_score"] == 1.25
+
+
+def test_rebuild_replays_the_topic_to_the_same_scores(stream, database, events):
+    store = ScoreStore(database, CATALOG)
+    clock = clock_for(END)
+    sample = events[-40000:]
+    stream.send(sample)
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer.run_until = None
+    thread = run_in_thread(scorer)
+    try:
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sample}), what="the sample folded")
+        wait_until(lambda: scorer.as_of == END, what="the first scoring")
+    finally:
+        scorer.stopping.set()
+        thread.join(timeout=30)
+        scorer.close()
+    before = store.scoreboard(END).as_dict(CATALOG)
+    with database.connect() as conn:
+        published_before = {k: (r.score, r.as_of) for k, r in store.current(conn).items()}
+
+    report = replay(stream.settings(), store, CATALOG, clock=clock)
+
+    assert report.messages == len(sample)
+    assert report.folded == len({e["event_id"] for e in sample})
+    assert report.changes == 0  # nothing published: the scores are the same
+    assert board_differences(before, store.scoreboard(END).as_dict(CATALOG)) == []
+    with database.connect() as conn:
+        assert {k: (r.score, r.as_of) for k, r in store.current(conn).items()} == published_before
+
+
+def test_api_errors_and_history(stream, database):
+    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock_for(END)).test_client()
+    assert client.get("/v1/scoreboard?as_of=30-06-2026").status_code == 400
+    assert client.get("/v1/metrics/potholes/history").status_code == 404
+    assert client.get("/v1/metrics/pothole-on-time/history?window=year").status_code == 400
+    assert client.get("/v1/metrics/pothole-on-time/history?days=0").status_code == 400
+    history = client.get("/v1/metrics/pothole-on-time/history?window=month&days=30").json
+    assert len(history["history"]) == 30 and history["history"][-1]["as_of"] == END.isoformat()
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+    assert b"cityscore_scorer_api_seconds" in client.get("/metrics").data
