@@ -1,0 +1,114 @@
+"""The scorer as real processes: killed with SIGKILL mid-stream, and two of them sharing the partitions.
+
+Whatever happens to the processes, the final scores must equal the offline scores of
+the same events: nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from shared.catalog import load_catalog
+from shared.contract import parse_event
+from shared.db import ProcessedEvent
+from shared.folding import Ledger
+from shared.generator import generate
+from shared.score_store import ScoreStore
+
+from .ingest_support import fresh_database
+from .scorer_support import Stream, board_differences, scorer_process, wait_until
+
+CATALOG = load_catalog()
+END = date(2026, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def events():
+    return list(generate(CATALOG, 90, 23, END))
+
+
+@pytest.fixture(scope="module")
+def expected(events):
+    ledger = Ledger(CATALOG)
+    for event in events:
+        ledger.fold(parse_event(event))
+    return {as_of: ledger.scoreboard(as_of).as_dict(CATALOG) for as_of in (END, date(2026, 6, 1), date(2026, 4, 15))}
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, database_url):
+    engine = fresh_database(database_url)
+    stream = Stream(kafka_bootstrap, database_url)
+    yield stream, ScoreStore(engine, CATALOG)
+    stream.close()
+    engine.dispose()
+
+
+def folded(store) -> int:
+    with store.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(ProcessedEvent))
+
+
+def stop(process) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except Exception:
+            process.kill()
+            process.wait()
+
+
+def assert_matches_offline(store, expected) -> None:
+    for as_of, board in expected.items():
+        assert board_differences(board, store.scoreboard(as_of).as_dict(CATALOG)) == [], as_of
+
+
+def test_sigkill_at_any_moment_loses_and_doubles_nothing(setup, events, expected):
+    stream, store = setup
+    stream.send(events)
+    total = len({e["event_id"] for e in events})
+    rng = random.Random(17)
+    kills_mid_stream = 0
+    for _ in range(4):
+        process = scorer_process(stream)
+        wait_until(lambda: process.poll() is not None or folded(store) > 0, timeout_s=120, what="the scorer to start")
+        time.sleep(rng.uniform(0.3, 2.5))
+        process.kill()  # SIGKILL: no clean-up of any kind
+        process.wait()
+        done = folded(store)
+        if 0 < done < total:
+            kills_mid_stream += 1
+    assert kills_mid_stream >= 2, "the kills did not land in the middle of the stream"
+    process = scorer_process(stream)
+    try:
+        wait_until(lambda: folded(store) >= total, timeout_s=300, what="every event folded")
+        assert folded(store) == total
+    finally:
+        stop(process)
+    assert_matches_offline(store, expected)
+
+
+def test_two_scorers_with_a_rebalance_in_the_middle(setup, events, expected):
+    stream, store = setup
+    stream.send(events)
+    total = len({e["event_id"] for e in events})
+    first = scorer_process(stream)
+    second = None
+    try:
+        wait_until(lambda: folded(store) > total // 10, timeout_s=120, what="the first scorer to make progress")
+        second = scorer_process(stream)  # joins the group: the partitions are shared out again
+        wait_until(lambda: folded(store) >= total, timeout_s=300, what="every event folded")
+        assert second.poll() is None and first.poll() is None, "both scorers should still be running"
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    assert folded(store) == total
+    assert_matches_offline(store, expected)
