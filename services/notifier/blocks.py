@@ -308,7 +308,7 @@ def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: 
     mentions = " ".join(f"<@{o}>" for o in view.owners)
     texts = {
         "recovering": f"📈 Back at {mark(view.score)}; it resolves if it holds.",
-        "below-again": f"📉 Below 1 again: {mark(view.score)}.",
+        "better": f"↗️ Up to {mark(view.score)}, still below 1.",
         "worse": f"📉 Down to {mark(view.score)} (from {shown(view.first_score)} when it fired).",
         "resolved": f"✅ Resolved: {name} is at {mark(view.score)} this {view.window}.",
         "acknowledged": f"👀 <@{user}> acknowledged this; reminders stop.",

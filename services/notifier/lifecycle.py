@@ -100,18 +100,15 @@ def evaluate(streak: Streak, open_status: Status | None, score: float | None, po
 def thread_note(noted_score: float | None, score: float | None, policy: Policy) -> str | None:
     """Whether a change of an open alert's score deserves a thread reply, and which kind.
 
-    Crossing 1 either way is always told ("recovering", "below again"); a further drop
-    of `notable_drop` or more is told; small moves only edit the message.
+    Only a move of `notable_drop` or more from the score last told in the thread is
+    told ("worse", "better", "recovering" when it is back at or above 1); smaller moves,
+    such as a score wobbling around 1, only edit the message.
     """
-    if score is None or noted_score is None:
+    if score is None or noted_score is None or abs(score - noted_score) < policy.notable_drop:
         return None
-    if noted_score < 1 <= score:
-        return "recovering"
-    if score < 1 <= noted_score:
-        return "below-again"
-    if score < 1 and noted_score - score >= policy.notable_drop:
+    if score < noted_score:
         return "worse"
-    return None
+    return "recovering" if score >= 1 else "better"
 
 
 @dataclass(frozen=True)

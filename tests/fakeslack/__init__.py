@@ -153,6 +153,21 @@ class FakeSlack:
                         return message
         return None
 
+    @staticmethod
+    def _blocks_problem(blocks) -> str | None:
+        """Slack refuses messages that break Block Kit's limits with `invalid_blocks`."""
+        if not blocks:
+            return None
+        if len(blocks) > 50 or sum(1 for b in blocks if b.get("type") == "table") > 1:
+            return "invalid_blocks"
+        for block in blocks:
+            if block.get("type") == "section" and len((block.get("text") or {}).get("text", "")) > 3000:
+                return "invalid_blocks"
+            if block.get("type") == "table" and (len(block.get("rows", [])) > 100
+                                                 or any(len(r) > 20 for r in block.get("rows", []))):
+                return "invalid_blocks"
+        return None
+
     def _message(self, params: dict) -> dict:
         message = {"type": "message", "user": "U0BOT", "bot_id": "B0BOT", "app_id": "A0APP", "ts": self._next_ts(),
                    "text": params.get("text", "")}
@@ -203,6 +218,9 @@ class FakeSlack:
                 return {"ok": False, "error": "channel_not_found"}
             if not params.get("text") and not params.get("blocks"):
                 return {"ok": False, "error": "no_text"}
+            problem = self._blocks_problem(self._message(params).get("blocks"))
+            if problem:
+                return {"ok": False, "error": problem}
             message = self._store(channel, self._message(params), params.get("thread_ts"))
             if message is None:
                 return {"ok": False, "error": "thread_not_found"}
@@ -213,6 +231,9 @@ class FakeSlack:
             if message is None:
                 return {"ok": False, "error": "message_not_found"}
             fresh = self._message(params)
+            problem = self._blocks_problem(fresh.get("blocks"))
+            if problem:
+                return {"ok": False, "error": problem}
             message["text"] = fresh["text"]
             if "blocks" in fresh:
                 message["blocks"] = fresh["blocks"]

@@ -122,7 +122,7 @@ def test_every_alert_message_and_reply_fits_for_every_metric():
     for metric in CATALOG.metrics:
         view = alert_view(metric=metric)
         messages.append(alert_message(view))
-        for kind in ("recovering", "below-again", "worse", "resolved", "acknowledged", "owner", "reminder"):
+        for kind in ("recovering", "better", "worse", "resolved", "acknowledged", "owner", "reminder"):
             messages.append(reply_message(kind, view, user="U0CCC"))
         messages.append(reply_message("note", view, user="U0CCC", note="x" * 5000))
         messages.append(metric_scores_message(metric, {w: WindowScore(0.9, 9, 10) for w in CATALOG.windows},

@@ -55,12 +55,14 @@ def test_fire_after_one_fires_at_once():
     assert run([0.5], Policy(fire_after=1)) == [Transition.FIRE]
 
 
-def test_thread_notes_cross_1_and_notable_drops_only():
+def test_thread_notes_only_for_notable_moves_so_a_wobble_around_1_is_quiet():
     assert thread_note(0.9, 1.01, POLICY) == "recovering"
-    assert thread_note(1.01, 0.95, POLICY) == "below-again"
+    assert thread_note(0.8, 0.9, POLICY) == "better"
     assert thread_note(0.9, 0.84, POLICY) == "worse"
+    assert thread_note(0.99, 1.01, POLICY) is None
+    assert thread_note(1.01, 0.98, POLICY) is None
     assert thread_note(0.9, 0.88, POLICY) is None
-    assert thread_note(0.9, 0.95, POLICY) is None
+    assert thread_note(None, 0.5, POLICY) is None
 
 
 def test_quiet_hours_hold_until_the_morning():

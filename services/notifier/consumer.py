@@ -1,0 +1,47 @@
+"""The consumer of `cityscore.scores`: score changes in, offsets committed after the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+from kafka import KafkaConsumer
+
+from .service import Notifier
+
+log = logging.getLogger("cityscore.notifier.consumer")
+
+
+def make_consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumer:
+    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
+                         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
+
+
+def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500) -> None:
+    """Apply batches of score changes; commit each batch's offsets only after its transaction.
+
+    A crash between the two redelivers the batch, which changes nothing the second
+    time (each (metric, window) remembers the newest change applied). A message that
+    is not JSON is logged and skipped, so it never stops the consumer.
+    """
+    while not stop.is_set():
+        batch = consumer.poll(timeout_ms=poll_ms)
+        if not batch:
+            continue
+        payloads = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    payloads.append(orjson.loads(record.value))
+                except orjson.JSONDecodeError:
+                    log.warning("not JSON; skipped", extra={"partition": record.partition, "offset": record.offset})
+        try:
+            notifier.handle_changes(payloads)
+        except Exception:  # noqa: BLE001 - e.g. the database is away: read the batch again
+            log.exception("could not apply score changes; will read them again")
+            for tp, records in batch.items():
+                consumer.seek(tp, records[0].offset)
+            stop.wait(2.0)
+            continue
+        consumer.commit()

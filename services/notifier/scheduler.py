@@ -1,0 +1,122 @@
+"""The notifier's schedule: APScheduler jobs kept in the database.
+
+Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
+reminders, and the re-evaluation of steady scores. They live in the `notifier_jobs`
+table (SQLAlchemyJobStore), so a restart keeps each job's next run time: a run
+missed while the notifier was down happens on start (within the grace time), and
+one that happened is not repeated. The board and recap are idempotent by their
+outbox keys besides, and `Notifier.catch_up()` queues them if a crash fell between
+APScheduler moving a job's next run time and the job finishing.
+
+With a `ManualClock` the scheduler's own thread never runs jobs; a test moves the
+clock and calls `run_due()`, which runs the same stored jobs with the same triggers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+
+from .clock import Clock, ManualClock
+from .models import JOBS_TABLE
+from .service import Notifier
+
+log = logging.getLogger("cityscore.notifier.scheduler")
+
+_notifier: Notifier | None = None  # the running notifier, for the stored jobs to call
+
+
+def _current() -> Notifier:
+    if _notifier is None:
+        raise RuntimeError("no notifier is running in this process")
+    return _notifier
+
+
+# Stored jobs name their function by module path, so these are plain module functions.
+def daily_board() -> None:
+    _current().scheduled_board()
+
+
+def weekly_recap() -> None:
+    _current().scheduled_recap()
+
+
+def reminders() -> None:
+    _current().send_reminders()
+
+
+def evaluate_steady() -> None:
+    _current().evaluate_steady()
+
+
+class NotifierScheduler:
+    def __init__(self, notifier: Notifier, engine: Engine, clock: Clock) -> None:
+        self.notifier = notifier
+        self.clock = clock
+        self.manual = isinstance(clock, ManualClock)
+        zone = notifier.catalog.zone
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
+            timezone=zone)
+        settings = notifier.settings
+        days = settings.recap_day
+        self.jobs = {
+            "daily-board": (daily_board, CronTrigger(hour=settings.board_time.hour, minute=settings.board_time.minute,
+                                                     timezone=zone)),
+            "weekly-recap": (weekly_recap, CronTrigger(day_of_week=days, hour=settings.recap_time.hour,
+                                                       minute=settings.recap_time.minute, timezone=zone)),
+            "reminders": (reminders, IntervalTrigger(seconds=60, timezone=zone)),
+            "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),
+                                                                 timezone=zone)),
+        }
+
+    def start(self) -> None:
+        global _notifier
+        _notifier = self.notifier
+        self.scheduler.start(paused=self.manual)
+        now = self.clock.now()
+        for job_id, (func, trigger) in self.jobs.items():
+            job = self.scheduler.get_job(job_id)
+            if job is not None and str(job.trigger) == str(trigger):
+                continue  # keep its stored next run time: a missed run still happens
+            self.scheduler.add_job(func, trigger, id=job_id, name=job_id, replace_existing=True,
+                                   next_run_time=trigger.get_next_fire_time(None, now))
+            log.info("scheduled", extra={"job": job_id, "trigger": str(trigger)})
+
+    def shutdown(self) -> None:
+        global _notifier
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        _notifier = None
+
+    def next_runs(self) -> dict[str, str | None]:
+        return {job.id: job.next_run_time.isoformat() if job.next_run_time else None
+                for job in self.scheduler.get_jobs()}
+
+    def run_due(self) -> list[str]:
+        """Run the jobs due at the clock's time, in this thread, as APScheduler would (manual clock)."""
+        now = self.clock.now()
+        store = self.scheduler._lookup_jobstore("default")
+        ran = []
+        for job in store.get_due_jobs(now):
+            run_times = job._get_run_times(now)
+            if not run_times:
+                continue
+            # Like APScheduler: the next run time is stored before the job runs.
+            following = job.trigger.get_next_fire_time(run_times[-1], now)
+            if following:
+                job._modify(next_run_time=following)
+                store.update_job(job)
+            else:
+                store.remove_job(job.id)
+            job.func(*job.args, **job.kwargs)
+            ran.append(job.id)
+        return ran

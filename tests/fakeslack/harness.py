@@ -1,0 +1,111 @@
+"""A notifier wired to a test schema, the fake Slack server, and (optionally) real Kafka."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from services.notifier.clock import Clock
+from services.notifier.consumer import consume, make_consumer
+from services.notifier.main import build
+from services.notifier.scheduler import NotifierScheduler
+from services.notifier.settings import NotifierSettings
+from shared.settings import Settings
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+ROUTING = {
+    "default_channel": "C0DEFAULT",
+    "departments": {
+        "public-works": {"channel": "C0PWD", "owners": ["U0PWD1", "U0PWD2"]},
+        "police": {"channel": "C0BPD", "owners": ["U0BPD1"]},
+        "boston-311": {"channel": "C0311", "owners": ["U0311"]},
+    },
+    "metrics": {"pothole-on-time": {"owners": ["U0POTHOLE"]}},
+}
+
+
+def notifier_settings(tmp_path: Path, slack, **overrides) -> NotifierSettings:
+    routing = tmp_path / "routing.json"
+    routing.write_text(json.dumps(ROUTING))
+    values = dict(slack_bot_token=slack.token, slack_base_url=slack.base_url, slack_signing_secret=SECRET,
+                  slack_timeout_s=2, slack_rate_limit_retries=2, mayor_channel="C0MAYOR", default_channel="C0DEFAULT",
+                  routing_file=str(routing), public_board_url="https://cityscore.example/", quiet_hours="off",
+                  retry_base_s=0.05, retry_max_s=0.5, lease_s=5.0, send_poll_s=0.05, chart_days=90)
+    values.update(overrides)
+    return NotifierSettings(**values)
+
+
+class Harness:
+    def __init__(self, schema, settings: NotifierSettings, clock: Clock | None = None,
+                 kafka_bootstrap: str | None = None, topic: str = "unused") -> None:
+        self.base = Settings(DATABASE_URL=schema.url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap or "127.0.0.1:1",
+                             CITYSCORE_SCORES_TOPIC=topic)
+        self.runtime = build(self.base, settings, clock=clock, engine=schema.engine)
+        self.notifier = self.runtime.notifier
+        self.sender = self.runtime.sender
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.scheduler: NotifierScheduler | None = None
+        self.consumer = None
+
+    def start_sender(self) -> "Harness":
+        thread = threading.Thread(target=self.sender.run, args=(self.stop_event, 0.05), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return self
+
+    def start_consumer(self, group: str) -> "Harness":
+        self.consumer = make_consumer(self.base.kafka_bootstrap_servers, self.base.scores_topic, group)
+        thread = threading.Thread(target=consume, args=(self.consumer, self.notifier, self.stop_event, 100),
+                                  daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return self
+
+    def start_scheduler(self) -> NotifierScheduler:
+        self.scheduler = NotifierScheduler(self.notifier, self.runtime.engine, self.runtime.clock)
+        self.scheduler.start()
+        return self.scheduler
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Deliver until nothing is pending (in this thread)."""
+        from services.notifier import outbox
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sender.deliver_due()
+            with self.runtime.engine.connect() as conn:
+                if not outbox.pending_keys(conn):
+                    return
+            time.sleep(0.05)
+        raise AssertionError("outbox still pending after the timeout")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.sender.wake()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        if self.consumer is not None:
+            self.consumer.close()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+
+
+def sign(body: bytes, timestamp: int, secret: str = SECRET) -> dict[str, str]:
+    from slack_sdk.signature import SignatureVerifier
+
+    signature = SignatureVerifier(secret).generate_signature(timestamp=str(timestamp), body=body.decode())
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
