@@ -55,33 +55,41 @@ def evaluate_steady() -> None:
     _current().evaluate_steady()
 
 
+class _ManualScheduler(BackgroundScheduler):
+    """APScheduler without its timer thread: jobs run only through `NotifierScheduler.run_due()`."""
+
+    def _main_loop(self) -> None:
+        return
+
+
 class NotifierScheduler:
     def __init__(self, notifier: Notifier, engine: Engine, clock: Clock) -> None:
         self.notifier = notifier
         self.clock = clock
         self.manual = isinstance(clock, ManualClock)
         zone = notifier.catalog.zone
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = (_ManualScheduler if self.manual else BackgroundScheduler)(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
             timezone=zone)
         settings = notifier.settings
         days = settings.recap_day
+        start = clock.now()  # interval triggers count from the notifier's clock, not the machine's
         self.jobs = {
             "daily-board": (daily_board, CronTrigger(hour=settings.board_time.hour, minute=settings.board_time.minute,
                                                      timezone=zone)),
             "weekly-recap": (weekly_recap, CronTrigger(day_of_week=days, hour=settings.recap_time.hour,
                                                        minute=settings.recap_time.minute, timezone=zone)),
-            "reminders": (reminders, IntervalTrigger(seconds=60, timezone=zone)),
+            "reminders": (reminders, IntervalTrigger(seconds=60, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),
-                                                                 timezone=zone)),
+                                                                 start_date=start, timezone=zone)),
         }
 
     def start(self) -> None:
         global _notifier
         _notifier = self.notifier
-        self.scheduler.start(paused=self.manual)
+        self.scheduler.start()
         now = self.clock.now()
         for job_id, (func, trigger) in self.jobs.items():
             job = self.scheduler.get_job(job_id)
