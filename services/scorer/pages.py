@@ -1,0 +1,417 @@
+"""The public scoreboard: the city's board of scores and a page for each metric.
+
+Server-rendered and script-free, so it works behind a strict Content-Security-Policy,
+on a phone and with a screen reader. The numbers come from the same board and history
+as the JSON API (`board_for`, `ScoreStore.history`); this module only presents them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Sequence
+
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from shared.catalog import SLA, Catalog, Feed, Kind, Metric
+from shared.scoring import WindowScore
+
+from .consumer import current_as_of
+
+pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+                  static_url_path="/assets")
+
+# The pages load nothing but their own stylesheet: no script, no inline style, no frames.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
+REFRESH_SECONDS = 60
+HISTORY_WINDOW = "week"
+HISTORY_DAYS = 90
+
+
+# -- presenting one score ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A score as the board shows it: rounded to 2 decimals, with its standing against target.
+
+    The standing follows the rounded figure, so a cell that reads 1.00 is never red.
+    """
+
+    score: float | None
+    text: str
+    standing: str  # below, at, above or none
+    mark: str
+    label: str
+
+    @property
+    def data_score(self) -> str:
+        return "" if self.score is None else repr(self.score)
+
+
+_STANDINGS = {
+    "below": ("▼", "below target"),
+    "at": ("=", "on target"),
+    "above": ("▲", "above target"),
+    "none": ("", "no score"),
+}
+
+
+def cell(score: float | None) -> Cell:
+    if score is None or not math.isfinite(score):
+        return Cell(None, "", "none", *_STANDINGS["none"])
+    text = f"{score:.2f}"
+    shown = float(text)
+    standing = "below" if shown < 1 else "above" if shown > 1 else "at"
+    return Cell(score, text, standing, *_STANDINGS[standing])
+
+
+def figure(value: float | None) -> str:
+    """A numerator or denominator for the audit columns: whole numbers plain, others to 2 or 4 places."""
+    if value is None:
+        return ""
+    if value == int(value):
+        return f"{value:,.0f}"
+    text = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
+    return text.rstrip("0").rstrip(".")
+
+
+# -- explaining a metric in words ------------------------------------------------------------
+
+_KIND_WORDS = {
+    Kind.RATIO: "Pooled over the window: the total of the numerator divided by the total of the "
+                "denominator, then divided by the target.",
+    Kind.MEAN_DAILY_RATIO: "The average of each day's rate, over the days of the window that have data, "
+                           "divided by the target.",
+    Kind.TARGET_OVER_MEDIAN: "The target divided by the median of every measurement in the window. Lower "
+                             "measurements are better, so a median under the target scores above 1.",
+    Kind.TREND_LOWER_BETTER: "Compared with past years: the average daily count in the same weeks of "
+                             "past years divided by the current average daily count. Fewer than in past "
+                             "years scores above 1.",
+    Kind.TREND_HIGHER_BETTER: "Compared with past years: the current average daily count divided by the "
+                              "average daily count in the same weeks of past years. More than in past "
+                              "years scores above 1.",
+}
+
+
+def how_scored(metric: Metric) -> str:
+    return _KIND_WORDS[metric.kind]
+
+
+def target_words(metric: Metric) -> str:
+    if metric.kind.is_trend or metric.target is None:
+        return "Compared with past years (no fixed target)"
+    unit = f" {metric.unit}" if metric.unit else ""
+    if metric.kind is Kind.TARGET_OVER_MEDIAN:
+        return f"A median of {metric.target:g}{unit}"
+    if metric.feed is Feed.RATING:
+        top = f" out of {metric.max_value:g}" if metric.max_value is not None else ""
+        return f"An average rating of {metric.target:g}{top}"
+    share = f"{metric.target * 100:g}%"
+    if metric.kind is Kind.MEAN_DAILY_RATIO:
+        return f"{share} on an average day"
+    if metric.feed is Feed.CASES:
+        return f"{share} of cases closed on time"
+    if metric.feed is Feed.THRESHOLD:
+        return f"{share} of measurements within the threshold"
+    return share
+
+
+def threshold_words(metric: Metric) -> str | None:
+    if metric.threshold is None:
+        return None
+    unit = f" {metric.unit}" if metric.unit else ""
+    return f"{metric.threshold:g}{unit} or less"
+
+
+def _span(sla: SLA) -> str:
+    for amount, unit in ((sla.hours, "hour"), (sla.calendar_days, "calendar day"), (sla.business_days, "business day")):
+        if amount is not None:
+            return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
+    return sla.describe()
+
+
+def sla_words(metric: Metric) -> str | None:
+    """The service-level agreement a case is judged against, e.g. 'Closed within 10 business days'."""
+    if metric.sla is None:
+        return None
+    if metric.sla_by_attribute is None:
+        return f"Closed within {_span(metric.sla)}"
+    choices = "; ".join(f"{value}: within {_span(sla)}" for value, sla in metric.sla_by_attribute.values.items())
+    return f"By {metric.sla_by_attribute.attribute} — {choices}; other cases: within {_span(metric.sla)}"
+
+
+def audit_terms(metric: Metric) -> tuple[str, str]:
+    """What the numerator and denominator published beside this metric's score are."""
+    kind, feed = metric.kind, metric.feed
+    if kind is Kind.RATIO:
+        if feed is Feed.CASES:
+            return "cases closed on time", "cases closed"
+        if feed is Feed.THRESHOLD:
+            return "within the threshold", "measurements"
+        if feed is Feed.RATING:
+            return "sum of ratings", "ratings"
+        return "numerator", "denominator"
+    if kind is Kind.MEAN_DAILY_RATIO:
+        return "average daily rate", "target"
+    if kind is Kind.TARGET_OVER_MEDIAN:
+        return "target", "median"
+    if kind is Kind.TREND_LOWER_BETTER:
+        return "past years' daily average", "current daily average"
+    return "current daily average", "past years' daily average"
+
+
+# -- the history chart -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Geometry of the history chart, in the SVG's own units; the template draws it."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    paths: list[str]
+    dots: list[tuple[float, float]]
+    latest: tuple[float, float, str] | None
+    target_y: float
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+
+
+_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 50)
+
+
+def _scale(low: float, high: float) -> tuple[float, float, float]:
+    """A nice axis from `low` to `high` with at most six intervals."""
+    step = next((s for s in _STEPS if (high - low) / s <= 6), _STEPS[-1])
+    return max(0.0, math.floor(low / step) * step), math.ceil(high / step) * step, step
+
+
+def history_chart(series: Sequence[tuple[date, WindowScore]], width: int = 720, height: int = 260) -> Chart:
+    """Lay out a line of scores by date, broken where the score is null, with the target line at 1."""
+    left, right, top, bottom = 44, width - 16, 14, height - 30
+    scores = [s.score for _, s in series if s.score is not None]
+    low = min([1.0, *scores])
+    high = max([1.0, *scores])
+    pad = max(0.05, (high - low) * 0.08)
+    y_min, y_max, step = _scale(low - pad, high + pad)
+
+    def y(value: float) -> float:
+        return round(bottom - (value - y_min) / (y_max - y_min) * (bottom - top), 1)
+
+    count = max(len(series) - 1, 1)
+
+    def x(index: int) -> float:
+        return round(left + index / count * (right - left), 1)
+
+    paths, dots, run = [], [], []
+    for index, (_, result) in enumerate(series):
+        if result.score is None:
+            if run:
+                paths.append(run)
+            run = []
+            continue
+        point = (x(index), y(result.score))
+        run.append(point)
+        dots.append(point)
+    if run:
+        paths.append(run)
+    latest = None
+    if series and series[-1][1].score is not None:
+        latest = (x(len(series) - 1), y(series[-1][1].score), cell(series[-1][1].score).text)
+
+    y_ticks = [Tick(y(y_min + i * step), f"{y_min + i * step:.2f}") for i in range(round((y_max - y_min) / step) + 1)]
+    x_ticks = [Tick(x(i), f"{day:%b} {day.day}") for i, (day, _) in enumerate(series) if day.day == 1]
+    return Chart(width, height, left, right, top, bottom,
+                 ["M" + " L".join(f"{px},{py}" for px, py in points) for points in paths],
+                 dots, latest, y(1.0), y_ticks, x_ticks)
+
+
+def history_summary(series: Sequence[tuple[date, WindowScore]], window: str) -> str:
+    """The chart in one paragraph, for screen readers and anyone who cannot see it."""
+    if not series:
+        return "No history."
+    first, last = series[0][0], series[-1][0]
+    scored = [(day, s.score) for day, s in series if s.score is not None]
+    span = f"{window.capitalize()} score for each day from {long_date(first)} to {long_date(last)}."
+    if not scored:
+        return f"{span} No scores in this period."
+    latest = cell(series[-1][1].score)
+    lowest = min(scored, key=lambda item: item[1])
+    highest = max(scored, key=lambda item: item[1])
+    met = sum(1 for _, score in scored if cell(score).standing != "below")
+    latest_words = f"Latest {latest.text} ({latest.label})." if latest.score is not None else "No score on the last day."
+    return (f"{span} {latest_words} Lowest {cell(lowest[1]).text} on {short_date(lowest[0])}, highest "
+            f"{cell(highest[1]).text} on {short_date(highest[0])}. On or above target on {met} of "
+            f"{len(scored)} days with a score.")
+
+
+# -- dates and times in the city's words -------------------------------------------------------
+
+
+def long_date(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def short_date(day: date) -> str:
+    return f"{day.day} {day:%B}"
+
+
+def local_time(moment: datetime, catalog: Catalog) -> str:
+    """A moment as the city reads it: '1 July 2026, 7:05 AM EDT'."""
+    local = moment.astimezone(catalog.zone)
+    hour = local.hour % 12 or 12
+    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'} {local:%Z}"
+
+
+def window_span(as_of: date, days: int) -> str:
+    if days == 1:
+        return short_date(as_of)
+    start = as_of - timedelta(days=days - 1)
+    return f"{short_date(start)} – {short_date(as_of)}"
+
+
+# -- the views ---------------------------------------------------------------------------------
+
+
+def _parts() -> dict:
+    return current_app.extensions["cityscore"]
+
+
+class BadDate(HTTPException):
+    code = 400
+
+
+def requested_as_of(catalog: Catalog, clock) -> tuple[date | None, date]:
+    """The `as_of` asked for (None for the current board) and the current as-of date."""
+    current = current_as_of(clock, catalog)
+    raw = request.args.get("as_of")
+    if raw is None or raw == "":
+        return None, current
+    try:
+        asked = date.fromisoformat(raw)
+    except ValueError:
+        raise BadDate(f"“{raw}” is not a date written YYYY-MM-DD.") from None
+    if asked > current:
+        raise BadDate(f"There are no scores after {long_date(current)}, the last complete day.")
+    return asked, current
+
+
+@cache
+def _asset_version(filename: str) -> str:
+    return hashlib.sha256((Path(pages.static_folder) / filename).read_bytes()).hexdigest()[:10]
+
+
+def asset(filename: str) -> str:
+    """The URL of a static file, versioned by its content so a new release is never served stale."""
+    return url_for("pages.static", filename=filename, v=_asset_version(filename))
+
+
+@pages.context_processor
+def _helpers() -> dict:
+    return {"asset": asset, "long_date": long_date, "short_date": short_date, "cell": cell, "figure": figure,
+            "city": _parts()["catalog"].city}
+
+
+@pages.after_request
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
+
+
+@pages.errorhandler(BadDate)
+@pages.errorhandler(404)
+def _error(exc: HTTPException):
+    title = "Not found" if exc.code == 404 else "Bad request"
+    return render_template("pages/error.html", title=title, message=exc.description), exc.code
+
+
+@pages.get("/")
+def board() -> tuple[str, int, dict[str, str]]:
+    """The board: the overall CityScore, then one row per metric, for the current or a chosen day."""
+    parts = _parts()
+    catalog: Catalog = parts["catalog"]
+    asked, current = requested_as_of(catalog, parts["clock"])
+    scoreboard, updated = parts["board_for"](asked)
+    if updated is not None:
+        published = datetime.fromisoformat(updated)
+        if published.tzinfo is None:  # the database keeps UTC; SQLite forgets the zone
+            published = published.replace(tzinfo=timezone.utc)
+        updated_words = f"Last updated {local_time(published, catalog)}"
+        updated_iso = published.isoformat()
+    else:
+        now = parts["clock"]()
+        updated_words = f"Computed on request at {local_time(now, catalog)}"
+        updated_iso = now.isoformat()
+    rows = [(metric, {window: cell(scoreboard.metrics[metric.id][window].score) for window in catalog.windows})
+            for metric in catalog.metrics]
+    as_of = scoreboard.as_of
+    html = render_template(
+        "pages/board.html",
+        catalog=catalog,
+        windows=list(catalog.windows),
+        as_of=as_of,
+        current=current,
+        explicit=asked is not None and asked != current,
+        city_cells={window: cell(scoreboard.cityscore.get(window)) for window in catalog.windows},
+        rows=rows,
+        updated_words=updated_words,
+        updated_iso=updated_iso,
+        refresh=REFRESH_SECONDS if asked is None or asked == current else None,
+        previous_day=as_of - timedelta(days=1),
+        next_day=as_of + timedelta(days=1) if as_of < current else None,
+    )
+    return html, 200, {"Cache-Control": "public, max-age=30"}
+
+
+@pages.get("/metric/<metric_id>")
+def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
+    """One metric: what it measures, how it is scored, its scores with their parts, and its history."""
+    parts = _parts()
+    catalog: Catalog = parts["catalog"]
+    found = catalog.by_id.get(metric_id)
+    if found is None:
+        abort(404, f"There is no metric “{metric_id}” in the {catalog.city} catalog.")
+    asked, current = requested_as_of(catalog, parts["clock"])
+    scoreboard, _ = parts["board_for"](asked)
+    as_of = scoreboard.as_of
+    series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of)
+    department = catalog.departments_by_id.get(found.department)
+    scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
+    numerator_words, denominator_words = audit_terms(found)
+    html = render_template(
+        "pages/metric.html",
+        metric=found,
+        department=department.name if department else found.department,
+        how_scored=how_scored(found),
+        target=target_words(found),
+        threshold=threshold_words(found),
+        sla=sla_words(found),
+        numerator_words=numerator_words,
+        denominator_words=denominator_words,
+        scores=scores,
+        window_span=window_span,
+        as_of=as_of,
+        board_as_of=as_of if asked is not None and asked != current else None,
+        series=series,
+        history_window=HISTORY_WINDOW,
+        chart=history_chart(series),
+        summary=history_summary(series, HISTORY_WINDOW),
+    )
+    return html, 200, {"Cache-Control": "public, max-age=30"}

@@ -1,0 +1,401 @@
+"""The public scoreboard pages through Flask's test client, on a small SQLite database.
+
+A handful of hand-made events give known scores (above, on and below target, and
+null); every cell the page shows is checked against GET /v1/scoreboard.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+from html.parser import HTMLParser
+
+import pytest
+from sqlalchemy import update
+
+from services.scorer.app import create_app
+from services.scorer.pages import audit_terms, cell, figure, history_chart, history_summary, sla_words, target_words
+from shared.catalog import load_catalog
+from shared.contract import parse_event
+from shared.db import CurrentScore, make_engine, migrate
+from shared.score_store import ScoreStore
+from shared.scoring import WindowScore
+
+CATALOG = load_catalog()
+AS_OF = date(2026, 6, 30)  # a Tuesday; the clock below makes it 'yesterday'
+NOW = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+PUBLISHED = datetime(2026, 7, 1, 10, 5, tzinfo=timezone.utc)  # 6:05 AM in Boston
+
+
+# -- a little DOM, enough to find elements by class and data attributes ------------------------
+
+VOID = {"meta", "link", "input", "br", "img", "hr", "source", "col", "wbr", "area", "base", "embed", "track"}
+
+
+class Node:
+    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Node | None):
+        self.tag, self.attrs, self.parent = tag, attrs, parent
+        self.children: list[Node | str] = []
+
+    @property
+    def classes(self) -> set[str]:
+        return set((self.attrs.get("class") or "").split())
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def visible_text(self) -> str:
+        """Text a sighted reader sees: without the visually hidden words."""
+        return "".join(c if isinstance(c, str) else ("" if "visually-hidden" in c.classes else c.visible_text())
+                       for c in self.children)
+
+    def all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
+        found = []
+        for child in self.children:
+            if isinstance(child, Node):
+                if ((tag is None or child.tag == tag) and (cls is None or cls in child.classes)
+                        and all(child.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())):
+                    found.append(child)
+                found.extend(child.all(tag, cls, **attrs))
+        return found
+
+    def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node:
+        found = self.all(tag, cls, **attrs)
+        assert len(found) == 1, (tag, cls, attrs, len(found))
+        return found[0]
+
+
+class Tree(HTMLParser):
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {}, None)
+        self.at = self.root
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs), self.at)
+        self.at.children.append(node)
+        if tag not in VOID:
+            self.at = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.at.children.append(Node(tag, dict(attrs), self.at))
+
+    def handle_endtag(self, tag):
+        node = self.at
+        while node is not None and node.tag != tag:
+            node = node.parent
+        assert node is not None and node.parent is not None, f"stray </{tag}>"
+        self.at = node.parent
+
+    def handle_data(self, data):
+        self.at.children.append(data)
+
+
+def parse(html: bytes) -> Node:
+    return Tree(html.decode()).root
+
+
+# -- the data ---------------------------------------------------------------------------------
+
+
+def at(day: date, hour: int, minute: int = 0) -> str:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CATALOG.zone).isoformat()
+
+
+def cases(metric: str, day: date, on_time: int, late: int, tag: str) -> list[dict]:
+    """Cases closed at noon on `day`, due at 10:00 (late) or 14:00 (on time)."""
+    events = []
+    for index in range(on_time + late):
+        due = at(day, 14 if index < on_time else 10)
+        events.append({"event_id": f"{metric}-{tag}-{index}", "type": "case", "metric": metric,
+                       "case_id": f"{metric}-{tag}-{index}", "opened_at": at(day - timedelta(days=1), 9),
+                       "closed_at": at(day, 12), "due_at": due})
+    return events
+
+
+def measurements(metric: str, day: date, values: list[float]) -> list[dict]:
+    return [{"event_id": f"{metric}-{day}-{index}", "type": "measurement", "metric": metric,
+             "occurred_at": at(day, 9, index % 60), "value": value} for index, value in enumerate(values)]
+
+
+def events() -> list[dict]:
+    return [
+        *cases("pothole-on-time", AS_OF, 9, 1, "d"),  # day 0.9 / 0.8 = 1.125: above
+        *cases("pothole-on-time", AS_OF - timedelta(days=5), 0, 4, "w"),  # week 9/14/0.8 = 0.80: below
+        *cases("streetlight-on-time", AS_OF, 6, 4, "d"),  # 0.6 / 0.8 = 0.75: below
+        *measurements("311-call-center", AS_OF, [12.0] * 19 + [45.0]),  # 19/20/0.95 = 1.0: on target
+        *measurements("311-surveys", AS_OF, [3.99]),  # 3.99/4 = 0.9975, shown as 1.00: on target
+    ]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('pages')}/scores.db")
+    migrate(engine)
+    store = ScoreStore(engine, CATALOG)
+    with engine.begin() as conn:
+        store.fold(conn, [parse_event(e) for e in events()])
+        store.rescore(conn, AS_OF)
+        conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
+    app = create_app(engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    with app.test_client() as test_client:
+        yield test_client
+    engine.dispose()
+
+
+def api_board(client, as_of: str | None = None) -> dict:
+    response = client.get("/v1/scoreboard" + (f"?as_of={as_of}" if as_of else ""))
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def check_cell(node: Node, score: float | None) -> None:
+    """One score cell agrees with the API's score: figure, class, mark and words."""
+    if score is None:
+        assert node.attrs["data-score"] == ""
+        assert "none" in node.classes
+        assert node.visible_text().strip() in ("", "–")
+        return
+    assert float(node.attrs["data-score"]) == score
+    shown = f"{score:.2f}"
+    standing = "below" if float(shown) < 1 else "above" if float(shown) > 1 else "at"
+    assert standing in node.classes, (node.attrs, score)
+    mark, words = {"below": ("▼", "below target"), "at": ("=", "on target"), "above": ("▲", "above target")}[standing]
+    assert node.visible_text().split() == [mark, shown]
+    assert words in node.text()
+
+
+# -- the board --------------------------------------------------------------------------------
+
+
+def test_board_has_one_row_per_metric_matching_the_api(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = parse(response.data)
+    api = api_board(client)
+    table = page.one("table", cls="board")
+    assert "as of Tuesday 30 June 2026" in table.one("caption").text()
+    assert [th.text().strip() for th in table.one("thead").all("th")] == ["Metric", "Day", "Week", "Month", "Quarter"]
+    assert all(th.attrs.get("scope") == "col" for th in table.one("thead").all("th"))
+    rows = table.one("tbody").all("tr")
+    assert [row.attrs["data-metric"] for row in rows] == [m.id for m in CATALOG.metrics]
+    for row, metric in zip(rows, CATALOG.metrics):
+        heading = row.one("th")
+        assert heading.attrs["scope"] == "row"
+        assert heading.one("a").attrs["href"] == f"/metric/{metric.id}"
+        assert heading.text().strip() == metric.name == api["metrics"][metric.id]["name"]
+        cells = row.all("td")
+        assert [c.attrs["data-window"] for c in cells] == list(CATALOG.windows)
+        for node in cells:
+            assert node.attrs["data-metric"] == metric.id
+            check_cell(node, api["metrics"][metric.id][node.attrs["data-window"]]["score"])
+
+
+def test_board_shows_each_standing_the_events_make(client):
+    page = parse(client.get("/").data)
+
+    def standing(metric, window):
+        node = page.one("td", data_metric=metric, data_window=window)
+        return (node.classes & {"below", "at", "above", "none"}).pop(), node.visible_text().split()
+
+    assert standing("pothole-on-time", "day") == ("above", ["▲", "1.12"])  # 1.125 rounds half to even
+    assert standing("pothole-on-time", "week") == ("below", ["▼", "0.80"])
+    assert standing("streetlight-on-time", "day") == ("below", ["▼", "0.75"])
+    assert standing("311-call-center", "day") == ("at", ["=", "1.00"])
+    assert standing("311-surveys", "day") == ("at", ["=", "1.00"])  # 0.9975 reads 1.00, so it is not red
+    assert standing("shootings", "quarter") == ("none", [])
+
+
+def test_board_overall_cityscore_matches_the_api(client):
+    page = parse(client.get("/").data)
+    api = api_board(client)
+    tiles = page.all("li", cls="tile")
+    assert [t.attrs["data-window"] for t in tiles] == list(CATALOG.windows)
+    for tile in tiles:
+        score = api["cityscore"][tile.attrs["data-window"]]
+        assert float(tile.attrs["data-score"]) == score
+        assert f"{score:.2f}" in tile.text()
+    # Day: the mean of 1.125, 0.75, 1.0 and 0.9975.
+    assert math.isclose(float(page.one("li", cls="tile", data_window="day").attrs["data-score"]),
+                        (1.125 + 0.75 + 1.0 + 0.9975) / 4)
+
+
+def test_board_says_when_it_was_updated_in_the_citys_time_and_refreshes(client):
+    response = client.get("/")
+    page = parse(response.data)
+    assert "Last updated 1 July 2026, 6:05 AM EDT" in page.one("p", cls="updated").text()
+    assert page.one("p", cls="as-of").one("time").attrs["datetime"] == "2026-06-30"
+    refresh = page.one("meta", http_equiv="refresh")
+    assert int(refresh.attrs["content"]) <= 300
+    assert page.one("meta", name="viewport").attrs["content"].startswith("width=device-width")
+
+
+def test_board_for_another_day_matches_the_api_and_does_not_refresh(client):
+    response = client.get("/?as_of=2026-06-25")
+    assert response.status_code == 200
+    page = parse(response.data)
+    api = api_board(client, "2026-06-25")
+    assert not page.all("meta", http_equiv="refresh")
+    assert "Thursday 25 June 2026" in page.one("p", cls="as-of").text()
+    for node in page.one("table", cls="board").all("td"):
+        check_cell(node, api["metrics"][node.attrs["data-metric"]][node.attrs["data-window"]]["score"])
+    # Links from a past board keep its date.
+    assert page.one("tr", data_metric="pothole-on-time").one("a").attrs["href"] == \
+        "/metric/pothole-on-time?as_of=2026-06-25"
+
+
+@pytest.mark.parametrize("as_of, reason", [("yesterday", "YYYY-MM-DD"), ("2026-07-01", "no scores after")])
+def test_board_refuses_a_bad_or_future_date(client, as_of, reason):
+    response = client.get(f"/?as_of={as_of}")
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert reason in response.get_data(as_text=True)
+
+
+def test_pages_run_no_inline_script_or_style_under_a_strict_policy(client):
+    for path in ("/", "/metric/pothole-on-time", "/metric/no-such-metric"):
+        response = client.get(path)
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src" not in policy and "default-src 'none'" in policy and "'unsafe-inline'" not in policy
+        assert response.headers["X-Frame-Options"] == "DENY"
+        html = response.get_data(as_text=True)
+        assert "<script" not in html
+        assert not re.search(r"\sstyle=", html) and "<style" not in html
+        assert "http://" not in html and "https://" not in html  # nothing from another site
+
+
+def test_stylesheet_is_served_from_the_blueprint(client):
+    page = parse(client.get("/").data)
+    href = page.one("link", rel="stylesheet").attrs["href"]
+    assert href.startswith("/assets/board.css?v=")
+    response = client.get(href)
+    assert response.status_code == 200
+    assert response.mimetype == "text/css"
+    assert b".score.below" in response.data
+
+
+# -- the metric page --------------------------------------------------------------------------
+
+
+def test_metric_page_defines_the_metric_and_audits_its_scores(client):
+    response = client.get("/metric/pothole-on-time")
+    assert response.status_code == 200
+    page = parse(response.data)
+    metric = CATALOG.by_id["pothole-on-time"]
+    assert page.one("h1").text().strip() == metric.name
+    assert page.one("p", cls="definition").text().strip() == metric.description
+    facts = {dt.text(): dt.parent.one("dd").text() for dt in page.one("dl", cls="facts").all("dt")}
+    assert facts["Target"] == "80% of cases closed on time"
+    assert facts["Service level"] == "Closed within 1 business day"
+    assert facts["Department"] == "Public Works Department"
+    assert "divided by the target" in facts["How it is scored"]
+    api = api_board(client)["metrics"]["pothole-on-time"]
+    audit = page.one("table", cls="audit")
+    assert "cases closed on time" in audit.one("thead").text()
+    for row in audit.one("tbody").all("tr"):
+        window = row.attrs["data-window"]
+        score, numerator, denominator = row.all("td")
+        check_cell(score, api[window]["score"])
+        assert float(numerator.attrs["data-numerator"]) == api[window]["numerator"]
+        assert float(denominator.attrs["data-denominator"]) == api[window]["denominator"]
+    week = audit.one("tr", data_window="week")
+    assert [td.text() for td in week.all("td", cls="num")] == ["9", "14"]
+
+
+def test_metric_page_charts_the_week_score_accessibly(client):
+    page = parse(client.get("/metric/pothole-on-time").data)
+    svg = page.one("svg")
+    assert svg.attrs["role"] == "img"
+    labelled = svg.attrs["aria-labelledby"].split()
+    assert svg.one("title").attrs["id"] in labelled and svg.one("desc").attrs["id"] in labelled
+    assert "Week score for each day from" in svg.one("desc").text()
+    assert svg.all("line", cls="target")
+    history = client.get("/v1/metrics/pothole-on-time/history?window=week&days=90").get_json()["history"]
+    rows = page.one("table", cls="history").one("tbody").all("tr")
+    assert len(rows) == len(history) == 90
+    for row, point in zip(rows, reversed(history)):
+        assert row.one("time").attrs["datetime"] == point["as_of"]
+        check_cell(row.one("td", cls="score"), point["score"])
+
+
+def test_trend_metric_page_says_it_is_compared_with_past_years(client):
+    page = parse(client.get("/metric/shootings").data)
+    facts = {dt.text(): dt.parent.one("dd").text() for dt in page.one("dl", cls="facts").all("dt")}
+    assert facts["Target"].startswith("Compared with past years")
+    assert "Service level" not in facts
+    assert "No scores in this period" in page.one("svg").one("desc").text()
+
+
+def test_unknown_metric_is_a_404_page(client):
+    response = client.get("/metric/no-such-metric")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "no-such-metric" in response.get_data(as_text=True)
+    assert any("scoreboard" in a.text() for a in parse(response.data).one("main").all("a", href="/"))
+
+
+# -- presenting scores, without a database ----------------------------------------------------
+
+
+@pytest.mark.parametrize("score, text, standing", [
+    (0.7883, "0.79", "below"),
+    (0.994, "0.99", "below"),
+    (0.996, "1.00", "at"),
+    (1.0, "1.00", "at"),
+    (1.004, "1.00", "at"),
+    (1.006, "1.01", "above"),
+    (5.333, "5.33", "above"),
+    (None, "", "none"),
+    (float("nan"), "", "none"),
+])
+def test_cell_rounds_to_two_places_and_its_standing_follows_the_figure(score, text, standing):
+    shown = cell(score)
+    assert (shown.text, shown.standing) == (text, standing)
+    assert bool(shown.mark) == (standing != "none") and shown.label
+
+
+def test_figures_for_the_audit_columns():
+    assert [figure(v) for v in (None, 773.0, 22378.857, 6.49167, 0.2857142857, 1234567.0)] == \
+        ["", "773", "22,378.86", "6.4917", "0.2857", "1,234,567"]
+
+
+def test_targets_and_service_levels_in_words():
+    by_id = CATALOG.by_id
+    assert target_words(by_id["311-call-center"]) == "95% of measurements within the threshold"
+    assert target_words(by_id["311-surveys"]) == "An average rating of 4 out of 5"
+    assert target_words(by_id["ems-response-time"]) == "A median of 6 minutes"
+    assert target_words(by_id["bps-attendance"]) == "95% on an average day"
+    assert target_words(by_id["homicides"]).startswith("Compared with past years")
+    assert sla_words(by_id["signal-repair-on-time"]) == "Closed within 24 hours"
+    assert "lighting: within 7 business days" in sla_words(by_id["parks-maintenance-on-time"])
+    assert audit_terms(by_id["ems-response-time"]) == ("target", "median")
+    assert audit_terms(by_id["library-users"]) == ("current daily average", "past years' daily average")
+
+
+def test_history_chart_breaks_the_line_where_there_is_no_score():
+    start = date(2026, 5, 25)
+    scores = [0.8, 0.9, None, None, 1.2, 1.1, 1.0, None, 0.95]
+    series = [(start + timedelta(days=i), WindowScore(s, None, None)) for i, s in enumerate(scores)]
+    chart = history_chart(series)
+    assert len(chart.paths) == 3
+    assert len(chart.dots) == 6
+    assert chart.top < chart.target_y < chart.bottom
+    assert "1.00" in [tick.label for tick in chart.y_ticks]
+    assert [tick.label for tick in chart.x_ticks] == ["Jun 1"]
+    ys = {tick.label: tick.at for tick in chart.y_ticks}
+    assert ys["1.00"] == chart.target_y
+    assert chart.latest is not None and chart.latest[2] == "0.95"
+    summary = history_summary(series, "week")
+    assert "Lowest 0.80 on 25 May, highest 1.20 on 29 May" in summary
+    assert "On or above target on 3 of 6 days with a score" in summary
+
+
+def test_history_chart_of_no_scores_still_draws_the_target():
+    series = [(date(2026, 6, d), WindowScore(None, None, None)) for d in range(1, 8)]
+    chart = history_chart(series)
+    assert chart.paths == [] and chart.latest is None
+    assert chart.top < chart.target_y < chart.bottom
