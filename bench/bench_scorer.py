@@ -1,0 +1,341 @@
+"""Benchmark the scorer on PostgreSQL (issue 4's goals).
+
+1. fold rate from Kafka of the real scorer process (`cityscore scorer run`) against a bare
+   kafka-python consumer reading and decoding the same topic (goal: >= 20,000 events/s,
+   ratio >= 0.5), with the scorer's peak RSS sampled along the way (goal: < 300 MB, flat);
+2. replay: `cityscore rebuild` of the whole topic (goal: 1,000,000 events < 2 minutes);
+3. end to end: HTTP 202 from ingest to the score visible in the read API at 500 events/s
+   (goal: p95 < 1 s);
+4. GET /v1/scoreboard p99 (goal: < 50 ms).
+
+Needs KAFKA_BOOTSTRAP_SERVERS (default: the local broker on 9092) and
+BENCH_DATABASE_URL (default: the local PostgreSQL's `cityscore` database). The database's
+CityScore tables are dropped and made anew.
+
+    python bench/bench_scorer.py [--events 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.catalog import load_catalog  # noqa: E402
+from shared.generator import generate  # noqa: E402
+from shared.kafka import ensure_topics  # noqa: E402
+
+END = date(2026, 6, 30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, from /proc."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def fresh_database(url: str) -> None:
+    from sqlalchemy import MetaData
+
+    from shared.db import make_engine, migrate
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        existing = MetaData()
+        existing.reflect(conn)
+        existing.drop_all(conn)
+    migrate(engine)
+    engine.dispose()
+
+
+def produce(bootstrap: str, topic: str, count: int) -> int:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024)
+    catalog = load_catalog()
+    days = count // 1830 + 40
+    sent = 0
+    for event in generate(catalog, days, 2016, END):
+        producer.send(topic, key=event["metric"].encode(), value=orjson.dumps(event))
+        sent += 1
+        if sent >= count:
+            break
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
+    from kafka import KafkaConsumer
+
+    # the scorer's own consumer settings, so the two read the topic the same way
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+                             check_crcs=False)
+    seen = 0
+    started = None
+    while seen < count:
+        for records in consumer.poll(timeout_ms=1000).values():
+            if started is None:
+                started = time.perf_counter()
+            for record in records:
+                orjson.loads(record.value)
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed
+
+
+def processed(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT count(*) FROM processed_events")).scalar()
+    engine.dispose()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--e2e-seconds", type=float, default=30)
+    parser.add_argument("--scorers", type=int, default=1, help="scorer processes in the group for the fold rate")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        from shared import devkafka
+
+        bootstrap = devkafka.start(port=9092, wait=120).bootstrap_servers
+    url = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://cityscore:cityscore@127.0.0.1:5432/cityscore")
+    fresh_database(url)
+    tag = uuid.uuid4().hex[:8]
+    topic = f"bench.events-{tag}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "CITYSCORE_EVENTS_TOPIC": topic,
+           "CITYSCORE_SCORES_TOPIC": f"bench.scores-{tag}", "CITYSCORE_DLQ_TOPIC": f"bench.dlq-{tag}",
+           "SCORER_GROUP": f"bench-scorer-{tag}", "CITYSCORE_LOG_LEVEL": "WARNING",
+           "INGEST_RATE_LIMIT": "1000000/second", "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp()}
+    ensure_topics(bootstrap, {topic: 6})
+
+    started = time.perf_counter()
+    count = produce(bootstrap, topic, args.events)
+    print(f"produced {count} generated events to {topic} in {time.perf_counter() - started:.1f}s")
+
+    rate_bare = bare_consumer(bootstrap, topic, count)
+    print(f"bare kafka-python consumer (read + decode JSON): {rate_bare:,.0f} events/s")
+
+    # 1. the real scorer process(es) fold the whole topic
+    scorers = [subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
+                                cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.scorers)]
+    scorer = scorers[0]
+    first_seen = None
+    samples = []
+    unique = None
+    while True:
+        time.sleep(1)
+        done = processed(url)
+        if done and first_seen is None:
+            first_seen = (time.perf_counter(), done)
+        if first_seen:
+            memory = [rss_mb(p.pid) for p in scorers]
+            samples.append((done, max(m[0] for m in memory), max(m[1] for m in memory)))
+        if len(samples) >= 3 and samples[-1][0] == samples[-3][0] and done > 0:
+            unique = done
+            break
+    # rate over the span between the first and the last change of the count
+    last_change = next(i for i in range(len(samples) - 1, 0, -1) if samples[i][0] != samples[i - 1][0])
+    span = last_change + 1  # seconds sampled while folding (1 s apart), from the first sample
+    rate_fold = (samples[last_change][0] - first_seen[1]) / max(1, span - 0)
+    peak = max(s[2] for s in samples)
+    quarter = samples[len(samples) // 4][1]
+    print(f"{args.scorers} scorer process(es) (PostgreSQL, rescoring every batch): {unique} events folded, "
+          f"{rate_fold:,.0f} events/s (goal >= 20,000); ratio to the bare consumer {rate_fold / rate_bare:.2f} "
+          f"(goal >= 0.5)")
+    print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {samples[last_change][1]:.0f} MB at the end, "
+          f"peak {peak:.0f} MB (goal < 300 MB, flat)")
+
+    # 3 and 4 run against this scorer: ingest and the read API beside it
+    ingest_port, api_port = free_port(), free_port()
+    ingest = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
+                               f"127.0.0.1:{ingest_port}", "services.ingest.wsgi:app"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
+                            f"127.0.0.1:{api_port}", "services.scorer.wsgi:app"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end_to_end(env, url, ingest_port, api_port, args.e2e_seconds)
+        scoreboard_latency(api_port)
+    finally:
+        for process in (ingest, api, *scorers):
+            process.terminate()
+        for process in (ingest, api, *scorers):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    # 2. replay the whole topic
+    before = resource_children_peak()
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "--yes"], cwd=ROOT, env=env, check=True,
+                   stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    after = resource_children_peak()
+    print(f"replay (cityscore rebuild) of {count} events: {elapsed:.1f}s (goal < 120 s), "
+          f"peak RSS of the largest child so far {max(before, after):.0f} MB")
+
+
+def resource_children_peak() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not become ready")
+
+
+def end_to_end(env, database_url, ingest_port, api_port, seconds):
+    """Background load of 500 events/s through ingest; probes timed from 202 to visible in the API."""
+    from services.ingest.keys import add_department, issue_key
+    from shared.db import make_engine, session_factory
+
+    catalog = load_catalog()
+    engine = make_engine(database_url)
+    keys = {}
+    with session_factory(engine)() as session:
+        for department in catalog.departments:
+            add_department(session, catalog, department.id)
+            keys[department.id] = issue_key(session, department.id).secret
+        session.commit()
+    engine.dispose()
+    wait_ready(f"http://127.0.0.1:{ingest_port}/readyz")
+    wait_ready(f"http://127.0.0.1:{api_port}/readyz")
+    ingest_url = f"http://127.0.0.1:{ingest_port}/v1/events"
+    tag = uuid.uuid4().hex[:6]
+    load = [e for e in generate(catalog, 20, 99, END) if e["type"] != "tally"]
+    stop = threading.Event()
+    sent = [0]
+
+    def background():
+        session = requests.Session()
+        by_department = {}
+        for event in load:
+            by_department.setdefault(catalog.by_id[event["metric"]].department, []).append(event)
+        groups = [(keys[d], events) for d, events in by_department.items()]
+        index = 0
+        tick = time.perf_counter()
+        while not stop.is_set():
+            # 50 events every 100 ms = 500 events/s
+            key, events = groups[index % len(groups)]
+            batch = [{**e, "event_id": f"{tag}-{index}-{n}-{e['event_id']}"} for n, e in enumerate(events[:50])]
+            groups[index % len(groups)] = (key, events[50:] + events[:50])
+            session.post(ingest_url, data=orjson.dumps(batch), headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            sent[0] += len(batch)
+            index += 1
+            tick += 0.1
+            time.sleep(max(0.0, tick - time.perf_counter()))
+
+    latencies = []
+
+    def probe(number: int):
+        # A school-attendance tally for a day of its own in 2010: its day score shows it is in.
+        day = date(2010, 1, 1) + timedelta(days=number)
+        event = {"event_id": f"{tag}-probe-{number}", "type": "tally", "metric": "bps-attendance",
+                 "date": day.isoformat(), "numerator": 1000 + number, "denominator": 2000}
+        session = requests.Session()
+        response = session.post(ingest_url, data=orjson.dumps(event), headers={
+            "Authorization": f"Bearer {keys['schools']}", "Content-Type": "application/json"})
+        assert response.status_code == 202, response.text
+        accepted = time.perf_counter()
+        while time.perf_counter() - accepted < 30:
+            board = session.get(f"http://127.0.0.1:{api_port}/v1/scoreboard", params={"as_of": day.isoformat()}).json()
+            if board["metrics"]["bps-attendance"]["day"]["numerator"] is not None:
+                latencies.append(time.perf_counter() - accepted)
+                return
+            time.sleep(0.01)
+
+    loader = threading.Thread(target=background, daemon=True)
+    loader.start()
+    started = time.perf_counter()
+    probes = []
+    number = 0
+    while time.perf_counter() - started < seconds:
+        thread = threading.Thread(target=probe, args=(number,), daemon=True)
+        thread.start()
+        probes.append(thread)
+        number += 1
+        time.sleep(0.5)
+    for thread in probes:
+        thread.join(timeout=40)
+    stop.set()
+    loader.join(timeout=10)
+    rate = sent[0] / (time.perf_counter() - started)
+    ms = [x * 1000 for x in latencies]
+    print(f"end to end at {rate:.0f} events/s through ingest: {len(ms)}/{number} probes visible in the read API, "
+          f"202 -> visible p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 95):.0f} ms, max {max(ms):.0f} ms "
+          f"(goal p95 < 1000 ms)")
+
+
+def scoreboard_latency(api_port: int, requests_count: int = 1000) -> None:
+    session = requests.Session()
+    url = f"http://127.0.0.1:{api_port}/v1/scoreboard"
+    session.get(url)
+    timings = []
+    for _ in range(requests_count):
+        started = time.perf_counter()
+        response = session.get(url)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200
+    on_demand = []
+    for offset in range(100):
+        started = time.perf_counter()
+        session.get(url, params={"as_of": (END - timedelta(days=offset)).isoformat()})
+        on_demand.append((time.perf_counter() - started) * 1000)
+    print(f"GET /v1/scoreboard (published board), {requests_count} requests: p50 {statistics.median(timings):.1f} ms, "
+          f"p99 {pct(timings, 99):.1f} ms (goal < 50 ms); computed for another as_of: "
+          f"p50 {statistics.median(on_demand):.1f} ms, p99 {pct(on_demand, 99):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
