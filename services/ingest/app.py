@@ -10,7 +10,6 @@ import logging
 import time
 import uuid
 
-import orjson
 import swagger_ui_bundle
 from flask import Flask, Response, g, request, send_from_directory
 from flask_limiter import Limiter
@@ -18,9 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from shared.catalog import Catalog, load_catalog
-from shared.db import make_engine, migrate, session_factory
-from shared.settings import Settings, get_settings
+from shared.catalog import Catalog
+from shared.db import session_factory
+from shared.settings import Settings
+from shared.web import json_response, wire
 
 from . import handlers
 from .keys import key_id_of, verify_key
@@ -49,13 +49,6 @@ def presented_key() -> str | None:
     return request.headers.get("X-API-Key")
 
 
-def json_response(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -63,11 +56,7 @@ def create_app(
     publisher: EventPublisher | None = None,
     catalog: Catalog | None = None,
 ) -> Flask:
-    settings = settings or get_settings()
-    catalog = catalog or load_catalog(settings.catalog)
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        migrate(engine)
+    settings, catalog, engine = wire(settings, engine, catalog)
     sessions = session_factory(engine)
     publisher = publisher or KafkaEventPublisher(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,

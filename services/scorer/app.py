@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 from datetime import date
 
-import orjson
 from flask import Flask, Response, request
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from shared.catalog import Catalog, load_catalog
-from shared.db import make_engine, migrate
+from shared.catalog import Catalog
 from shared.score_store import CITY, ScoreStore
 from shared.scoring import Scoreboard, WindowScore
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
+from shared.web import json_response, wire
 
 from .consumer import Clock, current_as_of, system_clock
 from .metrics import ScorerMetrics
@@ -26,12 +25,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 MAX_HISTORY_DAYS = 730
-
-
-def json_response(status: int, body, headers: dict[str, str] | None = None) -> Response:
-    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    response.headers.update(headers or {})
-    return response
 
 
 def stored_board(store: ScoreStore, as_of: date) -> tuple[Scoreboard, str | None] | None:
@@ -61,11 +54,7 @@ def create_app(
     clock: Clock = system_clock,
     consumer_metrics: ScorerMetrics | None = None,
 ) -> Flask:
-    settings = settings or get_settings()
-    catalog = catalog or load_catalog(settings.catalog)
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        migrate(engine)
+    settings, catalog, engine = wire(settings, engine, catalog)
     store = ScoreStore(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
     from prometheus_client import Histogram
