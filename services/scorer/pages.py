@@ -187,7 +187,7 @@ class Chart:
     top: int
     bottom: int
     paths: list[str]
-    dots: list[tuple[float, float]]
+    lone_points: list[tuple[float, float]]  # a score between two gaps: no line to draw, so a dot
     latest: tuple[float, float, str] | None
     target_y: float
     y_ticks: list[Tick]
@@ -220,18 +220,16 @@ def history_chart(series: Sequence[tuple[date, WindowScore]], width: int = 720, 
     def x(index: int) -> float:
         return round(left + index / count * (right - left), 1)
 
-    paths, dots, run = [], [], []
+    runs, run = [], []
     for index, (_, result) in enumerate(series):
         if result.score is None:
             if run:
-                paths.append(run)
+                runs.append(run)
             run = []
             continue
-        point = (x(index), y(result.score))
-        run.append(point)
-        dots.append(point)
+        run.append((x(index), y(result.score)))
     if run:
-        paths.append(run)
+        runs.append(run)
     latest = None
     if series and series[-1][1].score is not None:
         latest = (x(len(series) - 1), y(series[-1][1].score), cell(series[-1][1].score).text)
@@ -239,8 +237,8 @@ def history_chart(series: Sequence[tuple[date, WindowScore]], width: int = 720, 
     y_ticks = [Tick(y(y_min + i * step), f"{y_min + i * step:.2f}") for i in range(round((y_max - y_min) / step) + 1)]
     x_ticks = [Tick(x(i), f"{day:%b} {day.day}") for i, (day, _) in enumerate(series) if day.day == 1]
     return Chart(width, height, left, right, top, bottom,
-                 ["M" + " L".join(f"{px},{py}" for px, py in points) for points in paths],
-                 dots, latest, y(1.0), y_ticks, x_ticks)
+                 ["M" + " L".join(f"{px},{py}" for px, py in points) for points in runs if len(points) > 1],
+                 [points[0] for points in runs if len(points) == 1], latest, y(1.0), y_ticks, x_ticks)
 
 
 def history_summary(series: Sequence[tuple[date, WindowScore]], window: str) -> str:
@@ -256,7 +254,8 @@ def history_summary(series: Sequence[tuple[date, WindowScore]], window: str) -> 
     lowest = min(scored, key=lambda item: item[1])
     highest = max(scored, key=lambda item: item[1])
     met = sum(1 for _, score in scored if cell(score).standing != "below")
-    latest_words = f"Latest {latest.text} ({latest.label})." if latest.score is not None else "No score on the last day."
+    latest_words = (f"Latest {latest.text} ({latest.label})." if latest.score is not None
+                    else "No score on the last day.")
     return (f"{span} {latest_words} Lowest {cell(lowest[1]).text} on {short_date(lowest[0])}, highest "
             f"{cell(highest[1]).text} on {short_date(highest[0])}. On or above target on {met} of "
             f"{len(scored)} days with a score.")

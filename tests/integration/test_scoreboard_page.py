@@ -193,7 +193,8 @@ def check_cells(cells: list[dict], board: dict) -> dict[str, set]:
     colours: dict[str, set] = {"below": set(), "at": set(), "above": set(), "none": set()}
     for cell in cells:
         tile = cell["metric"] == "cityscore"
-        score = board["cityscore"][cell["window"]] if tile else board["metrics"][cell["metric"]][cell["window"]]["score"]
+        window = cell["window"]
+        score = board["cityscore"][window] if tile else board["metrics"][cell["metric"]][window]["score"]
         where = (cell["metric"], cell["window"], score, cell)
         if score is None:
             assert "none" in cell["classes"] and cell["score"] == "", where
@@ -220,8 +221,8 @@ def test_board_rows_values_and_colours_match_the_api(browser, server):
     open_page(browser, server + "/", 1280)
     assert browser.title == "Boston CityScore"
 
-    names = browser.execute_script(
-        "return [...document.querySelectorAll('#board tbody tr')].map(r => [r.dataset.metric, r.querySelector('th').innerText])")
+    names = browser.execute_script("return [...document.querySelectorAll('#board tbody tr')]"
+                                   ".map(r => [r.dataset.metric, r.querySelector('th').innerText])")
     assert [metric for metric, _ in names] == [m.id for m in CATALOG.metrics]
     assert [name for _, name in names] == [board["metrics"][m.id]["name"] for m in CATALOG.metrics]
     headers = browser.execute_script("return [...document.querySelectorAll('#board thead th')].map(th => th.scope)")

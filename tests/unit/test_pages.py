@@ -152,6 +152,9 @@ def api_board(client, as_of: str | None = None) -> dict:
     return response.get_json()
 
 
+STANDINGS = {"below": ("▼", "below target"), "at": ("=", "on target"), "above": ("▲", "above target")}
+
+
 def check_cell(node: Node, score: float | None) -> None:
     """One score cell agrees with the API's score: figure, class, mark and words."""
     if score is None:
@@ -163,7 +166,7 @@ def check_cell(node: Node, score: float | None) -> None:
     shown = f"{score:.2f}"
     standing = "below" if float(shown) < 1 else "above" if float(shown) > 1 else "at"
     assert standing in node.classes, (node.attrs, score)
-    mark, words = {"below": ("▼", "below target"), "at": ("=", "on target"), "above": ("▲", "above target")}[standing]
+    mark, words = STANDINGS[standing]
     assert node.visible_text().split() == [mark, shown]
     assert words in node.text()
 
@@ -381,8 +384,8 @@ def test_history_chart_breaks_the_line_where_there_is_no_score():
     scores = [0.8, 0.9, None, None, 1.2, 1.1, 1.0, None, 0.95]
     series = [(start + timedelta(days=i), WindowScore(s, None, None)) for i, s in enumerate(scores)]
     chart = history_chart(series)
-    assert len(chart.paths) == 3
-    assert len(chart.dots) == 6
+    assert [path.count("L") for path in chart.paths] == [1, 2]  # 0.8-0.9 and 1.2-1.1-1.0
+    assert len(chart.lone_points) == 1  # 0.95, alone after a gap
     assert chart.top < chart.target_y < chart.bottom
     assert "1.00" in [tick.label for tick in chart.y_ticks]
     assert [tick.label for tick in chart.x_ticks] == ["Jun 1"]
