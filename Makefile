@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test unit integration bench lint clean
+.PHONY: install demo test unit integration bench lint clean
 
 $(BIN)/cityscore: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(BIN)/cityscore: pyproject.toml
 	@touch $@
 
 install: $(BIN)/cityscore
+
+# The whole system on this machine: local Kafka, SQLite, ingest, scorer, notifier and
+# simulated departments. Ctrl-C stops it.
+demo: install
+	$(BIN)/cityscore demo
 
 # The whole suite. Kafka and PostgreSQL come from KAFKA_BOOTSTRAP_SERVERS /
 # DATABASE_URL when set, testcontainers when Docker answers, else local servers

@@ -262,6 +262,8 @@ def db_upgrade() -> None:
 
 # Command groups that live beside the code they drive.
 from services.ingest.cli import departments_group, ingest_group, keys_group  # noqa: E402
+from services.demo import demo_command  # noqa: E402
+from services.notifier.cli import alerts_group, notifier_group, notify_group  # noqa: E402
 from services.scorer.cli import rebuild, scorer_group  # noqa: E402
 from shared.devkafka import kafka_group  # noqa: E402
 
@@ -271,6 +273,10 @@ main.add_command(departments_group)
 main.add_command(keys_group)
 main.add_command(scorer_group)
 main.add_command(rebuild)
+main.add_command(notifier_group)
+main.add_command(notify_group)
+main.add_command(alerts_group)
+main.add_command(demo_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
