@@ -7,6 +7,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored timestamp as UTC: SQLite hands `UTCDateTime` values back naive (they are UTC)."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import orjson
@@ -30,6 +30,7 @@ from sqlalchemy.orm import aliased
 
 from shared.db import utcnow
 
+from .clock import aware
 from .models import OutboxMessage
 from .slack import DeliveryError, Posted, SlackGateway
 
@@ -144,7 +145,7 @@ class Sender:
         parent_sent = exists().where(parent.c.key == T.c.parent_key, parent.c.status == "sent")
         query = (select(T.c.id, T.c.attempts).where(
             T.c.status == "pending", T.c.next_attempt_at <= now,
-            or_(T.c.not_before.is_(None), T.c.not_before <= self.city_now()),
+            or_(T.c.not_before.is_(None), T.c.not_before <= self.city_now().astimezone(timezone.utc)),
             or_(T.c.lease_until.is_(None), T.c.lease_until < now),
             or_(T.c.parent_key.is_(None), parent_sent)).order_by(T.c.id).limit(limit))
         return conn.execute(query).all()
@@ -170,7 +171,7 @@ class Sender:
                 parent = conn.execute(select(T.c.slack_channel, T.c.slack_ts).where(T.c.key == row.parent_key)).one()
                 parent_channel, parent_ts = parent.slack_channel, parent.slack_ts
             return Claimed(row.id, row.key, row.kind, row.channel, orjson.loads(row.payload), row.file_data,
-                           attempts + 1, row.version, row.maybe_delivered, row.first_attempt_at or now,
+                           attempts + 1, row.version, row.maybe_delivered, aware(row.first_attempt_at) or now,
                            parent_channel, parent_ts)
 
     # -- delivering ------------------------------------------------------------------------
@@ -269,6 +270,15 @@ class Sender:
                 log.exception("outbox sender pass failed")
             self._wake.wait(poll_s)
             self._wake.clear()
+
+
+def recent(conn: Connection, limit: int = 20) -> list[dict]:
+    """The newest posts (sent or not) with their text: for the scoreboard page on a laptop."""
+    rows = conn.execute(select(T.c.key, T.c.channel, T.c.status, T.c.payload, T.c.created_at, T.c.sent_at)
+                        .where(T.c.kind == "post").order_by(T.c.id.desc()).limit(limit))
+    return [{"key": row.key, "channel": row.channel, "status": row.status,
+             "text": orjson.loads(row.payload).get("text", ""), "created_at": aware(row.created_at),
+             "sent_at": aware(row.sent_at)} for row in rows]
 
 
 def pending_keys(conn: Connection) -> list[str]:

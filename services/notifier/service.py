@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable
 
 from sqlalchemy import func, select, update
@@ -21,7 +21,7 @@ from shared.score_store import CITY, ScoreStore
 
 from . import outbox
 from .blocks import AlertView, alert_message, board_message, recap_message, reply_message
-from .clock import Clock
+from .clock import Clock, aware
 from .lifecycle import AlertClock, Policy, QuietHours, Status, Streak, Transition, evaluate, reminder_due, thread_note
 from .models import Alert, AlertNote, AlertTrack, OutboxMessage
 from .routing import Routing
@@ -91,6 +91,10 @@ class Notifier:
                              QuietHours(quiet[0], quiet[1], catalog.zone) if quiet else None)
         self.departments = {d.id: d.name for d in catalog.departments}
 
+    def _now(self) -> datetime:
+        # Stored in UTC: SQLite keeps timestamps as text without their offset.
+        return self.clock.now().astimezone(timezone.utc)
+
     # -- score changes -----------------------------------------------------------------------
 
     def handle_changes(self, payloads: Iterable[dict]) -> int:
@@ -123,7 +127,7 @@ class Notifier:
 
     def _apply(self, conn: Connection, change: ScoreChange) -> bool:
         track = self._track(conn, change.metric, change.window)
-        if track.changed_at is not None and change.changed_at <= track.changed_at:
+        if track.changed_at is not None and change.changed_at <= aware(track.changed_at):
             return False  # redelivered, or older than what we applied
         self._evaluate(conn, track, change.score, change.numerator, change.denominator, change.as_of,
                        changed_at=change.changed_at)
@@ -141,7 +145,7 @@ class Notifier:
         streak, transition = evaluate(Streak(track.below, track.at_or_above),
                                       _status(alert.status) if alert else None, score, self.policy)
         values = dict(below=streak.below, at_or_above=streak.at_or_above, score=score, numerator=numerator,
-                      denominator=denominator, as_of=as_of, evaluated_at=self.clock.now())
+                      denominator=denominator, as_of=as_of, evaluated_at=self._now())
         if changed_at is not None:
             values["changed_at"] = changed_at
         conn.execute(update(TRACKS).where(TRACKS.c.metric == track.metric, TRACKS.c.window == track.window)
@@ -155,7 +159,7 @@ class Notifier:
 
     def evaluate_steady(self) -> int:
         """Re-evaluate scores that have not changed for an evaluation interval (a steady score counts)."""
-        now = self.clock.now()
+        now = self._now()
         cutoff = now - timedelta(seconds=self.settings.evaluate_every_s)
         done = 0
         with self.engine.begin() as conn:
@@ -183,8 +187,8 @@ class Notifier:
                          alert.as_of)
 
     def _hold(self) -> datetime | None:
-        now = self.clock.now()
-        release = self.policy.release(now)
+        now = self._now()
+        release = self.policy.release(now).astimezone(timezone.utc)
         return release if release > now else None
 
     def _reload(self, conn: Connection, alert_id: int):
@@ -209,7 +213,7 @@ class Notifier:
         alert_id = conn.execute(ALERTS.insert().values(
             metric=metric, window=window, seq=seq, status=Status.FIRING.value, channel=route.channel, as_of=as_of,
             score=score, numerator=numerator, denominator=denominator, first_score=score, noted_score=score,
-            fired_at=self.clock.now(), held_until=held, reminders=0, replies=0).returning(ALERTS.c.id)).scalar_one()
+            fired_at=self._now(), held_until=held, reminders=0, replies=0).returning(ALERTS.c.id)).scalar_one()
         alert = self._reload(conn, alert_id)
         outbox.enqueue_post(conn, f"{alert_key(alert)}:post", route.channel,
                             alert_message(self._view(alert, previous)), not_before=held)
@@ -231,7 +235,7 @@ class Notifier:
 
     def _resolve(self, conn, alert, score, numerator, denominator, as_of) -> None:
         conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
-            status=Status.RESOLVED.value, resolved_at=self.clock.now(), score=score, numerator=numerator,
+            status=Status.RESOLVED.value, resolved_at=self._now(), score=score, numerator=numerator,
             denominator=denominator, as_of=as_of))
         alert = self._reload(conn, alert.id)
         if outbox.cancel_unsent(conn, f"{alert_key(alert)}:post"):
@@ -243,7 +247,7 @@ class Notifier:
 
     def send_reminders(self) -> int:
         """Remind about firing alerts that nobody acknowledged within the repeat interval."""
-        now = self.clock.now()
+        now = self._now()
         sent = 0
         with self.engine.begin() as conn:
             firing = conn.execute(select(ALERTS).where(ALERTS.c.status == Status.FIRING.value)).all()
@@ -252,7 +256,8 @@ class Notifier:
             for alert in firing:
                 if f"{alert_key(alert)}:post" not in posted:
                     continue  # the alert itself has not reached Slack yet
-                clock = AlertClock(Status.FIRING, alert.fired_at, alert.held_until, alert.last_reminded_at)
+                clock = AlertClock(Status.FIRING, aware(alert.fired_at), aware(alert.held_until),
+                                   aware(alert.last_reminded_at))
                 if not reminder_due(clock, now, self.policy):
                     continue
                 number = alert.reminders + 1
@@ -287,7 +292,7 @@ class Notifier:
             if alert.status == Status.ACKNOWLEDGED.value:
                 return f"Already acknowledged by <@{alert.acknowledged_by}>."
             conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
-                status=Status.ACKNOWLEDGED.value, acknowledged_by=user, acknowledged_at=self.clock.now()))
+                status=Status.ACKNOWLEDGED.value, acknowledged_by=user, acknowledged_at=self._now()))
             alert = self._reload(conn, alert.id)
             self._edit(conn, alert)
             self._reply(conn, alert, "acknowledged", user=user)
@@ -321,7 +326,7 @@ class Notifier:
     # -- boards ----------------------------------------------------------------------------------
 
     def local_today(self) -> date:
-        return self.clock.now().astimezone(self.catalog.zone).date()
+        return self._now().astimezone(self.catalog.zone).date()
 
     def post_board(self, as_of: date, channel: str | None = None, chart: bool = True) -> tuple[str, bool]:
         """Queue the daily scoreboard as of `as_of` (and its chart); False if it was queued before."""
@@ -377,7 +382,7 @@ class Notifier:
 
     def catch_up(self) -> list[str]:
         """Queue today's board and recap if their time has passed (a crash mid-job skips none)."""
-        local = self.clock.now().astimezone(self.catalog.zone)
+        local = self._now().astimezone(self.catalog.zone)
         queued = []
         if local.time() >= self.settings.board_time:
             key, new = self.scheduled_board()

@@ -37,6 +37,29 @@ PERMANENT_ERRORS = {
 }
 
 
+class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """Wait out a 429 inside slack-sdk only when Retry-After is short.
+
+    A longer wait is left to the outbox (the message's next attempt time), so one send
+    attempt never outlives the lease that keeps other senders off the message.
+    """
+
+    def __init__(self, max_retry_count: int, max_wait_s: float) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_s = max_wait_s
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        try:
+            return float(value or 1) <= self.max_wait_s
+        except ValueError:
+            return False
+
+
 class DeliveryError(Exception):
     """A send that did not go through."""
 
@@ -92,11 +115,12 @@ def _classify(exc: Exception) -> DeliveryError:
 
 
 class WebApiGateway:
-    def __init__(self, token: str, base_url: str, timeout_s: int = 15, rate_limit_retries: int = 3) -> None:
-        rate_limits = RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)
+    def __init__(self, token: str, base_url: str, timeout_s: int = 15, rate_limit_retries: int = 3,
+                 max_rate_limit_wait_s: float = 30.0) -> None:
+        rate_limits = BoundedRateLimitRetryHandler(rate_limit_retries, max_rate_limit_wait_s)
         self.creating = WebClient(token=token, base_url=base_url, timeout=timeout_s, retry_handlers=[rate_limits])
         self.repeatable = WebClient(token=token, base_url=base_url, timeout=timeout_s, retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+            BoundedRateLimitRetryHandler(rate_limit_retries, max_rate_limit_wait_s),
             ServerErrorRetryHandler(max_retry_count=2), ConnectionErrorRetryHandler(max_retry_count=2)])
 
     def post(self, channel: str, message: dict, *, key: str, thread_ts: str | None = None) -> Posted:

@@ -108,6 +108,12 @@ def test_a_drop_fires_one_alert_flapping_fires_none_and_recovery_resolves_in_pla
         flaps = [change("graffiti-on-time", score) for score in (0.99, 1.01, 0.98, 1.02, 0.99, 1.0, 0.97, 1.03)]
         ignored = [change("cityscore", 0.5), change("pothole-on-time", 0.4, window="month")]
         wobble = [change("pothole-on-time", 0.89)]
+        # a message that is not a score change never stops the consumer
+        producer = make_producer(kafka_bootstrap, 10, "notifier-test-garbage")
+        producer.send(topic, key=b"pothole-on-time", value=b"not json")
+        producer.send(topic, key=b"pothole-on-time", value=b'{"metric": "pothole-on-time"}')
+        producer.flush(timeout=10)
+        producer.close()
         # at-least-once delivery: the scorer may publish a change twice
         publish(kafka_bootstrap, topic, drop + drop + flaps + ignored + wobble + wobble)
         wait_until(lambda: applied(schema.engine, "pothole-on-time", wobble[0])
@@ -297,6 +303,21 @@ def test_slack_answering_429_500_and_hanging_still_delivers_each_message_exactly
     assert len([m for m in slack.thread("C0MAYOR", board[0]["ts"]) if m.get("files")]) == 1
     for channel, count in (("C0PWD", 2), ("C0BPD", 1), ("C0311", 1), ("C0DEFAULT", 1)):
         assert len(slack.messages(channel)) == count, channel
+
+
+def test_a_short_retry_after_is_waited_out_in_slack_sdk_and_a_long_one_left_to_the_outbox(slack):
+    from services.notifier.slack import DeliveryError, WebApiGateway
+
+    gateway = WebApiGateway(slack.token, slack.base_url, timeout_s=2, rate_limit_retries=3, max_rate_limit_wait_s=5)
+    slack.fail_next(1, "429", {"chat.postMessage"}, retry_after=1)
+    started = time.monotonic()
+    gateway.post("C1", {"text": "one"}, key="k1")
+    assert 1 <= time.monotonic() - started < 4 and len(slack.calls_to("chat.postMessage")) == 2
+    slack.fail_next(1, "429", {"chat.postMessage"}, retry_after=120)
+    with pytest.raises(DeliveryError) as refused:
+        gateway.post("C1", {"text": "two"}, key="k2")
+    assert refused.value.retry_after == 120 and not refused.value.maybe_delivered
+    assert slack.outbox_keys() == ["k1"]
 
 
 def test_a_permanent_slack_error_fails_the_message_and_what_hangs_on_it(schema, slack, tmp_path):
