@@ -164,10 +164,7 @@ def create_app(
         payload, content_type = metrics.exposition()
         return Response(payload, mimetype=content_type)
 
-    try:
-        from .pages import pages
-    except ImportError:  # the page module is optional for API-only deployments
-        pages = None
-    if pages is not None:
-        app.register_blueprint(pages)
+    from .pages import pages
+
+    app.register_blueprint(pages)
     return app
