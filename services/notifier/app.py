@@ -124,11 +124,11 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
                 elif action_id == TAKE_OWNERSHIP:
                     answer = notifier.take_ownership(alert_id, user)
                 else:
-                    alerts = {a.id: a for a in notifier.alerts()}
-                    if alert_id not in alerts:
+                    alert = notifier.alert(alert_id)
+                    if alert is None:
                         return _json(200, {"text": "That alert does not exist."})
                     gateway.open_view(payload.get("trigger_id", ""),
-                                      note_modal(alert_id, notifier.catalog.by_id[alerts[alert_id].metric]))
+                                      note_modal(alert_id, notifier.catalog.by_id[alert.metric]))
                     answer = "note form opened"
                 log.info("slack action", extra={"action": action_id, "alert": alert_id, "user": user,
                                                 "answer": answer})

@@ -176,9 +176,18 @@ class Sender:
 
     # -- delivering ------------------------------------------------------------------------
 
+    def _settle_orphans(self) -> None:
+        """Edits and replies of a post that failed or was withdrawn follow it (they could never go out)."""
+        with self.engine.begin() as conn:
+            for status in ("failed", "cancelled"):
+                ended = select(T.c.key).where(T.c.status == status).scalar_subquery()
+                conn.execute(update(T).where(T.c.status == "pending", T.c.parent_key.in_(ended)).values(
+                    status=status, last_error=f"its parent post was {status}"))
+
     def deliver_due(self, limit: int = 100) -> int:
         """Deliver what is due now; returns how many messages went out."""
         delivered = 0
+        self._settle_orphans()
         with self.engine.connect() as conn:
             due = self._due(conn, limit)
         for row_id, attempts in due:

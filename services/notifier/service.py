@@ -396,6 +396,10 @@ class Notifier:
 
     # -- reading -----------------------------------------------------------------------------------
 
+    def alert(self, alert_id: int):
+        with self.engine.connect() as conn:
+            return conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id)).one_or_none()
+
     def alerts(self, status: str | None = None) -> list:
         query = select(ALERTS).order_by(ALERTS.c.fired_at, ALERTS.c.id)
         if status == "open":
