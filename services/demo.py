@@ -46,7 +46,6 @@ class Demo:
             **os.environ,
             "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{self.workdir / 'cityscore.db'}"),
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
-            "CITYSCORE_PUBLIC_URL": f"http://127.0.0.1:{self.ports['scorer']}/",
             "NOTIFIER_PUBLIC_BOARD_URL": f"http://127.0.0.1:{self.ports['scorer']}/",
             "NOTIFIER_HTTP_PORT": str(self.ports["notifier"]),
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
 
 # Stable constraint names so migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -228,12 +229,34 @@ def alembic_config(url: str):
     return config
 
 
+# Any fixed number: the PostgreSQL advisory lock that lets one process migrate at a time.
+MIGRATION_LOCK = 0x43495459  # "CITY"
+
+
 def migrate(engine_or_url: Engine | str) -> None:
-    """Bring the database schema up to the newest migration."""
+    """Bring the database schema up to the newest migration.
+
+    Every service migrates on start; on PostgreSQL an advisory lock makes the others
+    wait for the first, then find nothing to do (SQLite serialises writers itself).
+    """
     from alembic import command
+    from sqlalchemy import text
 
     url = engine_or_url if isinstance(engine_or_url, str) else engine_or_url.url.render_as_string(hide_password=False)
-    command.upgrade(alembic_config(url), "head")
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), "head")
+        return
+    lock_engine = create_engine(url, poolclass=NullPool)
+    try:
+        with lock_engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(url), "head")
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                conn.commit()
+    finally:
+        lock_engine.dispose()
 
 
 __all__ = [

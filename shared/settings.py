@@ -41,8 +41,6 @@ class Settings(BaseSettings):
                                 description="Seconds a batch waits to fill before it is folded")
     scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",
                                     description="Verify record CRCs in the consumer (slow in kafka-python)")
-    public_base_url: str = Field("http://127.0.0.1:8001", alias="CITYSCORE_PUBLIC_URL",
-                                 description="Where the public scoreboard page is served")
 
 
 @lru_cache(maxsize=1)

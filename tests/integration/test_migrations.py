@@ -1,0 +1,48 @@
+"""Migrations: every service migrates on start, so several may do it at once."""
+
+from __future__ import annotations
+
+import threading
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, text
+
+from shared.db import alembic_config, make_engine, migrate
+
+
+def test_concurrent_migrations_of_a_fresh_postgresql_database(database_url):
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        existing = MetaData()
+        existing.reflect(conn)
+        existing.drop_all(conn)
+    errors: list[str] = []
+
+    def start_a_service():
+        try:
+            migrate(database_url)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(exc)[:300])
+
+    services = [threading.Thread(target=start_a_service) for _ in range(4)]
+    for thread in services:
+        thread.start()
+    for thread in services:
+        thread.join(timeout=120)
+    assert errors == []
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+        tables = set(MetaData().reflect(conn) or []) | set(conn.dialect.get_table_names(conn))
+    assert {"processed_events", "day_totals", "api_keys", "current_scores"} <= tables
+    engine.dispose()
+
+
+def test_sqlite_file_migrates_from_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    migrate(url)
+    migrate(url)  # a second start finds nothing to do
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert "day_totals" in conn.dialect.get_table_names(conn)
+    engine.dispose()
