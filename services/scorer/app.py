@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from typing import Callable
 
 from flask import Flask, Response, request
 from sqlalchemy import text
@@ -53,7 +54,9 @@ def create_app(
     catalog: Catalog | None = None,
     clock: Clock = system_clock,
     consumer_metrics: ScorerMetrics | None = None,
+    liveness: Callable[[], bool] | None = None,
 ) -> Flask:
+    """The read API and pages; `liveness` (the consumer's, when both share a process) feeds /healthz."""
     settings, catalog, engine = wire(settings, engine, catalog)
     store = ScoreStore(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
@@ -148,6 +151,8 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> Response:
+        if liveness is not None and not liveness():
+            return json_response(503, {"status": "the consumer loop has stalled"})
         return json_response(200, {"status": "ok"})
 
     @app.get("/readyz")

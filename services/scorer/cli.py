@@ -55,7 +55,7 @@ def run(host: str, http_port: int) -> None:
     server = None
     if http_port:
         server = serve_in_thread(create_app(settings, engine=engine, catalog=catalog,
-                                            consumer_metrics=scorer.metrics), host, http_port)
+                                            consumer_metrics=scorer.metrics, liveness=scorer.alive), host, http_port)
         log.info("scorer read API listening", extra={"url": f"http://{host}:{http_port}/"})
     try:
         scorer.run()

@@ -72,6 +72,7 @@ class Scorer:
         self.client_id = client_id
         self.stopping = threading.Event()
         self.as_of: date | None = None
+        self.last_beat = time.monotonic()  # the loop's heartbeat, for the liveness probe
         # A replay folds first and scores once at the end: no stream of intermediate changes.
         self.rescore_each_batch = rescore_each_batch
         self.totals = BatchReport(0, 0, 0, 0, 0, 0.0)
@@ -245,6 +246,7 @@ class Scorer:
         self.publish_outbox()
         idle_batches = 0
         while not self.stopping.is_set():
+            self.last_beat = time.monotonic()
             messages = self.collect()
             new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
             if messages or new_day:
@@ -259,6 +261,10 @@ class Scorer:
                 idle_batches = 0 if messages else idle_batches + 1
                 if idle_batches >= 2 and self.caught_up():
                     return
+
+    def alive(self, stalled_after_s: float = 120.0) -> bool:
+        """False when the consumer loop has not come round for too long (hung, or dead)."""
+        return time.monotonic() - self.last_beat < stalled_after_s
 
     def caught_up(self) -> bool:
         assert self._consumer is not None

@@ -253,3 +253,16 @@ def test_api_errors_and_history(stream, database):
     assert len(history["history"]) == 30 and history["history"][-1]["as_of"] == END.isoformat()
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
     assert b"cityscore_scorer_api_seconds" in client.get("/metrics").data
+
+
+def test_healthz_follows_the_consumer_loop(stream, database):
+    beats = {"alive": True}
+    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock_for(END),
+                        liveness=lambda: beats["alive"]).test_client()
+    assert client.get("/healthz").status_code == 200
+    beats["alive"] = False
+    assert client.get("/healthz").status_code == 503
+    scorer = Scorer(stream.settings(), ScoreStore(database, CATALOG), CATALOG, clock=clock_for(END))
+    assert scorer.alive()
+    scorer.last_beat -= 600
+    assert not scorer.alive()
