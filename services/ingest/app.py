@@ -7,6 +7,7 @@ settings, database engine and publisher (real ones, pointed at test servers).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 
@@ -62,6 +63,9 @@ def create_app(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,
         settings.topic_partitions, settings.dead_letter_topic)
     metrics = IngestMetrics()
+    # Create the topics at start if they are missing, without holding up start-up when
+    # Kafka is down: the first request (or /readyz) tries again.
+    threading.Thread(target=publisher.ready, name="ingest-topics", daemon=True).start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -304,3 +304,23 @@ def test_publisher_is_usable_on_its_own(kafka_bootstrap):
     finally:
         publisher.close()
     assert [v["event_id"] for _, v, _ in read_topic(kafka_bootstrap, topic)] == ["direct"]
+
+
+def test_the_events_topic_is_created_at_start_with_the_configured_partitions(kafka_bootstrap, database):
+    from kafka import KafkaAdminClient
+
+    topic = unique_topic()
+    app = create_app(make_settings(kafka_bootstrap, topic, CITYSCORE_TOPIC_PARTITIONS=4), engine=database,
+                     catalog=CATALOG)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        deadline = time.monotonic() + 30
+        found = []
+        while time.monotonic() < deadline and not found:
+            found = [t for t in admin.describe_topics([topic]) if t.get("error_code", 0) == 0 and t.get("partitions")]
+            time.sleep(0.2)
+        assert found, "the events topic was not created at start"
+        assert len(found[0]["partitions"]) == 4
+    finally:
+        admin.close()
+        app.extensions["cityscore"]["publisher"].close()
