@@ -122,6 +122,7 @@ class WebApiGateway:
         self.repeatable = WebClient(token=token, base_url=base_url, timeout=timeout_s, retry_handlers=[
             BoundedRateLimitRetryHandler(rate_limit_retries, max_rate_limit_wait_s),
             ServerErrorRetryHandler(max_retry_count=2), ConnectionErrorRetryHandler(max_retry_count=2)])
+        self._ids: dict[str, str] = {}
 
     def post(self, channel: str, message: dict, *, key: str, thread_ts: str | None = None) -> Posted:
         try:
@@ -141,7 +142,32 @@ class WebApiGateway:
             error.maybe_delivered = False  # an update repeated is harmless
             raise error from exc
 
+    def channel_id(self, channel: str) -> str:
+        """A channel's id: chat.postMessage takes '#name', conversations.history only the id."""
+        if not channel.startswith("#"):
+            return channel
+        if channel not in self._ids:
+            cursor = None
+            while True:
+                try:
+                    response = self.repeatable.conversations_list(
+                        types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor)
+                except Exception as exc:  # noqa: BLE001
+                    error = _classify(exc)
+                    error.maybe_delivered, error.permanent = True, False
+                    raise error from exc
+                for found in response.get("channels", []):
+                    self._ids[f"#{found['name']}"] = found["id"]
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        if channel not in self._ids:
+            # No such channel: the post cannot have gone out; the next attempt gets Slack's own answer.
+            raise DeliveryError("channel_not_found", maybe_delivered=False)
+        return self._ids[channel]
+
     def _messages(self, channel: str, thread_ts: str | None, since: datetime, pages: int = 20):
+        channel = self.channel_id(channel)
         cursor = None
         for _ in range(pages):
             try:
@@ -154,7 +180,8 @@ class WebApiGateway:
                         limit=200, cursor=cursor)
             except Exception as exc:  # noqa: BLE001
                 error = _classify(exc)
-                error.maybe_delivered = True  # we could not look: keep assuming it may be there
+                # we could not look: keep assuming it may be there, and look again later
+                error.maybe_delivered, error.permanent = True, False
                 raise error from exc
             yield from response.get("messages", [])
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
@@ -165,7 +192,7 @@ class WebApiGateway:
         for message in self._messages(channel, thread_ts, since):
             metadata = message.get("metadata") or {}
             if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == key:
-                return Posted(channel, message["ts"])
+                return Posted(self.channel_id(channel), message["ts"])
         return None
 
     def upload(self, channel: str, thread_ts: str | None, filename: str, title: str, data: bytes,
@@ -182,7 +209,7 @@ class WebApiGateway:
         for message in self._messages(channel, thread_ts, since):
             for file in message.get("files") or []:
                 if file.get("name") == filename:
-                    return Posted(channel, file["id"])
+                    return Posted(self.channel_id(channel), file["id"])
         return None
 
     def open_view(self, trigger_id: str, view: dict) -> None:

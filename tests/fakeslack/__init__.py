@@ -49,6 +49,7 @@ class FakeSlackState:
     files: dict[str, dict] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)
     views: list[dict] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # "#name" -> channel id
 
 
 class FakeSlack:
@@ -111,7 +112,7 @@ class FakeSlack:
 
     def messages(self, channel: str) -> list[dict]:
         with self._lock:
-            return list(self.state.channels.get(channel, []))
+            return list(self.state.channels.get(self.state.names.get(channel, channel), []))
 
     def thread(self, channel: str, ts: str) -> list[dict]:
         with self._lock:
@@ -212,10 +213,22 @@ class FakeSlack:
         if method == "auth.test":
             return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake City", "user": "cityscore",
                     "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "B0BOT"}
+        if method == "conversations.list":
+            channels = [{"id": cid, "name": name.lstrip("#"), "is_channel": True, "is_private": False,
+                         "is_archived": False} for name, cid in sorted(self.state.names.items())]
+            channels += [{"id": cid, "name": cid.lower(), "is_channel": True, "is_private": False,
+                          "is_archived": False} for cid in self.state.channels if cid not in self.state.names.values()]
+            start = int(params.get("cursor") or 0)
+            limit = int(params.get("limit") or 100)
+            more = start + limit < len(channels)
+            return {"ok": True, "channels": channels[start:start + limit],
+                    "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
         if method == "chat.postMessage":
             channel = params.get("channel")
             if not channel:
                 return {"ok": False, "error": "channel_not_found"}
+            if channel.startswith("#"):  # Slack accepts a name and answers with the channel's id
+                channel = self.state.names.setdefault(channel, f"C{next(self._ids):08d}")
             if not params.get("text") and not params.get("blocks"):
                 return {"ok": False, "error": "no_text"}
             problem = self._blocks_problem(self._message(params).get("blocks"))
@@ -242,6 +255,8 @@ class FakeSlack:
                     "message": self._public(message, False)}
         if method == "conversations.history":
             channel = params.get("channel")
+            if str(channel).startswith("#"):
+                return {"ok": False, "error": "channel_not_found"}  # history wants the id
             if channel not in self.state.channels:
                 return {"ok": True, "messages": [], "has_more": False, "response_metadata": {"next_cursor": ""}}
             oldest = float(params.get("oldest") or 0)

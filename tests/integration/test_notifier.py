@@ -305,6 +305,20 @@ def test_slack_answering_429_500_and_hanging_still_delivers_each_message_exactly
         assert len(slack.messages(channel)) == count, channel
 
 
+def test_a_channel_given_by_name_is_looked_up_by_id_after_a_lost_answer(schema, slack, tmp_path):
+    settings = notifier_settings(tmp_path, slack, mayor_channel="#cityscore-mayor", slack_timeout_s=1)
+    harness = Harness(schema, settings)
+    seed_scores(schema.engine, harness.runtime.catalog, date(2026, 7, 26), days=100, years_of_history=0)
+    harness.notifier.post_board(date(2026, 7, 26), chart=False)
+    slack.fail_next(1, "hang", {"chat.postMessage"}, hang_s=2.5)
+    harness.drain()
+    assert len(slack.messages("#cityscore-mayor")) == 1
+    assert slack.calls_to("conversations.list") and slack.calls_to("conversations.history")
+    row = outbox_rows(schema.engine)[0]
+    assert row.status == "sent" and row.slack_channel == slack.state.names["#cityscore-mayor"]
+    assert_exactly_once(slack, schema.engine)
+
+
 def test_a_short_retry_after_is_waited_out_in_slack_sdk_and_a_long_one_left_to_the_outbox(slack):
     from services.notifier.slack import DeliveryError, WebApiGateway
 
