@@ -13,9 +13,11 @@ from .service import Notifier
 log = logging.getLogger("cityscore.notifier.consumer")
 
 
-def make_consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumer:
+def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000) -> KafkaConsumer:
     return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
-                         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
+                         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
+                         session_timeout_ms=session_timeout_ms,
+                         heartbeat_interval_ms=max(1000, session_timeout_ms // 6))
 
 
 def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500) -> None:

@@ -109,7 +109,8 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
     log.info("notifier running", extra={"topic": settings.scores_topic, "group": ns.consumer_group,
                                         "http": f"{ns.http_host}:{server.server_port}",
                                         "jobs": scheduler.next_runs()})
-    consumer = make_consumer(settings.kafka_bootstrap_servers, settings.scores_topic, ns.consumer_group)
+    consumer = make_consumer(settings.kafka_bootstrap_servers, settings.scores_topic, ns.consumer_group,
+                             ns.kafka_session_timeout_ms)
     try:
         consume(consumer, runtime.notifier, stop)
     finally:

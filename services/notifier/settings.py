@@ -69,6 +69,8 @@ class NotifierSettings(BaseSettings):
 
     # delivery
     consumer_group: str = Field("cityscore-notifier", alias="NOTIFIER_CONSUMER_GROUP")
+    kafka_session_timeout_ms: int = Field(45000, alias="NOTIFIER_KAFKA_SESSION_TIMEOUT_MS", ge=6000,
+                                          description="How soon Kafka gives a dead notifier's partitions to the next")
     send_poll_s: float = Field(1.0, alias="NOTIFIER_SEND_POLL", gt=0)
     retry_base_s: float = Field(2.0, alias="NOTIFIER_RETRY_BASE", gt=0)
     retry_max_s: float = Field(300.0, alias="NOTIFIER_RETRY_MAX", gt=0)

@@ -80,6 +80,8 @@ def test_sigkill_mid_send_and_restart_deliver_every_message_exactly_once(schema,
                "NOTIFIER_QUIET_HOURS": "off", "NOTIFIER_FIRE_AFTER": "1", "NOTIFIER_RESOLVE_AFTER": "1",
                "NOTIFIER_LEASE": "3", "NOTIFIER_RETRY_BASE": "0.1", "NOTIFIER_RETRY_MAX": "1",
                "NOTIFIER_SEND_POLL": "0.1", "NOTIFIER_HTTP_PORT": "0",
+               # a killed process's partitions go to the next one sooner than Kafka's 45 s default
+               "NOTIFIER_KAFKA_SESSION_TIMEOUT_MS": "6000",
                # the board and the recap are due at once, so the process has a board and a file to send
                "NOTIFIER_BOARD_TIME": "00:00", "NOTIFIER_RECAP_TIME": "00:00", "NOTIFIER_RECAP_DAY": weekday,
                "NOTIFIER_CHART_DAYS": "30"}
