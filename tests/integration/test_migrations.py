@@ -46,3 +46,25 @@ def test_sqlite_file_migrates_from_nothing(tmp_path):
     with engine.connect() as conn:
         assert "day_totals" in conn.dialect.get_table_names(conn)
     engine.dispose()
+
+
+def test_timestamps_come_back_zone_aware_in_utc(tmp_path, database_url):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.db import Department, session_factory
+
+    eastern = timezone(timedelta(hours=-5))
+    for url in (f"sqlite:///{tmp_path}/tz.db", database_url):
+        engine = make_engine(url)
+        migrate(engine)
+        with session_factory(engine)() as session:
+            session.query(Department).filter_by(id="tz-test").delete()
+            session.add(Department(id="tz-test", name="t", created_at=datetime(2026, 3, 8, 1, 30, tzinfo=eastern)))
+            session.commit()
+        with session_factory(engine)() as session:
+            stored = session.get(Department, "tz-test").created_at
+            assert stored == datetime(2026, 3, 8, 6, 30, tzinfo=timezone.utc), url
+            assert stored.utcoffset() == timedelta(0)
+            session.query(Department).filter_by(id="tz-test").delete()
+            session.commit()
+        engine.dispose()
