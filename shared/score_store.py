@@ -93,13 +93,17 @@ class ScoreStore:
     def _current_parts(self, conn: Connection, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
         table = CurrentPart.__table__
-        for chunk in _chunks(keys):
-            query = select(table).where(table.c.key.in_(chunk))
-            if self.postgres:
-                query = query.with_for_update()  # another scorer may hold the same case mid-rebalance
-            for row in conn.execute(query):
-                found[row.key] = (None if row.metric is None else
-                                  Contribution(row.metric, row.day, row.numerator, row.denominator, row.count))
+        if self.postgres:
+            # One array parameter: a single index scan, where long IN lists plan poorly.
+            # FOR UPDATE: another scorer may hold the same case in the middle of a rebalance.
+            rows = conn.execute(text("SELECT key, metric, day, numerator, denominator, count FROM current_parts "
+                                     "WHERE key = ANY(CAST(:keys AS varchar[])) ORDER BY key FOR UPDATE"),
+                                {"keys": keys})
+        else:
+            rows = (row for chunk in _chunks(keys) for row in conn.execute(select(table).where(table.c.key.in_(chunk))))
+        for row in rows:
+            found[row.key] = (None if row.metric is None else
+                              Contribution(row.metric, row.day, row.numerator, row.denominator, row.count))
         return found
 
     def fold(self, conn: Connection, events: Sequence[Event]) -> FoldOutcome:
