@@ -375,8 +375,23 @@ def board() -> tuple[str, int, dict[str, str]]:
         refresh=REFRESH_SECONDS if asked is None or asked == current else None,
         previous_day=as_of - timedelta(days=1),
         next_day=as_of + timedelta(days=1) if as_of < current else None,
+        posts=recent_posts(parts["store"], catalog),
     )
     return html, 200, {"Cache-Control": "public, max-age=30"}
+
+
+def recent_posts(store, catalog: Catalog, limit: int = 8) -> list[dict]:
+    """The notifier's newest Slack posts, so a laptop without Slack still sees them here."""
+    from services.notifier.outbox import recent
+
+    try:
+        with store.engine.connect() as conn:
+            posts = recent(conn, limit)
+    except Exception:  # noqa: BLE001 - no notifier tables (an API-only database): no section
+        return []
+    for post in posts:
+        post["when"] = local_time(post["sent_at"] or post["created_at"], catalog)
+    return posts
 
 
 @pages.get("/metric/<metric_id>")

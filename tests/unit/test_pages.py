@@ -402,3 +402,22 @@ def test_history_chart_of_no_scores_still_draws_the_target():
     chart = history_chart(series)
     assert chart.paths == [] and chart.latest is None
     assert chart.top < chart.target_y < chart.bottom
+
+
+def test_board_shows_the_notifiers_recent_posts(tmp_path):
+    """With no Slack token the notifier's posts stay in its outbox; the board shows them."""
+    from services.notifier.outbox import enqueue_post
+
+    engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
+    migrate(engine)
+    app = create_app(engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    with app.test_client() as test_client:
+        assert b"Recent posts to Slack" not in test_client.get("/").data  # no posts, no section
+        with engine.begin() as conn:
+            enqueue_post(conn, "alert:pothole-on-time:week:1:post", "#public-works",
+                         {"text": "POTHOLE ON-TIME % week score 0.80 is below target <follow up>"})
+        page = test_client.get("/").data.decode()
+    engine.dispose()
+    assert "Recent posts to Slack" in page
+    assert "#public-works" in page and "pending" in page
+    assert "week score 0.80 is below target &lt;follow up&gt;" in page  # escaped, never raw HTML
