@@ -33,8 +33,14 @@ class FoldOutcome:
     touched: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
 
 
+class BadScoreChange(ValueError):
+    """A message on the scores topic that is not a score change."""
+
+
 @dataclass(frozen=True)
 class ScoreChange:
+    """One change of a published score: the message the scorer sends on `cityscore.scores`."""
+
     metric: str
     window: str
     as_of: date
@@ -42,11 +48,38 @@ class ScoreChange:
     numerator: float | None
     denominator: float | None
     previous_score: float | None
+    changed_at: datetime | None = None
 
     def payload(self) -> dict:
-        return {"metric": self.metric, "window": self.window, "as_of": self.as_of.isoformat(),
+        body = {"metric": self.metric, "window": self.window, "as_of": self.as_of.isoformat(),
                 "score": self.score, "numerator": self.numerator, "denominator": self.denominator,
                 "previous_score": self.previous_score}
+        if self.changed_at is not None:
+            body["changed_at"] = self.changed_at.isoformat()
+        return body
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "ScoreChange":
+        """Read a message of the scores topic back, checked (for its consumers)."""
+        try:
+            changed_at = datetime.fromisoformat(payload["changed_at"])
+            if changed_at.tzinfo is None:
+                raise BadScoreChange("changed_at has no UTC offset")
+            return cls(str(payload["metric"]), str(payload["window"]), date.fromisoformat(payload["as_of"]),
+                       _number(payload.get("score")), _number(payload.get("numerator")),
+                       _number(payload.get("denominator")), _number(payload.get("previous_score")), changed_at)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, BadScoreChange):
+                raise
+            raise BadScoreChange(f"not a score change: {exc}") from None
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadScoreChange(f"{value!r} is not a number")
+    return float(value)
 
 
 _MISSING = object()
@@ -283,7 +316,7 @@ class ScoreStore:
                                                                      previous.denominator) == tuple(result):
                 return
             changes.append(ScoreChange(metric, window, as_of, result.score, result.numerator, result.denominator,
-                                       previous.score if previous is not None else None))
+                                       previous.score if previous is not None else None, now))
             values = {"as_of": as_of, "score": result.score, "numerator": result.numerator,
                       "denominator": result.denominator, "updated_at": now}
             if previous is None:
@@ -302,7 +335,7 @@ class ScoreStore:
             store(CITY, window, WindowScore(value, None, None))
         if changes:
             conn.execute(ScoreOutbox.__table__.insert(), [
-                {"key": change.metric, "payload": orjson.dumps({**change.payload(), "changed_at": now.isoformat()}).decode()}
+                {"key": change.metric, "payload": orjson.dumps(change.payload()).decode()}
                 for change in changes])
         return changes
 

@@ -8,7 +8,6 @@ job run twice, or a button clicked twice changes nothing the second time.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable
 
@@ -17,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.catalog import Catalog
 from shared.db import utcnow
-from shared.score_store import CITY, ScoreStore
+from shared.score_store import CITY, BadScoreChange, ScoreChange, ScoreStore
 
 from . import outbox
 from .blocks import AlertView, alert_message, board_message, recap_message, reply_message
@@ -35,41 +34,9 @@ NOTES = AlertNote.__table__
 OUTBOX = OutboxMessage.__table__
 
 
-@dataclass(frozen=True)
-class ScoreChange:
-    metric: str
-    window: str
-    as_of: date
-    score: float | None
-    numerator: float | None
-    denominator: float | None
-    previous_score: float | None
-    changed_at: datetime
-
-
-class BadChange(ValueError):
-    pass
-
-
-def parse_change(payload: dict) -> ScoreChange:
-    """A message of cityscore.scores, checked."""
-    try:
-        changed_at = datetime.fromisoformat(payload["changed_at"])
-        if changed_at.tzinfo is None:
-            raise BadChange("changed_at has no UTC offset")
-        return ScoreChange(str(payload["metric"]), str(payload["window"]), date.fromisoformat(payload["as_of"]),
-                           _number(payload.get("score")), _number(payload.get("numerator")),
-                           _number(payload.get("denominator")), _number(payload.get("previous_score")), changed_at)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadChange(f"not a score change: {exc}") from None
-
-
-def _number(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadChange(f"{value!r} is not a number")
-    return float(value)
+# The scores topic's message, defined once beside the scorer that sends it.
+BadChange = BadScoreChange
+parse_change = ScoreChange.from_payload
 
 
 def _status(value: str | None) -> Status | None:
