@@ -31,13 +31,7 @@ catalog_option = click.option(
 )
 
 
-def _parse_date(ctx, param, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
+from shared.cli_options import parse_date as _parse_date  # noqa: E402
 
 
 @click.group()

@@ -8,13 +8,7 @@ from datetime import date, timedelta
 import click
 
 
-def _date(ctx, param, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date written YYYY-MM-DD") from None
+from shared.cli_options import parse_date as _date
 
 
 def _runtime():
