@@ -19,6 +19,15 @@ from .ingest_support import fresh_database, issue_keys, unique_topic
 
 CATALOG = load_catalog()
 
+# Load schemathesis's lazily imported parts now, at collection, rather than deep in a
+# test: a plain `pytest` run (plugins autoloaded) rewrites them, and CPython 3.11's
+# compiler can fail on that far down the stack.
+_WARM_UP = schemathesis.openapi.from_dict({
+    "openapi": "3.1.0", "info": {"title": "warm-up", "version": "1"},
+    "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}}}})
+for _result in _WARM_UP.get_all_operations():
+    _result.ok().as_strategy()
+
 
 @pytest.fixture(scope="module")
 def ingest_app(kafka_bootstrap, database_url):
