@@ -205,7 +205,6 @@ def main() -> None:
     engine.dispose()
 
     events = events_by_department(catalog, args.events)
-    total = sum(len(v) for v in events.values())
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url,
            "CITYSCORE_EVENTS_TOPIC": topic, "INGEST_RATE_LIMIT": "1000000/second", "CITYSCORE_LOG_LEVEL": "WARNING",
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="cityscore-prom-")}

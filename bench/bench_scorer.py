@@ -158,7 +158,6 @@ def main() -> None:
     # 1. the real scorer process(es) fold the whole topic
     scorers = [subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
                                 cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.scorers)]
-    scorer = scorers[0]
     first_seen = None
     samples = []
     unique = None

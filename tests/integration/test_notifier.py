@@ -26,18 +26,9 @@ from services.notifier.models import Alert, AlertTrack, OutboxMessage
 from shared.kafka import ensure_topics, make_producer
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import Harness, notifier_settings, sign, wait_until
-from tests.fakeslack.notifier_support import Changes, Schema, encode, seed_scores
+from tests.fakeslack.notifier_support import Changes, encode, seed_scores
 
 BOSTON = ZoneInfo("America/New_York")
-
-
-@pytest.fixture
-def schema(database_url):
-    created = Schema(database_url)
-    try:
-        yield created
-    finally:
-        created.drop()
 
 
 @pytest.fixture

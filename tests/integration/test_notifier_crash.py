@@ -14,14 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 
 from services.notifier.models import Alert, OutboxMessage
@@ -29,19 +27,10 @@ from services.notifier.settings import WEEKDAYS
 from shared.kafka import ensure_topics
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING, SECRET, wait_until
-from tests.fakeslack.notifier_support import Changes, Schema
+from tests.fakeslack.notifier_support import Changes
 from tests.integration.test_notifier import publish
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def schema(database_url):
-    created = Schema(database_url)
-    try:
-        yield created
-    finally:
-        created.drop()
 
 
 def start(env: dict, log: Path) -> subprocess.Popen:
