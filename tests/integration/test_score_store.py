@@ -76,6 +76,24 @@ def test_store_scores_equal_the_ledger(store, generated):
     assert non_null >= 21
 
 
+def test_overlapping_batches_count_each_event_once(store, generated):
+    """Batches that partly repeat the one before (a crash half-way through a redelivery):
+    only the new part of each batch counts."""
+    ledger = Ledger(CATALOG)
+    for event in generated:
+        ledger.fold(event)
+    size, step = 3000, 2000
+    folded = 0
+    for start in range(0, len(generated), step):
+        with store.engine.begin() as conn:
+            outcome = store.fold(conn, generated[start:start + size])
+        folded += outcome.folded
+        if start:
+            assert outcome.duplicates >= min(size - step, len(generated) - start)
+    assert folded == len({event.event_id for event in generated})
+    assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+
+
 def test_history_matches_scoreboards(store, generated):
     fold_in_batches(store, generated, 10000)
     series = store.history("pothole-on-time", "week", 10, END)
