@@ -9,6 +9,15 @@ For each batch (bounded by size and time):
   4. publish the outbox to `cityscore.scores`, then commit the Kafka offsets.
 A crash between any two steps is safe: the batch comes again and its events are
 already claimed; the outbox is published on the next start.
+
+While one batch is in the database (steps 2-4, on a worker thread that mostly waits
+for PostgreSQL), the loop fetches and validates the next: the two overlap on two
+cores. Batches still reach the database one at a time and in order, and a batch's
+offsets are committed only once its step 4 is done. If a rebalance moves a partition
+while its batch is in the database, the new owner reads the batch again; its claim
+of the same event ids waits for ours to commit and then finds them taken, so the
+batch still counts once and in order. (No rebalance listener commits for us:
+kafka-python 3 calls listeners on its network loop, where a blocking commit stalls.)
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
@@ -76,8 +86,12 @@ class Scorer:
         # A replay folds first and scores once at the end: no stream of intermediate changes.
         self.rescore_each_batch = rescore_each_batch
         self.totals = BatchReport(0, 0, 0, 0, 0, 0.0)
+        self._dead_in_batch = 0
         self._consumer: KafkaConsumer | None = None
         self._producer = None
+        # One worker: batches reach the database one at a time, in the order read.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-db")
+        self._in_flight: tuple[Future, list] | None = None
 
     # -- Kafka ----------------------------------------------------------------------
 
@@ -107,6 +121,12 @@ class Scorer:
         )
 
     def close(self) -> None:
+        if self._in_flight is not None:
+            try:
+                self.finish_in_flight()
+            except Exception:  # noqa: BLE001 - not committed: the batch comes again and is ignored
+                log.warning("the last batch did not finish", exc_info=True)
+        self._worker.shutdown(wait=True)
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
             self._consumer = None
@@ -135,7 +155,15 @@ class Scorer:
     # -- one batch ------------------------------------------------------------------------
 
     def process(self, messages: list) -> BatchReport:
+        """Validate, fold, rescore, publish and commit one batch, all before returning."""
         started = time.perf_counter()
+        events = self.validate(messages)
+        report = self.store_batch(events, len(messages), started)
+        self.commit_offsets(messages)
+        return report
+
+    def validate(self, messages: list) -> list:
+        """The batch's valid events; the others go to the dead-letter topic now, before any commit."""
         events = []
         dead = []
         for message in messages:
@@ -145,7 +173,12 @@ class Scorer:
                 dead.append((message, [p.as_dict() for p in exc.problems]))
         if dead:
             self.dead_letter(dead)
+        self._dead_in_batch = len(dead)
+        return events
 
+    def store_batch(self, events: list, message_count: int, started: float, dead: int | None = None) -> BatchReport:
+        """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
+        dead = self._dead_in_batch if dead is None else dead
         outcome = self._in_transaction(lambda conn: self.store.fold(conn, events)) if events else None
         as_of = current_as_of(self.clock, self.catalog)
         touched = list(outcome.touched) if outcome else []
@@ -153,14 +186,36 @@ class Scorer:
         if self.rescore_each_batch and (touched or as_of != self.as_of):
             changes = self.rescore(as_of, None if as_of != self.as_of else touched)
         self.publish_outbox()
-        self.commit_offsets(messages)
 
         elapsed = time.perf_counter() - started
-        report = BatchReport(len(messages), outcome.folded if outcome else 0, outcome.duplicates if outcome else 0,
-                             len(dead), changes, elapsed)
+        report = BatchReport(message_count, outcome.folded if outcome else 0, outcome.duplicates if outcome else 0,
+                             dead, changes, elapsed)
         self.metrics.observe_batch(report)
         for name in ("messages", "folded", "duplicates", "dead_letters", "changes", "fold_s"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
+        return report
+
+    def submit(self, messages: list) -> None:
+        """Validate this batch here, then hand it to the database worker once the one before is done."""
+        started = time.perf_counter()
+        events = self.validate(messages)
+        dead = self._dead_in_batch
+        self.finish_in_flight()
+        future = self._worker.submit(self.store_batch, events, len(messages), started, dead)
+        self._in_flight = (future, messages)
+
+    def finish_in_flight(self) -> BatchReport | None:
+        """Wait for the batch in the database, then commit its offsets (its failure is raised here)."""
+        if self._in_flight is None:
+            return None
+        future, messages = self._in_flight
+        self._in_flight = None
+        report = future.result()
+        self.commit_offsets(messages)
+        if messages:
+            log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
+                                            "duplicates": report.duplicates, "dead_letters": report.dead_letters,
+                                            "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
         return report
 
     def rescore(self, as_of: date, metric_ids: list[str] | None = None) -> int:
@@ -245,22 +300,22 @@ class Scorer:
         # Start from a clean state: publish what a crash left, score the current day.
         self.publish_outbox()
         idle_batches = 0
-        while not self.stopping.is_set():
-            self.last_beat = time.monotonic()
-            messages = self.collect()
-            new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
-            if messages or new_day:
-                report = self.process(messages)
-                if messages:
-                    log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
-                                                    "duplicates": report.duplicates,
-                                                    "dead_letters": report.dead_letters,
-                                                    "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
-            self.metrics.observe_lag(self._consumer)
-            if until_idle:
-                idle_batches = 0 if messages else idle_batches + 1
-                if idle_batches >= 2 and self.caught_up():
-                    return
+        try:
+            while not self.stopping.is_set():
+                self.last_beat = time.monotonic()
+                messages = self.collect()
+                new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
+                if messages or new_day:
+                    self.submit(messages)
+                else:
+                    self.finish_in_flight()  # idle: nothing to overlap with, so don't hold its commit
+                self.metrics.observe_lag(self._consumer)
+                if until_idle:
+                    idle_batches = 0 if messages else idle_batches + 1
+                    if idle_batches >= 2 and self._in_flight is None and self.caught_up():
+                        return
+        finally:
+            self.finish_in_flight()  # the database finishes the batch it has, then its offsets are committed
 
     def alive(self, stalled_after_s: float = 120.0) -> bool:
         """False when the consumer loop has not come round for too long (hung, or dead)."""
