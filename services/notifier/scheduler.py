@@ -1,7 +1,8 @@
 """The notifier's schedule: APScheduler jobs kept in the database.
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
-reminders, and the re-evaluation of steady scores. They live in the `notifier_jobs`
+reminders, the re-evaluation of steady scores, and a catch-up every five minutes that
+posts the board and recap if their time passed without them (no scores yet then). They live in the `notifier_jobs`
 table (SQLAlchemyJobStore), so a restart keeps each job's next run time: a run
 missed while the notifier was down happens on start (within the grace time), and
 one that happened is not repeated. The board and recap are idempotent by their
@@ -55,6 +56,10 @@ def evaluate_steady() -> None:
     _current().evaluate_steady()
 
 
+def catch_up() -> None:
+    _current().catch_up()
+
+
 class _ManualScheduler(BackgroundScheduler):
     """APScheduler without its timer thread: jobs run only through `NotifierScheduler.run_due()`."""
 
@@ -82,6 +87,8 @@ class NotifierScheduler:
             "weekly-recap": (weekly_recap, CronTrigger(day_of_week=days, hour=settings.recap_time.hour,
                                                        minute=settings.recap_time.minute, timezone=zone)),
             "reminders": (reminders, IntervalTrigger(seconds=60, start_date=start, timezone=zone)),
+            # The board and recap again if their time passed without them (scores came late).
+            "catch-up": (catch_up, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),
                                                                  start_date=start, timezone=zone)),
         }

@@ -342,7 +342,14 @@ class Notifier:
         return key, queued
 
     def scheduled_board(self) -> tuple[str, bool]:
-        return self.post_board(self.local_today() - timedelta(days=1))
+        as_of = self.local_today() - timedelta(days=1)
+        board = self.store.scoreboard(as_of)
+        if all(result.score is None for windows in board.metrics.values() for result in windows.values()):
+            # Nothing scored for that day yet (a first start, a backfill still arriving): a
+            # blank board would be posted once and never again. The catch-up job retries.
+            log.info("daily board waits: no scores yet", extra={"as_of": as_of.isoformat()})
+            return f"board:{self.settings.mayor_channel}:{as_of.isoformat()}", False
+        return self.post_board(as_of)
 
     def scheduled_recap(self) -> tuple[str, bool]:
         return self.post_recap(self.local_today() - timedelta(days=1))

@@ -264,6 +264,30 @@ def test_daily_board_at_0830_and_weekly_recap_on_monday_once_each_across_restart
 # -- Slack failing ------------------------------------------------------------------------------
 
 
+def test_a_daily_board_without_scores_waits_for_them_and_is_posted_once(schema, slack, tmp_path):
+    """At 08:30 nothing is scored yet (a first start, a backfill still arriving): no blank board;
+    the catch-up job posts the real one when the scores are in, and only once."""
+    clock = ManualClock(datetime(2026, 7, 28, 8, 30, tzinfo=BOSTON))  # a Tuesday: no recap
+    harness = Harness(schema, notifier_settings(tmp_path, slack), clock)
+    scheduler = harness.start_scheduler()
+    assert "daily-board" in scheduler.run_due()
+    harness.drain()
+    assert slack.messages("C0MAYOR") == []
+
+    seed_scores(schema.engine, harness.runtime.catalog, date(2026, 7, 27))
+    clock.set(datetime(2026, 7, 28, 8, 36, tzinfo=BOSTON))
+    assert "catch-up" in scheduler.run_due()
+    harness.drain()
+    board = slack.messages("C0MAYOR")
+    assert len(board) == 1 and "Monday 27 July 2026" in board[0]["text"]
+    clock.set(datetime(2026, 7, 28, 8, 42, tzinfo=BOSTON))
+    assert "catch-up" in scheduler.run_due()
+    harness.drain()
+    assert len(slack.messages("C0MAYOR")) == 1
+    assert_exactly_once(slack, schema.engine)
+    harness.stop()
+
+
 def test_slack_answering_429_500_and_hanging_still_delivers_each_message_exactly_once(schema, slack, tmp_path):
     settings = notifier_settings(tmp_path, slack, fire_after=1, slack_timeout_s=1)
     harness = Harness(schema, settings)

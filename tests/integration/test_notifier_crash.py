@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,10 +24,11 @@ from sqlalchemy import select
 
 from services.notifier.models import Alert, OutboxMessage
 from services.notifier.settings import WEEKDAYS
+from shared.catalog import load_catalog
 from shared.kafka import ensure_topics
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING, SECRET, wait_until
-from tests.fakeslack.notifier_support import Changes
+from tests.fakeslack.notifier_support import Changes, seed_scores
 from tests.integration.test_notifier import publish
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,10 @@ def test_sigkill_mid_send_and_restart_deliver_every_message_exactly_once(schema,
     ensure_topics(kafka_bootstrap, {topic: 3})
     routing = tmp_path / "routing.json"
     routing.write_text(json.dumps(ROUTING))
-    weekday = WEEKDAYS[datetime.now(ZoneInfo("America/New_York")).weekday()]
+    today = datetime.now(ZoneInfo("America/New_York"))
+    weekday = WEEKDAYS[today.weekday()]
+    # Scores for yesterday, as the scorer would have written them: the board has figures to post.
+    seed_scores(schema.engine, load_catalog(), today.date() - timedelta(days=1))
     log = tmp_path / "notifier.log"
     with FakeSlack() as slack:
         env = {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": schema.url,
