@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .catalog import Catalog
-from .scoring import Scoreboard
+from .scoring import Scoreboard, standing
 
 
 def mark(score: float | None) -> str:
@@ -21,10 +21,7 @@ def mark(score: float | None) -> str:
 
 
 def _style(score: float | None) -> str:
-    if score is None:
-        return ""
-    shown = round(score, 2)
-    return "bold red" if shown < 1 else ("bold blue" if shown > 1 else "")
+    return {"below": "bold red", "above": "bold blue"}.get(standing(score), "")
 
 
 def _cell(score: float | None) -> Text:

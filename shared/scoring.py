@@ -45,6 +45,18 @@ NULL = WindowScore(None, None, None)
 DaysOf = Mapping[date, DayTotals]
 
 
+def standing(score: float | None) -> str:
+    """'below', 'at' or 'above' target as the score is shown (two decimals), or 'none'.
+
+    The board, the console table and the follow-up alerts all judge the shown figure,
+    so a score of 0.996 reads 1.00, is on target, and asks nobody to follow up.
+    """
+    if score is None or score != score or score in (float("inf"), float("-inf")):
+        return "none"
+    shown = round(score, 2)
+    return "below" if shown < 1 else "above" if shown > 1 else "at"
+
+
 def window_dates(as_of: date, length: int) -> list[date]:
     """The `length` local days of a trailing window that ends on `as_of`."""
     return [as_of - timedelta(days=offset) for offset in range(length - 1, -1, -1)]

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Iterable, Mapping, Sequence
 
 from shared.catalog import Catalog, Kind, Metric
-from shared.scoring import Scoreboard, WindowScore
+from shared.scoring import Scoreboard, WindowScore, standing
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
 MAX_BLOCKS = 50
@@ -44,12 +44,7 @@ def mark(score: float | None) -> str:
     """A score with a mark that reads without colour."""
     if score is None:
         return "— no score"
-    rounded = round(score, 2)
-    if rounded < 1:
-        return f"🔴 {score:.2f} ▼"
-    if rounded > 1:
-        return f"🟢 {score:.2f} ▲"
-    return f"⚪ {score:.2f} ="
+    return {"below": f"🔴 {score:.2f} ▼", "above": f"🟢 {score:.2f} ▲"}.get(standing(score), f"⚪ {score:.2f} =")
 
 
 def change(score: float | None, before: float | None) -> str:
@@ -140,7 +135,7 @@ def follow_up_order(board: Scoreboard, catalog: Catalog, window: str) -> list[Me
     def key(item: tuple[int, Metric]):
         index, metric = item
         score = board.metrics[metric.id][window].score
-        below = score is not None and round(score, 2) < 1
+        below = standing(score) == "below"
         return (0, score, index) if below else (1, 0.0, index)
 
     return [metric for _, metric in sorted(enumerate(catalog.metrics), key=key)]
@@ -151,7 +146,7 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     """The daily scoreboard for the mayor's office: text fallback and blocks."""
     windows = list(catalog.windows)
     ordered = follow_up_order(board, catalog, follow_up_window)
-    below = [m for m in ordered if (s := board.metrics[m.id][follow_up_window].score) is not None and round(s, 2) < 1]
+    below = [m for m in ordered if standing(board.metrics[m.id][follow_up_window].score) == "below"]
     title = f"{catalog.city} CityScore — {long_date(board.as_of)}"
     overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))}" for w in windows)
     text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 this "
@@ -203,8 +198,8 @@ def recap_lines(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequen
     departments = {d.id: d.name for d in catalog.departments}
     scored = [RecapLine(m, s, departments.get(m.department, m.department), tuple(owners.get(m.id, ())))
               for m in catalog.metrics if (s := board.metrics[m.id][window].score) is not None]
-    exceeding = sorted((line for line in scored if line.score > 1), key=lambda line: -line.score)[:count]
-    follow_up = sorted((line for line in scored if line.score < 1), key=lambda line: line.score)[:count]
+    exceeding = sorted((line for line in scored if standing(line.score) == "above"), key=lambda line: -line.score)[:count]
+    follow_up = sorted((line for line in scored if standing(line.score) == "below"), key=lambda line: line.score)[:count]
     return exceeding, follow_up
 
 

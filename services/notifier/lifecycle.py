@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from shared.scoring import standing
+
 
 class Status(str, enum.Enum):
     FIRING = "firing"
@@ -80,7 +82,7 @@ class Streak:
     def observe(self, score: float | None) -> "Streak":
         if score is None:
             return self  # no data says nothing either way
-        if score < 1:
+        if standing(score) == "below":  # as shown: 0.996 reads 1.00 and is on target
             return Streak(self.below + 1, 0)
         return Streak(0, self.at_or_above + 1)
 
@@ -108,7 +110,7 @@ def thread_note(noted_score: float | None, score: float | None, policy: Policy) 
         return None
     if score < noted_score:
         return "worse"
-    return "recovering" if score >= 1 else "better"
+    return "recovering" if standing(score) != "below" else "better"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from shared.catalog import SLA, Catalog, Feed, Kind, Metric
-from shared.scoring import WindowScore
+from shared.scoring import WindowScore, standing
 
 from .consumer import current_as_of
 
@@ -66,10 +66,8 @@ _STANDINGS = {
 def cell(score: float | None) -> Cell:
     if score is None or not math.isfinite(score):
         return Cell(None, "", "none", *_STANDINGS["none"])
-    text = f"{score:.2f}"
-    shown = float(text)
-    standing = "below" if shown < 1 else "above" if shown > 1 else "at"
-    return Cell(score, text, standing, *_STANDINGS[standing])
+    shown = standing(score)
+    return Cell(score, f"{score:.2f}", shown, *_STANDINGS[shown])
 
 
 def figure(value: float | None) -> str:

@@ -100,3 +100,9 @@ def test_reminders_after_the_repeat_interval_unless_acknowledged_or_quiet():
 def test_acknowledging_a_resolved_alert_changes_nothing():
     resolved = AlertClock(Status.RESOLVED, datetime(2026, 7, 23, tzinfo=BOSTON))
     assert acknowledge(resolved) == resolved
+
+
+def test_a_score_that_reads_1_00_is_on_target_and_fires_nothing():
+    # 0.996 is shown as 1.00 on the board: asking a department to follow up on it would be noise.
+    assert run([0.996, 0.996, 0.9951, 0.996]) == [Transition.NONE] * 4
+    assert run([0.994, 0.994]) == [Transition.NONE, Transition.FIRE]

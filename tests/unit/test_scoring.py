@@ -13,6 +13,7 @@ from shared.scoring import (
     score_metric,
     score_ratio,
     score_target_over_median,
+    standing,
     window_dates,
     years_back,
 )
@@ -236,3 +237,9 @@ def test_cityscore_is_the_plain_mean_leaving_nulls_out():
 def test_scores_are_not_rounded():
     result = score_ratio({D: totals(2, 3)}, [D], 1.0)
     assert result.score == 2 / 3
+
+
+def test_standing_judges_the_score_as_shown():
+    assert [standing(s) for s in (0.994, 0.995, 0.996, 1.0, 1.004, 1.006, 1.2, 0.5)] == [
+        "below", "below", "at", "at", "at", "above", "above", "below"]
+    assert standing(None) == "none" and standing(float("nan")) == "none"
