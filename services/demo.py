@@ -48,6 +48,9 @@ class Demo:
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
             "NOTIFIER_PUBLIC_BOARD_URL": f"http://127.0.0.1:{self.ports['scorer']}/",
             "NOTIFIER_HTTP_PORT": str(self.ports["notifier"]),
+            # The demo shows the notifier's posts whenever it runs: with Boston's quiet hours
+            # (20:00-07:30) every alert would wait for the morning and the console stay silent.
+            "NOTIFIER_QUIET_HOURS": os.environ.get("NOTIFIER_QUIET_HOURS", "off"),
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -180,6 +183,10 @@ class Demo:
         click.echo("stopped.")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command("demo")
 @click.option("--workdir", default=".demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--kafka-port", default=9092, show_default=True)
@@ -195,6 +202,10 @@ def demo_command(workdir: str, kafka_port: int, ingest_port: int, scorer_port: i
     folder = Path(workdir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     demo = Demo(folder, kafka_port, ingest_port, scorer_port, notifier_port, backfill_days, seed)
+    # `kill` or a closed terminal stops everything as Ctrl-C does: the children run in their
+    # own sessions, so without this they would outlive the demo.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         demo.start_kafka()
         keys = demo.keys()
