@@ -18,6 +18,10 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = None  # the app logs each request as JSON with its request id
 errorlog = "-"
+# gunicorn 25+ opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl):
+# two instances on one machine (ingest and the scores API, a demo beside the tests)
+# would fight over it, and nothing here uses it.
+control_socket_disable = True
 
 # Prometheus counters summed over workers (prometheus_client's multiprocess mode).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

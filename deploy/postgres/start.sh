@@ -9,7 +9,7 @@
 #   (default ${CITYSCORE_CACHE:-$HOME/.cache/cityscore}/pg-data), run by the
 #   `postgres` OS user when invoked as root (initdb refuses root);
 # - listens on 127.0.0.1:${PGPORT:-5432} only (plus a unix socket inside the data dir);
-# - ensures role cityscore/cityscore and databases cityscore and cityscore_test;
+# - ensures role cityscore/cityscore and databases cityscore, cityscore_test and cityscore_e2e;
 # - idempotent: a second run only makes sure it is running.
 # Progress goes to stderr; stdout carries only the URL, so
 #   export DATABASE_URL=$(deploy/postgres/start.sh)
@@ -22,7 +22,7 @@ PGDATA_DIR="${CITYSCORE_PGDATA:-$CACHE/pg-data}"
 LOGFILE="$PGDATA_DIR/postgres.log"
 ROLE=cityscore
 PASSWORD=cityscore
-DATABASES=(cityscore cityscore_test)
+DATABASES=(cityscore cityscore_test cityscore_e2e)
 
 say() { echo "postgres: $*" >&2; }
 die() { echo "postgres: ERROR: $*" >&2; exit 1; }

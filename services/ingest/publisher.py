@@ -60,6 +60,7 @@ class KafkaEventPublisher:
         """Send every record and wait for all acknowledgements; returns the seconds it took."""
         started = time.monotonic()
         deadline = started + self.timeout_s
+        producer = None
         try:
             producer = self._ensure(deadline)
             futures = [producer.send(self.topic, key=key, value=value) for key, value in records]
@@ -67,11 +68,32 @@ class KafkaEventPublisher:
             for future in futures:
                 future.get(timeout=max(0.001, deadline - time.monotonic()))
         except (KafkaError, OSError, AssertionError) as exc:
+            self._discard(producer)
             raise PublishFailed(f"Kafka did not confirm the write: {exc.__class__.__name__}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - anything else from the client is still "not confirmed"
             log.exception("unexpected error from the Kafka client")
+            self._discard(producer)
             raise PublishFailed(f"Kafka did not confirm the write: {exc.__class__.__name__}") from exc
         return time.monotonic() - started
+
+    def _discard(self, producer) -> None:
+        """Drop a producer that failed to deliver, so the next request makes a new one.
+
+        kafka-python's idempotent producer does not recover when its batches expire
+        while the broker is down (a broker killed mid-write): every later send times
+        out, and ingest would answer 503 until restarted.
+        """
+        if producer is None:
+            return
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        try:
+            producer.close(timeout=0)
+        except Exception:  # noqa: BLE001 - close() stops at its flush while records are pending
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()  # fails what is pending (answered 503 already) and ends its thread
 
     def ready(self, timeout_s: float = 3.0) -> bool:
         """Kafka answers and the events topic exists, within `timeout_s`."""
