@@ -156,8 +156,9 @@ def main() -> None:
     print(f"bare kafka-python consumer (read + decode JSON): {rate_bare:,.0f} events/s")
 
     # 1. the real scorer process(es) fold the whole topic
+    logs = [Path(tempfile.mkdtemp()) / f"scorer-{n}.log" for n in range(args.scorers)]
     scorers = [subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
-                                cwd=ROOT, env=env, stderr=subprocess.DEVNULL) for _ in range(args.scorers)]
+                                cwd=ROOT, env=env, stderr=log.open("wb")) for log in logs]
     first_seen = None
     samples = []
     unique = None
@@ -166,6 +167,10 @@ def main() -> None:
         done = processed(url)
         if done and first_seen is None:
             first_seen = (time.perf_counter(), done)
+        for process, log in zip(scorers, logs):
+            if process.poll() is not None:
+                sys.exit(f"a scorer exited ({process.returncode}); its log {log} ends:\n"
+                         + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
         if first_seen:
             memory = [rss_mb(p.pid) for p in scorers]
             samples.append((done, max(m[0] for m in memory), max(m[1] for m in memory)))

@@ -23,6 +23,7 @@ from .db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFir
 from .folding import Contribution, Folder, replace_key
 from .scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
 
+RESCORE_LOCK = 7_343_264_001  # PostgreSQL advisory lock key: one scorer rescoring at a time
 CITY = "cityscore"  # the metric name under which the overall CityScore is kept and published
 
 
@@ -144,7 +145,9 @@ class ScoreStore:
         if self.postgres:
             # Almost every batch is all new: answer with one number then, and name the
             # new ids only when some were already there (a redelivery, a resent event).
-            inserted, new_ids = conn.execute(_CLAIM, {"ids": _json(event_ids), "n": len(event_ids)}).one()
+            # Sorted: two scorers claiming overlapping batches (a rebalance) take the ids'
+            # index locks in the same order and cannot deadlock.
+            inserted, new_ids = conn.execute(_CLAIM, {"ids": _json(sorted(event_ids)), "n": len(event_ids)}).one()
             return set(event_ids) if inserted == len(event_ids) else set(new_ids or ())
         existing: set[str] = set()
         for chunk in _chunks(event_ids):
@@ -333,6 +336,11 @@ class ScoreStore:
         Runs in the caller's transaction; the changes go to the outbox in the same
         transaction, so a crash never loses one or publishes one that was rolled back.
         """
+        if self.postgres:
+            # One rescore at a time across scorers: otherwise one that read the totals before
+            # another's batch committed could write its older score over the newer one (or
+            # both insert a metric's first score). Held until this transaction ends.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RESCORE_LOCK})
         stored = self.current(conn)
         all_ids = [m.id for m in self.catalog.metrics]
         if metric_ids is None or any(row.as_of != as_of for row in stored.values()) or len(stored) < len(all_ids):

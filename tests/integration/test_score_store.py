@@ -126,3 +126,51 @@ def test_rescore_publishes_only_changes_and_the_city(store, generated):
     with store.engine.connect() as conn:
         pending = store.pending_outbox(conn)
     assert len(pending) == len(first) + len(changes)
+
+
+def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(database_url, generated):
+    """Two scorers (two connections) rescore together on PostgreSQL, as after a rebalance: the
+    first scores of a fresh database are inserted once, and what stays is the latest."""
+    import threading
+
+    from sqlalchemy import delete
+
+    from shared.db import CurrentScore
+
+    engine = fresh_database(database_url)
+    store = ScoreStore(engine, CATALOG)
+    try:
+        half = len(generated) // 2
+        fold_in_batches(store, generated[:half], 10000)
+        for round_ in range(3):
+            with engine.begin() as conn:
+                conn.execute(delete(CurrentScore.__table__))
+            barrier = threading.Barrier(2)
+            errors = []
+
+            def rescore():
+                try:
+                    with engine.begin() as conn:
+                        barrier.wait(timeout=30)
+                        store.rescore(conn, END)
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=rescore) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert errors == [], (round_, errors)
+        # A batch lands between two rescores: the stored scores are those of all the events.
+        fold_in_batches(store, generated[half:], 10000)
+        with engine.begin() as conn:
+            store.rescore(conn, END)
+        with engine.connect() as conn:
+            stored = store.current(conn)
+        board = store.scoreboard(END)
+        for metric, windows in board.metrics.items():
+            for window, result in windows.items():
+                assert same(stored[(metric, window)].score, result.score), (metric, window)
+    finally:
+        engine.dispose()
