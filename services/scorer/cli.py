@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import click
@@ -37,6 +38,16 @@ def scorer_group() -> None:
     """The scorer service (Kafka → SQL scores → read API and public board)."""
 
 
+def _overlap_threads() -> None:
+    """Hand the GIL over every millisecond instead of every five.
+
+    The database worker thread mostly waits for PostgreSQL; each time an answer comes it
+    needs the GIL back from the busy Kafka-and-validation thread, and with Python's 5 ms
+    default the main thread ends up waiting for the worker (about 7% of the fold rate).
+    """
+    sys.setswitchinterval(0.001)
+
+
 @scorer_group.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--http-port", default=8001, show_default=True, type=int,
@@ -49,6 +60,7 @@ def run(host: str, http_port: int) -> None:
     from .consumer import Scorer
 
     configure_logging()
+    _overlap_threads()
     settings, catalog, engine, store = _parts()
     scorer = Scorer(settings, store, catalog)
     scorer.install_signal_handlers()
@@ -96,6 +108,7 @@ def rebuild(yes: bool) -> None:
     if not yes:
         click.confirm("Stop all scorers first. Rebuild the scores from the whole events topic?", abort=True)
     settings, catalog, engine, store = _parts()
+    _overlap_threads()
     report = replay(settings, store, catalog)
     click.echo(f"replayed {report.messages} messages ({report.folded} folded, {report.duplicates} duplicates, "
                f"{report.dead_letters} dead letters) in {report.seconds:.1f}s; "
