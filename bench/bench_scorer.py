@@ -117,6 +117,26 @@ def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     return seen / elapsed
 
 
+def fold_rate_samples(scorers, logs, url):
+    """Once a second until the count of folded events stops moving: (first sample, samples, events folded)."""
+    first_seen = None
+    samples = []
+    while True:
+        time.sleep(1)
+        done = processed(url)
+        if done and first_seen is None:
+            first_seen = (time.perf_counter(), done)
+        for process, log in zip(scorers, logs):
+            if process.poll() is not None:
+                sys.exit(f"a scorer exited ({process.returncode}); its log {log} ends:\n"
+                         + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
+        if first_seen:
+            memory = [rss_mb(p.pid) for p in scorers]
+            samples.append((done, max(m[0] for m in memory), max(m[1] for m in memory)))
+        if len(samples) >= 3 and samples[-1][0] == samples[-3][0] and done > 0:
+            return first_seen, samples, done
+
+
 def processed(url: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -159,24 +179,12 @@ def main() -> None:
     logs = [Path(tempfile.mkdtemp()) / f"scorer-{n}.log" for n in range(args.scorers)]
     scorers = [subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
                                 cwd=ROOT, env=env, stderr=log.open("wb")) for log in logs]
-    first_seen = None
-    samples = []
-    unique = None
-    while True:
-        time.sleep(1)
-        done = processed(url)
-        if done and first_seen is None:
-            first_seen = (time.perf_counter(), done)
-        for process, log in zip(scorers, logs):
-            if process.poll() is not None:
-                sys.exit(f"a scorer exited ({process.returncode}); its log {log} ends:\n"
-                         + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
-        if first_seen:
-            memory = [rss_mb(p.pid) for p in scorers]
-            samples.append((done, max(m[0] for m in memory), max(m[1] for m in memory)))
-        if len(samples) >= 3 and samples[-1][0] == samples[-3][0] and done > 0:
-            unique = done
-            break
+    try:
+        first_seen, samples, unique = fold_rate_samples(scorers, logs, url)
+    except BaseException:
+        for process in scorers:  # never leave a scorer behind
+            process.kill()
+        raise
     # rate over the span between the first and the last change of the count
     last_change = next(i for i in range(len(samples) - 1, 0, -1) if samples[i][0] != samples[i - 1][0])
     span = last_change + 1  # seconds sampled while folding (1 s apart), from the first sample

@@ -203,8 +203,9 @@ def demo_command(workdir: str, kafka_port: int, ingest_port: int, scorer_port: i
     folder.mkdir(parents=True, exist_ok=True)
     demo = Demo(folder, kafka_port, ingest_port, scorer_port, notifier_port, backfill_days, seed)
     # `kill` or a closed terminal stops everything as Ctrl-C does: the children run in their
-    # own sessions, so without this they would outlive the demo.
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # own sessions, so without this they would outlive the demo. SIGINT is set too: started
+    # from a script in the background, the demo inherits SIGINT ignored and Ctrl-C would not reach it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:
         demo.start_kafka()
