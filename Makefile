@@ -14,8 +14,10 @@ $(BIN)/cityscore: pyproject.toml
 install: $(BIN)/cityscore
 
 # The whole system on this machine: local Kafka, SQLite, ingest, scorer, notifier and
-# simulated departments. Ctrl-C stops it.
-demo: install
+# simulated departments. Installs Java and Maven from Debian first if missing. Ctrl-C stops it.
+demo:
+	bash deploy/debian-packages.sh demo
+	$(MAKE) install
 	$(BIN)/cityscore demo
 
 # The whole suite. Kafka and PostgreSQL come from KAFKA_BOOTSTRAP_SERVERS /
@@ -25,7 +27,9 @@ demo: install
 # autoloaded plugin, and rewriting schemathesis's trips a CPython 3.11 compiler bug.
 PYTEST := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/pytest -p pytest_timeout
 
-test: install
+test:
+	bash deploy/debian-packages.sh test
+	$(MAKE) install
 	$(PYTEST) -q
 
 unit: install
