@@ -101,7 +101,6 @@ class Scorer:
                                                    s.scores_topic: s.topic_partitions}, timeout_s=30)
         self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out")
         self._consumer = KafkaConsumer(
-            s.events_topic,
             bootstrap_servers=s.kafka_bootstrap_servers,
             client_id=self.client_id,
             group_id=s.scorer_group,
@@ -118,7 +117,16 @@ class Scorer:
             # it, TCP checksums the wire, and a damaged record fails validation and goes to
             # the dead-letter topic, so the check is off unless SCORER_CHECK_CRCS=true.
             check_crcs=s.scorer_check_crcs,
+            # A member whose metadata lacked the topic when the group formed gets no partitions
+            # until its next metadata refresh: 30 s rather than kafka-python's 5 minutes.
+            metadata_max_age_ms=30_000,
         )
+        # Join the group only once this client knows the topic's partitions: a topic created
+        # a moment ago is otherwise assigned to nobody ("No partition metadata").
+        deadline = time.monotonic() + 30
+        while not self._consumer.partitions_for_topic(s.events_topic) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self._consumer.subscribe([s.events_topic])
 
     def close(self) -> None:
         if self._in_flight is not None:
