@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,17 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+from tests.support import free_port, percentile  # noqa: E402
 
 
 def events_by_department(catalog, count: int) -> dict[str, list[dict]]:
@@ -191,16 +180,13 @@ def main() -> None:
     catalog = load_catalog()
     topic = f"bench.events-{uuid.uuid4().hex[:8]}"
 
-    from services.ingest.keys import add_department, issue_key
+    from services.ingest.keys import issue_department_keys
     from shared.db import make_engine, migrate, session_factory
 
     engine = make_engine(database_url)
     migrate(engine)
-    keys = {}
     with session_factory(engine)() as session:
-        for department in catalog.departments:
-            add_department(session, catalog, department.id)
-            keys[department.id] = issue_key(session, department.id, label="bench").secret
+        keys = issue_department_keys(session, catalog, label="bench")
         session.commit()
     engine.dispose()
 

@@ -48,11 +48,7 @@ from tests.integration.e2e_support import (CATALOG, Departments, Lag, Pace, Syst
                                            department_events, e2e_database_url, issue_keys, memory_kb, offline_board,
                                            outbox_rows, write_events)
 from tests.integration.scorer_support import board_differences  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+from tests.support import percentile, run_probes  # noqa: E402
 
 
 class MemoryWatch:
@@ -193,16 +189,7 @@ def latency(system: System, keys: dict[str, str], seconds: float, rate: float, p
     time.sleep(2)  # the load settles first
     started = time.perf_counter()
     accepted_before = background.accepted_count()
-    probes = []
-    number = 0
-    while time.perf_counter() - started < seconds:
-        thread = threading.Thread(target=probe, args=(number,), daemon=True)
-        thread.start()
-        probes.append(thread)
-        number += 1
-        time.sleep(1 / probes_per_second)
-    for thread in probes:
-        thread.join(40)
+    number = run_probes(probe, seconds, interval_s=1 / probes_per_second)
     elapsed = time.perf_counter() - started
     sent = background.accepted_count() - accepted_before
     background.stop()
@@ -212,7 +199,7 @@ def latency(system: System, keys: dict[str, str], seconds: float, rate: float, p
         raise SystemExit(f"no probe became visible: {missed[:5]}")
     print(f"latency: {len(ms)}/{number} marked events under a background load of {sent / elapsed:,.0f} events/s "
           f"(asked {rate:,.0f}); 202 -> score visible in the read API:")
-    print(f"  p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 95):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
+    print(f"  p50 {statistics.median(ms):.0f} ms, p95 {percentile(ms, 95):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
           f"max {max(ms):.0f} ms" + (f"; {len(missed)} missed: {missed[:3]}" if missed else ""))
 
 

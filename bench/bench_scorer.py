@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,19 +38,9 @@ sys.path.insert(0, str(ROOT))
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
+from tests.support import free_port, percentile, run_probes  # noqa: E402
 
 END = date(2026, 6, 30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -248,16 +237,13 @@ def wait_ready(url: str) -> None:
 
 def end_to_end(env, database_url, ingest_port, api_port, seconds):
     """Background load of 500 events/s through ingest; probes timed from 202 to visible in the API."""
-    from services.ingest.keys import add_department, issue_key
+    from services.ingest.keys import issue_department_keys
     from shared.db import make_engine, session_factory
 
     catalog = load_catalog()
     engine = make_engine(database_url)
-    keys = {}
     with session_factory(engine)() as session:
-        for department in catalog.departments:
-            add_department(session, catalog, department.id)
-            keys[department.id] = issue_key(session, department.id).secret
+        keys = issue_department_keys(session, catalog)
         session.commit()
     engine.dispose()
     wait_ready(f"http://127.0.0.1:{ingest_port}/readyz")
@@ -310,22 +296,13 @@ def end_to_end(env, database_url, ingest_port, api_port, seconds):
     loader = threading.Thread(target=background, daemon=True)
     loader.start()
     started = time.perf_counter()
-    probes = []
-    number = 0
-    while time.perf_counter() - started < seconds:
-        thread = threading.Thread(target=probe, args=(number,), daemon=True)
-        thread.start()
-        probes.append(thread)
-        number += 1
-        time.sleep(0.5)
-    for thread in probes:
-        thread.join(timeout=40)
+    number = run_probes(probe, seconds, interval_s=0.5)
     stop.set()
     loader.join(timeout=10)
     rate = sent[0] / (time.perf_counter() - started)
     ms = [x * 1000 for x in latencies]
     print(f"end to end at {rate:.0f} events/s through ingest: {len(ms)}/{number} probes visible in the read API, "
-          f"202 -> visible p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 95):.0f} ms, max {max(ms):.0f} ms "
+          f"202 -> visible p50 {statistics.median(ms):.0f} ms, p95 {percentile(ms, 95):.0f} ms, max {max(ms):.0f} ms "
           f"(goal p95 < 1000 ms)")
 
 
@@ -345,8 +322,8 @@ def scoreboard_latency(api_port: int, requests_count: int = 1000) -> None:
         session.get(url, params={"as_of": (END - timedelta(days=offset)).isoformat()})
         on_demand.append((time.perf_counter() - started) * 1000)
     print(f"GET /v1/scoreboard (published board), {requests_count} requests: p50 {statistics.median(timings):.1f} ms, "
-          f"p99 {pct(timings, 99):.1f} ms (goal < 50 ms); computed for another as_of: "
-          f"p50 {statistics.median(on_demand):.1f} ms, p99 {pct(on_demand, 99):.1f} ms")
+          f"p99 {percentile(timings, 99):.1f} ms (goal < 50 ms); computed for another as_of: "
+          f"p50 {statistics.median(on_demand):.1f} ms, p99 {percentile(on_demand, 99):.1f} ms")
 
 
 if __name__ == "__main__":

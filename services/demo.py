@@ -67,16 +67,13 @@ class Demo:
         path = self.workdir / "keys.json"
         if path.exists():
             return json.loads(path.read_text())
-        from services.ingest.keys import add_department, issue_key
+        from services.ingest.keys import issue_department_keys
         from shared.db import make_engine, migrate, session_factory
 
         engine = make_engine(self.env()["DATABASE_URL"])
         migrate(engine)
-        keys = {}
         with session_factory(engine)() as session:
-            for department in self.catalog.departments:
-                add_department(session, self.catalog, department.id)
-                keys[department.id] = issue_key(session, department.id, label="demo simulator").secret
+            keys = issue_department_keys(session, self.catalog, label="demo simulator")
             session.commit()
         engine.dispose()
         path.write_text(json.dumps(keys, indent=2))

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from shared.kafka import ensure_topics
 from shared.scoring import standing
 from shared.sender import IngestClient
 from tests.fakeslack.harness import ROUTING, SECRET
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG: Catalog = load_catalog()
@@ -77,14 +77,11 @@ def e2e_database_url(database_url: str, name: str = E2E_DATABASE) -> str:
 
 def issue_keys(engine, catalog: Catalog = CATALOG) -> dict[str, str]:
     """One API key for each department of the catalog: {department: key}."""
-    from services.ingest.keys import add_department, issue_key
+    from services.ingest.keys import issue_department_keys
     from shared.db import session_factory
 
-    keys = {}
     with session_factory(engine)() as session:
-        for department in catalog.departments:
-            add_department(session, catalog, department.id)
-            keys[department.id] = issue_key(session, department.id, label="e2e").secret
+        keys = issue_department_keys(session, catalog, label="e2e")
         session.commit()
     return keys
 
@@ -119,12 +116,6 @@ def by_department(events: list[dict], catalog: Catalog = CATALOG) -> dict[str, l
 
 
 # -- processes -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:
@@ -233,7 +224,6 @@ class System:
     def command(self, name: str) -> tuple[list[str], dict[str, str]]:
         python = sys.executable
         if name == "ingest":
-            # No control socket: every gunicorn on the machine would share ~/.gunicorn/gunicorn.ctl.
             return ([python, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind",
                      f"127.0.0.1:{self.ports['ingest']}", "services.ingest.wsgi:app"],
                     {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus")})

@@ -26,13 +26,10 @@ def fresh_database(url: str):
 
 def issue_keys(engine, catalog, departments):
     """Register departments and issue one key each; returns {department: key}."""
-    from services.ingest.keys import add_department, issue_key
+    from services.ingest.keys import issue_department_keys
 
-    keys = {}
     with session_factory(engine)() as session:
-        for department in departments:
-            add_department(session, catalog, department)
-            keys[department] = issue_key(session, department, label="test").secret
+        keys = issue_department_keys(session, catalog, list(departments), label="test")
         session.commit()
     return keys
 

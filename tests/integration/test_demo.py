@@ -45,6 +45,7 @@ from tests.integration.browser_support import (
     publish,
     screenshot,
 )
+from tests.support import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -56,12 +57,6 @@ START_WITHIN_S = 300  # first start of the broker included
 STOP_WITHIN_S = 60
 # Settings from the test's own environment that would point the demo elsewhere or change what it shows.
 FOREIGN_SETTINGS = re.compile(r"DATABASE_URL|KAFKA_BOOTSTRAP_SERVERS|CITYSCORE_CATALOG|SLACK_.*|NOTIFIER_.*")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def accepts(port: int) -> bool:

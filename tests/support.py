@@ -1,0 +1,39 @@
+"""Small helpers the tests and the benchmarks share (bench/ puts the repository on sys.path)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Callable
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank of the sorted values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def run_probes(probe: Callable[[int], None], seconds: float, interval_s: float, join_s: float = 40) -> int:
+    """Start `probe(number)` on a thread of its own every `interval_s` for `seconds`; wait for them all.
+
+    Each probe times one event on its own thread, so a slow one never delays the next.
+    Returns how many were started.
+    """
+    started = time.perf_counter()
+    probes = []
+    while time.perf_counter() - started < seconds:
+        thread = threading.Thread(target=probe, args=(len(probes),), daemon=True)
+        thread.start()
+        probes.append(thread)
+        time.sleep(interval_s)
+    for thread in probes:
+        thread.join(join_s)
+    return len(probes)
