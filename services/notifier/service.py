@@ -295,14 +295,24 @@ class Notifier:
     def local_today(self) -> date:
         return self._now().astimezone(self.catalog.zone).date()
 
-    def post_board(self, as_of: date, channel: str | None = None, chart: bool = True) -> tuple[str, bool]:
-        """Queue the daily scoreboard as of `as_of` (and its chart); False if it was queued before."""
+    def post_board(self, as_of: date, channel: str | None = None, chart: bool = True,
+                   wait_for_scores: bool = False) -> tuple[str, bool]:
+        """Queue the daily scoreboard as of `as_of` (and its chart); False if it was queued before.
+
+        With `wait_for_scores`, a day with no score at all is not queued either (False).
+        """
         channel = channel or self.settings.mayor_channel
         key = f"board:{channel}:{as_of.isoformat()}"
         with self.engine.connect() as conn:
             if outbox.exists_key(conn, key):
                 return key, False
         board = self.store.scoreboard(as_of)
+        if wait_for_scores and all(result.score is None for windows in board.metrics.values()
+                                   for result in windows.values()):
+            # Nothing scored for that day yet (a first start, a backfill still arriving): a
+            # blank board would be posted once and never again. The catch-up job retries.
+            log.info("daily board waits: no scores yet", extra={"as_of": as_of.isoformat()})
+            return key, False
         previous = self.store.scoreboard(as_of - timedelta(days=1))
         message = board_message(board, previous, self.catalog, self.settings.public_board_url,
                                 self.settings.windows[0] if self.settings.windows else "week", chart=chart)
@@ -342,14 +352,7 @@ class Notifier:
         return key, queued
 
     def scheduled_board(self) -> tuple[str, bool]:
-        as_of = self.local_today() - timedelta(days=1)
-        board = self.store.scoreboard(as_of)
-        if all(result.score is None for windows in board.metrics.values() for result in windows.values()):
-            # Nothing scored for that day yet (a first start, a backfill still arriving): a
-            # blank board would be posted once and never again. The catch-up job retries.
-            log.info("daily board waits: no scores yet", extra={"as_of": as_of.isoformat()})
-            return f"board:{self.settings.mayor_channel}:{as_of.isoformat()}", False
-        return self.post_board(as_of)
+        return self.post_board(self.local_today() - timedelta(days=1), wait_for_scores=True)
 
     def scheduled_recap(self) -> tuple[str, bool]:
         return self.post_recap(self.local_today() - timedelta(days=1))

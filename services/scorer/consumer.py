@@ -86,7 +86,6 @@ class Scorer:
         # A replay folds first and scores once at the end: no stream of intermediate changes.
         self.rescore_each_batch = rescore_each_batch
         self.totals = BatchReport(0, 0, 0, 0, 0, 0.0)
-        self._dead_in_batch = 0
         self._consumer: KafkaConsumer | None = None
         self._producer = None
         # One worker: batches reach the database one at a time, in the order read.
@@ -165,13 +164,13 @@ class Scorer:
     def process(self, messages: list) -> BatchReport:
         """Validate, fold, rescore, publish and commit one batch, all before returning."""
         started = time.perf_counter()
-        events = self.validate(messages)
-        report = self.store_batch(events, len(messages), started)
+        events, dead = self.validate(messages)
+        report = self.store_batch(events, len(messages), started, dead)
         self.commit_offsets(messages)
         return report
 
-    def validate(self, messages: list) -> list:
-        """The batch's valid events; the others go to the dead-letter topic now, before any commit."""
+    def validate(self, messages: list) -> tuple[list, int]:
+        """The batch's valid events, and how many others went to the dead-letter topic (now, before any commit)."""
         events = []
         dead = []
         for message in messages:
@@ -181,12 +180,10 @@ class Scorer:
                 dead.append((message, [p.as_dict() for p in exc.problems]))
         if dead:
             self.dead_letter(dead)
-        self._dead_in_batch = len(dead)
-        return events
+        return events, len(dead)
 
-    def store_batch(self, events: list, message_count: int, started: float, dead: int | None = None) -> BatchReport:
+    def store_batch(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
         """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
-        dead = self._dead_in_batch if dead is None else dead
         outcome = self._in_transaction(lambda conn: self.store.fold(conn, events)) if events else None
         as_of = current_as_of(self.clock, self.catalog)
         touched = list(outcome.touched) if outcome else []
@@ -206,8 +203,7 @@ class Scorer:
     def submit(self, messages: list) -> None:
         """Validate this batch here, then hand it to the database worker once the one before is done."""
         started = time.perf_counter()
-        events = self.validate(messages)
-        dead = self._dead_in_batch
+        events, dead = self.validate(messages)
         self.finish_in_flight()
         future = self._worker.submit(self.store_batch, events, len(messages), started, dead)
         self._in_flight = (future, messages)
