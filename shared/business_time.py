@@ -28,6 +28,8 @@ class BusinessCalendar:
         self._holidays = holidays.country_holidays(catalog.holidays.country, subdiv=catalog.holidays.subdivision)
         # Bound per instance: a date's answer never changes for a given city.
         self.is_business_day = lru_cache(maxsize=8192)(self._is_business_day)
+        # Many cases open on the same day under the same SLA: walk the calendar once for them.
+        self.business_days_after = lru_cache(maxsize=8192)(self._business_days_after)
 
     def _is_business_day(self, day: date) -> bool:
         return day.weekday() in self._weekdays and day not in self._holidays
@@ -52,10 +54,13 @@ class BusinessCalendar:
     def add_business_days(self, moment: datetime, days: int) -> datetime:
         """The instant `days` business days after `moment`, per Boston's rule."""
         start = self.clock_start(moment)
-        day = start.date()
+        day = self.business_days_after(start.date(), days)
+        return datetime.combine(day, start.timetz().replace(tzinfo=None), tzinfo=self.zone)
+
+    def _business_days_after(self, day: date, days: int) -> date:
         for _ in range(days):
             day = self.next_business_day(day)
-        return datetime.combine(day, start.timetz().replace(tzinfo=None), tzinfo=self.zone)
+        return day
 
     def due_at(self, sla: SLA, opened_at: datetime) -> datetime:
         """When a case opened at `opened_at` is due under `sla`."""

@@ -10,8 +10,8 @@ before adding the new one, so nothing is counted twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from .business_time import BusinessCalendar
 from .catalog import Catalog, Feed
@@ -19,9 +19,12 @@ from .contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEv
 from .scoring import DayTotals, Scoreboard, score_city
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """What one event adds to one metric's totals for one local day."""
+class Contribution(NamedTuple):
+    """What one event adds to one metric's totals for one local day.
+
+    A named tuple rather than a frozen dataclass: the scorer makes one per event, and a
+    tuple is built in C, several times faster.
+    """
 
     metric: str
     day: date

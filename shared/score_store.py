@@ -185,7 +185,8 @@ class ScoreStore:
         if not fresh:
             return outcome
 
-        keys = sorted({key for key in map(replace_key, fresh) if key is not None})  # sorted: no lock cycles
+        replace_keys = [replace_key(event) for event in fresh]
+        keys = sorted({key for key in replace_keys if key is not None})  # sorted: no lock cycles
         current = self._current_parts(conn, keys) if keys else {}
         changed_keys: set[str] = set()
         deltas: dict[tuple[str, date], list[float]] = {}
@@ -201,9 +202,8 @@ class ScoreStore:
             totals[2] += sign * part.count
             outcome.touched[part.metric].add(part.day)
 
-        for event in fresh:
+        for event, key in zip(fresh, replace_keys):
             part = self.folder.contribution(event)
-            key = replace_key(event)
             if key is not None:
                 old = current.get(key, _MISSING)
                 if old is not _MISSING and old is not None:

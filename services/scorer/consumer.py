@@ -11,9 +11,10 @@ A crash between any two steps is safe: the batch comes again and its events are
 already claimed; the outbox is published on the next start.
 
 While one batch is in the database (steps 2-4, on a worker thread that mostly waits
-for PostgreSQL), the loop fetches and validates the next: the two overlap on two
-cores. Batches still reach the database one at a time and in order, and a batch's
-offsets are committed only once its step 4 is done. If a rebalance moves a partition
+for PostgreSQL), the loop fetches and validates the next ones, up to `queue_depth`
+batches ahead, so that neither side waits for a slow batch of the other. Batches still
+reach the database one at a time and in order; one queued behind a batch that failed
+never does. A batch's offsets are committed only once its step 4 is done. If a rebalance moves a partition
 while its batch is in the database, the new owner reads the batch again; its claim
 of the same event ids waits for ours to commit and then finds them taken, so the
 batch still counts once and in order. (No rebalance listener commits for us:
@@ -26,8 +27,9 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
@@ -68,12 +70,20 @@ class BatchReport:
     fold_s: float
 
 
+@dataclass
+class Batch:
+    """Messages read together, and the offset to commit for each partition once they are in."""
+
+    messages: list = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
 class Scorer:
     """One scorer process: a member of the consumer group on the events topic."""
 
     def __init__(self, settings: Settings, store: ScoreStore, catalog: Catalog, *,
                  clock: Clock = system_clock, metrics: ScorerMetrics | None = None, client_id: str = "cityscore-scorer",
-                 rescore_each_batch: bool = True):
+                 rescore_each_batch: bool = True, queue_depth: int = 3):
         self.settings = settings
         self.store = store
         self.catalog = catalog
@@ -90,7 +100,10 @@ class Scorer:
         self._producer = None
         # One worker: batches reach the database one at a time, in the order read.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-db")
-        self._in_flight: tuple[Future, list] | None = None
+        # Validated batches waiting for the worker, oldest first, with their messages to commit.
+        self._in_flight: deque[tuple[Future, Batch]] = deque()
+        self.queue_depth = queue_depth
+        self._failed = False
 
     # -- Kafka ----------------------------------------------------------------------
 
@@ -128,7 +141,7 @@ class Scorer:
         self._consumer.subscribe([s.events_topic])
 
     def close(self) -> None:
-        if self._in_flight is not None:
+        if self._in_flight:
             try:
                 self.finish_in_flight()
             except Exception:  # noqa: BLE001 - not committed: the batch comes again and is ignored
@@ -144,30 +157,25 @@ class Scorer:
                 log.warning("producer did not close cleanly", exc_info=True)
             self._producer = None
 
-    def collect(self) -> list:
+    def collect(self) -> Batch:
         """Messages until the batch is full or its time is up."""
         assert self._consumer is not None
         deadline = time.monotonic() + self.settings.batch_wait_s
-        messages: list = []
+        batch = Batch()
+        messages = batch.messages
         while len(messages) < self.settings.batch_max and not self.stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             polled = self._consumer.poll(timeout_ms=int(remaining * 1000) + 1,
                                          max_records=self.settings.batch_max - len(messages))
-            for records in polled.values():
+            for tp, records in polled.items():
                 messages.extend(records)
-        return messages
+                # A partition's records come in offset order: its last one says where to resume.
+                batch.offsets[tp] = records[-1].offset + 1
+        return batch
 
     # -- one batch ------------------------------------------------------------------------
-
-    def process(self, messages: list) -> BatchReport:
-        """Validate, fold, rescore, publish and commit one batch, all before returning."""
-        started = time.perf_counter()
-        events, dead = self.validate(messages)
-        report = self.store_batch(events, len(messages), started, dead)
-        self.commit_offsets(messages)
-        return report
 
     def validate(self, messages: list) -> tuple[list, int]:
         """The batch's valid events, and how many others went to the dead-letter topic (now, before any commit)."""
@@ -200,23 +208,41 @@ class Scorer:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         return report
 
-    def submit(self, messages: list) -> None:
-        """Validate this batch here, then hand it to the database worker once the one before is done."""
+    def submit(self, batch: Batch) -> None:
+        """Validate this batch here, then queue it for the database worker behind the ones before it."""
         started = time.perf_counter()
-        events, dead = self.validate(messages)
-        self.finish_in_flight()
-        future = self._worker.submit(self.store_batch, events, len(messages), started, dead)
-        self._in_flight = (future, messages)
+        events, dead = self.validate(batch.messages)
+        self.finish_in_flight(done_only=True)
+        while len(self._in_flight) >= self.queue_depth:
+            self._finish_oldest()
+        future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead)
+        self._in_flight.append((future, batch))
 
-    def finish_in_flight(self) -> BatchReport | None:
-        """Wait for the batch in the database, then commit its offsets (its failure is raised here)."""
-        if self._in_flight is None:
-            return None
-        future, messages = self._in_flight
-        self._in_flight = None
+    def _store_in_order(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
+        # A batch queued behind one that failed must not reach the database: its events
+        # would be counted before the failed batch's, and a case's older version could
+        # then replace its newer one when the failed batch comes again.
+        if self._failed:
+            raise RuntimeError("an earlier batch failed; this one will be read again")
+        try:
+            return self.store_batch(events, message_count, started, dead)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def finish_in_flight(self, done_only: bool = False) -> BatchReport | None:
+        """Wait for the batches in the database (or, with `done_only`, take those already done) and
+        commit their offsets in order; a batch's failure is raised here."""
+        report = None
+        while self._in_flight and (not done_only or self._in_flight[0][0].done()):
+            report = self._finish_oldest()
+        return report
+
+    def _finish_oldest(self) -> BatchReport:
+        future, batch = self._in_flight.popleft()
         report = future.result()
-        self.commit_offsets(messages)
-        if messages:
+        self.commit_offsets(batch.offsets)
+        if batch.messages:
             log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
                                             "duplicates": report.duplicates, "dead_letters": report.dead_letters,
                                             "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
@@ -280,16 +306,12 @@ class Scorer:
             published += len(pending)
             self.metrics.score_changes.inc(len(pending))
 
-    def commit_offsets(self, messages: list) -> None:
-        if not messages:
+    def commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
             return
         assert self._consumer is not None
-        offsets: dict[TopicPartition, int] = {}
-        for message in messages:
-            tp = TopicPartition(message.topic, message.partition)
-            offsets[tp] = max(offsets.get(tp, -1), message.offset)
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in offsets.items()})
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
         except Exception as exc:  # noqa: BLE001 - a rebalance took the partition; its next owner re-reads
             # Safe: the batch is in the database and its event ids are claimed.
             log.warning("offset commit failed; the batch will be redelivered and ignored",
@@ -307,16 +329,16 @@ class Scorer:
         try:
             while not self.stopping.is_set():
                 self.last_beat = time.monotonic()
-                messages = self.collect()
+                batch = self.collect()
                 new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
-                if messages or new_day:
-                    self.submit(messages)
+                if batch.messages or new_day:
+                    self.submit(batch)
                 else:
                     self.finish_in_flight()  # idle: nothing to overlap with, so don't hold its commit
                 self.metrics.observe_lag(self._consumer)
                 if until_idle:
-                    idle_batches = 0 if messages else idle_batches + 1
-                    if idle_batches >= 2 and self._in_flight is None and self.caught_up():
+                    idle_batches = 0 if batch.messages else idle_batches + 1
+                    if idle_batches >= 2 and not self._in_flight and self.caught_up():
                         return
         finally:
             self.finish_in_flight()  # the database finishes the batch it has, then its offsets are committed
