@@ -13,6 +13,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import text
 
 from services.cli import main
 from services.scorer.app import create_app
@@ -266,3 +267,28 @@ def test_healthz_follows_the_consumer_loop(stream, database):
     assert scorer.alive()
     scorer.last_beat -= 600
     assert not scorer.alive()
+
+
+def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_path):
+    """Batches queue for the database worker; after one fails, the ones behind it must not be
+    folded (they would count before it, and an older case version could win when it comes again)."""
+    from shared.contract import parse_event
+    from shared.db import make_engine, migrate
+    from shared.settings import Settings
+
+    engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real
+    scorer = Scorer(Settings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))
+    sample = list(generate(CATALOG, 2, 1, END))[:50]
+    first = [parse_event(orjson.dumps(e)) for e in sample]
+    second = [parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})) for e in sample]
+    try:
+        with pytest.raises(Exception, match="no such table"):
+            scorer._store_in_order(first, len(first), 0.0, 0)
+        migrate(engine)  # the database is back, but the batch behind the failed one still waits its turn
+        with pytest.raises(RuntimeError, match="earlier batch failed"):
+            scorer._store_in_order(second, len(second), 0.0, 0)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM processed_events")) == 0
+    finally:
+        scorer.close()
+        engine.dispose()
