@@ -103,6 +103,7 @@ class Scorer:
         # Validated batches waiting for the worker, oldest first, with their messages to commit.
         self._in_flight: deque[tuple[Future, Batch]] = deque()
         self.queue_depth = queue_depth
+        self._committed_async: dict[TopicPartition, int] = {}  # offsets committed without waiting
         self._failed = False
 
     # -- Kafka ----------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Scorer:
         events, dead = self.validate(batch.messages)
         self.finish_in_flight(done_only=True)
         while len(self._in_flight) >= self.queue_depth:
-            self._finish_oldest()
+            self._finish_oldest(wait_for_commit=False)
         future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead)
         self._in_flight.append((future, batch))
 
@@ -235,13 +236,16 @@ class Scorer:
         commit their offsets in order; a batch's failure is raised here."""
         report = None
         while self._in_flight and (not done_only or self._in_flight[0][0].done()):
-            report = self._finish_oldest()
+            report = self._finish_oldest(wait_for_commit=not done_only)
+        if not done_only and self._committed_async:
+            # Make sure of what the loop committed without waiting (a lost one is covered here).
+            self.commit_offsets(self._committed_async)
         return report
 
-    def _finish_oldest(self) -> BatchReport:
+    def _finish_oldest(self, wait_for_commit: bool = True) -> BatchReport:
         future, batch = self._in_flight.popleft()
         report = future.result()
-        self.commit_offsets(batch.offsets)
+        self.commit_offsets(batch.offsets, wait=wait_for_commit)
         if batch.messages:
             log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
                                             "duplicates": report.duplicates, "dead_letters": report.dead_letters,
@@ -306,12 +310,29 @@ class Scorer:
             published += len(pending)
             self.metrics.score_changes.inc(len(pending))
 
-    def commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+    def commit_offsets(self, offsets: dict[TopicPartition, int], wait: bool = True) -> None:
+        """Commit where to resume. Without `wait` the loop goes on at once (the broker's answer
+        is logged if it fails); a later commit, or the waited one when the loop idles or stops,
+        covers a commit that was lost. Either way the batch is already in the database, so a
+        lost commit means only that it is read again and found already claimed."""
+        assert self._consumer is not None
+        # Only partitions still ours: a stale offset for one that a rebalance moved to another
+        # scorer would wind its position back (harmless, since claimed ids are ignored, but wasteful).
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not offsets:
             return
-        assert self._consumer is not None
+        if not wait:
+            self._committed_async.update(offsets)
+            self._consumer.commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                                        callback=_log_failed_commit)
+            return
+        # Later batches' offsets are never behind earlier ones for the same partition.
+        committed = {tp: OffsetAndMetadata(offset, "", -1)
+                     for tp, offset in {**self._committed_async, **offsets}.items() if tp in assigned}
+        self._committed_async.clear()
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            self._consumer.commit(committed)
         except Exception as exc:  # noqa: BLE001 - a rebalance took the partition; its next owner re-reads
             # Safe: the batch is in the database and its event ids are claimed.
             log.warning("offset commit failed; the batch will be redelivered and ignored",
@@ -368,3 +389,10 @@ def _retryable(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("deadlock", "could not serialize", "database is locked",
                                          "connection", "server closed"))
+
+
+def _log_failed_commit(offsets, response) -> None:
+    # Called on kafka-python's network thread: log, nothing more.
+    if isinstance(response, Exception):
+        log.warning("offset commit failed; a later commit covers it, or the batch is read again and ignored",
+                    extra={"error": str(response)[:200]})
