@@ -217,7 +217,8 @@ class Scorer:
         while len(self._in_flight) >= self.queue_depth:
             self._finish_oldest(wait_for_commit=False)
         future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead)
-        self._in_flight.append((future, batch))
+        # Queued batches keep only their offsets: the records themselves are done with.
+        self._in_flight.append((future, Batch(offsets=batch.offsets)))
 
     def _store_in_order(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
         # A batch queued behind one that failed must not reach the database: its events
@@ -246,7 +247,7 @@ class Scorer:
         future, batch = self._in_flight.popleft()
         report = future.result()
         self.commit_offsets(batch.offsets, wait=wait_for_commit)
-        if batch.messages:
+        if report.messages:
             log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
                                             "duplicates": report.duplicates, "dead_letters": report.dead_letters,
                                             "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
