@@ -83,7 +83,7 @@ class Scorer:
 
     def __init__(self, settings: Settings, store: ScoreStore, catalog: Catalog, *,
                  clock: Clock = system_clock, metrics: ScorerMetrics | None = None, client_id: str = "cityscore-scorer",
-                 rescore_each_batch: bool = True, queue_depth: int = 3):
+                 rescore_each_batch: bool = True, queue_depth: int = 2):
         self.settings = settings
         self.store = store
         self.catalog = catalog
