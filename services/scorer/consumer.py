@@ -14,11 +14,12 @@ While one batch is in the database (steps 2-4, on a worker thread that mostly wa
 for PostgreSQL), the loop fetches and validates the next ones, up to `queue_depth`
 batches ahead, so that neither side waits for a slow batch of the other. Batches still
 reach the database one at a time and in order; one queued behind a batch that failed
-never does. A batch's offsets are committed only once its step 4 is done. If a rebalance moves a partition
-while its batch is in the database, the new owner reads the batch again; its claim
-of the same event ids waits for ours to commit and then finds them taken, so the
-batch still counts once and in order. (No rebalance listener commits for us:
-kafka-python 3 calls listeners on its network loop, where a blocking commit stalls.)
+never does. A batch's offsets are committed only once its step 4 is done. If a
+rebalance moves a partition while its batch is in the database, the new owner reads
+the batch again; its claim of the same event ids waits for ours to commit and then
+finds them taken, so the batch still counts once and in order. (No rebalance listener
+commits for us: kafka-python 3 calls listeners on its network loop, where a blocking
+commit stalls.)
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Scorer:
         self._producer = None
         # One worker: batches reach the database one at a time, in the order read.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-db")
-        # Validated batches waiting for the worker, oldest first, with their messages to commit.
+        # Validated batches waiting for the worker, oldest first, with their offsets to commit.
         self._in_flight: deque[tuple[Future, Batch]] = deque()
         self.queue_depth = queue_depth
         self._committed_async: dict[TopicPartition, int] = {}  # offsets committed without waiting
