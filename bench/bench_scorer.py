@@ -106,6 +106,50 @@ def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     return seen / elapsed
 
 
+def _bare_member(bootstrap: str, topic: str, partitions: list[int], result) -> None:
+    """One of several bare readers, each on its own partitions: (first record time, last record time, count)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+                             check_crcs=False)
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    total = sum(consumer.end_offsets(assigned).values())
+    seen, started = 0, None
+    while seen < total:
+        for records in consumer.poll(timeout_ms=1000).values():
+            if started is None:
+                started = time.time()
+            for record in records:
+                orjson.loads(record.value)
+                seen += 1
+    result.put((started, time.time(), seen))
+    consumer.close()
+
+
+def bare_group(bootstrap: str, topic: str, members: int) -> float:
+    """As many bare readers as scorer processes, in processes of their own, sharing the partitions."""
+    import multiprocessing
+
+    from kafka import KafkaConsumer
+
+    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    partitions = sorted(probe.partitions_for_topic(topic))
+    probe.close()
+    context = multiprocessing.get_context("spawn")
+    result = context.Queue()
+    readers = [context.Process(target=_bare_member, args=(bootstrap, topic, partitions[n::members], result))
+               for n in range(members)]
+    for reader in readers:
+        reader.start()
+    done = [result.get(timeout=600) for _ in readers]
+    for reader in readers:
+        reader.join(timeout=30)
+    return sum(d[2] for d in done) / (max(d[1] for d in done) - min(d[0] for d in done))
+
+
 def fold_rate_samples(scorers, logs, bootstrap: str, group: str):
     """Twice a second until the scorers' progress stops moving: samples of (time, messages done, RSS, peak RSS).
 
@@ -204,6 +248,11 @@ def main() -> None:
           f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.5)")
     print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {end[2]:.0f} MB at the end, "
           f"peak {peak:.0f} MB (goal < 300 MB, flat)")
+    if args.scorers > 1:
+        # Like for like: as many bare readers as scorers, each on its share of the partitions.
+        rate_group = bare_group(bootstrap, topic, args.scorers)
+        print(f"  {args.scorers} bare readers in processes of their own: {rate_group:,.0f} events/s; "
+              f"ratio of {args.scorers} scorers to them {rate_fold / rate_group:.2f}")
 
     # 3 and 4 run against this scorer: ingest and the read API beside it
     ingest_port, api_port = free_port(), free_port()
