@@ -84,48 +84,44 @@ def produce(bootstrap: str, topic: str, count: int) -> int:
     return sent
 
 
-def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
-    from kafka import KafkaConsumer
-
-    # the scorer's own consumer settings, so the two read the topic the same way
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
-                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
-                             check_crcs=False)
-    seen = 0
-    started = None
-    while seen < count:
-        for records in consumer.poll(timeout_ms=1000).values():
-            if started is None:
-                started = time.perf_counter()
-            for record in records:
-                orjson.loads(record.value)
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return seen / elapsed
+# the scorer's own consumer settings, so the bare readers read the topic the same way
+BARE_SETTINGS = dict(enable_auto_commit=False, max_poll_records=5000, fetch_max_bytes=16 * 1024 * 1024,
+                     max_partition_fetch_bytes=8 * 1024 * 1024, check_crcs=False)
 
 
-def _bare_member(bootstrap: str, topic: str, partitions: list[int], result) -> None:
-    """One of several bare readers, each on its own partitions: (first record time, last record time, count)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
-                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
-                             check_crcs=False)
-    assigned = [TopicPartition(topic, p) for p in partitions]
-    consumer.assign(assigned)
-    consumer.seek_to_beginning(*assigned)
-    total = sum(consumer.end_offsets(assigned).values())
+def read_and_decode(consumer, count: int) -> tuple[float, float]:
+    """Read `count` records and decode each: (wall-clock time of the first record, of the last)."""
     seen, started = 0, None
-    while seen < total:
+    while seen < count:
         for records in consumer.poll(timeout_ms=1000).values():
             if started is None:
                 started = time.time()
             for record in records:
                 orjson.loads(record.value)
                 seen += 1
-    result.put((started, time.time(), seen))
+    return started, time.time()
+
+
+def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                             auto_offset_reset="earliest", **BARE_SETTINGS)
+    started, ended = read_and_decode(consumer, count)
+    consumer.close()
+    return count / (ended - started)
+
+
+def _bare_member(bootstrap: str, topic: str, partitions: list[int], result) -> None:
+    """One of several bare readers, each on its own partitions: (first record time, last record time, count)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **BARE_SETTINGS)
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    total = sum(consumer.end_offsets(assigned).values())
+    result.put((*read_and_decode(consumer, total), total))
     consumer.close()
 
 
