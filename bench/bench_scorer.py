@@ -38,33 +38,10 @@ sys.path.insert(0, str(ROOT))
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
-from tests.support import free_port, percentile, run_probes  # noqa: E402
+from tests.integration.ingest_support import fresh_database  # noqa: E402
+from tests.support import free_port, memory_kb, percentile, run_probes  # noqa: E402
 
 END = date(2026, 6, 30)
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process, from /proc."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            fields[name] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def fresh_database(url: str) -> None:
-    from sqlalchemy import MetaData
-
-    from shared.db import make_engine, migrate
-
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        existing = MetaData()
-        existing.reflect(conn)
-        existing.drop_all(conn)
-    migrate(engine)
-    engine.dispose()
 
 
 def produce(bootstrap: str, topic: str, count: int) -> int:
@@ -170,8 +147,8 @@ def fold_rate_samples(scorers, logs, bootstrap: str, group: str):
                     sys.exit(f"a scorer exited ({process.returncode}); its log {log} ends:\n"
                              + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
             if done:
-                memory = [rss_mb(p.pid) for p in scorers]
-                samples.append((now, done, max(m[0] for m in memory), max(m[1] for m in memory)))
+                memory = [memory_kb(p.pid) for p in scorers]
+                samples.append((now, done, max(m[0] for m in memory) / 1024, max(m[1] for m in memory) / 1024))
             if len(samples) >= 5 and samples[-1][1] == samples[-5][1]:
                 return samples
     finally:
@@ -200,7 +177,7 @@ def main() -> None:
 
         bootstrap = devkafka.start(port=9092, wait=120).bootstrap_servers
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://cityscore:cityscore@127.0.0.1:5432/cityscore")
-    fresh_database(url)
+    fresh_database(url).dispose()
     tag = uuid.uuid4().hex[:8]
     topic = f"bench.events-{tag}"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "CITYSCORE_EVENTS_TOPIC": topic,

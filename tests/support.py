@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -37,3 +39,13 @@ def run_probes(probe: Callable[[int], None], seconds: float, interval_s: float, 
     for thread in probes:
         thread.join(join_s)
     return len(probes)
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(resident now, peak resident) of a process in kB, from /proc/PID/status (0, 0 once it is gone)."""
+    fields = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])

@@ -131,16 +131,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(resident now, peak resident) of a process in kB, from /proc/PID/status (0, 0 once it is gone)."""
-    fields = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            fields[name] = value.strip()
-    return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
-
-
 @dataclass
 class Topics:
     events: str
