@@ -7,6 +7,7 @@ it is computed. State is one `DayTotals` per metric and local day.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -51,7 +52,7 @@ def standing(score: float | None) -> str:
     The board, the console table and the follow-up alerts all judge the shown figure,
     so a score of 0.996 reads 1.00, is on target, and asks nobody to follow up.
     """
-    if score is None or score != score or score in (float("inf"), float("-inf")):
+    if score is None or not math.isfinite(score):
         return "none"
     shown = round(score, 2)
     return "below" if shown < 1 else "above" if shown > 1 else "at"

@@ -69,7 +69,6 @@ def issue_key(session: Session, department_id: str, label: str = "") -> IssuedKe
     return IssuedKey(key_id, department_id, f"{PREFIX}{key_id}_{secret}")
 
 
-
 def issue_department_keys(session: Session, catalog: Catalog, departments: list[str] | None = None,
                           label: str = "") -> dict[str, str]:
     """Add these departments (default: every one in the catalog) and issue one key each.
@@ -83,6 +82,7 @@ def issue_department_keys(session: Session, catalog: Catalog, departments: list[
         add_department(session, catalog, department_id)
         keys[department_id] = issue_key(session, department_id, label=label).secret
     return keys
+
 
 def revoke_key(session: Session, key_id: str) -> datetime:
     key = session.get(ApiKey, key_id)

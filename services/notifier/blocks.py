@@ -44,7 +44,8 @@ def mark(score: float | None) -> str:
     """A score with a mark that reads without colour."""
     if score is None:
         return "— no score"
-    return {"below": f"🔴 {score:.2f} ▼", "above": f"🟢 {score:.2f} ▲"}.get(standing(score), f"⚪ {score:.2f} =")
+    marks = {"below": f"🔴 {score:.2f} ▼", "above": f"🟢 {score:.2f} ▲"}
+    return marks.get(standing(score), f"⚪ {score:.2f} =")
 
 
 def change(score: float | None, before: float | None) -> str:
@@ -198,8 +199,10 @@ def recap_lines(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequen
     departments = {d.id: d.name for d in catalog.departments}
     scored = [RecapLine(m, s, departments.get(m.department, m.department), tuple(owners.get(m.id, ())))
               for m in catalog.metrics if (s := board.metrics[m.id][window].score) is not None]
-    exceeding = sorted((line for line in scored if standing(line.score) == "above"), key=lambda line: -line.score)[:count]
-    follow_up = sorted((line for line in scored if standing(line.score) == "below"), key=lambda line: line.score)[:count]
+    exceeding = sorted((line for line in scored if standing(line.score) == "above"),
+                       key=lambda line: -line.score)[:count]
+    follow_up = sorted((line for line in scored if standing(line.score) == "below"),
+                       key=lambda line: line.score)[:count]
     return exceeding, follow_up
 
 

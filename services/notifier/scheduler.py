@@ -2,10 +2,10 @@
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
 reminders, the re-evaluation of steady scores, and a catch-up every five minutes that
-posts the board and recap if their time passed without them (no scores yet then). They live in the `notifier_jobs`
-table (SQLAlchemyJobStore), so a restart keeps each job's next run time: a run
-missed while the notifier was down happens on start (within the grace time), and
-one that happened is not repeated. The board and recap are idempotent by their
+posts the board and recap if their time passed without them (no scores yet then).
+They live in the `notifier_jobs` table (SQLAlchemyJobStore), so a restart keeps each
+job's next run time: a run missed while the notifier was down happens on start
+(within the grace time), and one that happened is not repeated. The board and recap are idempotent by their
 outbox keys besides, and `Notifier.catch_up()` queues them if a crash fell between
 APScheduler moving a job's next run time and the job finishing.
 

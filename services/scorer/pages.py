@@ -64,9 +64,9 @@ _STANDINGS = {
 
 
 def cell(score: float | None) -> Cell:
-    if score is None or not math.isfinite(score):
-        return Cell(None, "", "none", *_STANDINGS["none"])
     shown = standing(score)
+    if shown == "none":
+        return Cell(None, "", "none", *_STANDINGS["none"])
     return Cell(score, f"{score:.2f}", shown, *_STANDINGS[shown])
 
 
