@@ -389,8 +389,10 @@ class Scorer:
 
 def _retryable(exc: Exception) -> bool:
     text = str(exc).lower()
+    # A duplicate key: another scorer claimed one of the batch's event ids (or made one of its
+    # parts) while this transaction ran. Run again, the batch finds them and skips them.
     return any(word in text for word in ("deadlock", "could not serialize", "database is locked",
-                                         "connection", "server closed"))
+                                         "connection", "server closed", "duplicate key value"))
 
 
 def _log_failed_commit(offsets, response) -> None:

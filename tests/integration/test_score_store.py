@@ -174,3 +174,44 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
                 assert same(stored[(metric, window)].score, result.score), (metric, window)
     finally:
         engine.dispose()
+
+
+def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each_event_once(database_url, generated):
+    """Two scorers in a rebalance fold overlapping batches at once. The second one's claim
+    waits for the first transaction's index entries; when that commits, the claim fails
+    with a duplicate key and the scorer runs its transaction again, now folding only the
+    events the first did not."""
+    import threading
+
+    from services.scorer.consumer import Scorer
+    from shared.settings import Settings
+
+    engine = fresh_database(database_url)
+    store = ScoreStore(engine, CATALOG)
+    scorer = Scorer(Settings(), store, CATALOG)
+    try:
+        first, second = generated[:3000], generated[2000:5000]  # 1,000 events in both
+        outcomes, errors = [], []
+        with engine.begin() as conn:
+            store.fold(conn, first)  # holds its claim until this block commits
+
+            def fold_second():
+                try:
+                    outcomes.append(scorer._in_transaction(lambda c: store.fold(c, second)))
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    errors.append(exc)
+
+            racing = threading.Thread(target=fold_second)
+            racing.start()
+            racing.join(1.0)
+            assert racing.is_alive(), "the second claim should wait for the first transaction"
+        racing.join(60)
+        assert errors == []
+        assert outcomes[0].folded == 2000 and outcomes[0].duplicates == 1000
+        ledger = Ledger(CATALOG)
+        for event in generated[:5000]:
+            ledger.fold(event)
+        assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+    finally:
+        scorer._worker.shutdown()
+        engine.dispose()
