@@ -175,7 +175,7 @@ class ScoreStore:
         found: dict[str, object] = {}
         table = CurrentPart.__table__
         if self.postgres:
-            rows = conn.execute(_SELECT_PARTS, {"keys": _json(keys)})
+            rows = conn.execute(_SELECT_PARTS, {"keys": _json(keys)}).all()  # one fetch, not one per row
         else:
             rows = (row for chunk in _chunks(keys) for row in conn.execute(select(table).where(table.c.key.in_(chunk))))
         for row in rows:
