@@ -87,19 +87,19 @@ def _number(value) -> float | None:
 # executemany would send (and plan) one INSERT per row, and psycopg's array
 # adaptation quotes each string in Python; both cost more than the rest of the fold.
 #
-# The claim is a plain INSERT of the ids not yet there, not INSERT ... ON CONFLICT DO NOTHING
-# RETURNING: on a 10,000-id batch into a million-row table, psql timed it at 20-40 ms
-# against 45-75 ms, and it is the largest statement of a batch. An id inserted meanwhile by
-# another scorer's transaction (two scorers overlapping in a rebalance) makes it fail with
-# a unique violation once that transaction commits; the scorer then runs the batch's
-# transaction again, and this time the id is found.
+# The claim inserts the ids not yet there with a plain INSERT, not INSERT ... ON CONFLICT DO
+# NOTHING RETURNING: on a 10,000-id batch into a million-row table, psql timed it at 20-40 ms
+# against 45-75 ms, and it is the largest statement of a batch. The ids already there come
+# back in the same round trip (usually none; a redelivery or a resent event). An id inserted
+# meanwhile by another scorer's transaction (two scorers overlapping in a rebalance) makes
+# it fail with a unique violation once that transaction commits; the scorer then runs the
+# batch's transaction again, and this time the id is found.
 _CLAIM = text(
-    "INSERT INTO processed_events (event_id) SELECT value FROM json_array_elements_text(CAST(:ids AS json)) AS ids "
-    "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = ids.value)")
-# Rows this transaction inserted carry its id: asked only when some ids were there already.
-_CLAIMED_NOW = text(
-    "SELECT event_id FROM processed_events WHERE event_id IN "
-    "(SELECT value FROM json_array_elements_text(CAST(:ids AS json))) AND xmin = pg_current_xact_id()::xid")
+    "WITH ids AS MATERIALIZED (SELECT value AS event_id, "
+    "EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = value) AS seen "
+    "FROM json_array_elements_text(CAST(:ids AS json))), "
+    "claimed AS (INSERT INTO processed_events (event_id) SELECT event_id FROM ids WHERE NOT seen) "
+    "SELECT array_agg(event_id) FILTER (WHERE seen) FROM ids")
 # Parts the fold found (and locked) are updated and the others inserted, rather than one
 # INSERT ... ON CONFLICT DO UPDATE (about a third slower in psql); a part another scorer
 # inserts meanwhile is a duplicate key, and the batch is run again, as for the claim.
@@ -150,26 +150,20 @@ class ScoreStore:
     # -- the write side ------------------------------------------------------------------
 
     def claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
-        """Record these event ids as processed; return the ones that were new."""
+        """Record these event ids as processed; return those that already were."""
         if not event_ids:
             return set()
         if self.postgres:
-            # Almost every batch is all new: answer with one number then, and name the
-            # new ids only when some were already there (a redelivery, a resent event).
             # Sorted: two scorers claiming overlapping batches (a rebalance) take the ids'
             # index locks in the same order and cannot deadlock.
-            ids = _json(sorted(event_ids))
-            inserted = conn.execute(_CLAIM, {"ids": ids}).rowcount
-            if inserted == len(event_ids):
-                return set(event_ids)
-            return set(conn.scalars(_CLAIMED_NOW, {"ids": ids})) if inserted else set()
+            return set(conn.execute(_CLAIM, {"ids": _json(sorted(event_ids))}).scalar() or ())
         existing: set[str] = set()
         for chunk in _chunks(event_ids):
             existing.update(conn.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
         new = [event_id for event_id in event_ids if event_id not in existing]
         if new:
             conn.execute(ProcessedEvent.__table__.insert(), [{"event_id": event_id} for event_id in new])
-        return set(new)
+        return existing
 
     def _current_parts(self, conn: Connection, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
@@ -192,12 +186,12 @@ class ScoreStore:
                 outcome.duplicates += 1
             else:
                 unique[event.event_id] = event
-        new_ids = self.claim(conn, list(unique))
-        outcome.duplicates += len(unique) - len(new_ids)
-        if len(new_ids) == len(unique):
-            fresh = list(unique.values())  # the usual case: every event is new
+        seen = self.claim(conn, list(unique))
+        outcome.duplicates += len(seen)
+        if seen:  # a redelivery, or an event sent again
+            fresh = [event for event in unique.values() if event.event_id not in seen]
         else:
-            fresh = [event for event in unique.values() if event.event_id in new_ids]
+            fresh = list(unique.values())
         outcome.folded = len(fresh)
         if not fresh:
             return outcome
