@@ -143,6 +143,30 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
             "changed_at"} <= set(pothole)
 
 
+def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_scorer_is_idle(
+        stream, database, events, tmp_path):
+    """In a backlog the scorer rescores at most every `rescore_every_s`; what the batches in
+    between touched must still reach the published board when the stream goes quiet."""
+    store = ScoreStore(database, CATALOG)
+    clock = clock_for(END)
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer.rescore_every_s = 3600  # only the first batch (a new as-of date) and the idle loop rescore
+    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
+    sent = events[:30000]
+    stream.send(sent)
+    thread = run_in_thread(scorer)
+    try:
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sent}), what="the events folded")
+        assert scorer.totals.messages > 2 * int(stream.env()["SCORER_BATCH_MAX"])  # several batches, one rescore due
+        expected = offline(tmp_path, sent, END)
+        wait_until(lambda: board_differences(expected, client.get("/v1/scoreboard").json) == [],
+                   what="the published board equal to the offline scores")
+    finally:
+        scorer.stopping.set()
+        thread.join(timeout=30)
+        scorer.close()
+
+
 def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_ones(stream, database):
     store = ScoreStore(database, CATALOG)
     scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
