@@ -216,7 +216,7 @@ def main() -> None:
     peak = max(s[3] for s in samples)
     quarter = next(s for s in samples if s[1] >= final / 4)[2]
     unique = processed(url)
-    print(f"{args.scorers} scorer process(es) (PostgreSQL, rescoring every batch): {final} of {count} messages "
+    print(f"{args.scorers} scorer process(es) (PostgreSQL, rescoring as it goes): {final} of {count} messages "
           f"folded and committed ({unique} distinct events), {rate_fold:,.0f} events/s (goal >= 20,000); "
           f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.5)")
     print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {end[2]:.0f} MB at the end, "
