@@ -153,14 +153,16 @@ class ScoreStore:
         """Record these event ids as processed; return those that already were."""
         if not event_ids:
             return set()
+        # Each id once (twice in one INSERT, it would be a duplicate key of its own), sorted:
+        # two scorers claiming overlapping batches (a rebalance) take the ids' index locks
+        # in the same order and cannot deadlock.
+        ids = sorted(set(event_ids))
         if self.postgres:
-            # Sorted: two scorers claiming overlapping batches (a rebalance) take the ids'
-            # index locks in the same order and cannot deadlock.
-            return set(conn.execute(_CLAIM, {"ids": _json(sorted(event_ids))}).scalar() or ())
+            return set(conn.execute(_CLAIM, {"ids": _json(ids)}).scalar() or ())
         existing: set[str] = set()
-        for chunk in _chunks(event_ids):
+        for chunk in _chunks(ids):
             existing.update(conn.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
-        new = [event_id for event_id in event_ids if event_id not in existing]
+        new = [event_id for event_id in ids if event_id not in existing]
         if new:
             conn.execute(ProcessedEvent.__table__.insert(), [{"event_id": event_id} for event_id in new])
         return existing

@@ -76,6 +76,15 @@ def test_store_scores_equal_the_ledger(store, generated):
     assert non_null >= 21
 
 
+def test_a_claim_returns_the_ids_already_claimed_and_takes_an_id_given_twice_once(store):
+    with store.engine.begin() as conn:
+        assert store.claim(conn, ["b", "a", "b"]) == set()
+    with store.engine.begin() as conn:
+        assert store.claim(conn, ["c", "a", "b", "c"]) == {"a", "b"}
+    with store.engine.begin() as conn:
+        assert store.claim(conn, ["c"]) == {"c"}
+
+
 def test_overlapping_batches_count_each_event_once(store, generated):
     """Batches that partly repeat the one before (a crash half-way through a redelivery):
     only the new part of each batch counts."""
