@@ -53,9 +53,10 @@ def _tune_for_throughput() -> None:
       reference counting anyway (they form no cycles). The threshold counts allocations
       net of what reference counting frees; at 500,000, steady folding never reaches it
       (no collection in a 300,000-event run), while at 50,000 it collected 12 times in 30
-      batches, walking the batches in flight each time: 0.5-1.3 us more CPU per event. Garbage in cycles (an exception's traceback, say) is
-      never freed by reference counting, so it still adds up to a collection. Objects made
-      at start-up (modules, the catalog) are frozen out of the collector's walks altogether.
+      batches, walking the batches in flight each time: 0.5-1.3 us more CPU per event.
+      Garbage in cycles (an exception's traceback, say) is never freed by reference
+      counting, so it still adds up to a collection. Objects made at start-up (modules,
+      the catalog) are frozen out of the collector's walks altogether.
     """
     sys.setswitchinterval(0.001)
     gc.collect()

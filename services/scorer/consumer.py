@@ -200,15 +200,16 @@ class Scorer:
         """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
         outcome = self._in_transaction(lambda conn: self.store.fold(conn, events)) if events else None
         as_of = current_as_of(self.clock, self.catalog)
-        if outcome and self.rescore_each_batch:
-            self._unscored.update(outcome.touched)
         changes = 0
-        # A batch without events is the loop's: a new day, or it is idle with something unscored.
-        due = not events or self._rescore_due()
-        if self.rescore_each_batch and (as_of != self.as_of or (self._unscored and due)):
-            changes = self.rescore(as_of, None if as_of != self.as_of else sorted(self._unscored))
-            self._unscored.clear()
-            self._last_rescore = time.monotonic()
+        if self.rescore_each_batch:
+            if outcome:
+                self._unscored.update(outcome.touched)
+            new_day = as_of != self.as_of
+            # A batch without events is the loop's: a new day, or it is idle with something unscored.
+            if new_day or (self._unscored and (not events or self._rescore_due())):
+                changes = self.rescore(as_of, None if new_day else sorted(self._unscored))
+                self._unscored.clear()
+                self._last_rescore = time.monotonic()
         self.publish_outbox()
 
         elapsed = time.perf_counter() - started

@@ -222,5 +222,5 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
             ledger.fold(event)
         assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
     finally:
-        scorer._worker.shutdown()
+        scorer.close()
         engine.dispose()
