@@ -125,6 +125,13 @@ _SELECT_PARTS = text(
     "WHERE key IN (SELECT value FROM json_array_elements_text(CAST(:keys AS json))) ORDER BY key FOR UPDATE")
 
 
+# What the database fold needs of one event: its id, the key of the part it replaces (None
+# when it only adds) and its contribution (None for an open case). The scorer works this
+# out as soon as an event is validated, so a batch waiting for the database holds these
+# few objects instead of the validated event: a third of the memory.
+Folding = tuple[str, str | None, Contribution | None]
+
+
 def _json(rows: list) -> str:
     return orjson.dumps(rows).decode()
 
@@ -179,27 +186,35 @@ class ScoreStore:
                               Contribution(row.metric, row.day, row.numerator, row.denominator, row.count))
         return found
 
+    def prepare(self, event: Event) -> Folding:
+        """What folding this event needs: its id, the key it replaces (or None), its contribution (or None)."""
+        return event.event_id, replace_key(event), self.folder.contribution(event)
+
     def fold(self, conn: Connection, events: Sequence[Event]) -> FoldOutcome:
         """Fold validated events (in the order received) inside the caller's transaction."""
+        prepare = self.prepare
+        return self.fold_prepared(conn, [prepare(event) for event in events])
+
+    def fold_prepared(self, conn: Connection, batch: Sequence[Folding]) -> FoldOutcome:
+        """Fold prepared events (in the order received) inside the caller's transaction."""
         outcome = FoldOutcome()
-        unique: dict[str, Event] = {}
-        for event in events:
-            if event.event_id in unique:
+        unique: dict[str, Folding] = {}
+        for item in batch:
+            if item[0] in unique:
                 outcome.duplicates += 1
             else:
-                unique[event.event_id] = event
+                unique[item[0]] = item
         seen = self.claim(conn, list(unique))
         outcome.duplicates += len(seen)
         if seen:  # a redelivery, or an event sent again
-            fresh = [event for event in unique.values() if event.event_id not in seen]
+            fresh = [item for event_id, item in unique.items() if event_id not in seen]
         else:
             fresh = list(unique.values())
         outcome.folded = len(fresh)
         if not fresh:
             return outcome
 
-        replace_keys = [replace_key(event) for event in fresh]
-        keys = sorted({key for key in replace_keys if key is not None})  # sorted: no lock cycles
+        keys = sorted({key for _, key, _ in fresh if key is not None})  # sorted: no lock cycles
         current = self._current_parts(conn, keys) if keys else {}
         stored = set(current)
         changed_keys: set[str] = set()
@@ -216,9 +231,7 @@ class ScoreStore:
             totals[1] -= old.denominator
             totals[2] -= old.count
 
-        contribution = self.folder.contribution
-        for event, key in zip(fresh, replace_keys):
-            part = contribution(event)
+        for _, key, part in fresh:
             if key is not None:
                 old = current.get(key)
                 if old is not None:

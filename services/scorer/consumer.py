@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, validate_event
 from shared.kafka import ensure_topics, make_producer
-from shared.score_store import ScoreStore
+from shared.score_store import Folding, ScoreStore
 from shared.settings import Settings
 
 from .metrics import ScorerMetrics
@@ -183,13 +183,17 @@ class Scorer:
 
     # -- one batch ------------------------------------------------------------------------
 
-    def validate(self, messages: list) -> tuple[list, int]:
-        """The batch's valid events, and how many others went to the dead-letter topic (now, before any commit)."""
+    def validate(self, messages: list) -> tuple[list[Folding], int]:
+        """The batch's valid events, prepared for folding, and how many others went to the
+        dead-letter topic (now, before any commit)."""
         events = []
         dead = []
+        prepare = self.store.prepare
         for message in messages:
             try:
-                events.append(validate_event(message.value, self.catalog))
+                # Prepared at once: the validated event is freed here, and the batch waits
+                # for the database holding only what the fold needs of it.
+                events.append(prepare(validate_event(message.value, self.catalog)))
             except InvalidEvent as exc:
                 dead.append((message, [p.as_dict() for p in exc.problems]))
         if dead:
@@ -198,7 +202,7 @@ class Scorer:
 
     def store_batch(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
         """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
-        outcome = self._in_transaction(lambda conn: self.store.fold(conn, events)) if events else None
+        outcome = self._in_transaction(lambda conn: self.store.fold_prepared(conn, events)) if events else None
         as_of = current_as_of(self.clock, self.catalog)
         changes = 0
         if self.rescore_each_batch:

@@ -303,8 +303,9 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_pa
     engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real
     scorer = Scorer(Settings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))
     sample = list(generate(CATALOG, 2, 1, END))[:50]
-    first = [parse_event(orjson.dumps(e)) for e in sample]
-    second = [parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})) for e in sample]
+    first = [scorer.store.prepare(parse_event(orjson.dumps(e))) for e in sample]
+    second = [scorer.store.prepare(parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})))
+              for e in sample]
     try:
         with pytest.raises(Exception, match="no such table"):
             scorer._store_in_order(first, len(first), 0.0, 0)
