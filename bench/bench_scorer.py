@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from tests.integration.ingest_support import fresh_database  # noqa: E402
 from tests.support import free_port, memory_kb, percentile, run_probes  # noqa: E402
 
@@ -62,7 +63,8 @@ def produce(bootstrap: str, topic: str, count: int) -> int:
 
 
 # the scorer's own consumer settings, so the bare readers read the topic the same way
-BARE_SETTINGS = dict(enable_auto_commit=False, max_poll_records=5000, fetch_max_bytes=16 * 1024 * 1024,
+BARE_SETTINGS = dict(enable_auto_commit=False, max_poll_records=Settings.model_fields["batch_max"].default,
+                     fetch_max_bytes=16 * 1024 * 1024,
                      max_partition_fetch_bytes=8 * 1024 * 1024, check_crcs=False)
 
 

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     # scorer
     scorer_group: str = Field("cityscore-scorer", alias="SCORER_GROUP", description="Kafka consumer group")
-    batch_max: int = Field(10000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
+    batch_max: int = Field(20000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
     batch_wait_s: float = Field(0.5, alias="SCORER_BATCH_WAIT", gt=0,
                                 description="Seconds a batch waits to fill before it is folded")
     scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",

@@ -12,7 +12,7 @@ class ScorerMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.batch_size = Histogram("cityscore_scorer_batch_messages", "Messages per folded batch", registry=r,
-                                    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000))
+                                    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000))
         self.fold_seconds = Histogram("cityscore_scorer_batch_seconds", "Time to fold, rescore and commit a batch",
                                       registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.events = Counter("cityscore_scorer_events_folded_total", "Events folded into daily totals", registry=r)
