@@ -8,7 +8,7 @@ typo never silently drops data, and every refusal names the field and the reason
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
 import orjson
@@ -31,6 +31,15 @@ EventId = Annotated[str, Field(min_length=1, max_length=128)]
 # Finite numbers only: NaN or infinity would poison every sum they enter.
 Number = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Every timestamp and date falls in 2000-2099 (our choice; contract.md is silent). A year
+# 9999 or 0001 is a department's bug, and it would break the fold: its due date or local
+# day is outside what Python's dates hold, and a trend metric would look back thousands
+# of years.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+Timestamp = Annotated[AwareDatetime, Field(ge=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                           lt=datetime(2100, 1, 1, tzinfo=timezone.utc),
+                                           description="RFC 3339 with a UTC offset, from 2000-01-01 to 2099-12-31 UTC")]
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY, description="YYYY-MM-DD, from 2000-01-01 to 2099-12-31")]
 
 
 class _Event(BaseModel):
@@ -48,9 +57,9 @@ class CaseEvent(_Event):
 
     type: Literal["case"]
     case_id: Annotated[str, Field(min_length=1, max_length=128)]
-    opened_at: AwareDatetime
-    closed_at: AwareDatetime | None = None
-    due_at: AwareDatetime | None = None
+    opened_at: Timestamp
+    closed_at: Timestamp | None = None
+    due_at: Timestamp | None = None
     attributes: dict[str, StrictStr] | None = None
 
     @model_validator(mode="after")
@@ -64,7 +73,7 @@ class MeasurementEvent(_Event):
     """One measurement: a call's answer time, a response time, a survey rating."""
 
     type: Literal["measurement"]
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     value: Number
 
 
@@ -72,7 +81,7 @@ class IncidentEvent(_Event):
     """Something that happened (a shooting, a fire), counted against past years."""
 
     type: Literal["incident"]
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     count: Annotated[int, Field(ge=1)] = 1
 
 
@@ -80,7 +89,7 @@ class TallyEvent(_Event):
     """A department's own total for one local day; a later tally for the day replaces it."""
 
     type: Literal["tally"]
-    date: date
+    date: Day
     numerator: NonNegative | None = None
     denominator: NonNegative | None = None
     count: NonNegative | None = None
@@ -157,6 +166,8 @@ def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
             message = "required field is missing"
         elif kind == "timezone_aware":
             message = "timestamp needs a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
+        elif kind in ("greater_than_equal", "less_than", "less_than_equal") and _a_time_bound(err):
+            message = f"must fall between {FIRST_DAY} and {LAST_DAY}" + (" (UTC)" if "T" in str(err["ctx"]) else "")
         elif kind.startswith("datetime"):
             message = "must be an RFC 3339 timestamp with a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
         elif kind.startswith("date"):
@@ -175,6 +186,11 @@ def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
             message = "must be an event object or an array of them"
         problems.append(Problem(field, message, index))
     return problems
+
+
+def _a_time_bound(err: Any) -> bool:
+    # Numbers have bounds too (count >= 1); a timestamp's or a date's bound comes back as text.
+    return any(isinstance(err.get("ctx", {}).get(bound), str) for bound in ("ge", "lt", "le"))
 
 
 def parse_event(raw: str | bytes | dict[str, Any]) -> Event:

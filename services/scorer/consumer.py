@@ -191,11 +191,19 @@ class Scorer:
         prepare = self.store.prepare
         for message in messages:
             try:
-                # Prepared at once: the validated event is freed here, and the batch waits
-                # for the database holding only what the fold needs of it.
-                events.append(prepare(validate_event(message.value, self.catalog)))
+                event = validate_event(message.value, self.catalog)
             except InvalidEvent as exc:
                 dead.append((message, [p.as_dict() for p in exc.problems]))
+                continue
+            try:
+                # Prepared at once: the validated event is freed here, and the batch waits
+                # for the database holding only what the fold needs of it.
+                events.append(prepare(event))
+            except (ValueError, ArithmeticError) as exc:
+                # The contract refuses what the fold cannot take (a date out of range, say);
+                # should an event slip through, it goes to the dead letters with the reason
+                # rather than stop the scorer on it at every restart.
+                dead.append((message, [{"field": "", "reason": f"cannot be folded: {exc}"}]))
         if dead:
             self.dead_letter(dead)
         return events, len(dead)

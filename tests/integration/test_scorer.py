@@ -167,8 +167,18 @@ def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_s
         scorer.close()
 
 
+class StoreThatCannotFoldOne(ScoreStore):
+    """A real store, except that one event id cannot be folded (as an event the contract let
+    through by mistake would not be)."""
+
+    def prepare(self, event):
+        if event.event_id == "unfoldable":
+            raise OverflowError("date value out of range")
+        return super().prepare(event)
+
+
 def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_ones(stream, database):
-    store = ScoreStore(database, CATALOG)
+    store = StoreThatCannotFoldOne(database, CATALOG)
     scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
     good = [{"event_id": f"g{i}", "type": "incident", "metric": "shootings",
              "occurred_at": "2026-06-29T22:00:00-04:00"} for i in range(5)]
@@ -176,7 +186,12 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
               (b"shootings", orjson.dumps({"event_id": "p1", "type": "incident", "metric": "shootings"})),
               (b"potholes", orjson.dumps({"event_id": "p2", "type": "incident", "metric": "potholes",
                                           "occurred_at": "2026-06-29T22:00:00-04:00"})),
-              (None, b"")]
+              (None, b""),
+              # a year-9999 case would have no due date (past the last date Python holds)
+              (b"pothole-on-time", orjson.dumps({"event_id": "p3", "type": "case", "metric": "pothole-on-time",
+                                                 "case_id": "c9999", "opened_at": "9999-12-30T00:00:00+00:00",
+                                                 "closed_at": "9999-12-31T00:00:00+00:00"})),
+              (b"shootings", orjson.dumps({**good[0], "event_id": "unfoldable"}))]
     stream.send(good[:2], raw=poison)
     stream.send(good[2:])
     thread = run_in_thread(scorer)
@@ -195,13 +210,18 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
                                                          DayTotal.day == date(2026, 6, 29)))
     assert count == 5
     dead = read_all(stream.bootstrap, stream.dlq_topic)
-    assert len(dead) == 4
+    assert len(dead) == 6
     by_value = {d["value"]: d for d in dead}
     assert "not valid JSON" in by_value["{not json"]["problems"][0]["reason"]
     p1 = next(d for d in dead if d["value"] and '"p1"' in d["value"])
     assert p1["problems"] == [{"field": "occurred_at", "reason": "required field is missing"}]
     p2 = next(d for d in dead if d["value"] and '"p2"' in d["value"])
     assert "unknown metric 'potholes'" in p2["problems"][0]["reason"]
+    p3 = next(d for d in dead if d["value"] and '"p3"' in d["value"])
+    assert p3["problems"] == [{"field": "opened_at", "reason": "must fall between 2000-01-01 and 2099-12-31 (UTC)"},
+                              {"field": "closed_at", "reason": "must fall between 2000-01-01 and 2099-12-31 (UTC)"}]
+    unfoldable = next(d for d in dead if d["value"] and '"unfoldable"' in d["value"])
+    assert unfoldable["problems"] == [{"field": "", "reason": "cannot be folded: date value out of range"}]
     assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
 
 

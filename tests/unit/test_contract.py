@@ -86,6 +86,32 @@ def test_bad_measurements_name_the_field(change, field, words):
     assert words in found[field]
 
 
+@pytest.mark.parametrize(
+    "example, field, value",
+    [
+        (0, "opened_at", "9999-12-30T00:00:00+00:00"),  # its due date would be past year 9999
+        (0, "closed_at", "0001-01-01T01:00:00+00:00"),
+        (0, "due_at", "2100-01-01T00:00:00Z"),
+        (1, "occurred_at", "1999-12-31T23:59:59+00:00"),
+        (1, "occurred_at", "2099-12-31T23:00:00-05:00"),  # already 2100 in UTC
+        (3, "date", "1999-12-31"),
+        (3, "date", "2100-01-01"),
+    ],
+)
+def test_timestamps_and_dates_outside_2000_to_2099_are_refused_by_name(example, field, value):
+    found = problems({**SPEC_EXAMPLES[example], field: value})
+    assert list(found) == [field], found
+    assert found[field].startswith("must fall between 2000-01-01 and 2099-12-31")
+
+
+@pytest.mark.parametrize("example, field, value", [(1, "occurred_at", "2000-01-01T00:00:00Z"),
+                                                   (1, "occurred_at", "2099-12-31T23:59:59Z"),
+                                                   (3, "date", "2000-01-01"), (3, "date", "2099-12-31")])
+def test_the_first_and_last_instants_of_the_range_are_accepted(example, field, value):
+    event = validate_event(json.dumps({**SPEC_EXAMPLES[example], field: value}), BOSTON)
+    assert getattr(event, field).isoformat().startswith(value[:10])
+
+
 def test_missing_fields_are_each_named():
     found = problems({"event_id": "x", "type": "case", "metric": "pothole-on-time"})
     assert found == {"case_id": "required field is missing", "opened_at": "required field is missing"}
