@@ -1,7 +1,8 @@
 """The scorer's consumer: events from Kafka into daily totals and scores, exactly once in effect.
 
 For each batch (bounded by size and time):
-  1. decode and validate every message; bad ones go to the dead-letter topic with the reason;
+  1. decode and validate every message and work out what it adds; bad ones (and any the
+     fold could not take) go to the dead-letter topic with the reason;
   2. fold the good ones in ONE database transaction (event ids are unique keys, so a
      redelivered batch changes nothing) and commit it;
   3. rescore what the batch touched, writing changed scores and an outbox row in a
@@ -102,7 +103,7 @@ class Scorer:
         self._producer = None
         # One worker: batches reach the database one at a time, in the order read.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-db")
-        # Validated batches waiting for the worker, oldest first, with their offsets to commit.
+        # Batches of prepared events waiting for the worker, oldest first, with their offsets to commit.
         self._in_flight: deque[tuple[Future, Batch]] = deque()
         self.queue_depth = queue_depth
         self._committed_async: dict[TopicPartition, int] = {}  # offsets committed without waiting
@@ -199,16 +200,18 @@ class Scorer:
                 # Prepared at once: the validated event is freed here, and the batch waits
                 # for the database holding only what the fold needs of it.
                 events.append(prepare(event))
-            except (ValueError, ArithmeticError) as exc:
-                # The contract refuses what the fold cannot take (a date out of range, say);
-                # should an event slip through, it goes to the dead letters with the reason
-                # rather than stop the scorer on it at every restart.
+            except OverflowError as exc:
+                # The contract refuses the dates the fold cannot take (a due date past year
+                # 9999); should one slip through, it goes to the dead letters with the reason
+                # rather than stop the scorer on it at every restart. Only this error: any
+                # other is a bug, which should stop the scorer, not empty the scores quietly.
+                log.error("an event could not be folded; sent to the dead-letter topic", exc_info=True)
                 dead.append((message, [{"field": "", "reason": f"cannot be folded: {exc}"}]))
         if dead:
             self.dead_letter(dead)
         return events, len(dead)
 
-    def store_batch(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
+    def store_batch(self, events: list[Folding], message_count: int, started: float, dead: int) -> BatchReport:
         """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
         outcome = self._in_transaction(lambda conn: self.store.fold_prepared(conn, events)) if events else None
         as_of = current_as_of(self.clock, self.catalog)
@@ -251,7 +254,7 @@ class Scorer:
         # Queued batches keep only their offsets: the records themselves are done with.
         self._in_flight.append((future, Batch(offsets=batch.offsets)))
 
-    def _store_in_order(self, events: list, message_count: int, started: float, dead: int) -> BatchReport:
+    def _store_in_order(self, events: list[Folding], message_count: int, started: float, dead: int) -> BatchReport:
         # A batch queued behind one that failed must not reach the database: its events
         # would be counted before the failed batch's, and a case's older version could
         # then replace its newer one when the failed batch comes again.

@@ -89,7 +89,7 @@ def test_bad_measurements_name_the_field(change, field, words):
 @pytest.mark.parametrize(
     "example, field, value",
     [
-        (0, "opened_at", "9999-12-30T00:00:00+00:00"),  # its due date would be past year 9999
+        (0, "opened_at", "9999-12-30T00:00:00+00:00"),  # without due_at, its due date would be past 9999
         (0, "closed_at", "0001-01-01T01:00:00+00:00"),
         (0, "due_at", "2100-01-01T00:00:00Z"),
         (1, "occurred_at", "1999-12-31T23:59:59+00:00"),
