@@ -8,7 +8,7 @@ typo never silently drops data, and every refusal names the field and the reason
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 
 import orjson
@@ -36,8 +36,8 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 # day is outside what Python's dates hold, and a trend metric would look back thousands
 # of years.
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
-Timestamp = Annotated[AwareDatetime, Field(ge=datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                           lt=datetime(2100, 1, 1, tzinfo=timezone.utc),
+Timestamp = Annotated[AwareDatetime, Field(ge=datetime.combine(FIRST_DAY, time(), timezone.utc),
+                                           lt=datetime.combine(LAST_DAY + timedelta(days=1), time(), timezone.utc),
                                            description="RFC 3339 with a UTC offset, from 2000-01-01 to 2099-12-31 UTC")]
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY, description="YYYY-MM-DD, from 2000-01-01 to 2099-12-31")]
 

@@ -42,7 +42,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.catalog import Catalog
-from shared.contract import InvalidEvent, validate_event
+from shared.contract import InvalidEvent, Problem, validate_event
 from shared.kafka import ensure_topics, make_producer
 from shared.score_store import Folding, ScoreStore
 from shared.settings import Settings
@@ -206,7 +206,7 @@ class Scorer:
                 # rather than stop the scorer on it at every restart. Only this error: any
                 # other is a bug, which should stop the scorer, not empty the scores quietly.
                 log.error("an event could not be folded; sent to the dead-letter topic", exc_info=True)
-                dead.append((message, [{"field": "", "reason": f"cannot be folded: {exc}"}]))
+                dead.append((message, [Problem("", f"cannot be folded: {exc}").as_dict()]))
         if dead:
             self.dead_letter(dead)
         return events, len(dead)
