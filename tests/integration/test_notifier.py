@@ -367,9 +367,11 @@ def test_slack_requests_are_verified_forged_and_stale_ones_refused(schema, slack
     settings = notifier_settings(tmp_path, slack)
     harness = Harness(schema, settings)
     seed_scores(schema.engine, harness.runtime.catalog, harness.notifier.local_today(), days=100, years_of_history=0)
-    client = create_app(settings, harness.notifier, harness.runtime.gateway).test_client()
-    body = urlencode({"command": "/cityscore", "text": "", "user_id": "U0MAYOR"}).encode()
     now = int(time.time())
+    # The app's clock is held at `now`: a slow first request (the scoreboard is read from the
+    # database) must not move the 5-minute limit under the timestamps tested against it.
+    client = create_app(settings, harness.notifier, harness.runtime.gateway, now=lambda: now).test_client()
+    body = urlencode({"command": "/cityscore", "text": "", "user_id": "U0MAYOR"}).encode()
 
     ok = client.post("/slack/commands", data=body, headers=sign(body, now))
     assert ok.status_code == 200 and ok.json["response_type"] == "ephemeral"
@@ -394,7 +396,7 @@ def test_slack_requests_are_verified_forged_and_stale_ones_refused(schema, slack
                        headers=sign(forged_click, now, "guessed")).status_code == 401
 
     unsigned = create_app(notifier_settings(tmp_path, slack, slack_signing_secret=None), harness.notifier,
-                          harness.runtime.gateway).test_client()
+                          harness.runtime.gateway, now=lambda: now).test_client()
     assert unsigned.post("/slack/commands", data=body, headers=sign(body, now)).status_code == 401
 
 
