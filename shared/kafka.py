@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -73,3 +74,44 @@ def broker_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
         return False
     finally:
         admin.close()
+
+
+def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int | None = None) -> dict:
+    """`consumer.poll()`, where a broker that is away means "no records yet" rather than an error.
+
+    While a broker restarts, kafka-python 3.0 can raise a retriable error out of poll():
+    the group coordinator lookup fails to connect, asks for fresh metadata, and that
+    request fails to connect too (KafkaConnectionError). Left alone it ends the service
+    at the first broker outage. Nothing was read, so nothing is lost: we wait out the
+    poll's time, return no records, and the next poll reconnects. Any other error
+    (bad configuration, authorisation) still raises.
+    """
+    try:
+        return consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        _broker_away.note(exc)
+        time.sleep(min(max(timeout_ms, 10), 1000) / 1000)
+        return {}
+
+
+class _BrokerAway:
+    """One warning per outage, more or less: a poll loop meets the error many times a second."""
+
+    every_s = 10.0
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+        self.count = 0
+
+    def note(self, exc: Exception) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            log.warning("Kafka is not reachable; polling again", extra={"error": f"{type(exc).__name__}: {exc}"[:200],
+                                                                       "times": self.count})
+
+
+_broker_away = _BrokerAway()

@@ -61,7 +61,7 @@ def create_app(
     sessions = session_factory(engine)
     publisher = publisher or KafkaEventPublisher(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,
-        settings.topic_partitions, settings.dead_letter_topic)
+        settings.topic_partitions, settings.dead_letter_topic, settings.kafka_reconnect_backoff_max_ms)
     metrics = IngestMetrics()
     # Create the topics at start if they are missing, without holding up start-up when
     # Kafka is down: the first request (or /readyz) tries again.

@@ -34,8 +34,10 @@ class KafkaEventPublisher:
     starting: requests answer 503 until it is back, then succeed without a restart.
     """
 
-    def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str):
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str,
+                 reconnect_backoff_max_ms: int = 1000):
         self.bootstrap = bootstrap
+        self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
         self.topic = topic
         self.timeout_s = timeout_s
         self.partitions = partitions
@@ -53,7 +55,8 @@ class KafkaEventPublisher:
                 self._topic_ready = True
             if self._producer is None:
                 self._producer = make_producer(self.bootstrap, self.timeout_s, client_id="cityscore-ingest",
-                                               bootstrap_timeout_ms=max(100, int((deadline - time.monotonic()) * 1000)))
+                                               bootstrap_timeout_ms=max(100, int((deadline - time.monotonic()) * 1000)),
+                                               reconnect_backoff_max_ms=self.reconnect_backoff_max_ms)
             return self._producer
 
     def publish(self, records: Sequence[tuple[bytes, bytes]]) -> float:

@@ -8,16 +8,20 @@ import threading
 import orjson
 from kafka import KafkaConsumer
 
+from shared.kafka import poll
+
 from .service import Notifier
 
 log = logging.getLogger("cityscore.notifier.consumer")
 
 
-def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000) -> KafkaConsumer:
+def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000,
+                  reconnect_backoff_max_ms: int = 1000) -> KafkaConsumer:
     return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
                          enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
                          session_timeout_ms=session_timeout_ms,
-                         heartbeat_interval_ms=max(1000, session_timeout_ms // 6))
+                         heartbeat_interval_ms=max(1000, session_timeout_ms // 6),
+                         reconnect_backoff_max_ms=reconnect_backoff_max_ms)
 
 
 def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500) -> None:
@@ -28,7 +32,7 @@ def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, 
     is not JSON is logged and skipped, so it never stops the consumer.
     """
     while not stop.is_set():
-        batch = consumer.poll(timeout_ms=poll_ms)
+        batch = poll(consumer, timeout_ms=poll_ms)
         if not batch:
             continue
         payloads = []

@@ -110,7 +110,7 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
                                         "http": f"{ns.http_host}:{server.server_port}",
                                         "jobs": scheduler.next_runs()})
     consumer = make_consumer(settings.kafka_bootstrap_servers, settings.scores_topic, ns.consumer_group,
-                             ns.kafka_session_timeout_ms)
+                             ns.kafka_session_timeout_ms, settings.kafka_reconnect_backoff_max_ms)
     try:
         consume(consumer, runtime.notifier, stop)
     finally:

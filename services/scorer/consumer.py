@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, Problem, validate_event
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer, poll
 from shared.score_store import Folding, ScoreStore
 from shared.settings import Settings
 
@@ -118,7 +118,8 @@ class Scorer:
         s = self.settings
         ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
                                                    s.scores_topic: s.topic_partitions}, timeout_s=30)
-        self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out")
+        self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out",
+                                       reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms)
         self._consumer = KafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             client_id=self.client_id,
@@ -139,6 +140,7 @@ class Scorer:
             # A member whose metadata lacked the topic when the group formed gets no partitions
             # until its next metadata refresh: 30 s rather than kafka-python's 5 minutes.
             metadata_max_age_ms=30_000,
+            reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms,
         )
         # Join the group only once this client knows the topic's partitions: a topic created
         # a moment ago is otherwise assigned to nobody ("No partition metadata").
@@ -174,8 +176,8 @@ class Scorer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            polled = self._consumer.poll(timeout_ms=int(remaining * 1000) + 1,
-                                         max_records=self.settings.batch_max - len(messages))
+            polled = poll(self._consumer, timeout_ms=int(remaining * 1000) + 1,
+                          max_records=self.settings.batch_max - len(messages))
             for tp, records in polled.items():
                 messages.extend(records)
                 # A partition's records come in offset order: its last one says where to resume.

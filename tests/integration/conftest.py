@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared import devkafka
 from tests.fakeslack.notifier_support import Schema
+
+from .broker_support import OWN_BROKER_PORT
 
 
 @pytest.fixture
@@ -14,3 +17,17 @@ def schema(database_url):
         yield created
     finally:
         created.drop()
+
+
+@pytest.fixture
+def own_broker():
+    """A broker this test may kill (broker_support.kill_broker); fails (never skips) when none can be run.
+
+    Always a local devkafka broker, even where the shared one comes from testcontainers:
+    the test kills its process and starts it again on the same port with the same data.
+    """
+    started = devkafka.start(port=OWN_BROKER_PORT, wait=120, fresh=True)
+    try:
+        yield started.bootstrap_servers
+    finally:
+        devkafka.stop(OWN_BROKER_PORT)

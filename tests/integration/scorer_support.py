@@ -77,11 +77,18 @@ def run_in_thread(scorer) -> threading.Thread:
     return thread
 
 
-def scorer_process(stream: Stream, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`cityscore scorer run` as a real process (the API is checked with explicit as_of dates)."""
+def scorer_process(stream: Stream, extra_env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """`cityscore scorer run` as a real process (the API is checked with explicit as_of dates).
+
+    Its log goes to `log` when given; otherwise to a pipe nobody reads, so only for runs
+    that log little (a broker outage fills a pipe's 64 KB and the scorer would block on it).
+    """
     env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", **(extra_env or {})}
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = [sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"]
+    if log is None:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
 
 
 def wait_until(predicate, timeout_s: float = 120, interval_s: float = 0.25, what: str = "condition"):

@@ -1,4 +1,5 @@
-"""The scorer as real processes: killed with SIGKILL mid-stream, and two of them sharing the partitions.
+"""The scorer as real processes: killed with SIGKILL mid-stream, two of them sharing the partitions,
+and one riding out a broker outage.
 
 Whatever happens to the processes, the final scores must equal the offline scores of
 the same events: nothing lost, nothing counted twice.
@@ -21,6 +22,7 @@ from shared.folding import Ledger
 from shared.generator import generate
 from shared.score_store import ScoreStore
 
+from .broker_support import kill_broker, start_broker_again
 from .ingest_support import fresh_database
 from .scorer_support import Stream, board_differences, scorer_process, wait_until
 
@@ -112,3 +114,34 @@ def test_two_scorers_with_a_rebalance_in_the_middle(setup, events, expected):
             stop(second)
     assert folded(store) == total
     assert_matches_offline(store, expected)
+
+
+def test_a_broker_outage_mid_stream_neither_stops_the_scorer_nor_loses_an_event(own_broker, database_url, events,
+                                                                                expected, tmp_path):
+    engine = fresh_database(database_url)
+    stream = Stream(own_broker, database_url)
+    store = ScoreStore(engine, CATALOG)
+    log = tmp_path / "scorer.log"
+    # Trying the broker again every 20 ms, the scorer meets (within seconds of the outage) the
+    # error kafka-python raises out of poll() when the group coordinator lookup and the
+    # metadata request after it both fail to connect.
+    process = scorer_process(stream, {"KAFKA_RECONNECT_BACKOFF_MAX_MS": "20"}, log=log)
+    first, rest = events[: len(events) // 2], events[len(events) // 2:]
+    total = len({e["event_id"] for e in events})
+    try:
+        stream.send(first)
+        wait_until(lambda: folded(store) > len(first) // 4, timeout_s=120, what="the scorer to make progress")
+        kill_broker()
+        time.sleep(15)  # batches still going to the database, their offset commits failing, polls failing
+        assert process.poll() is None, f"the scorer stopped during the outage:\n{log.read_text()[-3000:]}"
+        start_broker_again()
+        stream.send(rest)  # the departments' events go on after the outage
+        wait_until(lambda: process.poll() is not None or folded(store) >= total, timeout_s=300,
+                   what="every event folded after the outage")
+        assert process.poll() is None, f"the scorer stopped after the outage:\n{log.read_text()[-3000:]}"
+        assert folded(store) == total
+        assert_matches_offline(store, expected)
+    finally:
+        stop(process)
+        stream.close()
+        engine.dispose()

@@ -1,0 +1,26 @@
+"""A Kafka broker of a test's own, on a port of its own, that the test may kill and start again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from shared import devkafka
+
+from .e2e_support import wait_for
+
+OWN_BROKER_PORT = int(os.environ.get("CITYSCORE_TEST_E2E_KAFKA_PORT", "19492"))
+
+
+def kill_broker(port: int = OWN_BROKER_PORT) -> None:
+    """SIGKILL the broker on `port` (no clean shutdown: Kafka recovers its logs on the next start)."""
+    state = json.loads((devkafka.state_dir(port) / "state.json").read_text())
+    os.kill(state["pid"], signal.SIGKILL)
+    wait_for(lambda: devkafka.status(port)["running"] is False, 30, "the broker to die", interval_s=0.1)
+    devkafka.stop(port)  # forgets the dead process
+
+
+def start_broker_again(port: int = OWN_BROKER_PORT) -> None:
+    """The killed broker back on the same port, with the same data."""
+    devkafka.start(port=port, wait=120)
