@@ -82,9 +82,9 @@ def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int | None = Non
     While a broker restarts, kafka-python 3.0 can raise a retriable error out of poll():
     the group coordinator lookup fails to connect, asks for fresh metadata, and that
     request fails to connect too (KafkaConnectionError). Left alone it ends the service
-    at the first broker outage. Nothing was read, so nothing is lost: we wait out the
-    poll's time, return no records, and the next poll reconnects. Any other error
-    (bad configuration, authorisation) still raises.
+    at the first broker outage. Nothing was read, so nothing is lost: we wait a moment
+    (the poll's time, at most a second), return no records, and the next poll
+    reconnects. Any other error (bad configuration, authorisation) still raises.
     """
     try:
         return consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
@@ -97,7 +97,8 @@ def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int | None = Non
 
 
 class _BrokerAway:
-    """One warning per outage, more or less: a poll loop meets the error many times a second."""
+    """A warning every 10 s at most: a poll loop can meet the error many times a second.
+    `count` is how many times since the service started."""
 
     every_s = 10.0
 
@@ -110,8 +111,8 @@ class _BrokerAway:
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now
-            log.warning("Kafka is not reachable; polling again", extra={"error": f"{type(exc).__name__}: {exc}"[:200],
-                                                                       "times": self.count})
+            log.warning("Kafka did not answer a poll; polling again", extra={"error": str(exc)[:200],
+                                                                             "times": self.count})
 
 
 _broker_away = _BrokerAway()

@@ -42,7 +42,9 @@ class ScorerMetrics:
             if not assigned:
                 self.lag.set(0)
                 return
-            ends = consumer.end_offsets(assigned)
+            # Briefly: while the broker is away this would otherwise hold the loop for the
+            # consumer's 30 s request timeout.
+            ends = consumer.end_offsets(assigned, timeout_ms=2000)
             self.lag.set(sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned))
         except Exception:  # noqa: BLE001 - a metric must never stop the scorer
             pass

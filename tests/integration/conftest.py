@@ -27,6 +27,8 @@ def own_broker():
     the test kills its process and starts it again on the same port with the same data.
     """
     started = devkafka.start(port=OWN_BROKER_PORT, wait=120, fresh=True)
+    assert started.started, (f"a broker was already running on port {OWN_BROKER_PORT}: stop it, or set "
+                             "CITYSCORE_TEST_E2E_KAFKA_PORT to a free port")
     try:
         yield started.bootstrap_servers
     finally:

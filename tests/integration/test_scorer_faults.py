@@ -116,6 +116,7 @@ def test_two_scorers_with_a_rebalance_in_the_middle(setup, events, expected):
     assert_matches_offline(store, expected)
 
 
+@pytest.mark.timeout(600)
 def test_a_broker_outage_mid_stream_neither_stops_the_scorer_nor_loses_an_event(own_broker, database_url, events,
                                                                                 expected, tmp_path):
     engine = fresh_database(database_url)
@@ -132,13 +133,16 @@ def test_a_broker_outage_mid_stream_neither_stops_the_scorer_nor_loses_an_event(
         stream.send(first)
         wait_until(lambda: folded(store) > len(first) // 4, timeout_s=120, what="the scorer to make progress")
         kill_broker()
-        time.sleep(15)  # batches still going to the database, their offset commits failing, polls failing
-        assert process.poll() is None, f"the scorer stopped during the outage:\n{log.read_text()[-3000:]}"
+        # Batches still going to the database, their offset commits failing, polls failing. Short:
+        # with the broker's own restart (15-20 s after a SIGKILL) the outage stays well under
+        # the 30 s in which a score change must reach Kafka.
+        time.sleep(3)
         start_broker_again()
         stream.send(rest)  # the departments' events go on after the outage
         wait_until(lambda: process.poll() is not None or folded(store) >= total, timeout_s=300,
                    what="every event folded after the outage")
-        assert process.poll() is None, f"the scorer stopped after the outage:\n{log.read_text()[-3000:]}"
+        assert process.poll() is None, f"the scorer stopped in or after the outage:\n{log.read_text()[-3000:]}"
+        assert "Kafka did not answer a poll; polling again" in log.read_text(), "the outage never reached a poll"
         assert folded(store) == total
         assert_matches_offline(store, expected)
     finally:
