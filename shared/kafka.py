@@ -9,6 +9,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
+
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +55,7 @@ def make_producer(bootstrap: str, timeout_s: float, client_id: str, **overrides)
         request_timeout_ms=timeout_ms,
         delivery_timeout_ms=timeout_ms + 2 + 1000,
         bootstrap_timeout_ms=timeout_ms,
+        reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
     )
     config.update(overrides)
     return KafkaProducer(**config)

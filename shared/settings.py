@@ -11,6 +11,11 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# kafka-python waits up to 30 s between attempts to reach a broker that was away;
+# Kafka's Java clients wait at most 1 s, and so do we, so the services are back
+# within a second of the broker.
+KAFKA_RECONNECT_BACKOFF_MAX_MS = 1000
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
@@ -22,11 +27,8 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field("cityscore.events.dlq", alias="CITYSCORE_DLQ_TOPIC")
     scores_topic: str = Field("cityscore.scores", alias="CITYSCORE_SCORES_TOPIC")
     topic_partitions: int = Field(6, alias="CITYSCORE_TOPIC_PARTITIONS", ge=1)
-    # kafka-python waits up to 30 s between attempts to reach a broker that was away;
-    # Kafka's Java clients wait at most 1 s, and so do we, so the services are back
-    # within a second of the broker.
-    kafka_reconnect_backoff_max_ms: int = Field(1000, alias="KAFKA_RECONNECT_BACKOFF_MAX_MS", ge=10,
-                                                description="Longest wait between attempts to reach a broker")
+    kafka_reconnect_backoff_max_ms: int = Field(KAFKA_RECONNECT_BACKOFF_MAX_MS, alias="KAFKA_RECONNECT_BACKOFF_MAX_MS",
+                                                ge=10, description="Longest wait between attempts to reach a broker")
 
     # ingest
     kafka_timeout_s: float = Field(5.0, alias="INGEST_KAFKA_TIMEOUT", gt=0,

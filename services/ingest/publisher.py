@@ -10,6 +10,7 @@ from typing import Protocol, Sequence
 from kafka.errors import KafkaError
 
 from shared.kafka import broker_reachable, ensure_topics, make_producer
+from shared.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class KafkaEventPublisher:
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str,
-                 reconnect_backoff_max_ms: int = 1000):
+                 reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS):
         self.bootstrap = bootstrap
         self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
         self.topic = topic

@@ -9,6 +9,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from shared.kafka import poll
+from shared.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 from .service import Notifier
 
@@ -16,7 +17,7 @@ log = logging.getLogger("cityscore.notifier.consumer")
 
 
 def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000,
-                  reconnect_backoff_max_ms: int = 1000) -> KafkaConsumer:
+                  reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS) -> KafkaConsumer:
     return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
                          enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
                          session_timeout_ms=session_timeout_ms,

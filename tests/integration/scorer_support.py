@@ -32,8 +32,7 @@ class Stream:
         self.dlq_topic = f"cityscore.events.dlq.t-{tag}"
         self.group = f"scorer-t-{tag}"
         ensure_topics(bootstrap, {self.events_topic: partitions, self.scores_topic: partitions, self.dlq_topic: 1})
-        # Back within a second of a broker that was away (kafka-python's default wait is up to 30 s).
-        self.producer = make_producer(bootstrap, 30, client_id="test-departments", reconnect_backoff_max_ms=1000)
+        self.producer = make_producer(bootstrap, 30, client_id="test-departments")
 
     def env(self) -> dict[str, str]:
         return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "DATABASE_URL": self.database_url,

@@ -31,10 +31,10 @@ import pytest
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.notifier_support import Schema
 
+from .broker_support import kill_broker, start_broker_again
 from .e2e_support import (CATALOG, MAYOR_CHANNEL, Departments, Pace, System, alert_problems, api_board,
                           consumer_lag, department_events, e2e_database_url, issue_keys, live_events, offline_board,
                           outbox_rows, page_cells, slack_alerts, wait_for, write_events)
-from .broker_support import kill_broker, start_broker_again
 from .scorer_support import board_differences
 
 pytestmark = pytest.mark.timeout(600)
