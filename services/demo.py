@@ -51,6 +51,9 @@ class Demo:
             # The demo shows the notifier's posts whenever it runs: with Boston's quiet hours
             # (20:00-07:30) every alert would wait for the morning and the console stay silent.
             "NOTIFIER_QUIET_HOURS": os.environ.get("NOTIFIER_QUIET_HOURS", "off"),
+            # A laptop without Slack: the scorer serves the notifier's posts on /slack-posts
+            # (internal, so off by default and never on the public board).
+            "SCORER_SHOW_SLACK_POSTS": "true",
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -211,6 +214,7 @@ def demo_command(workdir: str, kafka_port: int, ingest_port: int, scorer_port: i
         click.echo(click.style("\nCityScore is running:", bold=True))
         click.echo(f"  scoreboard   http://127.0.0.1:{scorer_port}/")
         click.echo(f"  scores API   http://127.0.0.1:{scorer_port}/v1/scoreboard")
+        click.echo(f"  Slack posts  http://127.0.0.1:{scorer_port}/slack-posts")
         click.echo(f"  ingest API   http://127.0.0.1:{ingest_port}/docs")
         click.echo(f"  department keys in {folder / 'keys.json'}; logs in {folder}\n")
         demo.backfill(keys)

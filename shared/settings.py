@@ -48,6 +48,10 @@ class Settings(BaseSettings):
                                 description="Seconds a batch waits to fill before it is folded")
     scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",
                                     description="Verify record CRCs in the consumer (slow in kafka-python)")
+    # The notifier's posts (alert threads, staff notes, Slack user ids, channels) are internal;
+    # only a laptop without Slack (the demo) shows them, on a page of their own.
+    scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
+                                          description="Serve /slack-posts, the notifier's recent posts (laptop only)")
 
 
 @lru_cache(maxsize=1)

@@ -323,7 +323,7 @@ def asset(filename: str) -> str:
 @pages.context_processor
 def _helpers() -> dict:
     return {"asset": asset, "long_date": long_date, "short_date": short_date, "cell": cell, "figure": figure,
-            "city": _parts()["catalog"].city}
+            "city": _parts()["catalog"].city, "show_slack_posts": _show_slack_posts()}
 
 
 @pages.after_request
@@ -373,23 +373,42 @@ def board() -> tuple[str, int, dict[str, str]]:
         refresh=REFRESH_SECONDS if asked is None or asked == current else None,
         previous_day=as_of - timedelta(days=1),
         next_day=as_of + timedelta(days=1) if as_of < current else None,
-        posts=recent_posts(parts["store"], catalog),
     )
     return html, 200, {"Cache-Control": "public, max-age=30"}
 
 
-def recent_posts(store, catalog: Catalog, limit: int = 8) -> list[dict]:
-    """The notifier's newest Slack posts, so a laptop without Slack still sees them here."""
+def _show_slack_posts() -> bool:
+    return _parts()["settings"].scorer_show_slack_posts
+
+
+def recent_posts(store, catalog: Catalog, limit: int = 20) -> list[dict]:
+    """The notifier's newest Slack posts, so a laptop without Slack still sees them."""
     from services.notifier.outbox import recent
 
     try:
         with store.engine.connect() as conn:
             posts = recent(conn, limit)
-    except Exception:  # noqa: BLE001 - no notifier tables (an API-only database): no section
+    except Exception:  # noqa: BLE001 - no notifier tables (an API-only database): nothing to show
         return []
     for post in posts:
         post["when"] = local_time(post["sent_at"] or post["created_at"], catalog)
     return posts
+
+
+@pages.get("/slack-posts")
+def slack_posts() -> tuple[str, int, dict[str, str]]:
+    """The notifier's recent posts, for a laptop without Slack (the demo); not found unless enabled.
+
+    They are internal (alert threads, staff notes, Slack user ids, channel names), so the
+    public board never shows them, and this page exists only where SCORER_SHOW_SLACK_POSTS
+    says so.
+    """
+    if not _show_slack_posts():
+        abort(404)
+    parts = _parts()
+    html = render_template("pages/posts.html", posts=recent_posts(parts["store"], parts["catalog"]),
+                           refresh=REFRESH_SECONDS)
+    return html, 200, {"Cache-Control": "no-store"}
 
 
 @pages.get("/metric/<metric_id>")

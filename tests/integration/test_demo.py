@@ -292,10 +292,13 @@ def test_scoreboard_page_in_chromium_matches_the_api(demo, tmp_path):
         assert "Last updated" in browser.find_element("css selector", ".updated").text
         assert console_problems(browser) == []
 
-        # The page's list of the notifier's posts: each one sent is one the console showed, word for word.
+        # The public board shows nothing of the notifier's posts (internal); the demo enables the
+        # laptop's page of them, and each one sent is one the console showed, word for word.
+        assert not browser.find_elements("css selector", "section.posts")
+        shot = screenshot(browser, tmp_path / "scoreboard.png")
+        open_page(browser, demo.addresses["scoreboard"] + "slack-posts", 1280)
         shown = browser.execute_script("""return [...document.querySelectorAll('section.posts li')].map(li =>
             [li.dataset.key, li.querySelector('.post-meta').innerText, li.querySelector('.post-text').innerText])""")
-        shot = screenshot(browser, tmp_path / "scoreboard.png")
     posted = {r["key"]: r["text"] for r in demo.records()
               if r.get("logger") == "cityscore.notifier.slack" and r.get("message", "").startswith("slack message")}
     sent = {key: " ".join(words.split()) for key, meta, words in shown if meta.endswith("· sent")}

@@ -404,20 +404,88 @@ def test_history_chart_of_no_scores_still_draws_the_target():
     assert chart.top < chart.target_y < chart.bottom
 
 
-def test_board_shows_the_notifiers_recent_posts(tmp_path):
-    """With no Slack token the notifier's posts stay in its outbox; the board shows them."""
+# -- the notifier's posts: internal, never on the public board -----------------------------------
+
+# What an outbox holds once alerts have fired and staff have answered them in Slack: the
+# alert, a thread reply naming who acknowledged it, a staff note, and Slack user ids.
+INTERNAL_POSTS = [
+    ("alert:pothole-on-time:week:1:post", "#public-works", None,
+     "POTHOLE ON-TIME % week score 0.80 is below target <follow up>"),
+    ("alert:pothole-on-time:week:1:reply:1", "#public-works", "alert:pothole-on-time:week:1:post",
+     "Acknowledged by <@U0PWDLEAD>: crew shortage in Dorchester"),
+    ("alert:pothole-on-time:week:1:reply:2", "#public-works", "alert:pothole-on-time:week:1:post",
+     "Note from <@U0DISPATCH>: two trucks back on Monday"),
+]
+INTERNAL_WORDS = ["#public-works", "U0PWDLEAD", "U0DISPATCH", "crew shortage", "two trucks", "follow up",
+                  "Recent posts", "slack-posts"]
+
+
+def posts_client(tmp_path, enabled: bool):
+    """A board over a database whose outbox holds the notifier's posts."""
+    from services.notifier.outbox import enqueue_post
+    from shared.settings import Settings
+
+    engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
+    migrate(engine)
+    with engine.begin() as conn:
+        for key, channel, parent, words in INTERNAL_POSTS:
+            enqueue_post(conn, key, channel, {"text": words}, parent_key=parent)
+    return engine, create_app(Settings(SCORER_SHOW_SLACK_POSTS=enabled), engine=engine, catalog=CATALOG, clock=lambda: NOW)
+
+
+def test_showing_slack_posts_is_off_unless_enabled():
+    from shared.settings import Settings
+
+    assert Settings.model_fields["scorer_show_slack_posts"].default is False
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_public_pages_never_show_the_notifiers_posts(tmp_path, enabled):
+    """Alert threads, staff notes, Slack user ids and channels are internal: not on any public page."""
+    engine, app = posts_client(tmp_path, enabled)
+    with app.test_client() as test_client:
+        for path in ("/", "/metric/pothole-on-time", "/metric/no-such-metric"):
+            html = test_client.get(path).get_data(as_text=True)
+            # Enabled (a laptop), the pages may link to the posts page, by its address only.
+            shown = [word for word in INTERNAL_WORDS if word in html and not (enabled and word == "slack-posts")]
+            assert shown == [], (path, shown)
+    engine.dispose()
+
+
+def test_slack_posts_page_is_not_found_unless_enabled(tmp_path):
+    engine, app = posts_client(tmp_path, False)
+    with app.test_client() as test_client:
+        response = test_client.get("/slack-posts")
+        assert response.status_code == 404
+        html = response.get_data(as_text=True)
+        assert [word for word in INTERNAL_WORDS if word in html] == []
+    engine.dispose()
+
+
+def test_slack_posts_page_shows_the_notifiers_recent_posts_when_enabled(tmp_path):
+    """With no Slack token the notifier's posts stay in its outbox; a laptop that enables it sees them."""
     from services.notifier.outbox import enqueue_post
 
     engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
     migrate(engine)
-    app = create_app(engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    from shared.settings import Settings
+
+    app = create_app(Settings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=lambda: NOW)
     with app.test_client() as test_client:
-        assert b"Recent posts to Slack" not in test_client.get("/").data  # no posts, no section
+        empty = test_client.get("/slack-posts")
+        assert empty.status_code == 200 and b"No posts yet" in empty.data
         with engine.begin() as conn:
             enqueue_post(conn, "alert:pothole-on-time:week:1:post", "#public-works",
                          {"text": "POTHOLE ON-TIME % week score 0.80 is below target <follow up>"})
-        page = test_client.get("/").data.decode()
+        response = test_client.get("/slack-posts")
+        board = parse(test_client.get("/").data)
     engine.dispose()
+    assert response.status_code == 200
+    assert "no-store" in response.headers["Cache-Control"]  # internal: never kept by a shared cache
+    page = response.get_data(as_text=True)
     assert "Recent posts to Slack" in page
     assert "#public-works" in page and "pending" in page
     assert "week score 0.80 is below target &lt;follow up&gt;" in page  # escaped, never raw HTML
+    assert "<script" not in page
+    # The board links to it only here, where it is enabled.
+    assert [a.attrs["href"] for a in board.all("a") if a.attrs.get("href") == "/slack-posts"] == ["/slack-posts"]
