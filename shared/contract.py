@@ -17,20 +17,37 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictStr,
     TypeAdapter,
     ValidationError,
     model_validator,
 )
 
-from .catalog import Catalog, Kind
+from .catalog import Catalog, Feed, Metric
 
 CONTRACT_VERSION = 1
 
-EventId = Annotated[str, Field(min_length=1, max_length=128)]
+# No string may hold a control character: C0 (U+0000-U+001F, so tab and newline too), DEL or
+# C1 (U+0080-U+009F). PostgreSQL cannot store a NUL (SQLSTATE 22P05: one in an event id
+# stopped every scorer), and none of them belongs in an id, a metric, a department or a case
+# attribute, while in a log line, a Slack post or a page they hide or forge text. A pattern
+# rather than a Python validator: pydantic checks it in Rust, at no cost to the scorer.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Text = Annotated[str, Field(pattern=NO_CONTROL_CHARACTERS)]
+EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_CONTROL_CHARACTERS)]
+CaseId = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_CONTROL_CHARACTERS)]
+MetricId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
+DepartmentId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]  # as the catalog's
+# The largest number one event may carry: an incident's count, a tally's numerator, denominator
+# or count, a measurement (either sign). A billion is far above anything a city counts in a
+# day (Boston's largest daily feed, library users, is about 15,000; New York's subway carries
+# about 4 million riders), yet a day's total of such numbers can neither overflow (two
+# incidents of 1e308 made one infinite, which the database refused) nor lose a unit in the
+# database's float8 until some nine million maximal events in one day (2^53 is about 9e15).
+MAX_AMOUNT = 1_000_000_000
 # Finite numbers only: NaN or infinity would poison every sum they enter.
-Number = Annotated[float, Field(allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Number = Annotated[float, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 # Every timestamp and date falls in 2000-2099 (our choice; contract.md is silent). A year
 # 9999 or 0001 is a department's bug, and it would break the fold: its due date or local
 # day is outside what Python's dates hold, and a trend metric would look back thousands
@@ -48,19 +65,19 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     event_id: EventId
-    metric: Annotated[str, Field(min_length=1, max_length=64)]
-    department: StrictStr | None = None
+    metric: MetricId
+    department: DepartmentId | None = None
 
 
 class CaseEvent(_Event):
     """A 311-style case; sending the same case_id again replaces the earlier version."""
 
     type: Literal["case"]
-    case_id: Annotated[str, Field(min_length=1, max_length=128)]
+    case_id: CaseId
     opened_at: Timestamp
     closed_at: Timestamp | None = None
     due_at: Timestamp | None = None
-    attributes: dict[str, StrictStr] | None = None
+    attributes: dict[Text, Text] | None = None
 
     @model_validator(mode="after")
     def _closed_after_opened(self) -> "CaseEvent":
@@ -82,7 +99,7 @@ class IncidentEvent(_Event):
 
     type: Literal["incident"]
     occurred_at: Timestamp
-    count: Annotated[int, Field(ge=1)] = 1
+    count: Count = 1
 
 
 class TallyEvent(_Event):
@@ -154,8 +171,11 @@ def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
         loc = [str(p) for p in loc]
         if loc and loc[0] in EVENT_TYPES:
             loc = loc[1:]
-        field = ".".join(loc)
         kind = err["type"]
+        name_refused = loc[-1:] == ["[key]"]
+        if name_refused:
+            loc = loc[:-2]  # a refused name: the object that holds it, not the name itself
+        field = ".".join(_printable(part) for part in loc)
         message = err["msg"].removeprefix("Value error, ")
         if not field and kind == "value_error" and ": " in message:
             # Cross-field rules below say "field: reason".
@@ -168,6 +188,13 @@ def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
             message = "timestamp needs a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
         elif kind in ("greater_than_equal", "less_than", "less_than_equal") and _a_time_bound(err):
             message = f"must fall between {FIRST_DAY} and {LAST_DAY}" + (" (UTC)" if "T" in str(err["ctx"]) else "")
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            bound = err["ctx"]["ge" if kind == "greater_than_equal" else "le"]
+            message = f"must be at {'least' if kind == 'greater_than_equal' else 'most'} {bound:,.10g}"
+            if abs(bound) == MAX_AMOUNT:
+                message += " (the contract's bound on any one number)"
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_CONTROL_CHARACTERS:
+            message = _control_characters(str(err["input"]), "of a name" if name_refused else "")
         elif kind.startswith("datetime"):
             message = "must be an RFC 3339 timestamp with a UTC offset, e.g. 2015-01-02T16:17:43-05:00"
         elif kind.startswith("date"):
@@ -186,6 +213,26 @@ def _problems(exc: ValidationError, batch: bool = False) -> list[Problem]:
             message = "must be an event object or an array of them"
         problems.append(Problem(field, message, index))
     return problems
+
+
+def _control_characters(text: str, where: str = "") -> str:
+    """The refusal of a string with control characters, naming the first (never echoing it)."""
+    position, char = next((i, c) for i, c in enumerate(text) if _is_control(c))
+    suffix = f" {where}" if where else ""
+    return f"must not contain control characters (U+{ord(char):04X} at character {position + 1}{suffix})"
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F
+
+
+def _printable(name: str) -> str:
+    """A field name as sent, with any control character written as an escape (an unknown field
+    named with a NUL is still named in the refusal, but never carries the NUL itself)."""
+    if not any(_is_control(c) for c in name):
+        return name
+    return "".join(f"\\u{ord(c):04x}" if _is_control(c) else c for c in name)
 
 
 def _a_time_bound(err: Any) -> bool:
@@ -245,10 +292,27 @@ def check_against_catalog(event: Event, catalog: Catalog) -> list[Problem]:
             problems.append(
                 Problem("numerator", f"numerator and denominator required: {metric.id} is a {metric.kind.value} metric")
             )
-        if metric.kind is Kind.RATIO and metric.max_value is not None and event.numerator is not None:
-            if event.numerator > metric.max_value * event.denominator:  # type: ignore[operator]
-                problems.append(Problem("numerator", f"above {metric.max_value:g} per unit of denominator"))
+        if not wants_count and event.numerator is not None and event.denominator is not None:
+            problems.extend(_beyond_what_a_unit_counts(metric, event.numerator, event.denominator))
     return problems
+
+
+def _beyond_what_a_unit_counts(metric: Metric, numerator: float, denominator: float) -> list[Problem]:
+    """A ratio tally's numerator against what each unit of its denominator can count: a case
+    closed on time or a measurement within the threshold counts 0 or 1 (so at most the
+    denominator), a survey rating counts from the catalog's min_value to its max_value, and a
+    department's own tally (attendance: present of enrolled) within those when the catalog sets them."""
+    if metric.feed in (Feed.CASES, Feed.THRESHOLD):
+        lowest, highest = 0.0, 1.0
+    else:
+        lowest, highest = metric.min_value, metric.max_value
+    if highest is not None and numerator > highest * denominator:
+        if highest == 1:
+            return [Problem("numerator", f"must be at most the denominator ({metric.id} is a share of it)")]
+        return [Problem("numerator", f"above {highest:g} per unit of denominator")]
+    if lowest is not None and lowest > 0 and numerator < lowest * denominator:
+        return [Problem("numerator", f"below {lowest:g} per unit of denominator")]
+    return []
 
 
 def validate_event(raw: str | bytes | dict[str, Any], catalog: Catalog) -> Event:

@@ -179,3 +179,120 @@ def test_json_schema_describes_all_four_types_and_forbids_unknown_fields():
     for definition in schema["$defs"].values():
         assert definition.get("additionalProperties") is False
     assert "opened_at" in schema["$defs"]["CaseEvent"]["required"]
+
+
+# -- control characters and bounds: one event must not be able to stop the scorer ------------------
+
+CONTROL_CHARACTERS = ["\x00", "\t", "\n", "\r", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    "example, change, field",
+    [
+        (1, lambda c: {"event_id": f"ems{c}1"}, "event_id"),
+        (1, lambda c: {"metric": f"ems-response-time{c}"}, "metric"),
+        (1, lambda c: {"department": f"ems{c}"}, "department"),
+        (0, lambda c: {"case_id": f"1010{c}"}, "case_id"),
+        (0, lambda c: {"attributes": {"subtype": f"light{c}ing"}}, "attributes.subtype"),
+        (0, lambda c: {"attributes": {f"sub{c}type": "lighting"}}, "attributes"),
+    ],
+)
+def test_control_characters_are_refused_in_every_string_by_name(example, change, field, char):
+    # A NUL is what PostgreSQL refuses (SQLSTATE 22P05) when the scorer folds the batch.
+    found = problems(json.dumps({**SPEC_EXAMPLES[example], **change(char)}))
+    assert list(found) == [field], found
+    assert found[field].startswith("must not contain control characters"), found
+    assert f"U+{ord(char):04X}" in found[field]
+    assert char not in "".join(found) + "".join(found.values())  # the reason itself is printable
+
+
+def test_a_nul_written_as_raw_json_is_refused():
+    raw = (b'{"event_id": "bpd-\\u0000-1", "type": "incident", "metric": "shootings",'
+           b' "occurred_at": "2026-07-22T23:40:00-04:00"}')
+    assert problems(raw) == {"event_id": "must not contain control characters (U+0000 at character 5)"}
+
+
+@pytest.mark.parametrize("text", ["Sjöström", "Dorchester – Fields Corner", "\u00a0no-break", "caf\u00e9 ☕", "路灯"])
+def test_printable_text_in_any_language_is_accepted(text):
+    event = validate_event(json.dumps({**SPEC_EXAMPLES[0], "case_id": text, "attributes": {text: text}}), BOSTON)
+    assert event.case_id == text and event.attributes == {text: text}
+
+
+def test_every_string_field_of_the_schema_refuses_control_characters():
+    """A string field added later without the rule would let a NUL reach the database again."""
+    schema = event_json_schema()
+    unguarded = []
+
+    def visit(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "format" not in node and "const" not in node and "enum" not in node:
+                if node.get("pattern") != r"^[^\x00-\x1f\x7f-\x9f]*$":
+                    unguarded.append(where)
+            if isinstance(node.get("patternProperties"), dict):
+                assert list(node["patternProperties"]) == [r"^[^\x00-\x1f\x7f-\x9f]*$"], where
+            for key, value in node.items():
+                visit(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                visit(value, f"{where}[{index}]")
+
+    visit(schema["$defs"], "$defs")
+    assert unguarded == []
+
+
+@pytest.mark.parametrize(
+    "example, change, field",
+    [
+        (2, {"count": 10 ** 308}, "count"),  # two of these made a day's total infinite
+        (2, {"count": 1_000_000_001}, "count"),
+        (3, {"numerator": 1e12, "denominator": 2e12}, "denominator"),
+        (3, {"numerator": 1e308, "denominator": 1e308}, "denominator"),
+        (1, {"value": 1e300}, "value"),  # ems-response-time has no max_value in the catalog
+        (1, {"value": -1e300}, "value"),
+    ],
+)
+def test_numbers_beyond_what_any_feed_can_mean_are_refused_by_name(example, change, field):
+    found = problems({**SPEC_EXAMPLES[example], **change})
+    assert field in found, found
+    assert "1,000,000,000" in found[field], found
+
+
+def test_library_users_tally_count_is_bounded_too():
+    raw = {"event_id": "t", "type": "tally", "metric": "library-users", "date": "2026-03-02", "count": 5e9}
+    assert problems(raw) == {"count": "must be at most 1,000,000,000 (the contract's bound on any one number)"}
+
+
+@pytest.mark.parametrize("example, change", [(2, {"count": 1_000_000_000}),
+                                             (3, {"numerator": 1e9, "denominator": 1e9})])
+def test_the_bound_itself_is_accepted(example, change):
+    validate_event(json.dumps({**SPEC_EXAMPLES[example], **change}), BOSTON)
+
+
+@pytest.mark.parametrize("metric", ["pothole-on-time", "311-call-center", "bps-attendance"])
+def test_a_share_tally_cannot_count_more_than_its_denominator(metric):
+    raw = {"event_id": "t", "type": "tally", "metric": metric, "date": "2026-03-02", "numerator": 11,
+           "denominator": 10}
+    found = problems(raw)
+    assert list(found) == ["numerator"], found
+    assert found["numerator"].startswith("must be at most the denominator"), found
+    validate_event(json.dumps({**raw, "numerator": 10}), BOSTON)  # all of them is fine
+
+
+def test_a_share_tally_with_nothing_to_count_cannot_count_something():
+    raw = {"event_id": "t", "type": "tally", "metric": "pothole-on-time", "date": "2026-03-02", "numerator": 1,
+           "denominator": 0}
+    assert list(problems(raw)) == ["numerator"]
+
+
+def test_a_survey_tally_cannot_average_below_the_lowest_rating():
+    raw = {"event_id": "t", "type": "tally", "metric": "311-surveys", "date": "2026-03-02",
+           "numerator": 5, "denominator": 10}
+    assert problems(raw) == {"numerator": "below 1 per unit of denominator"}
+
+
+@pytest.mark.parametrize("metric", ["311-call-center", "bfd-response-time"])
+def test_threshold_measurements_cannot_be_negative(metric):
+    found = problems({**SPEC_EXAMPLES[1], "metric": metric, "value": -0.5})
+    assert found == {"value": f"must be at least 0 for {metric}"}
+    validate_event(json.dumps({**SPEC_EXAMPLES[1], "metric": metric, "value": 0}), BOSTON)
