@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import json.scanner
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,12 +32,59 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, title: str, errors: list[Problem] | None = None, **extra: Any) -> Answer:
+# A refusal lists at most this many problems, with the total: a batch's first problems
+# tell a department what to fix, and a 1 MiB body can hold hundreds of thousands of
+# them (an answer of megabytes, stored again under its Idempotency-Key).
+MAX_PROBLEMS_LISTED = 100
+
+
+def refusal(status: int, title: str, errors: list[Problem] | None = None, **extra: Any) -> Answer:
     body: dict[str, Any] = {"error": title}
     if errors is not None:
-        body["errors"] = [p.as_dict() for p in errors]
+        body["errors"] = [p.as_dict() for p in errors[:MAX_PROBLEMS_LISTED]]
+        body["error_count"] = len(errors)
+        body["errors_truncated"] = len(errors) > MAX_PROBLEMS_LISTED
     body.update(extra)
     return Answer(status, body)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's own
+_scan_value = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def count_array_items(body: bytes, stop_after: int) -> int | None:
+    """How many items the JSON array `body` holds, counting no further than `stop_after` + 1.
+
+    One item is decoded at a time and dropped, so counting a 1 MiB array of 349,000
+    empty objects costs about a millisecond and no memory, where validating it built
+    every object and every problem (over 500 MB). None when the body is not an array,
+    or not JSON at all: validation names the problem then.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    at = _WHITESPACE.match(text, 0).end()
+    if text[at:at + 1] != "[":
+        return None
+    at = _WHITESPACE.match(text, at + 1).end()
+    if text[at:at + 1] == "]":
+        return 0
+    count = 0
+    try:
+        while True:
+            _, at = _scan_value(text, at)
+            count += 1
+            if count > stop_after:
+                return count
+            at = _WHITESPACE.match(text, at).end()
+            if text[at:at + 1] == "]":
+                return count
+            if text[at:at + 1] != ",":
+                return None
+            at = _WHITESPACE.match(text, at + 1).end()
+    except (StopIteration, ValueError, RecursionError):
+        return None
 
 
 def accept_events(
@@ -45,14 +95,20 @@ def accept_events(
 
     Returns the answer and, when accepted, the number of events per metric (for /metrics).
     """
+    # The batch size first: validating builds every event and every problem.
+    counted = count_array_items(body, stop_after=max_batch)
+    if counted is not None and counted > max_batch:
+        return refusal(413, f"at most {max_batch} events per request (INGEST_MAX_BATCH); this array holds more",
+                       max_events=max_batch), {}
     try:
         events = parse_events(body)
     except InvalidEvent as exc:
-        return _error(422, "invalid events", exc.problems), {}
+        return refusal(422, "invalid events", exc.problems), {}
     if not events:
-        return _error(422, "invalid events", [Problem("", "the array holds no events")]), {}
-    if len(events) > max_batch:
-        return _error(413, f"at most {max_batch} events per request, got {len(events)}"), {}
+        return refusal(422, "invalid events", [Problem("", "the array holds no events")]), {}
+    if len(events) > max_batch:  # an array the counter could not read but validation could
+        return refusal(413, f"at most {max_batch} events per request (INGEST_MAX_BATCH), got {len(events)}",
+                       max_events=max_batch), {}
     single = not body.lstrip().startswith(b"[")
 
     problems: list[Problem] = []
@@ -69,9 +125,9 @@ def accept_events(
             forbidden.append(Problem("department", f"is {event.department!r} but this key belongs to "
                                      f"{caller.department!r}", where))
     if problems:
-        return _error(422, "invalid events", problems), {}
+        return refusal(422, "invalid events", problems), {}
     if forbidden:
-        return _error(403, "not allowed for this key", forbidden), {}
+        return refusal(403, "not allowed for this key", forbidden), {}
 
     records = []
     per_metric: dict[str, int] = {}
@@ -82,7 +138,7 @@ def accept_events(
     try:
         publisher.publish(records)
     except PublishFailed as exc:
-        answer = _error(503, "events not accepted: the event log is unavailable, retry later", detail=str(exc))
+        answer = refusal(503, "events not accepted: the event log is unavailable, retry later", detail=str(exc))
         answer.headers["Retry-After"] = str(retry_after_s)
         return answer, {}
     return Answer(202, {"accepted": len(events), "event_ids": [e.event_id for e in events]}), per_metric
@@ -101,7 +157,7 @@ def replay(session: Session, caller: Caller, idempotency_key: str, body: bytes) 
     if record is None:
         return None
     if record.request_hash != request_hash(body):
-        return _error(422, "Idempotency-Key was already used with a different body",
+        return refusal(422, "Idempotency-Key was already used with a different body",
                       [Problem("Idempotency-Key", "reused with a different request body")])
     answer = Answer(record.status, orjson.loads(record.response_body))
     answer.headers["Idempotent-Replayed"] = "true"

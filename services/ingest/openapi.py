@@ -35,7 +35,10 @@ ERROR = {
             "index": {"type": "integer", "description": "position of the event in the batch"},
             "field": {"type": "string"},
             "reason": {"type": "string"},
-        }}},
+        }}, "description": "the first 100 problems, in order"},
+        "error_count": {"type": "integer", "description": "how many problems there are in all"},
+        "errors_truncated": {"type": "boolean", "description": "true when `errors` lists only the first 100"},
+        "max_events": {"type": "integer", "description": "413: the most events a request may hold"},
         "detail": {"type": "string"},
     },
 }

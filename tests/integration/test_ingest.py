@@ -8,8 +8,10 @@ import orjson
 import pytest
 
 from services.ingest.app import create_app
+from services.ingest.keys import key_id_of
 from services.ingest.publisher import KafkaEventPublisher
 from shared.catalog import load_catalog
+from shared.db import IdempotencyRecord, session_factory
 from shared.settings import Settings
 
 from .ingest_support import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
@@ -203,6 +205,47 @@ def test_body_limits_content_type_and_json(ingest, keys):
     assert response.status_code == 415
     response = post(client, b"{not json", key, raw=True)
     assert response.status_code == 422 and "not valid JSON" in response.json["errors"][0]["reason"]
+
+
+def empty_objects(count: int) -> bytes:
+    return b"[" + b",".join([b"{}"] * count) + b"]"
+
+
+def test_a_megabyte_of_empty_objects_is_refused_413_by_its_count_before_validation(ingest, keys, database):
+    """349,524 empty objects fit in 1 MiB: counted first, refused with the limit, nothing validated or stored big."""
+    client, _ = ingest
+    body = empty_objects(349_524)
+    assert len(body) <= 1024 * 1024
+    response = post(client, body, keys["public-works"], raw=True, headers={"Idempotency-Key": "empties"})
+    assert response.status_code == 413, response.status_code
+    assert response.json["error"] == "at most 1000 events per request (INGEST_MAX_BATCH); this array holds more"
+    assert response.json["max_events"] == 1000
+    assert len(response.data) < 1000
+    with session_factory(database)() as session:
+        record = session.get(IdempotencyRecord, (key_id_of(keys["public-works"]), "empties"))
+    assert record.status == 413 and len(record.response_body) < 1000
+    # the limit itself is still a batch: validated, one problem each
+    at_limit = post(client, empty_objects(1000), keys["public-works"], raw=True)
+    assert at_limit.status_code == 422 and at_limit.json["error_count"] == 1000
+    assert post(client, empty_objects(1001), keys["public-works"], raw=True).status_code == 413
+
+
+@pytest.mark.parametrize("bad, status", [
+    (lambda i: case_event(f"bad-{i}", closed_at="2026-07-20T15:00:00"), 422),  # the contract
+    (lambda i: case_event(f"bad-{i}", metric="potholes"), 422),  # the catalog
+    (lambda i: incident_event(f"bad-{i}"), 403),  # police's metric on a public-works key
+])
+def test_problems_are_capped_at_the_first_100_with_the_total(ingest, keys, bad, status):
+    client, _ = ingest
+    body = [case_event("fine-0")] + [bad(i) for i in range(500)]
+    response = post(client, body, keys["public-works"])
+    assert response.status_code == status, response.json
+    errors = response.json["errors"]
+    assert [e["index"] for e in errors] == list(range(1, 101))
+    assert response.json["error_count"] == 500 and response.json["errors_truncated"] is True
+    few = post(client, body[:3], keys["public-works"])
+    assert few.status_code == status
+    assert len(few.json["errors"]) == few.json["error_count"] == 2 and few.json["errors_truncated"] is False
 
 
 # -- idempotency ---------------------------------------------------------------------------------
