@@ -186,6 +186,9 @@ class ScoreOutbox(Base):
     """Score changes written in the fold's transaction, published to Kafka after the commit."""
 
     __tablename__ = "score_outbox"
+    # The id is the change's published sequence (ScoreStore.pending_outbox), so it must never
+    # be reused: without AUTOINCREMENT SQLite numbers from 1 again once the outbox is emptied.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64))

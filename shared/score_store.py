@@ -50,6 +50,11 @@ class ScoreChange:
     denominator: float | None
     previous_score: float | None
     changed_at: datetime | None = None
+    # The change's place in the order rescores committed: its outbox row's id, set when it is
+    # published (see `ScoreStore.pending_outbox`). Consumers order changes by it, not by
+    # `changed_at`, which is only the clock of whichever scorer computed the change.
+    # None in messages from before the sequence existed.
+    seq: int | None = None
 
     def payload(self) -> dict:
         body = {"metric": self.metric, "window": self.window, "as_of": self.as_of.isoformat(),
@@ -57,6 +62,8 @@ class ScoreChange:
                 "previous_score": self.previous_score}
         if self.changed_at is not None:
             body["changed_at"] = self.changed_at.isoformat()
+        if self.seq is not None:
+            body["seq"] = self.seq
         return body
 
     @classmethod
@@ -66,13 +73,23 @@ class ScoreChange:
             changed_at = datetime.fromisoformat(payload["changed_at"])
             if changed_at.tzinfo is None:
                 raise BadScoreChange("changed_at has no UTC offset")
+            seq = payload.get("seq")
+            if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+                raise BadScoreChange(f"seq: {seq!r} is not a positive integer")
             return cls(str(payload["metric"]), str(payload["window"]), date.fromisoformat(payload["as_of"]),
                        _number(payload.get("score")), _number(payload.get("numerator")),
-                       _number(payload.get("denominator")), _number(payload.get("previous_score")), changed_at)
+                       _number(payload.get("denominator")), _number(payload.get("previous_score")), changed_at,
+                       seq)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, BadScoreChange):
                 raise
             raise BadScoreChange(f"not a score change: {exc}") from None
+
+
+def _sequenced(payload: str, seq: int) -> bytes:
+    body = orjson.loads(payload)
+    body["seq"] = seq
+    return orjson.dumps(body)
 
 
 def _number(value) -> float | None:
@@ -429,9 +446,17 @@ class ScoreStore:
         return changes
 
     def pending_outbox(self, conn: Connection, limit: int = 5000) -> list[tuple[int, str, bytes]]:
+        """Queued score changes, oldest first, each payload with its row id as `seq`.
+
+        The id is the change's sequence: it is assigned inside the rescore transaction, and
+        rescores run one at a time (an advisory lock on PostgreSQL, the single writer on
+        SQLite), so ids increase in the order rescores commit, whichever scorer ran them and
+        whatever its clock said. Ids are never reused (a sequence on PostgreSQL,
+        AUTOINCREMENT on SQLite), so one stays larger than every id published before it.
+        """
         table = ScoreOutbox.__table__
         rows = conn.execute(select(table.c.id, table.c.key, table.c.payload).order_by(table.c.id).limit(limit))
-        return [(row.id, row.key, row.payload.encode()) for row in rows]
+        return [(row.id, row.key, _sequenced(row.payload, row.id)) for row in rows]
 
     def clear_outbox(self, conn: Connection, ids: list[int]) -> None:
         table = ScoreOutbox.__table__

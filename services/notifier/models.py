@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import AutoId, Base, UTCDateTime, utcnow
@@ -31,6 +31,8 @@ class AlertTrack(Base):
     denominator: Mapped[float | None] = mapped_column(Float, nullable=True)
     # The newest score change applied; a redelivered or older one is ignored.
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The scorer's sequence number of that change (None for one sent before there was one).
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
@@ -65,6 +67,8 @@ class Alert(Base):
     reminders: Mapped[int] = mapped_column(Integer, default=0)
     replies: Mapped[int] = mapped_column(Integer, default=0)  # numbers the thread replies' outbox keys
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Why it was resolved when its score did not recover (its metric left the catalog).
+    resolved_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
     @property
     def key(self) -> str:
