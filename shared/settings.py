@@ -39,7 +39,12 @@ class Settings(BaseSettings):
                                     description="Where rate-limit counters live (memory:// is per process)")
     max_batch: int = Field(1000, alias="INGEST_MAX_BATCH", ge=1)
     max_body_bytes: int = Field(1024 * 1024, alias="INGEST_MAX_BODY_BYTES", ge=1024)
-    idempotency_ttl_hours: int = Field(24, alias="INGEST_IDEMPOTENCY_TTL_HOURS", ge=1)
+    idempotency_ttl_hours: int = Field(24, alias="INGEST_IDEMPOTENCY_TTL_HOURS", ge=1,
+                                       description="A retry with the same Idempotency-Key within this gets the "
+                                                   "first answer back; older records are purged")
+    purge_every_s: float = Field(600, alias="INGEST_PURGE_EVERY", ge=0,
+                                 description="Seconds between purges of expired idempotency records by each "
+                                             "ingest process (0: none; run `cityscore ingest purge` instead)")
 
     # scorer
     scorer_group: str = Field("cityscore-scorer", alias="SCORER_GROUP", description="Kafka consumer group")

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from shared.catalog import Catalog
+from shared.contract import Problem
 from shared.db import session_factory
 from shared.settings import Settings
 from shared.web import json_response, wire
@@ -28,6 +29,7 @@ from .keys import key_id_of, verify_key
 from .metrics import IngestMetrics
 from .openapi import DOCS_INIT, DOCS_PAGE, openapi_document
 from .publisher import EventPublisher, KafkaEventPublisher
+from .retention import IdempotencyPurger
 
 log = logging.getLogger("cityscore.ingest")
 
@@ -66,11 +68,14 @@ def create_app(
     # Create the topics at start if they are missing, without holding up start-up when
     # Kafka is down: the first request (or /readyz) tries again.
     threading.Thread(target=publisher.ready, name="ingest-topics", daemon=True).start()
+    # Ingest has no scheduler: each process purges expired idempotency records itself.
+    purger = (IdempotencyPurger(engine, settings.idempotency_ttl_hours, settings.purge_every_s).start()
+              if settings.purge_every_s > 0 else None)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["cityscore"] = {"settings": settings, "engine": engine, "publisher": publisher,
-                                   "catalog": catalog, "metrics": metrics}
+                                   "catalog": catalog, "metrics": metrics, "purger": purger}
 
     def rate_key() -> str:
         return key_id_of(presented_key() or "") or request.remote_addr or "unknown"
@@ -140,8 +145,9 @@ def create_app(
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 255:
-                return json_response(422, {"error": "invalid Idempotency-Key", "errors": [
-                    {"field": "Idempotency-Key", "reason": "must be 1 to 255 characters"}]})
+                refused = handlers.refusal(422, "invalid Idempotency-Key", [
+                    Problem("Idempotency-Key", "must be 1 to 255 characters")])
+                return json_response(refused.status, refused.body)
             with sessions() as session:
                 stored = handlers.replay(session, caller, idempotency_key, body)
             if stored is not None:

@@ -41,6 +41,23 @@ def serve(host: str, port: int) -> None:
     run_simple(host, port, create_app(), threaded=True)
 
 
+@ingest_group.command("purge")
+def purge() -> None:
+    """Delete idempotency records older than INGEST_IDEMPOTENCY_TTL_HOURS, once.
+
+    Each ingest process also does this every INGEST_PURGE_EVERY seconds.
+    """
+    from shared.db import make_engine
+
+    from .retention import purge_idempotency_records
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    purged = purge_idempotency_records(engine, settings.idempotency_ttl_hours)
+    engine.dispose()
+    click.echo(f"{purged} idempotency records older than {settings.idempotency_ttl_hours} h purged")
+
+
 @click.group("departments")
 def departments_group() -> None:
     """Departments that send events."""

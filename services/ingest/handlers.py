@@ -7,17 +7,15 @@ import json
 import json.scanner
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, Problem, check_against_catalog, event_to_json, parse_events
-from shared.db import IdempotencyRecord, utcnow
+from shared.db import IdempotencyRecord
 
 from .keys import Caller
 from .publisher import EventPublisher, PublishFailed
@@ -176,12 +174,6 @@ def remember(sessions: sessionmaker, caller: Caller, idempotency_key: str, body:
             session.commit()
         except IntegrityError:
             session.rollback()  # a concurrent retry stored it first; its answer stands
-
-
-def forget_old_requests(session: Session, ttl_hours: int) -> int:
-    result = session.execute(delete(IdempotencyRecord).where(
-        IdempotencyRecord.created_at < utcnow() - timedelta(hours=ttl_hours)))
-    return result.rowcount or 0
 
 
 def catalog_for(catalog: Catalog, department: str) -> dict[str, Any]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import orjson
 import pytest
+from sqlalchemy import select
 
 from services.ingest.app import create_app
 from services.ingest.keys import key_id_of
 from services.ingest.publisher import KafkaEventPublisher
+from services.ingest.retention import purge_idempotency_records
 from shared.catalog import load_catalog
-from shared.db import IdempotencyRecord, session_factory
+from shared.db import IdempotencyRecord, session_factory, utcnow
 from shared.settings import Settings
 
 from .ingest_support import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
@@ -267,6 +270,95 @@ def test_idempotency_key_replays_the_first_answer_without_writing_again(ingest, 
     assert other.status_code == 202
     ids = sorted(value["event_id"] for _, value, _ in read_topic(kafka_bootstrap, topic))
     assert ids == ["idem-1", "idem-2", "idem-bpd"]
+
+
+def aged(engine, key: str, idempotency_key: str, hours: float) -> None:
+    """Make a stored answer `hours` old."""
+    with session_factory(engine)() as session:
+        record = session.get(IdempotencyRecord, (key_id_of(key), idempotency_key))
+        record.created_at = utcnow() - timedelta(hours=hours)
+        session.commit()
+
+
+def stored_keys(engine) -> set[str]:
+    with session_factory(engine)() as session:
+        return set(session.scalars(select(IdempotencyRecord.idempotency_key)))
+
+
+def test_idempotency_records_past_the_ttl_are_purged_and_a_retry_within_it_still_replays(ingest, keys, database):
+    client, _ = ingest
+    key = keys["public-works"]
+    answers = {}
+    for name in ("ttl-fresh", "ttl-within", "ttl-past"):
+        answers[name] = post(client, [case_event(name)], key, headers={"Idempotency-Key": name})
+        assert answers[name].status_code == 202
+    aged(database, key, "ttl-within", 23.9)  # the TTL is 24 h by default
+    aged(database, key, "ttl-past", 24.1)
+
+    assert purge_idempotency_records(database, 24) == 1
+    assert {"ttl-fresh", "ttl-within"} <= stored_keys(database)
+    assert "ttl-past" not in stored_keys(database)
+    retried = post(client, [case_event("ttl-within")], key, headers={"Idempotency-Key": "ttl-within"})
+    assert retried.status_code == 202 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json == answers["ttl-within"].json
+    # past the TTL the key is free again: a new request, a new answer
+    reused = post(client, [case_event("ttl-past-2")], key, headers={"Idempotency-Key": "ttl-past"})
+    assert reused.status_code == 202 and "Idempotent-Replayed" not in reused.headers
+
+
+def test_a_backlog_of_expired_records_is_purged_in_chunks(database, keys):
+    old = utcnow() - timedelta(days=30)
+    with session_factory(database)() as session:
+        session.add_all(IdempotencyRecord(api_key_id=key_id_of(keys["police"]), idempotency_key=f"backlog-{i}",
+                                          request_hash=b"0" * 32, status=202, response_body="{}", created_at=old)
+                        for i in range(2500))
+        session.commit()
+    assert purge_idempotency_records(database, 24, chunk=1000) == 2500
+    assert not {k for k in stored_keys(database) if k.startswith("backlog-")}
+
+
+def test_each_ingest_process_purges_expired_records_on_its_own(kafka_bootstrap, database, keys):
+    key = keys["fire"]
+    app = create_app(make_settings(kafka_bootstrap, unique_topic(), INGEST_PURGE_EVERY=0.2), engine=database,
+                     catalog=CATALOG)
+    client = app.test_client()
+    try:
+        event = {"event_id": "purge-1", "type": "incident", "metric": "bfd-incidents",
+                 "occurred_at": "2026-07-22T10:00:00-04:00"}
+        for name in ("own-fresh", "own-past"):
+            assert post(client, {**event, "event_id": name}, key, headers={"Idempotency-Key": name}).status_code == 202
+        aged(database, key, "own-past", 25)
+        deadline = time.monotonic() + 30
+        while "own-past" in stored_keys(database) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "own-past" not in stored_keys(database)
+        assert "own-fresh" in stored_keys(database)
+    finally:
+        app.extensions["cityscore"]["purger"].stop()
+        app.extensions["cityscore"]["publisher"].close()
+
+
+def test_cityscore_ingest_purge_does_one_pass(database, keys, database_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from services.cli import main
+    from shared.settings import get_settings
+
+    with session_factory(database)() as session:
+        session.add(IdempotencyRecord(api_key_id=key_id_of(keys["police"]), idempotency_key="cli-past",
+                                      request_hash=b"0" * 32, status=202, response_body="{}",
+                                      created_at=utcnow() - timedelta(hours=30)))
+        session.commit()
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("INGEST_IDEMPOTENCY_TTL_HOURS", "24")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["ingest", "purge"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "1 idempotency records older than 24 h purged" in result.output
+    assert "cli-past" not in stored_keys(database)
 
 
 # -- protection ----------------------------------------------------------------------------------
