@@ -229,11 +229,18 @@ class Notifier:
         log.info("alert resolved", extra={"key": alert_key(alert), "score": score})
 
     def send_reminders(self) -> int:
-        """Remind about firing alerts that nobody acknowledged within the repeat interval."""
+        """Remind about firing alerts that nobody acknowledged within the repeat interval.
+
+        Alerts of metrics that left the catalog are closed first (`close_orphans`): they
+        cannot be reminded about (the metric's name and owners are gone) and would
+        otherwise stop this job every time it runs.
+        """
+        self.close_orphans()
         now = self._now()
         sent = 0
         with self.engine.begin() as conn:
-            firing = conn.execute(select(ALERTS).where(ALERTS.c.status == Status.FIRING.value)).all()
+            firing = [alert for alert in conn.execute(select(ALERTS).where(ALERTS.c.status == Status.FIRING.value))
+                      if alert.metric in self.catalog.by_id]
             posts = [f"{alert_key(alert)}:post" for alert in firing]
             posted = set(conn.scalars(select(OUTBOX.c.key).where(OUTBOX.c.key.in_(posts), OUTBOX.c.status == "sent")))
             for alert in firing:
@@ -253,6 +260,40 @@ class Notifier:
         if sent:
             self.on_enqueue()
         return sent
+
+    def close_orphans(self) -> int:
+        """Resolve the open alerts of metrics no longer in the catalog, recording why.
+
+        Nothing else would resolve them: no score of such a metric is read any more. The
+        alert's message loses its buttons and its thread says why; each is logged once
+        (a warning), since a closed alert is not looked at again. Returns how many.
+        """
+        closed = 0
+        with self.engine.begin() as conn:
+            query = select(ALERTS).where(ALERTS.c.status != Status.RESOLVED.value,
+                                         ALERTS.c.metric.not_in(list(self.catalog.by_id)))
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            for alert in conn.execute(query).all():
+                reason = f"{alert.metric} is no longer in the catalog"
+                conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
+                    status=Status.RESOLVED.value, resolved_at=self._now(), resolved_reason=reason))
+                closed += 1
+                log.warning("alert closed: its metric is no longer in the catalog",
+                            extra={"key": alert_key(alert), "metric": alert.metric, "window": alert.window})
+                if outbox.cancel_unsent(conn, f"{alert_key(alert)}:post"):
+                    continue  # it never reached Slack: nothing to tell
+                # Plain text: the metric's name, owners and buttons came from the catalog entry.
+                text = f"Follow-up closed: {reason}, so its {alert.window} score is no longer followed up."
+                message = {"text": text, "blocks": [{"type": "section", "text": {"type": "plain_text", "text": text}}]}
+                outbox.enqueue_update(conn, f"{alert_key(alert)}:update", f"{alert_key(alert)}:post", message)
+                number = alert.replies + 1
+                conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(replies=number))
+                outbox.enqueue_post(conn, f"{alert_key(alert)}:reply:{number}", alert.channel, message,
+                                    parent_key=f"{alert_key(alert)}:post")
+        if closed:
+            self.on_enqueue()
+        return closed
 
     # -- people acting on alerts ---------------------------------------------------------------
 
