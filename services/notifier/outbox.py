@@ -191,6 +191,7 @@ class Sender:
         with self.engine.connect() as conn:
             due = self._due(conn, limit)
         for row_id, attempts in due:
+            self._beat()  # each message is progress, even one Slack refuses or times out on
             claimed = self._claim(row_id, attempts)
             if claimed is not None and self._deliver(claimed):
                 delivered += 1
@@ -269,9 +270,17 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
-    def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
-        """Deliver until `stop` is set, waking on `wake()` or every `poll_s`."""
+    _beat: Callable[[], None] = staticmethod(lambda: None)
+
+    def run(self, stop: threading.Event, poll_s: float = 1.0, beat: Callable[[], None] | None = None) -> None:
+        """Deliver until `stop` is set, waking on `wake()` or every `poll_s`.
+
+        `beat` is called each time round and for each message: the notifier's liveness.
+        """
+        if beat is not None:
+            self._beat = beat
         while not stop.is_set():
+            self._beat()
             try:
                 while self.deliver_due() and not stop.is_set():
                     pass
@@ -288,6 +297,35 @@ def recent(conn: Connection, limit: int = 20) -> list[dict]:
     return [{"key": row.key, "channel": row.channel, "status": row.status,
              "text": orjson.loads(row.payload).get("text", ""), "created_at": aware(row.created_at),
              "sent_at": aware(row.sent_at)} for row in rows]
+
+
+# Charts dropped per transaction: a board's PNG is some tens of KiB, so a chunk stays small.
+FILE_DATA_CHUNK = 100
+
+
+def drop_file_data(engine: Engine, ended_before: datetime, *, chunk: int = FILE_DATA_CHUNK) -> int:
+    """Drop the bytes (the daily board's PNG chart) of uploads that ended before `ended_before`.
+
+    Only uploads in a final state (sent, failed, cancelled) lose them: nothing sends or
+    re-reads those bytes again (an upload's key is never queued anew). A pending upload
+    keeps its chart however old, so an outage of any length still ends in delivery. The
+    rows themselves stay: their unique keys are what keep a board, a recap or an alert
+    reply from being queued a second time. Returns how many uploads lost their bytes.
+    """
+    ended = or_(T.c.status == "sent", T.c.status == "failed", T.c.status == "cancelled")
+    doomed = (select(T.c.id).where(T.c.file_data.is_not(None), ended,
+                                   func.coalesce(T.c.sent_at, T.c.created_at) < ended_before)
+              .order_by(T.c.id).limit(chunk))
+    if engine.dialect.name == "postgresql":
+        doomed = doomed.with_for_update(skip_locked=True)  # a second notifier takes other rows
+    statement = update(T).where(T.c.id.in_(doomed)).values(file_data=None)
+    dropped = 0
+    while True:
+        with engine.begin() as conn:  # one short transaction per chunk
+            gone = conn.execute(statement).rowcount or 0
+        dropped += gone
+        if gone < chunk:
+            return dropped
 
 
 def pending_keys(conn: Connection) -> list[str]:

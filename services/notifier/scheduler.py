@@ -1,8 +1,9 @@
 """The notifier's schedule: APScheduler jobs kept in the database.
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
-reminders, the re-evaluation of steady scores, and a catch-up every five minutes that
-posts the board and recap if their time passed without them (no scores yet then).
+reminders, the re-evaluation of steady scores, a catch-up every five minutes that
+posts the board and recap if their time passed without them (no scores yet then), and
+an hourly purge of the charts of uploads sent over NOTIFIER_OUTBOX_RETENTION_DAYS ago.
 They live in the `notifier_jobs` table (SQLAlchemyJobStore), so a restart keeps each
 job's next run time: a run missed while the notifier was down happens on start
 (within the grace time), and one that happened is not repeated. The board and recap are idempotent by their
@@ -16,6 +17,7 @@ clock and calls `run_due()`, which runs the same stored jobs with the same trigg
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -24,6 +26,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
+from shared.db import utcnow
+
+from . import outbox
 from .clock import Clock, ManualClock
 from .models import JOBS_TABLE
 from .service import Notifier
@@ -60,6 +65,15 @@ def catch_up() -> None:
     _current().catch_up()
 
 
+def purge_outbox() -> None:
+    # Outbox times are the machine's UTC (utcnow), not the notifier's clock.
+    notifier = _current()
+    days = notifier.settings.outbox_retention_days
+    dropped = outbox.drop_file_data(notifier.engine, utcnow() - timedelta(days=days))
+    if dropped:
+        log.info("old charts dropped from the outbox", extra={"uploads": dropped, "retention_days": days})
+
+
 class _ManualScheduler(BackgroundScheduler):
     """APScheduler without its timer thread: jobs run only through `NotifierScheduler.run_due()`."""
 
@@ -91,6 +105,7 @@ class NotifierScheduler:
             "catch-up": (catch_up, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),
                                                                  start_date=start, timezone=zone)),
+            "purge-outbox": (purge_outbox, IntervalTrigger(seconds=3600, start_date=start, timezone=zone)),
         }
 
     def start(self) -> None:

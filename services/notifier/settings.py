@@ -53,6 +53,9 @@ class NotifierSettings(BaseSettings):
     recap_day: str = Field("mon", alias="NOTIFIER_RECAP_DAY")
     recap_time: time = Field(time(8, 35), alias="NOTIFIER_RECAP_TIME")
     chart_days: int = Field(90, alias="NOTIFIER_CHART_DAYS", ge=2)
+    outbox_retention_days: int = Field(30, alias="NOTIFIER_OUTBOX_RETENTION_DAYS", ge=1,
+                                       description="Charts (PNG) of uploads sent or ended longer ago are dropped "
+                                                   "from the outbox, hourly; the rows and keys stay")
 
     # alert lifecycle
     alert_windows: str = Field("week", alias="NOTIFIER_ALERT_WINDOWS", description="Comma-separated windows")
