@@ -4,7 +4,10 @@ For each batch (bounded by size and time):
   1. decode and validate every message and work out what it adds; bad ones (and any the
      fold could not take) go to the dead-letter topic with the reason;
   2. fold the good ones in ONE database transaction (event ids are unique keys, so a
-     redelivered batch changes nothing) and commit it;
+     redelivered batch changes nothing) and commit it. Should the database refuse the
+     batch for its data (a NUL it cannot store, a number out of range, a constraint:
+     whatever slipped past the contract), fold it again in halves, in order, down to the
+     single events it refuses, and dead-letter just those with the reason;
   3. rescore what the batch touched, writing changed scores and an outbox row in a
      second short transaction (at most every 0.4 s: in a backlog, a batch may leave
      its rescore to the next);
@@ -30,21 +33,22 @@ import logging
 import signal
 import threading
 import time
+from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, Problem, validate_event
 from shared.kafka import ensure_topics, make_producer, poll
-from shared.score_store import Folding, ScoreStore
+from shared.score_store import FoldOutcome, Folding, ScoreStore
 from shared.settings import Settings
 
 from .metrics import ScorerMetrics
@@ -71,6 +75,46 @@ class BatchReport:
     dead_letters: int
     changes: int
     fold_s: float
+
+
+class Origin(NamedTuple):
+    """Where a message came from, and what it held: all a dead letter needs of it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Origins:
+    """Where each event of a batch prepared for folding came from, in the same order: enough to
+    dead-letter one the database refuses. Cheap: partitions and offsets in arrays, the value
+    bytes the consumer already read (not copied) and one copy of each key (a metric's name):
+    about 270 bytes an event, most of it the value."""
+
+    __slots__ = ("topic", "partitions", "offsets", "keys", "values", "_key")
+
+    def __init__(self) -> None:
+        self.topic = ""  # the scorer reads one topic
+        self.partitions = array("i")
+        self.offsets = array("q")
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes | None] = []
+        self._key: dict[bytes | None, bytes | None] = {}
+
+    def add(self, message) -> None:
+        self.topic = message.topic
+        self.partitions.append(message.partition)
+        self.offsets.append(message.offset)
+        self.keys.append(self._key.setdefault(message.key, message.key))
+        self.values.append(message.value)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index: int) -> Origin:
+        return Origin(self.topic, self.partitions[index], self.offsets[index], self.keys[index], self.values[index])
 
 
 @dataclass
@@ -186,10 +230,11 @@ class Scorer:
 
     # -- one batch ------------------------------------------------------------------------
 
-    def validate(self, messages: list) -> tuple[list[Folding], int]:
-        """The batch's valid events, prepared for folding, and how many others went to the
-        dead-letter topic (now, before any commit)."""
+    def validate(self, messages: list) -> tuple[list[Folding], Origins, int]:
+        """The batch's valid events, prepared for folding, where each came from, and how many
+        others went to the dead-letter topic (now, before any commit)."""
         events = []
+        origins = Origins()
         dead = []
         prepare = self.store.prepare
         for message in messages:
@@ -209,13 +254,28 @@ class Scorer:
                 # other is a bug, which should stop the scorer, not empty the scores quietly.
                 log.error("an event could not be folded; sent to the dead-letter topic", exc_info=True)
                 dead.append((message, [Problem("", f"cannot be folded: {exc}").as_dict()]))
+                continue
+            origins.add(message)
         if dead:
             self.dead_letter(dead)
-        return events, len(dead)
+        return events, origins, len(dead)
 
-    def store_batch(self, events: list[Folding], message_count: int, started: float, dead: int) -> BatchReport:
-        """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox."""
-        outcome = self._in_transaction(lambda conn: self.store.fold_prepared(conn, events)) if events else None
+    def store_batch(self, events: list[Folding], message_count: int, started: float, dead: int,
+                    origins: Origins | None = None) -> BatchReport:
+        """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox.
+
+        `origins` says where each event came from (in the same order), to dead-letter those the
+        database refuses; without it, a refusal is raised."""
+        outcome = None
+        if events:
+            outcome, refused = self.fold(events)
+            if refused:
+                if origins is None or len(origins) != len(events):
+                    raise refused[0][1]
+                # Written (and acknowledged) before the batch's offsets are committed.
+                self.dead_letter([(origins[index], [Problem("", _refusal(error)).as_dict()])
+                                  for index, error in refused])
+                dead += len(refused)
         as_of = current_as_of(self.clock, self.catalog)
         changes = 0
         if self.rescore_each_batch:
@@ -237,6 +297,39 @@ class Scorer:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         return report
 
+    def fold(self, events: list[Folding]) -> tuple[FoldOutcome | None, list[tuple[int, DBAPIError]]]:
+        """Fold the events in one transaction. Should the database refuse them for their data, fold
+        them again in halves, each in its own transaction, down to the single events it refuses;
+        returns the outcome of what was folded and the refused events' indexes with the error.
+
+        Exactly once, in order: a refused transaction is rolled back whole, halves are folded
+        first half first (a case's later version still replaces its earlier one), and every
+        event's claim commits with what it adds, so a batch read again after a crash between
+        halves finds the folded ones claimed."""
+        outcome: FoldOutcome | None = None
+        refused: list[tuple[int, DBAPIError]] = []
+        ranges = [(0, len(events))]  # a stack: the next range to fold is the last
+        while ranges:
+            start, stop = ranges.pop()
+            part = events if stop - start == len(events) else events[start:stop]
+            try:
+                folded = self._in_transaction(lambda conn, part=part: self.store.fold_prepared(conn, part))
+            except DBAPIError as exc:
+                if not _refused(exc):
+                    raise  # a lost connection (after its retries) or a bug: stop, the batch comes again
+                if stop - start == 1:
+                    log.error("the database refused an event; sent to the dead-letter topic",
+                              extra={"error": _refusal(exc)})
+                    refused.append((start, exc))
+                else:
+                    log.warning("the database refused a batch; folding it again in halves",
+                                extra={"events": stop - start, "error": _refusal(exc)})
+                    middle = (start + stop) // 2
+                    ranges += [(middle, stop), (start, middle)]
+                continue
+            outcome = folded if outcome is None else _combined(outcome, folded)
+        return outcome, refused
+
     def _rescore_due(self) -> bool:
         """At most one rescore per `rescore_every_s` (0.4 s). Batches come every half second
         or less often unless the scorer is behind, so this only thins the rescores of a
@@ -248,22 +341,24 @@ class Scorer:
     def submit(self, batch: Batch) -> None:
         """Validate this batch here, then queue it for the database worker behind the ones before it."""
         started = time.perf_counter()
-        events, dead = self.validate(batch.messages)
+        events, origins, dead = self.validate(batch.messages)
         self.finish_in_flight(done_only=True)
         while len(self._in_flight) >= self.queue_depth:
             self._finish_oldest(wait_for_commit=False)
-        future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead)
-        # Queued batches keep only their offsets: the records themselves are done with.
+        future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead, origins)
+        # Queued batches keep only their offsets (and, in `origins`, what a dead letter needs
+        # of each event): the records themselves are done with.
         self._in_flight.append((future, Batch(offsets=batch.offsets)))
 
-    def _store_in_order(self, events: list[Folding], message_count: int, started: float, dead: int) -> BatchReport:
+    def _store_in_order(self, events: list[Folding], message_count: int, started: float, dead: int,
+                        origins: Origins | None = None) -> BatchReport:
         # A batch queued behind one that failed must not reach the database: its events
         # would be counted before the failed batch's, and a case's older version could
         # then replace its newer one when the failed batch comes again.
         if self._failed:
             raise RuntimeError("an earlier batch failed; this one will be read again")
         try:
-            return self.store_batch(events, message_count, started, dead)
+            return self.store_batch(events, message_count, started, dead, origins)
         except BaseException:
             self._failed = True
             raise
@@ -425,11 +520,53 @@ class Scorer:
 
 
 def _retryable(exc: Exception) -> bool:
+    if _refused(exc):
+        return False  # the same data is refused again (and its message may hold any word below)
     text = str(exc).lower()
     # A duplicate key: another scorer claimed one of the batch's event ids (or made one of its
     # parts) while this transaction ran. Run again, the batch finds them and skips them.
     return any(word in text for word in ("deadlock", "could not serialize", "database is locked",
                                          "connection", "server closed", "duplicate key value"))
+
+
+def _refused(exc: Exception) -> bool:
+    """The database refused the data, not the work: a data exception (SQLSTATE class 22: a NUL
+    it cannot store, a number out of range, a string too long) or a constraint the data breaks
+    (class 23), but not a duplicate key, which is another scorer's claim racing ours (retried)."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, IntegrityError):
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            return False
+        text = str(exc.orig).lower()
+        return "duplicate key value" not in text and "unique constraint failed" not in text
+    return False
+
+
+def _refusal(exc: DBAPIError) -> str:
+    """The database's reason, for a dead letter: its message, detail and SQLSTATE."""
+    diag = getattr(exc.orig, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc.orig).strip().split("\n")[0]
+    detail = getattr(diag, "message_detail", None)
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    reason = f"refused by the database: {message}"
+    if detail:
+        reason += f" ({detail})"
+    if sqlstate:
+        reason += f" [SQLSTATE {sqlstate}]"
+    return reason[:1000]
+
+
+def _combined(outcome: FoldOutcome, more: FoldOutcome) -> FoldOutcome:
+    """Two folds' outcomes as one: counts added, touched days joined (whatever else it counts)."""
+    for name in (f.name for f in fields(outcome)):
+        mine, theirs = getattr(outcome, name), getattr(more, name)
+        if isinstance(mine, dict):
+            for metric, days in theirs.items():
+                mine.setdefault(metric, set()).update(days)
+        else:
+            setattr(outcome, name, mine + theirs)
+    return outcome
 
 
 def _log_failed_commit(offsets, response) -> None:
