@@ -6,16 +6,22 @@ import logging
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
+from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS, Settings
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> list[str]:
+def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0,
+                  configs: dict[str, dict[str, str]] | None = None) -> list[str]:
     """Create the topics that are missing (name -> partitions); return the ones created.
+
+    `configs`: topic settings by topic name (events_topic_configs() for the events topic).
+    A topic created here gets them; one that exists keeps its own and a warning says how
+    they differ: changing a live topic's retention is the operator's decision, not a
+    side effect of starting a service.
 
     Replication is left to the broker's default.replication.factor, so a
     three-broker cluster gets three copies without a setting here.
@@ -25,8 +31,10 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.
                              bootstrap_timeout_ms=timeout_ms, client_id="cityscore-admin")
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(name, partitions, replication_factor=-1) for name, partitions in topics.items()
-                  if name not in existing]
+        configs = configs or {}
+        _warn_of_other_configs(admin, {name: configs[name] for name in topics if name in existing and name in configs})
+        wanted = [NewTopic(name, partitions, replication_factor=-1, topic_configs=configs.get(name))
+                  for name, partitions in topics.items() if name not in existing]
         if not wanted:
             return []
         try:
@@ -38,6 +46,35 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.
         return created
     finally:
         admin.close()
+
+
+def events_topic_configs(settings: Settings) -> dict[str, str]:
+    """The events topic's settings: everything `cityscore rebuild` replays, kept for ever by
+    default. Kafka's default deletes events after 7 days, and a rebuild from what is left
+    would publish scores of a fraction of the history."""
+    return {"retention.ms": str(settings.events_retention_ms), "retention.bytes": str(settings.events_retention_bytes)}
+
+
+def _warn_of_other_configs(admin: KafkaAdminClient, configs: dict[str, dict[str, str]]) -> None:
+    """A warning for each existing topic setting that differs from the one configured."""
+    if not configs:
+        return
+    try:
+        # "all": a value the topic takes from the broker's defaults counts too (7-day retention).
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(wanted))
+                                            for name, wanted in configs.items()], config_filter="all")
+    except Exception as exc:  # noqa: BLE001 - only a warning is at stake; the topic exists and is used
+        log.warning("could not read the topics' settings", extra={"topics": sorted(configs), "error": str(exc)[:200]})
+        return
+    for name, wanted in configs.items():
+        actual = described.get("topic", {}).get(name, {})
+        for key, value in wanted.items():
+            have = (actual.get(key) or {}).get("value")
+            if have is not None and have != value:
+                log.warning(f"topic {name} has {key}={have}, not {value} as configured; it is left as it is "
+                            f"(kafka-configs.sh --alter --entity-type topics --entity-name {name} "
+                            f"--add-config {key}={value} changes it)",
+                            extra={"topic": name, "config": key, "value": have, "configured": value})
 
 
 def make_producer(bootstrap: str, timeout_s: float, client_id: str, **overrides) -> KafkaProducer:

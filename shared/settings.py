@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field("cityscore.events.dlq", alias="CITYSCORE_DLQ_TOPIC")
     scores_topic: str = Field("cityscore.scores", alias="CITYSCORE_SCORES_TOPIC")
     topic_partitions: int = Field(6, alias="CITYSCORE_TOPIC_PARTITIONS", ge=1)
+    # The events topic is the record `cityscore rebuild` replays: kept for ever (-1) unless set.
+    # Applied when the topic is created; an existing topic keeps its own, with a warning.
+    events_retention_ms: int = Field(-1, alias="CITYSCORE_EVENTS_RETENTION_MS", ge=-1,
+                                     description="retention.ms of a new events topic (-1: for ever)")
+    events_retention_bytes: int = Field(-1, alias="CITYSCORE_EVENTS_RETENTION_BYTES", ge=-1,
+                                        description="retention.bytes of each partition of a new events topic "
+                                                    "(-1: no limit)")
     kafka_reconnect_backoff_max_ms: int = Field(KAFKA_RECONNECT_BACKOFF_MAX_MS, alias="KAFKA_RECONNECT_BACKOFF_MAX_MS",
                                                 ge=10, description="Longest wait between attempts to reach a broker")
 

@@ -36,8 +36,10 @@ class KafkaEventPublisher:
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str,
-                 reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS):
+                 reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS,
+                 topic_configs: dict[str, str] | None = None):
         self.bootstrap = bootstrap
+        self.topic_configs = topic_configs  # the events topic's retention when ingest creates it
         self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
         self.topic = topic
         self.timeout_s = timeout_s
@@ -52,7 +54,8 @@ class KafkaEventPublisher:
         with self._lock:
             if not self._topic_ready:
                 ensure_topics(self.bootstrap, {self.topic: self.partitions, self.dead_letter_topic: 1},
-                              timeout_s=max(0.1, deadline - time.monotonic()))
+                              timeout_s=max(0.1, deadline - time.monotonic()),
+                              configs={self.topic: self.topic_configs} if self.topic_configs else None)
                 self._topic_ready = True
             if self._producer is None:
                 self._producer = make_producer(self.bootstrap, self.timeout_s, client_id="cityscore-ingest",

@@ -73,7 +73,7 @@ def run(host: str, http_port: int) -> None:
     from shared.logs import configure_logging
 
     from .app import create_app
-    from .consumer import Scorer
+    from .consumer import EventsLost, Scorer
 
     configure_logging()
     _tune_for_throughput()
@@ -87,6 +87,8 @@ def run(host: str, http_port: int) -> None:
         log.info("scorer read API listening", extra={"url": f"http://{host}:{http_port}/"})
     try:
         scorer.run()
+    except EventsLost:
+        sys.exit(1)  # the reason is logged already, partition by partition; nothing past it was committed
     finally:
         scorer.close()
         if server is not None:
@@ -110,22 +112,30 @@ def serve(host: str, port: int) -> None:
 
 @click.command("rebuild")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def rebuild(yes: bool) -> None:
+@click.option("--allow-partial-history", is_flag=True,
+              help="Rebuild even when the events topic no longer holds every event (retention or deleted "
+                   "records moved its start): the scores then count only the events still in the topic.")
+def rebuild(yes: bool, allow_partial_history: bool) -> None:
     """Forget the folded state and re-read the events topic from the beginning.
 
     Stop every scorer first. The scores published before are kept to compare with:
     a replay of the same events ends with the same scores and publishes no change.
+    Refuses, changing nothing, when the topic has lost events (unless --allow-partial-history).
     """
     from shared.logs import configure_logging
 
-    from .replay import replay
+    from .consumer import EventsLost
+    from .replay import PartialHistory, replay
 
     configure_logging()
     if not yes:
         click.confirm("Stop all scorers first. Rebuild the scores from the whole events topic?", abort=True)
     settings, catalog, engine, store = _parts()
     _tune_for_throughput()
-    report = replay(settings, store, catalog)
+    try:
+        report = replay(settings, store, catalog, allow_partial_history=allow_partial_history)
+    except (PartialHistory, EventsLost) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"replayed {report.messages} messages ({report.folded} folded, {report.duplicates} duplicates, "
                f"{report.dead_letters} dead letters) in {report.seconds:.1f}s; "
                f"{report.changes} scores differ from before the rebuild")

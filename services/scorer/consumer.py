@@ -42,12 +42,13 @@ from typing import Callable, NamedTuple
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, Problem, validate_event
-from shared.kafka import ensure_topics, make_producer, poll
+from shared.kafka import ensure_topics, events_topic_configs, make_producer, poll
 from shared.score_store import FoldOutcome, Folding, ScoreStore
 from shared.settings import Settings
 
@@ -65,6 +66,10 @@ def system_clock() -> datetime:
 def current_as_of(clock: Clock, catalog: Catalog) -> date:
     """The last complete local day: scores are 'as of yesterday' in the city's time zone."""
     return clock().astimezone(catalog.zone).date() - timedelta(days=1)
+
+
+class EventsLost(RuntimeError):
+    """Events the scorers had not folded are no longer in the topic: the scorer stops."""
 
 
 @dataclass
@@ -161,7 +166,8 @@ class Scorer:
     def connect(self) -> None:
         s = self.settings
         ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
-                                                   s.scores_topic: s.topic_partitions}, timeout_s=30)
+                                                   s.scores_topic: s.topic_partitions}, timeout_s=30,
+                      configs={s.events_topic: events_topic_configs(s)})
         self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out",
                                        reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms)
         self._consumer = KafkaConsumer(
@@ -169,7 +175,10 @@ class Scorer:
             client_id=self.client_id,
             group_id=s.scorer_group,
             enable_auto_commit=False,  # offsets are committed only after the database has the batch
-            auto_offset_reset="earliest",
+            # Never skip on our own: Kafka's "earliest" would quietly move a scorer whose next
+            # event retention deleted to the log start. With "none" Kafka tells us, and _poll
+            # starts a partition without a committed offset at its beginning itself.
+            auto_offset_reset="none",
             max_poll_records=s.batch_max,
             max_poll_interval_ms=300_000,
             session_timeout_ms=10_000,
@@ -220,13 +229,64 @@ class Scorer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            polled = poll(self._consumer, timeout_ms=int(remaining * 1000) + 1,
-                          max_records=self.settings.batch_max - len(messages))
+            polled = self._poll(timeout_ms=int(remaining * 1000) + 1,
+                                max_records=self.settings.batch_max - len(messages))
             for tp, records in polled.items():
                 messages.extend(records)
                 # A partition's records come in offset order: its last one says where to resume.
                 batch.offsets[tp] = records[-1].offset + 1
         return batch
+
+    def _poll(self, timeout_ms: int, max_records: int) -> dict:
+        """Poll, starting a partition the group never committed at its beginning, and stopping
+        (EventsLost) where the next event to fold is no longer in the topic."""
+        assert self._consumer is not None
+        try:
+            return poll(self._consumer, timeout_ms=timeout_ms, max_records=max_records)
+        except NoOffsetForPartitionError as exc:
+            # A new group (or a partition it never had an event from): from the beginning,
+            # unless the beginning is gone, for then this group never saw those events.
+            fresh = [tp for tp in (exc.args[0] if exc.args else ()) if tp in self._consumer.assignment()]
+            starts = self._consumer.beginning_offsets(fresh) if fresh else {}
+            gone = {tp: start for tp, start in starts.items() if start > 0}
+            if gone:
+                raise self._events_lost({tp: None for tp in gone}, gone)
+            for tp in fresh:
+                self._consumer.seek(tp, starts[tp])
+            return {}
+        except OffsetOutOfRangeError as exc:
+            # The committed offset (or the position reached) is outside what the partition holds.
+            nexts = dict(exc.args[0]) if exc.args and isinstance(exc.args[0], dict) else {}
+            raise self._events_lost(nexts, self._consumer.beginning_offsets(list(nexts))) from exc
+
+    def _events_lost(self, nexts: dict[TopicPartition, int | None], starts: dict[TopicPartition, int]) -> "EventsLost":
+        """Log, and return to raise, why the scorer stops: for each partition, where it would
+        read next (None: no committed offset) and where the log now starts."""
+        s = self.settings
+        ends = self._consumer.end_offsets(list(nexts)) if self._consumer is not None else {}
+        said = []
+        for tp in sorted(nexts):
+            offset, start, end = nexts[tp], starts.get(tp), ends.get(tp)
+            where = f"partition {tp.partition} of {tp.topic}"
+            if offset is None:
+                text = (f"{where}: the scorers have no committed offset and the log starts at {start}: "
+                        f"its first {start} events were deleted before group {s.scorer_group} folded them")
+            elif start is not None and offset < start:
+                text = (f"{where}: the scorers' next event is at offset {offset} but the log starts at {start}: "
+                        f"events {offset}-{start - 1} were deleted (retention or deleted records) before they "
+                        f"were folded")
+            else:
+                text = (f"{where}: the scorers' next event is at offset {offset} but the log holds "
+                        f"{start}-{end}: was the topic deleted and made again?")
+            log.error(text + "; the scorer stops rather than skip them",
+                      extra={"topic": tp.topic, "partition": tp.partition, "committed_offset": offset,
+                             "log_start": start, "log_end": end, "group": s.scorer_group})
+            said.append(text)
+        return EventsLost(
+            "; ".join(said) + ". The scorer stops rather than publish scores without those events. Restore them, "
+            "or rebuild the scores from what the topic still holds (cityscore rebuild --allow-partial-history), "
+            f"or accept the gap by moving the group past it (kafka-consumer-groups.sh --group {s.scorer_group} "
+            f"--topic {s.events_topic} --reset-offsets --to-earliest --execute).")
 
     # -- one batch ------------------------------------------------------------------------
 

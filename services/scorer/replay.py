@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from sqlalchemy import func, select
 
 from shared.catalog import Catalog
+from shared.db import ProcessedEvent
 from shared.score_store import ScoreStore
 from shared.settings import Settings
 
@@ -28,6 +30,50 @@ class ReplayReport:
     seconds: float
 
 
+class PartialHistory(Exception):
+    """The events topic no longer holds every event: a rebuild from it would count only part."""
+
+    def __init__(self, topic: str, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__(
+            f"not rebuilt: {topic} no longer holds every event, so the rebuilt scores would count only part of "
+            f"the history and be published as the city's: {'; '.join(reasons)}. Restore the events, or run "
+            f"`cityscore rebuild --allow-partial-history` to rebuild from only what the topic still holds.")
+
+
+def missing_history(topic: str, starts: dict[int, int], ends: dict[int, int], folded: int) -> list[str]:
+    """Why the topic (each partition's first and next offsets) cannot hold every event the
+    database folded; empty when nothing says so.
+
+    A partition's log starts past 0 only when events were deleted from it (retention, or
+    deleted records), whatever the database holds. And the database can never have folded
+    more events than the topic ever had messages (only the scorer folds, each message at
+    most once): more than the topic holds now means a topic deleted and made again."""
+    reasons = [f"partition {p} of {topic} starts at offset {starts[p]}: its first {starts[p]} events were "
+               "deleted (by retention, or deleted records)" for p in sorted(starts) if starts[p] > 0]
+    held = sum(ends[p] - starts[p] for p in starts)
+    if folded > held:
+        reasons.append(f"the database folded {folded} events but {topic} holds {held} "
+                       "(was it deleted and made again?)")
+    return reasons
+
+
+def check_history(settings: Settings, store: ScoreStore) -> list[str]:
+    """missing_history() of the events topic as it is now and the database's folded events."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(settings.events_topic, p)
+                      for p in sorted(consumer.partitions_for_topic(settings.events_topic) or ())]
+        starts = consumer.beginning_offsets(partitions) if partitions else {}
+        ends = consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        consumer.close(autocommit=False)
+    with store.engine.connect() as conn:
+        folded = conn.scalar(select(func.count()).select_from(ProcessedEvent))
+    return missing_history(settings.events_topic, {tp.partition: starts[tp] for tp in partitions},
+                           {tp.partition: ends[tp] for tp in partitions}, folded)
+
+
 def rewind_group(settings: Settings) -> int:
     """Move the scorer group's committed offsets to the start of every partition."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.scorer_group,
@@ -44,8 +90,18 @@ def rewind_group(settings: Settings) -> int:
         consumer.close(autocommit=False)
 
 
-def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock = system_clock) -> ReplayReport:
+def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock = system_clock, *,
+           allow_partial_history: bool = False) -> ReplayReport:
+    """Forget the folded state and fold the whole events topic again. Refuses (PartialHistory),
+    before touching anything, when the topic no longer holds every event, unless
+    `allow_partial_history`: then the scores count only what the topic still holds."""
     started = time.perf_counter()
+    missing = check_history(settings, store)
+    if missing and not allow_partial_history:
+        raise PartialHistory(settings.events_topic, missing)
+    if missing:
+        log.warning("rebuilding from part of the history, as asked: the scores will count only the events "
+                    "the topic still holds", extra={"topic": settings.events_topic, "missing": missing})
     # Offsets first: if we stop half-way, the state is still whole and re-reading changes nothing.
     rewind_group(settings)
     with store.engine.begin() as conn:
