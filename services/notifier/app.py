@@ -1,16 +1,23 @@
 """The notifier's HTTP side: Slack's buttons and /cityscore, and the operations endpoints.
 
-Every request from Slack is verified with the signing secret (slack_sdk's
-SignatureVerifier): a forged signature, or a timestamp more than five minutes away,
-gets 401 before anything else happens. Views stay thin: parse, call one use case,
-answer.
+Every request from Slack is checked before anything else happens: a body over
+SLACK_MAX_BODY_BYTES gets 413 without being read; a missing or non-numeric timestamp,
+a forged signature, or a timestamp more than five minutes away gets 401 (slack_sdk's
+SignatureVerifier); another workspace than SLACK_TEAM_ID gets 403. A verified request
+is acted on once, even when it is replayed within its five minutes to another replica
+(Notifier.first_sight). Views stay thin: parse, call one use case, answer.
+
+In production gunicorn serves this app (services/notifier/wsgi.py); `notifier run`
+serves it with Werkzeug for the laptop, or only the operations endpoints when
+NOTIFIER_SERVE_SLACK is false.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 from urllib.parse import parse_qs
 
@@ -21,12 +28,21 @@ from prometheus_client.core import GaugeMetricFamily
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
-from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP, board_message, metric_scores_message, note_modal
-from .service import Notifier
+from .blocks import (
+    ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP, board_message, escape, metric_scores_message, note_modal,
+)
+from .service import NotAllowed, Notifier
 from .settings import NotifierSettings
 from .slack import SlackGateway
 
 log = logging.getLogger("cityscore.notifier.http")
+
+TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+SIGNATURE_HEADER = "X-Slack-Signature"
+# ASCII digits only: str.isdigit() and int() also take '９９'. Seconds since 1970.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Slack's user ids (U…, W…) go into mentions <@…>: nothing else may.
+USER_ID = re.compile(r"[A-Z0-9]{2,32}")
 
 
 class NotifierMetrics:
@@ -70,7 +86,8 @@ def _json(status: int, body: dict) -> Response:
 def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGateway, *,
                metrics: NotifierMetrics | None = None,
                checks: dict[str, Callable[[], bool]] | None = None,
-               now: Callable[[], float] = time.time) -> Flask:
+               now: Callable[[], float] = time.time, slack_routes: bool = True) -> Flask:
+    """The notifier's HTTP app; `slack_routes=False` leaves out /slack/ (served elsewhere)."""
     metrics = metrics or NotifierMetrics(notifier)
     checks = dict(checks or {})
     verifier = None
@@ -82,26 +99,61 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         verifier = SignatureVerifier(settings.slack_signing_secret, clock=_Clock())
 
     app = Flask(__name__)
+    # A backstop for bodies sent without a Content-Length (chunked): reading stops at the limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.slack_max_body_bytes
     app.extensions["cityscore_notifier"] = {"notifier": notifier, "metrics": metrics}
 
+    def refuse(endpoint: str, status: int, field: str, error: str) -> Response:
+        log.warning("a Slack request was refused", extra={"endpoint": endpoint, "status": status, "field": field,
+                                                          "reason": error, "remote": request.remote_addr})
+        metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        return _json(status, {"error": error, "field": field})
+
+    @app.errorhandler(413)
+    def too_large(_error) -> Response:
+        return refuse(request.path.rsplit("/", 1)[-1], 413, "body",
+                      f"the request body is over {settings.slack_max_body_bytes} bytes")
+
     def verified(endpoint: str) -> tuple[bytes, Response | None]:
-        body = request.get_data(cache=True)
+        """The body of a request from Slack, or the refusal to answer instead."""
+        length = request.content_length
+        if length is not None and length > settings.slack_max_body_bytes:
+            # Refused on its Content-Length alone: the body is never read.
+            return b"", refuse(endpoint, 413, "body", f"the request body ({length} bytes) is over "
+                                                      f"{settings.slack_max_body_bytes} bytes")
         if verifier is None:
-            log.warning("a Slack request was refused: SLACK_SIGNING_SECRET is not set")
-            metrics.requests.labels(endpoint=endpoint, status="401").inc()
-            return body, _json(401, {"error": "requests from Slack cannot be verified: no signing secret"})
-        if not verifier.is_valid_request(body, dict(request.headers)):
-            log.warning("a Slack request was refused: bad or stale signature",
-                        extra={"endpoint": endpoint, "remote": request.remote_addr})
-            metrics.requests.labels(endpoint=endpoint, status="401").inc()
-            return body, _json(401, {"error": "invalid or stale Slack signature"})
+            return b"", refuse(endpoint, 401, "X-Slack-Signature",
+                               "requests from Slack cannot be verified: no signing secret (SLACK_SIGNING_SECRET)")
+        stamp = request.headers.get(TIMESTAMP_HEADER, "")
+        if not TIMESTAMP.fullmatch(stamp):
+            return b"", refuse(endpoint, 401, TIMESTAMP_HEADER, "missing or not a number of seconds")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        body = request.get_data(cache=True)
+        if not signature or not verifier.is_valid(body, stamp, signature):
+            return body, refuse(endpoint, 401, SIGNATURE_HEADER, "invalid or stale Slack signature")
+        if not notifier.first_sight(int(stamp), signature, datetime.fromtimestamp(now(), timezone.utc)):
+            # A replay of a request acted on already: 200 with nothing in it, and nothing done.
+            log.warning("a replayed Slack request was ignored", extra={"endpoint": endpoint,
+                                                                       "remote": request.remote_addr})
+            metrics.requests.labels(endpoint=endpoint, status="replay").inc()
+            return body, Response(status=200)
         metrics.requests.labels(endpoint=endpoint, status="200").inc()
         return body, None
 
-    def form(body: bytes) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(body.decode("utf-8")).items()}
+    def wrong_team(endpoint: str, team: str | None, field: str) -> Response | None:
+        if settings.slack_team_id and team != settings.slack_team_id:
+            return refuse(endpoint, 403, field, f"workspace {team or '(none)'} is not this city's "
+                                                f"({settings.slack_team_id})")
+        return None
 
-    @app.post("/slack/actions")
+    def form(body: bytes) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+
+    def slack_route(rule: str):
+        # Without the Slack routes the app answers 404 there: gunicorn serves them instead.
+        return app.post(rule) if slack_routes else (lambda view: view)
+
+    @slack_route("/slack/actions")
     def slack_actions() -> Response:
         body, refusal = verified("actions")
         if refusal is not None:
@@ -109,15 +161,28 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         try:
             payload = orjson.loads(form(body)["payload"])
         except (KeyError, orjson.JSONDecodeError):
-            return _json(400, {"error": "expected a form field 'payload' with JSON"})
+            return _json(400, {"error": "expected a form field 'payload' with JSON", "field": "payload"})
+        if not isinstance(payload, dict):
+            return _json(400, {"error": "expected a JSON object", "field": "payload"})
+        refusal = wrong_team("actions", (payload.get("team") or {}).get("id"), "team.id")
+        if refusal is not None:
+            return refusal
         user = (payload.get("user") or {}).get("id", "")
+        if payload.get("type") in ("block_actions", "view_submission") and not USER_ID.fullmatch(str(user)):
+            return _json(400, {"error": "not a Slack user id", "field": "user.id"})
+        try:
+            return act(payload, user)
+        except NotAllowed as refused:
+            return refuse("actions", 403, "user.id", str(refused))
+
+    def act(payload: dict, user: str) -> Response:
         if payload.get("type") == "block_actions":
             for action in payload.get("actions", []):
                 action_id, value = action.get("action_id"), action.get("value", "")
                 if action_id not in (ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE):
                     continue
-                if not value.isdigit():
-                    return _json(400, {"error": "the button carries no alert id"})
+                if not TIMESTAMP.fullmatch(value):
+                    return _json(400, {"error": "the button carries no alert id", "field": "actions.value"})
                 alert_id = int(value)
                 if action_id == ACKNOWLEDGE:
                     answer = notifier.acknowledge(alert_id, user)
@@ -127,6 +192,7 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
                     alert = notifier.alert(alert_id)
                     if alert is None:
                         return _json(200, {"text": "That alert does not exist."})
+                    notifier.check_may_act(alert_id, user, "add notes to")
                     gateway.open_view(payload.get("trigger_id", ""),
                                       note_modal(alert_id, notifier.catalog.by_id[alert.metric]))
                     answer = "note form opened"
@@ -137,20 +203,24 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
             view = payload["view"]
             note = (((view.get("state") or {}).get("values") or {}).get("note") or {}).get("text", {}).get("value")
             metadata = view.get("private_metadata", "")
-            if not metadata.isdigit():
-                return _json(400, {"error": "the note form carries no alert id"})
+            if not TIMESTAMP.fullmatch(str(metadata)):
+                return _json(400, {"error": "the note form carries no alert id", "field": "view.private_metadata"})
             answer = notifier.add_note(int(metadata), user, note or "")
+            log.info("slack note", extra={"alert": int(metadata), "user": user, "answer": answer})
             if answer == "The note is empty.":
                 return _json(200, {"response_action": "errors", "errors": {"note": answer}})
             return Response(status=200)
         return Response(status=200)  # other interactions are not ours
 
-    @app.post("/slack/commands")
+    @slack_route("/slack/commands")
     def slack_commands() -> Response:
         body, refusal = verified("commands")
         if refusal is not None:
             return refusal
         fields = form(body)
+        refusal = wrong_team("commands", fields.get("team_id"), "team_id")
+        if refusal is not None:
+            return refusal
         words = fields.get("text", "").strip()
         as_of = notifier.local_today() - timedelta(days=1)
         if words.lower() in ("", "board"):
@@ -168,7 +238,7 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
             (m for m in notifier.catalog.metrics if wanted in m.name.lower()), None)
         if metric is None:
             return _json(200, {"response_type": "ephemeral",
-                               "text": f"No metric matches “{words}”. Try `/cityscore help`."})
+                               "text": f"No metric matches “{escape(words)}”. Try `/cityscore help`."})
         scores = notifier.store.scoreboard(as_of).metrics[metric.id]
         return _json(200, {"response_type": "ephemeral", **metric_scores_message(metric, scores, as_of)})
 

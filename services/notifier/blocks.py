@@ -91,6 +91,17 @@ def audit_text(metric: Metric, result: WindowScore) -> str:
     return f"this period's mean {n} against past years' {d}"
 
 
+def escape(text: str) -> str:
+    """People's words as Slack shows them, never as markup (Slack's mrkdwn escaping).
+
+    `<…>` is how Slack writes mentions (`<!channel>`, `<@U…>`) and links
+    (`<https://…|label>`), and `&` starts an entity: escaped, a note can neither ping
+    everyone nor post a link as the bot. Only these three: *bold* or `code` in a note
+    is harmless and may stay.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -311,7 +322,7 @@ def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: 
         "resolved": f"✅ Resolved: {name} is at {mark(view.score)} this {view.window}.",
         "acknowledged": f"👀 <@{user}> acknowledged this; reminders stop.",
         "owner": f"🙋 <@{user}> took ownership.",
-        "note": f"📝 <@{user}>: {note}",
+        "note": f"📝 <@{user}>: {escape(note or '')}",
         "reminder": f"⏰ Still below 1 at {mark(view.score)} and not acknowledged. {mentions}".rstrip(),
     }
     text = _clip(texts[kind], MAX_SECTION_TEXT)

@@ -98,7 +98,10 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
     except Exception:  # noqa: BLE001 - the scheduled job will try again
         log.exception("catching up on the schedule failed")
 
-    app = create_app(ns, runtime.notifier, runtime.gateway, metrics=runtime.metrics, checks={
+    # Werkzeug's server: the operations endpoints, and Slack's only where NOTIFIER_SERVE_SLACK
+    # (the laptop); in production gunicorn serves those (services/notifier/wsgi.py).
+    app = create_app(ns, runtime.notifier, runtime.gateway, metrics=runtime.metrics, slack_routes=ns.serve_slack,
+                     checks={
         "kafka": lambda: broker_reachable(settings.kafka_bootstrap_servers, 2.0),
         "sender": sender_thread.is_alive,
         "scheduler": lambda: scheduler.scheduler.running,

@@ -1,6 +1,7 @@
 """The notifier's tables: alert tracks and alerts, the outbox of Slack messages, notes.
 
-Created by migration 0003 (shared/migrations/versions/0003_notifier_*.py). The
+Created by migration 0003 (shared/migrations/versions/0003_notifier_*.py); the
+Slack requests seen and the notes' digests by 0006. The
 APScheduler job table (`notifier_jobs`) belongs to APScheduler's SQLAlchemyJobStore.
 """
 
@@ -79,12 +80,33 @@ class AlertNote(Base):
     """A note someone added to an alert (also replied in its thread)."""
 
     __tablename__ = "notifier_alert_notes"
+    __table_args__ = (Index("uq_notifier_alert_notes_alert_id_digest", "alert_id", "digest", unique=True),)
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(Integer, index=True)
     user_id: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # sha256 of who wrote it and what: the same note sent twice is kept (and posted) once.
+    # Null on notes older than migration 0006.
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SlackRequest(Base):
+    """A signed request from Slack already acted on, kept while its signature is still accepted.
+
+    Slack's signature holds for five minutes on either side of its timestamp, so a
+    request captured on the way could be sent again in that time; each is identified by
+    a hash of its timestamp and signature and acted on once, whichever notifier replica
+    receives it.
+    """
+
+    __tablename__ = "notifier_slack_requests"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Slack's X-Slack-Request-Timestamp: the row may go once no clock accepts it any more.
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class OutboxMessage(Base):

@@ -4,9 +4,13 @@ The routing file (YAML or JSON) names, per department, the channel (a Slack chan
 id such as C0123ABCD) and the owners' Slack user ids; a metric may override its
 department's owners. Departments it does not name go to the default channel.
 
+A department may also name its `responders`: then only they and the owners of the
+alert's metric may acknowledge, take ownership of or add notes to its alerts. Without
+the list anyone who can click the buttons in the channel may (who did is recorded).
+
     default_channel: C0DEFAULT
     departments:
-      public-works: {channel: C0PWD, owners: [U0AAA, U0BBB]}
+      public-works: {channel: C0PWD, owners: [U0AAA, U0BBB], responders: [U0DDD]}
     metrics:
       pothole-on-time: {owners: [U0CCC]}
 """
@@ -29,6 +33,8 @@ class RoutingError(ValueError):
 class Route:
     channel: str
     owners: tuple[str, ...]
+    # Who besides the owners may act on its alerts; None: anyone (the default).
+    responders: tuple[str, ...] | None = None
 
     def mentions(self) -> str:
         return " ".join(f"<@{owner}>" for owner in self.owners)
@@ -44,19 +50,26 @@ class Routing:
         department = catalog.by_id[metric_id].department
         base = self.departments.get(department, Route(self.default_channel, ()))
         owners = self.metric_owners.get(metric_id, base.owners)
-        return Route(base.channel, owners)
+        return Route(base.channel, owners, base.responders)
 
     def owners_of(self, catalog: Catalog, metric_id: str) -> tuple[str, ...]:
         return self.route(catalog, metric_id).owners
 
+    def may_act(self, catalog: Catalog, metric_id: str, user: str) -> bool:
+        """Whether `user` may acknowledge, own or add a note to an alert on this metric."""
+        if metric_id not in catalog.by_id:
+            return True  # a metric gone from the catalog has no department to restrict it
+        route = self.route(catalog, metric_id)
+        return route.responders is None or user in route.responders or user in route.owners
 
-def _owners(value, where: str) -> tuple[str, ...]:
+
+def _owners(value, where: str, key: str = "owners") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise RoutingError(f"{where}.owners: give a list of Slack user ids")
+        raise RoutingError(f"{where}.{key}: give a list of Slack user ids")
     return tuple(value)
 
 
@@ -76,9 +89,13 @@ def parse_routing(data: dict | None, catalog: Catalog, default_channel: str) -> 
         if department not in known_departments:
             raise RoutingError(f"{where}: not a department of the catalog")
         entry = entry or {}
-        if not isinstance(entry, dict) or set(entry) - {"channel", "owners"}:
-            raise RoutingError(f"{where}: give channel and owners")
-        departments[department] = Route(str(entry.get("channel") or default), _owners(entry.get("owners"), where))
+        if not isinstance(entry, dict) or set(entry) - {"channel", "owners", "responders"}:
+            raise RoutingError(f"{where}: give channel, owners and (optionally) responders")
+        responders = None
+        if "responders" in entry:
+            responders = _owners(entry["responders"], where, "responders")
+        departments[department] = Route(str(entry.get("channel") or default), _owners(entry.get("owners"), where),
+                                        responders)
     metric_owners: dict[str, tuple[str, ...]] = {}
     for metric_id, entry in (data.get("metrics") or {}).items():
         where = f"metrics.{metric_id}"

@@ -7,6 +7,7 @@ job run twice, or a button clicked twice changes nothing the second time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable
@@ -22,7 +23,7 @@ from . import outbox
 from .blocks import AlertView, alert_message, board_message, recap_message, reply_message
 from .clock import Clock, aware
 from .lifecycle import AlertClock, Policy, QuietHours, Status, Streak, Transition, evaluate, reminder_due, thread_note
-from .models import Alert, AlertNote, AlertTrack, OutboxMessage
+from .models import Alert, AlertNote, AlertTrack, OutboxMessage, SlackRequest
 from .routing import Routing
 from .settings import WEEKDAYS, NotifierSettings
 
@@ -32,6 +33,18 @@ TRACKS = AlertTrack.__table__
 ALERTS = Alert.__table__
 NOTES = AlertNote.__table__
 OUTBOX = OutboxMessage.__table__
+SLACK_REQUESTS = SlackRequest.__table__
+
+# Slack's signature holds this long either side of its timestamp (slack_sdk's SignatureVerifier).
+SIGNATURE_WINDOW = timedelta(minutes=5)
+
+
+class NotAllowed(Exception):
+    """Someone the routing does not let act on an alert tried to; nothing was changed."""
+
+    def __init__(self, user: str, action: str, department: str) -> None:
+        super().__init__(f"user {user} may not {action} alerts of {department}: the routing names its responders")
+        self.user = user
 
 
 # The scores topic's message, defined once beside the scorer that sends it.
@@ -261,6 +274,24 @@ class Notifier:
             self.on_enqueue()
         return sent
 
+    # -- requests from Slack -------------------------------------------------------------------
+
+    def first_sight(self, timestamp: int, signature: str, now: datetime) -> bool:
+        """Record a verified Slack request; False if it was seen before (a replay).
+
+        Kept in the database so that every notifier replica knows it; rows go once their
+        timestamp is out of the signature window (a replay of them is refused as stale).
+        """
+        digest = hashlib.sha256(f"{timestamp}:{signature}".encode()).hexdigest()
+        requested_at = datetime.fromtimestamp(timestamp, timezone.utc)
+        with self.engine.begin() as conn:
+            conn.execute(SLACK_REQUESTS.delete().where(SLACK_REQUESTS.c.requested_at < now - 2 * SIGNATURE_WINDOW))
+            stmt = outbox.dialect_insert(conn, SLACK_REQUESTS).values(digest=digest, requested_at=requested_at,
+                                                                      received_at=now)
+            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["digest"])
+                                    .returning(SLACK_REQUESTS.c.digest)).first()
+        return inserted is not None
+
     def close_orphans(self) -> int:
         """Resolve the open alerts of metrics no longer in the catalog, recording why.
 
@@ -297,7 +328,21 @@ class Notifier:
 
     # -- people acting on alerts ---------------------------------------------------------------
 
-    def _act(self, alert_id: int, act) -> str:
+    def _allow(self, alert, user: str, action: str) -> None:
+        if not self.routing.may_act(self.catalog, alert.metric, user):
+            metric = self.catalog.by_id.get(alert.metric)
+            refusal = NotAllowed(user, action, metric.department if metric else alert.metric)
+            log.warning("slack action refused", extra={"alert": alert.id, "user": user, "action": action,
+                                                       "reason": str(refusal)})
+            raise refusal
+
+    def check_may_act(self, alert_id: int, user: str, action: str) -> None:
+        """Raise NotAllowed unless `user` may act on the alert (an unknown alert is the caller's to tell)."""
+        alert = self.alert(alert_id)
+        if alert is not None:
+            self._allow(alert, user, action)
+
+    def _act(self, alert_id: int, user: str, action: str, act) -> str:
         with self.engine.begin() as conn:
             query = select(ALERTS).where(ALERTS.c.id == alert_id)
             if conn.dialect.name == "postgresql":
@@ -305,6 +350,7 @@ class Notifier:
             alert = conn.execute(query).one_or_none()
             if alert is None:
                 return "That alert does not exist."
+            self._allow(alert, user, action)
             answer = act(conn, alert)
         self.on_enqueue()
         return answer
@@ -321,7 +367,7 @@ class Notifier:
             self._edit(conn, alert)
             self._reply(conn, alert, "acknowledged", user=user)
             return "Acknowledged: reminders stop."
-        return self._act(alert_id, act)
+        return self._act(alert_id, user, "acknowledge", act)
 
     def take_ownership(self, alert_id: int, user: str) -> str:
         def act(conn, alert) -> str:
@@ -334,18 +380,27 @@ class Notifier:
             self._edit(conn, alert)
             self._reply(conn, alert, "owner", user=user)
             return "You own this follow-up."
-        return self._act(alert_id, act)
+        return self._act(alert_id, user, "take ownership of", act)
 
     def add_note(self, alert_id: int, user: str, text: str) -> str:
         text = text.strip()
         if not text:
             return "The note is empty."
 
+        # The same words from the same person on the same alert are one note, however often
+        # they arrive (a resubmitted form, a retried request).
+        digest = hashlib.sha256(f"{user}\n{text}".encode()).hexdigest()
+
         def act(conn, alert) -> str:
-            conn.execute(NOTES.insert().values(alert_id=alert.id, user_id=user, text=text, created_at=utcnow()))
+            stmt = outbox.dialect_insert(conn, NOTES).values(alert_id=alert.id, user_id=user, text=text,
+                                                             created_at=utcnow(), digest=digest)
+            added = conn.execute(stmt.on_conflict_do_nothing(index_elements=["alert_id", "digest"])
+                                 .returning(NOTES.c.id)).first()
+            if added is None:
+                return "That note is in the thread already."
             self._reply(conn, alert, "note", user=user, note=text[:2000])
             return "Note added to the thread."
-        return self._act(alert_id, act)
+        return self._act(alert_id, user, "add notes to", act)
 
     # -- boards ----------------------------------------------------------------------------------
 

@@ -38,6 +38,12 @@ class NotifierSettings(BaseSettings):
     slack_timeout_s: int = Field(15, alias="SLACK_TIMEOUT", ge=1)
     slack_rate_limit_retries: int = Field(3, alias="SLACK_RATE_LIMIT_RETRIES", ge=0,
                                           description="429s waited out (Retry-After) inside one send attempt")
+    slack_team_id: str | None = Field(None, alias="SLACK_TEAM_ID",
+                                      description="The city's Slack workspace (T0…): requests from any other are "
+                                                  "refused; unset: any workspace the app is installed in")
+    slack_max_body_bytes: int = Field(64 * 1024, alias="SLACK_MAX_BODY_BYTES", ge=1024,
+                                      description="Larger requests to /slack/ get 413 before they are read "
+                                                  "(Slack's own are a few KiB)")
 
     # where messages go
     mayor_channel: str = Field("#cityscore-mayor", alias="NOTIFIER_MAYOR_CHANNEL",
@@ -81,6 +87,9 @@ class NotifierSettings(BaseSettings):
                            description="How long a send attempt owns a message before another may take it")
     http_host: str = Field("127.0.0.1", alias="NOTIFIER_HTTP_HOST")
     http_port: int = Field(8002, alias="NOTIFIER_HTTP_PORT")
+    serve_slack: bool = Field(True, alias="NOTIFIER_SERVE_SLACK",
+                              description="`notifier run` answers Slack's requests on its own HTTP port too "
+                                          "(the laptop); false where gunicorn serves them (services.notifier.wsgi)")
 
     @field_validator("recap_day")
     @classmethod

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 
 from services.notifier.blocks import (
-    AlertView, alert_message, all_messages_fit, board_message, follow_up_order, limit_problems, mark,
+    AlertView, alert_message, all_messages_fit, board_message, escape, follow_up_order, limit_problems, mark,
     metric_scores_message, recap_lines, recap_message, reply_message,
 )
 from services.notifier.routing import RoutingError, load_routing, parse_routing
@@ -150,6 +150,33 @@ def test_routing_maps_metric_to_department_channel_and_owners(tmp_path):
         parse_routing({"departments": {"nowhere": {"channel": "C1"}}}, CATALOG, "C0")
     with pytest.raises(RoutingError, match="metrics.pothole-on-time"):
         parse_routing({"metrics": {"pothole-on-time": {"channel": "C1"}}}, CATALOG, "C0")
+
+
+def test_responders_named_by_a_department_and_its_owners_alone_may_act():
+    routing = parse_routing({"departments": {
+        "public-works": {"channel": "C0PWD", "owners": ["U0A"], "responders": ["U0LEAD"]},
+        "police": {"channel": "C0BPD", "owners": ["U0B"]},
+        "boston-311": {"channel": "C0311", "responders": []}},
+        "metrics": {"pothole-on-time": {"owners": ["U0C"]}}}, CATALOG, "C0")
+    assert routing.may_act(CATALOG, "pothole-on-time", "U0LEAD") and routing.may_act(CATALOG, "pothole-on-time", "U0C")
+    assert not routing.may_act(CATALOG, "pothole-on-time", "U0A")  # the metric's own owners replace the department's
+    assert routing.may_act(CATALOG, "graffiti-on-time", "U0A")
+    assert not routing.may_act(CATALOG, "graffiti-on-time", "U0EVIL")
+    assert routing.may_act(CATALOG, "shootings", "U0ANYONE")  # no list: anyone, as before
+    assert not routing.may_act(CATALOG, "311-call-center", "U0ANYONE")  # an empty list: the owners alone
+    assert routing.may_act(CATALOG, "no-such-metric", "U0ANYONE")
+    with pytest.raises(RoutingError, match="departments.police.responders"):
+        parse_routing({"departments": {"police": {"channel": "C1", "responders": 5}}},
+                      CATALOG, "C0")
+
+
+def test_notes_are_escaped_so_they_cannot_mention_or_link():
+    metric = CATALOG.by_id["pothole-on-time"]
+    view = AlertView(1, metric, "week", "firing", 0.8, 8, 10, 0.9, 0.8, "Public Works", ("U0A",))
+    reply = reply_message("note", view, user="U0B", note="<!channel> <https://x.example|fix> & <@U0C> *done*")
+    assert reply["text"] == "📝 <@U0B>: &lt;!channel&gt; &lt;https://x.example|fix&gt; &amp; &lt;@U0C&gt; *done*"
+    assert reply["blocks"][0]["text"]["text"] == reply["text"]
+    assert escape("a &amp; b") == "a &amp;amp; b"  # what was typed is what is shown
 
 
 def test_the_chart_is_a_png():
