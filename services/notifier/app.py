@@ -31,6 +31,7 @@ from sqlalchemy import text
 from .blocks import (
     ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP, board_message, escape, metric_scores_message, note_modal,
 )
+from .health import NotReady
 from .service import NotAllowed, Notifier
 from .settings import NotifierSettings
 from .slack import SlackGateway
@@ -86,6 +87,7 @@ def _json(status: int, body: dict) -> Response:
 def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGateway, *,
                metrics: NotifierMetrics | None = None,
                checks: dict[str, Callable[[], bool]] | None = None,
+               liveness: Callable[[], dict[str, str]] | None = None,
                now: Callable[[], float] = time.time, slack_routes: bool = True) -> Flask:
     """The notifier's HTTP app; `slack_routes=False` leaves out /slack/ (served elsewhere)."""
     metrics = metrics or NotifierMetrics(notifier)
@@ -244,24 +246,36 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
 
     @app.get("/healthz")
     def healthz() -> Response:
+        # `liveness`: the loops of `notifier run` (consumer, sender), each named with its problem.
+        problems = liveness() if liveness is not None else {}
+        if problems:
+            return _json(503, {"status": "unhealthy", "problems": problems})
         return _json(200, {"status": "ok"})
 
     @app.get("/readyz")
     def readyz() -> Response:
-        results = {}
+        results, problems = {}, {}
         try:
             with notifier.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             results["database"] = True
-        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+        except Exception as exc:  # noqa: BLE001 - readiness is a yes/no question, with its reason
             results["database"] = False
+            problems["database"] = f"{type(exc).__name__}: {exc}"[:300]
         for name, check in checks.items():
             try:
                 results[name] = bool(check())
-            except Exception:  # noqa: BLE001
+            except NotReady as exc:  # the check's own reason, e.g. Slack's token_revoked
                 results[name] = False
+                problems[name] = str(exc)
+            except Exception as exc:  # noqa: BLE001
+                results[name] = False
+                problems[name] = f"{type(exc).__name__}: {exc}"[:300]
         ready = all(results.values())
-        return _json(200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": results})
+        body = {"status": "ready" if ready else "not ready", "checks": results}
+        if problems:
+            body["problems"] = problems
+        return _json(200 if ready else 503, body)
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 import orjson
 from kafka import KafkaConsumer
@@ -25,14 +26,17 @@ def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: in
                          reconnect_backoff_max_ms=reconnect_backoff_max_ms)
 
 
-def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500) -> None:
+def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500,
+            beat: Callable[[], None] = lambda: None) -> None:
     """Apply batches of score changes; commit each batch's offsets only after its transaction.
 
     A crash between the two redelivers the batch, which changes nothing the second
     time (each (metric, window) remembers the newest change applied). A message that
-    is not JSON is logged and skipped, so it never stops the consumer.
+    is not JSON is logged and skipped, so it never stops the consumer. `beat` is called
+    each time round (the notifier's liveness): a loop stuck anywhere stops calling it.
     """
     while not stop.is_set():
+        beat()
         batch = poll(consumer, timeout_ms=poll_ms)
         if not batch:
             continue

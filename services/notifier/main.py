@@ -19,6 +19,7 @@ from shared.db import make_engine, migrate
 from shared.settings import Settings, get_settings
 
 from .app import NotifierMetrics, create_app
+from .health import CachedCheck, Liveness
 from .clock import Clock, SystemClock
 from .outbox import Sender
 from .routing import Routing, load_routing
@@ -69,6 +70,15 @@ def build(settings: Settings | None = None, notifier_settings: NotifierSettings 
     return Runtime(settings, notifier_settings, engine, catalog, routing, clock, gateway, notifier, sender, metrics)
 
 
+def slack_checks(runtime: Runtime) -> dict[str, CachedCheck]:
+    """Readiness asks Slack whether the bot token still works (auth.test; a revoked or
+    expired token is not ready), at most every NOTIFIER_SLACK_AUTH_CHECK_EVERY seconds.
+    Without a token messages go to the log: nothing to check."""
+    if not runtime.notifier_settings.slack_bot_token:
+        return {}
+    return {"slack": CachedCheck(runtime.gateway.auth_problem, runtime.notifier_settings.slack_auth_check_s)}
+
+
 def run(settings: Settings | None = None, notifier_settings: NotifierSettings | None = None, *,
         stop: threading.Event | None = None, clock: Clock | None = None) -> None:
     """Run the notifier until SIGTERM/SIGINT (or `stop` is set)."""
@@ -86,9 +96,9 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
             signal.signal(signum, lambda *_: stop.set())
 
     ensure_topics(settings.kafka_bootstrap_servers, {settings.scores_topic: settings.topic_partitions})
-    sender_thread = threading.Thread(target=runtime.sender.run, args=(stop, ns.send_poll_s), name="outbox-sender",
-                                     daemon=True)
-    sender_thread.start()
+    # The sender and the consumer each run on a thread with a heartbeat; /healthz follows them.
+    liveness = Liveness(ns.stall_after_s)
+    sender_thread = liveness.start("sender", lambda beat: runtime.sender.run(stop, ns.send_poll_s, beat))
     scheduler = NotifierScheduler(runtime.notifier, runtime.engine, runtime.clock)
     scheduler.start()
     try:
@@ -105,7 +115,8 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
         "kafka": lambda: broker_reachable(settings.kafka_bootstrap_servers, 2.0),
         "sender": sender_thread.is_alive,
         "scheduler": lambda: scheduler.scheduler.running,
-    })
+        **slack_checks(runtime),
+    }, liveness=liveness.problems)
     server = make_server(ns.http_host, ns.http_port, app, threaded=True)
     http_thread = threading.Thread(target=server.serve_forever, name="notifier-http", daemon=True)
     http_thread.start()
@@ -114,11 +125,16 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
                                         "jobs": scheduler.next_runs()})
     consumer = make_consumer(settings.kafka_bootstrap_servers, settings.scores_topic, ns.consumer_group,
                              ns.kafka_session_timeout_ms, settings.kafka_reconnect_backoff_max_ms)
+    consumer_thread = liveness.start("consumer", lambda beat: consume(consumer, runtime.notifier, stop, beat=beat))
     try:
-        consume(consumer, runtime.notifier, stop)
+        # The main thread only waits for SIGTERM/SIGINT. A loop that ends or stalls leaves the
+        # process up with /healthz answering 503 and naming it, for the liveness probe to act on.
+        while not stop.wait(1.0):
+            pass
     finally:
         stop.set()
         runtime.sender.wake()
+        consumer_thread.join(timeout=30)  # out of its poll within half a second: then it may be closed
         consumer.close()
         scheduler.shutdown()
         server.shutdown()

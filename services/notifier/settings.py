@@ -87,6 +87,12 @@ class NotifierSettings(BaseSettings):
                            description="How long a send attempt owns a message before another may take it")
     http_host: str = Field("127.0.0.1", alias="NOTIFIER_HTTP_HOST")
     http_port: int = Field(8002, alias="NOTIFIER_HTTP_PORT")
+    stall_after_s: float = Field(600.0, alias="NOTIFIER_STALL_AFTER", gt=0,
+                                 description="/healthz answers 503 when the consumer or the sender has not come "
+                                             "round for this long (seconds; keep it above NOTIFIER_LEASE)")
+    slack_auth_check_s: float = Field(30.0, alias="NOTIFIER_SLACK_AUTH_CHECK_EVERY", gt=0,
+                                      description="/readyz asks Slack's auth.test at most this often (seconds) "
+                                                  "when SLACK_BOT_TOKEN is set")
     serve_slack: bool = Field(True, alias="NOTIFIER_SERVE_SLACK",
                               description="`notifier run` answers Slack's requests on its own HTTP port too "
                                           "(the laptop); false where gunicorn serves them (services.notifier.wsgi)")

@@ -94,6 +94,8 @@ class SlackGateway(Protocol):
 
     def ready(self) -> bool: ...
 
+    def auth_problem(self) -> str | None: ...
+
 
 def _classify(exc: Exception) -> DeliveryError:
     if isinstance(exc, SlackApiError):
@@ -122,6 +124,8 @@ class WebApiGateway:
         self.repeatable = WebClient(token=token, base_url=base_url, timeout=timeout_s, retry_handlers=[
             BoundedRateLimitRetryHandler(rate_limit_retries, max_rate_limit_wait_s),
             ServerErrorRetryHandler(max_retry_count=2), ConnectionErrorRetryHandler(max_retry_count=2)])
+        # Readiness probes wait for it: one short try, no retries (the next probe asks again).
+        self.probe = WebClient(token=token, base_url=base_url, timeout=min(timeout_s, 5), retry_handlers=[])
         self._ids: dict[str, str] = {}
 
     def post(self, channel: str, message: dict, *, key: str, thread_ts: str | None = None) -> Posted:
@@ -216,10 +220,15 @@ class WebApiGateway:
         self.repeatable.views_open(trigger_id=trigger_id, view=view)
 
     def ready(self) -> bool:
+        return self.auth_problem() is None
+
+    def auth_problem(self) -> str | None:
+        """None when Slack accepts the token (auth.test); otherwise why not, e.g. 'token_revoked'."""
         try:
-            return bool(self.repeatable.auth_test().get("ok"))
-        except Exception:  # noqa: BLE001 - readiness is a yes/no question
-            return False
+            response = self.probe.auth_test()
+        except Exception as exc:  # noqa: BLE001 - every failure is a reason not to be ready
+            return _classify(exc).error
+        return None if response.get("ok") else str(response.get("error") or "auth.test answered not ok")
 
 
 class LogGateway:
@@ -253,6 +262,9 @@ class LogGateway:
 
     def ready(self) -> bool:
         return True
+
+    def auth_problem(self) -> str | None:
+        return None  # no token: nothing to authenticate
 
 
 def make_gateway(token: str | None, base_url: str, timeout_s: int = 15, rate_limit_retries: int = 3) -> SlackGateway:

@@ -5,6 +5,8 @@ It answers the methods the notifier uses with Slack's response shapes (`ok`,
 channels, threads and files in memory, records every call, and can be told to answer
 the next calls with 429 + Retry-After, 500, or to hang past the client's timeout
 (after accepting the call, as when Slack posts a message but the answer is lost).
+`revoke()` revokes the token, as a workspace admin would: every call with it then
+gets `{"ok": false, "error": "token_revoked"}`, auth.test included.
 
     with FakeSlack() as slack:
         client = WebClient(token=slack.token, base_url=slack.base_url)
@@ -57,6 +59,7 @@ class FakeSlack:
         self.token = token
         self.calls: list[Call] = []
         self.state = FakeSlackState()
+        self.revoked: set[str] = set()
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self._ts = itertools.count(1)
@@ -91,6 +94,11 @@ class FakeSlack:
         assert kind in ("429", "500", "hang")
         with self._lock:
             self._faults.append(Fault(kind, count, frozenset(methods) if methods else None, retry_after, hang_s))
+
+    def revoke(self, token: str | None = None) -> None:
+        """Revoke a token (the bot's by default): Slack then answers token_revoked to it."""
+        with self._lock:
+            self.revoked.add(token or self.token)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -382,6 +390,8 @@ class FakeSlack:
                     body = {"ok": False, "error": "ratelimited"}
                 elif fault is not None and fault.kind == "500":
                     status, body = 500, None
+                elif token in fake.revoked:
+                    body = {"ok": False, "error": "token_revoked"}
                 elif token != fake.token:
                     body = {"ok": False, "error": "invalid_auth"}
                 else:
