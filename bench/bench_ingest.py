@@ -144,10 +144,11 @@ def bare_producer(bootstrap: str, events: dict[str, list[dict]]) -> tuple[int, f
     from kafka import KafkaProducer
 
     topic = f"bench.bare-{uuid.uuid4().hex[:8]}"
-    from shared.kafka import ensure_topics
+    from shared.kafka import ensure_topics, kafka_security
 
     ensure_topics(bootstrap, {topic: 6})
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_security(), acks="all", enable_idempotence=True,
+                             linger_ms=2,
                              batch_size=256 * 1024)
     records = [(e["metric"].encode(), orjson.dumps(e)) for items in events.values() for e in items]
     producer.send(topic, key=b"warm", value=b"{}").get(timeout=30)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
-from shared.kafka import ensure_topics  # noqa: E402
+from shared.kafka import ensure_topics, kafka_security  # noqa: E402
 from tests.integration.ingest_support import fresh_database  # noqa: E402
 from tests.support import free_port, memory_kb, percentile, run_probes  # noqa: E402
 
@@ -47,7 +47,8 @@ END = date(2026, 6, 30)
 def produce(bootstrap: str, topic: str, count: int) -> int:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=512 * 1024)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_security(), acks="all", linger_ms=5,
+                             batch_size=512 * 1024)
     catalog = load_catalog()
     days = count // 1830 + 40
     sent = 0
@@ -85,7 +86,8 @@ def read_and_decode(consumer, count: int) -> tuple[float, float]:
 def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, **kafka_security(),
+                             group_id=f"bare-{uuid.uuid4().hex[:6]}",
                              auto_offset_reset="earliest", **BARE_SETTINGS)
     started, ended = read_and_decode(consumer, count)
     consumer.close()
@@ -96,7 +98,7 @@ def _bare_member(bootstrap: str, topic: str, partitions: list[int], result) -> N
     """One of several bare readers, each on its own partitions: (first record time, last record time, count)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **BARE_SETTINGS)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security(), **BARE_SETTINGS)
     assigned = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(assigned)
     consumer.seek_to_beginning(*assigned)
@@ -111,7 +113,7 @@ def bare_group(bootstrap: str, topic: str, members: int) -> float:
 
     from kafka import KafkaConsumer
 
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security())
     partitions = sorted(probe.partitions_for_topic(topic))
     probe.close()
     context = multiprocessing.get_context("spawn")
@@ -137,7 +139,7 @@ def fold_rate_samples(scorers, logs, bootstrap: str, group: str):
     """
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security())
     samples = []
     try:
         while True:

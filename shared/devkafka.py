@@ -9,6 +9,10 @@ outside the work tree, keyed by version, and the broker runs as a detached JVM o
     python -m shared.devkafka status
     python -m shared.devkafka down
 
+With ``--sasl-user NAME:PASSWORD`` (any number of times) the broker's client listener is
+SASL_PLAINTEXT instead of PLAINTEXT: it takes PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512,
+each user with the same password in all three, and refuses anyone else.
+
 Layout (``CITYSCORE_CACHE`` defaults to ``~/.cache/cityscore``)::
 
     $CITYSCORE_CACHE/kafka-<version>/libs/       the broker's jars
@@ -17,7 +21,8 @@ Layout (``CITYSCORE_CACHE`` defaults to ``~/.cache/cityscore``)::
 
 From Python: ``start(port)`` returns a :class:`Broker` once metadata lists a broker and
 an acks=all write succeeds (it just returns when one already runs there), ``stop(port)``,
-``status(port)``, ``ensure_jars()``.
+``status(port)``, ``ensure_jars()``; ``start(port, sasl_users={name: password})`` for the
+SASL listener.
 
 Environment: ``CITYSCORE_KAFKA_VERSION`` (default 4.3.1; 3.9.1 is the known-good
 fallback), ``CITYSCORE_KAFKA_JAVA_OPTS`` (extra JVM options), ``CITYSCORE_REPO``
@@ -33,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,6 +57,10 @@ DEFAULT_CONTROLLER_PORT = 9093
 HOST = "127.0.0.1"
 PROBE_TOPIC = "cityscore-dev-probe"
 JVM_OPTS = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC"]
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# The broker's own user on its SASL listener (PLAIN, for the inter-broker connection and the
+# launcher's readiness probe); its password is made anew at each start and kept in state.json.
+BROKER_USER = "cityscore-broker"
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +80,7 @@ class Broker:
     log_file: str | None
     version: str | None
     started: bool = False
+    sasl: bool = False  # the client listener is SASL_PLAINTEXT
 
     @property
     def bootstrap_servers(self) -> str:
@@ -256,11 +267,13 @@ def _quiet_kafka_logs():
         logger.setLevel(previous)
 
 
-def probe(bootstrap_servers: str, timeout: float = 10.0) -> dict:
+def probe(bootstrap_servers: str, timeout: float = 10.0, security: dict | None = None) -> dict:
     """Check a broker is usable: metadata lists a broker and an acks=all write succeeds.
 
+    `security`: kafka-python's SASL/TLS arguments (see shared.kafka.kafka_security); none by default.
     Returns the cluster description; raises on failure.
     """
+    security = security or {}
     from kafka import KafkaAdminClient, KafkaProducer
     from kafka.errors import TopicAlreadyExistsError
 
@@ -271,6 +284,7 @@ def probe(bootstrap_servers: str, timeout: float = 10.0) -> dict:
             client_id="cityscore-devkafka-probe",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
+            **security,
         )
         try:
             cluster = admin.describe_cluster()
@@ -292,6 +306,7 @@ def probe(bootstrap_servers: str, timeout: float = 10.0) -> dict:
             acks="all",
             request_timeout_ms=timeout_ms,
             max_block_ms=timeout_ms,
+            **security,
         )
         try:
             producer.send(PROBE_TOPIC, key=b"probe", value=str(time.time()).encode()).get(timeout=timeout)
@@ -300,11 +315,11 @@ def probe(bootstrap_servers: str, timeout: float = 10.0) -> dict:
     return cluster
 
 
-def _is_ready(port: int, timeout: float = 5.0) -> bool:
+def _is_ready(port: int, timeout: float = 5.0, security: dict | None = None) -> bool:
     if not _port_open(port):
         return False
     try:
-        probe(f"{HOST}:{port}", timeout=timeout)
+        probe(f"{HOST}:{port}", timeout=timeout, security=security)
     except Exception:
         return False
     return True
@@ -318,16 +333,50 @@ def _cluster_id() -> str:
             return text
 
 
-def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+def _jaas_quote(value: str) -> str:
+    """A JAAS string (the values are checked by _check_sasl_users: no quote or backslash)."""
+    return f'"{value}"'
+
+
+def _sasl_properties(listener: str, users: dict[str, str], broker_password: str) -> dict[str, str]:
+    """The SASL settings of `listener`: PLAIN users in its JAAS line, SCRAM users in the metadata
+    (written by `kafka-storage format --add-scram`, see _scram_arguments)."""
+    prefix = f"listener.name.{listener.lower()}"
+    plain_users = " ".join(f"user_{name}={_jaas_quote(password)}"
+                           for name, password in {**users, BROKER_USER: broker_password}.items())
+    return {
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        f"{prefix}.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f"username={_jaas_quote(BROKER_USER)} password={_jaas_quote(broker_password)} {plain_users};"),
+        f"{prefix}.scram-sha-256.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"{prefix}.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
+
+
+def _scram_arguments(users: dict[str, str]) -> list[str]:
+    """`kafka-storage format` arguments that create each SCRAM user (KRaft keeps them in its metadata)."""
+    args = []
+    for name, password in users.items():
+        for mechanism in SASL_MECHANISMS[1:]:
+            args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
+
+
+def _server_properties(port: int, controller_port: int, data_dir: Path, sasl_users: dict[str, str] | None = None,
+                       broker_password: str = "") -> str:
+    listener = "SASL_PLAINTEXT" if sasl_users else "PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{listener}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{listener}://{HOST}:{port}",
+        "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "inter.broker.listener.name": listener,
+        **(_sasl_properties(listener, sasl_users, broker_password) if sasl_users else {}),
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -366,21 +415,34 @@ def start(
     controller_port: int | None = None,
     version: str = KAFKA_VERSION,
     fresh: bool = False,
+    sasl_users: dict[str, str] | None = None,
 ) -> Broker:
     """Start (or find running) a broker on 127.0.0.1:``port`` and wait until it is usable.
 
     ``fresh`` wipes the data of a previous run first (only when this call starts it).
+    ``sasl_users`` (name -> password): the client listener is SASL_PLAINTEXT and lets in only
+    these users, by PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Its data is always fresh, so
+    the SCRAM users are exactly these.
     """
+    users_digest = _users_digest(sasl_users) if sasl_users else None
+    if sasl_users:
+        _check_sasl_users(sasl_users)
+        fresh = True
     if controller_port is None:
         controller_port = DEFAULT_CONTROLLER_PORT if port == DEFAULT_PORT else port + 1
     sdir = state_dir(port)
     with _locked(sdir / ".lock"):
         state = _read_state(port)
         if state:
-            _wait_ready(port, state["pid"], Path(state["log_file"]), wait)
+            if state.get("sasl_users_digest") != users_digest:
+                raise DevKafkaError(f"the broker on {HOST}:{port} runs with other SASL users (or none); "
+                                    f"stop it first (python -m shared.devkafka down --port {port})")
+            _wait_ready(port, state["pid"], Path(state["log_file"]), wait, security=_state_security(state))
             return Broker(port, state["controller_port"], state["pid"], state["run_dir"],
-                          state["log_file"], state["version"], started=False)
+                          state["log_file"], state["version"], started=False, sasl=bool(users_digest))
         if _port_open(port):
+            if sasl_users:
+                raise DevKafkaError(f"{HOST}:{port} is taken by a server this launcher did not start")
             if _is_ready(port):
                 # Someone else's broker (another launcher, a container): usable as it is.
                 return Broker(port, None, None, None, None, None, started=False)
@@ -400,7 +462,10 @@ def start(
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
         props = run_dir / "server.properties"
-        props.write_text(_server_properties(port, controller_port, data))
+        broker_password = secrets.token_urlsafe(24) if sasl_users else ""
+        props.write_text(_server_properties(port, controller_port, data, sasl_users, broker_password))
+        if sasl_users:
+            props.chmod(0o600)  # it holds the users' passwords
         log4j = _deploy_file("log4j2.xml")
         classpath = str(libs / "*")
         common = [
@@ -417,7 +482,7 @@ def start(
             fmt = subprocess.run(
                 [java, "-Xmx256m", *common, "-cp", classpath, "kafka.tools.StorageTool",
                  "format", "-t", cluster_file.read_text().strip(), "-c", str(props),
-                 "--ignore-formatted"],
+                 "--ignore-formatted", *_scram_arguments(sasl_users or {})],
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
@@ -436,20 +501,47 @@ def start(
             "pid": proc.pid, "port": port, "controller_port": controller_port,
             "run_dir": str(run_dir), "log_file": str(log_file), "out_file": str(out),
             "version": version, "started_at": time.time(),
+            "sasl_users_digest": users_digest, "broker_password": broker_password or None,
         }
-        (sdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        state_file = sdir / "state.json"
+        state_file.touch(mode=0o600)
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
         (sdir / "kafka.pid").write_text(f"{proc.pid}\n")
         try:
-            _wait_ready(port, proc.pid, log_file, wait, out)
+            _wait_ready(port, proc.pid, log_file, wait, out, security=_state_security(state))
         except BaseException:
             _terminate(proc.pid)
             _clear_state(port)
             raise
         return Broker(port, controller_port, proc.pid, str(run_dir), str(log_file), version,
-                      started=True)
+                      started=True, sasl=bool(sasl_users))
 
 
-def _wait_ready(port: int, pid: int, log_file: Path, wait: float, out: Path | None = None) -> None:
+def _users_digest(users: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(users, sort_keys=True).encode()).hexdigest()
+
+
+def _check_sasl_users(users: dict[str, str]) -> None:
+    """Names and passwords that fit the JAAS line and --add-scram's NAME=[name=…,password=…]."""
+    for name, password in users.items():
+        if not name or not all(c.isalnum() or c in "-_." for c in name) or name == BROKER_USER:
+            raise DevKafkaError(f"SASL user name {name!r}: letters, digits, '-', '_' and '.' only, "
+                                f"and not {BROKER_USER}")
+        if not password or any(c in password for c in '"\\,[]=') or password != password.strip():
+            raise DevKafkaError(f"SASL password of {name!r}: must be non-empty, without spaces at its ends "
+                                "or any of \" \\ , [ ] =")
+
+
+def _state_security(state: dict) -> dict | None:
+    """How the launcher itself logs in to the broker it started (its own PLAIN user), if SASL."""
+    if not state.get("broker_password"):
+        return None
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": BROKER_USER, "sasl_plain_password": state["broker_password"]}
+
+
+def _wait_ready(port: int, pid: int, log_file: Path, wait: float, out: Path | None = None,
+                security: dict | None = None) -> None:
     deadline = time.monotonic() + wait
     while True:
         if not _alive(pid):
@@ -459,7 +551,7 @@ def _wait_ready(port: int, pid: int, log_file: Path, wait: float, out: Path | No
                 + (f"\n--- {out}\n{_tail(out)}" if out else "")
             )
         remaining = deadline - time.monotonic()
-        if _is_ready(port, timeout=max(1.0, min(5.0, remaining))):
+        if _is_ready(port, timeout=max(1.0, min(5.0, remaining)), security=security):
             return
         if time.monotonic() >= deadline:
             raise DevKafkaError(
@@ -509,7 +601,8 @@ def status(port: int = DEFAULT_PORT) -> dict:
         "bootstrap_servers": f"{HOST}:{port}",
         "running": bool(state),
         "pid": state.get("pid"),
-        "ready": _is_ready(port) if answering else False,
+        "ready": _is_ready(port, security=_state_security(state)) if answering else False,
+        "sasl": bool(state.get("sasl_users_digest")),
         "version": state.get("version"),
         "controller_port": state.get("controller_port"),
         "run_dir": state.get("run_dir"),
@@ -539,11 +632,21 @@ _port_option = click.option("--port", default=DEFAULT_PORT, show_default=True, t
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="directory for data and logs [default: $CITYSCORE_CACHE/kafka-run-PORT]")
 @click.option("--wait", default=60.0, show_default=True, help="seconds to wait for readiness")
-def up_command(port: int, controller_port: int | None, data_dir: str | None, wait: float) -> None:
+@click.option("--sasl-user", "sasl_users", multiple=True, metavar="NAME:PASSWORD",
+              help="make the listener SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256/512) for this user; repeatable")
+def up_command(port: int, controller_port: int | None, data_dir: str | None, wait: float,
+               sasl_users: tuple[str, ...]) -> None:
     """Start the broker (or find it running) and wait until it accepts writes."""
     began = time.monotonic()
+    users = {}
+    for item in sasl_users:
+        name, sep, password = item.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{name!r}: write NAME:PASSWORD", param_hint="--sasl-user")
+        users[name] = password
     try:
-        broker = start(port=port, data_dir=data_dir, wait=wait, controller_port=controller_port)
+        broker = start(port=port, data_dir=data_dir, wait=wait, controller_port=controller_port,
+                       sasl_users=users or None)
     except DevKafkaError as exc:
         raise click.ClickException(str(exc)) from exc
     what = f"Kafka {broker.version}" if broker.version else "Kafka"
@@ -553,6 +656,8 @@ def up_command(port: int, controller_port: int | None, data_dir: str | None, wai
     if broker.log_file:
         click.echo(f"log: {broker.log_file}", err=True)
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+    if broker.sasl:
+        click.echo("KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT")
 
 
 @kafka_group.command("down")

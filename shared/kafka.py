@@ -9,13 +9,49 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS, Settings
+from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
+def kafka_security(settings: Settings | None = None) -> dict:
+    """kafka-python's arguments for TLS and SASL, from the settings (the environment by default).
+
+    Every producer, consumer and admin client the project makes takes these, so one set of
+    KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* variables reaches every connection.
+    """
+    s = settings if settings is not None else get_settings()
+    config: dict = {"security_protocol": s.kafka_security_protocol}
+    if s.kafka_security_protocol.startswith("SASL_"):
+        config.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username,
+                      sasl_plain_password=s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None)
+        if s.kafka_security_protocol == "SASL_PLAINTEXT" and s.kafka_sasl_mechanism == "PLAIN":
+            _plain_in_clear.warn()
+    if s.kafka_security_protocol.endswith("SSL"):
+        config.update(ssl_cafile=s.kafka_ssl_cafile, ssl_certfile=s.kafka_ssl_certfile,
+                      ssl_keyfile=s.kafka_ssl_keyfile, ssl_check_hostname=s.kafka_ssl_check_hostname,
+                      ssl_password=s.kafka_ssl_password.get_secret_value() if s.kafka_ssl_password else None)
+    return config
+
+
+class _Once:
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.done = False
+
+    def warn(self) -> None:
+        if not self.done:
+            self.done = True
+            log.warning(self.message)
+
+
+# PLAIN sends the password itself; without TLS anyone on the network path can read it.
+_plain_in_clear = _Once("KAFKA_SASL_MECHANISM PLAIN over SASL_PLAINTEXT sends the Kafka password unencrypted; "
+                        "use SASL_SSL, or SCRAM")
+
+
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0,
-                  configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+                  security: dict | None = None, configs: dict[str, dict[str, str]] | None = None) -> list[str]:
     """Create the topics that are missing (name -> partitions); return the ones created.
 
     `configs`: topic settings by topic name (events_topic_configs() for the events topic).
@@ -23,12 +59,15 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.
     they differ: changing a live topic's retention is the operator's decision, not a
     side effect of starting a service.
 
+    `security`: kafka_security() of the caller's settings (default: the environment's).
+
     Replication is left to the broker's default.replication.factor, so a
     three-broker cluster gets three copies without a setting here.
     """
     timeout_ms = max(100, int(timeout_s * 1000))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
-                             bootstrap_timeout_ms=timeout_ms, client_id="cityscore-admin")
+                             bootstrap_timeout_ms=timeout_ms, client_id="cityscore-admin",
+                             **(kafka_security() if security is None else security))
     try:
         existing = set(admin.list_topics())
         configs = configs or {}
@@ -77,8 +116,12 @@ def _warn_of_other_configs(admin: KafkaAdminClient, configs: dict[str, dict[str,
                             extra={"topic": name, "config": key, "value": have, "configured": value})
 
 
-def make_producer(bootstrap: str, timeout_s: float, client_id: str, **overrides) -> KafkaProducer:
-    """A producer that only reports success once every in-sync replica has the record."""
+def make_producer(bootstrap: str, timeout_s: float, client_id: str, security: dict | None = None,
+                  **overrides) -> KafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record.
+
+    `security`: kafka_security() of the caller's settings (default: the environment's).
+    """
     timeout_ms = max(1000, int(timeout_s * 1000))
     config = dict(
         bootstrap_servers=bootstrap,
@@ -93,16 +136,18 @@ def make_producer(bootstrap: str, timeout_s: float, client_id: str, **overrides)
         delivery_timeout_ms=timeout_ms + 2 + 1000,
         bootstrap_timeout_ms=timeout_ms,
         reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
+        **(kafka_security() if security is None else security),
     )
     config.update(overrides)
     return KafkaProducer(**config)
 
 
-def broker_reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the cluster answers a metadata request within the timeout."""
+def broker_reachable(bootstrap: str, timeout_s: float = 3.0, security: dict | None = None) -> bool:
+    """True when the cluster answers a metadata request within the timeout (and lets us in)."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                                 bootstrap_timeout_ms=int(timeout_s * 1000), client_id="cityscore-probe")
+                                 bootstrap_timeout_ms=int(timeout_s * 1000), client_id="cityscore-probe",
+                                 **(kafka_security() if security is None else security))
     except KafkaError:
         return False
     except Exception:  # noqa: BLE001 - any failure to connect means "not reachable"

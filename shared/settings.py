@@ -7,8 +7,9 @@ alias); nothing needs a config file. Defaults: a SQLite file, Kafka on 127.0.0.1
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # kafka-python waits up to 30 s between attempts to reach a broker that was away;
@@ -18,7 +19,8 @@ KAFKA_RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+    # Errors name the setting but do not echo the input: it holds passwords (DATABASE_URL, KAFKA_SASL_PASSWORD).
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", hide_input_in_errors=True)
 
     catalog: str | None = Field(None, alias="CITYSCORE_CATALOG", description="Catalog YAML file; default Boston's")
     database_url: str = Field("sqlite:///cityscore.db", alias="DATABASE_URL")
@@ -36,6 +38,20 @@ class Settings(BaseSettings):
                                                     "(-1: no limit)")
     kafka_reconnect_backoff_max_ms: int = Field(KAFKA_RECONNECT_BACKOFF_MAX_MS, alias="KAFKA_RECONNECT_BACKOFF_MAX_MS",
                                                 ge=10, description="Longest wait between attempts to reach a broker")
+    # How every Kafka client (producer, consumer, admin) reaches the brokers: TLS, SASL or both.
+    # shared.kafka.kafka_security() turns these into kafka-python's arguments.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, alias="KAFKA_SASL_MECHANISM", description="Required with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: str | None = Field(None, alias="KAFKA_SSL_CAFILE",
+                                        description="CA bundle (PEM) for the brokers' certificates; default: the system's")
+    kafka_ssl_certfile: str | None = Field(None, alias="KAFKA_SSL_CERTFILE", description="Client certificate (PEM), mutual TLS")
+    kafka_ssl_keyfile: str | None = Field(None, alias="KAFKA_SSL_KEYFILE", description="Client private key (PEM), mutual TLS")
+    kafka_ssl_password: SecretStr | None = Field(None, alias="KAFKA_SSL_PASSWORD", description="Password of the key file")
+    kafka_ssl_check_hostname: bool = Field(True, alias="KAFKA_SSL_CHECK_HOSTNAME")
 
     # ingest
     kafka_timeout_s: float = Field(5.0, alias="INGEST_KAFKA_TIMEOUT", gt=0,
@@ -64,6 +80,35 @@ class Settings(BaseSettings):
     # only a laptop without Slack (the demo) shows them, on a page of their own.
     scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
                                           description="Serve /slack-posts, the notifier's recent posts (laptop only)")
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> "Settings":
+        """Refuse a Kafka security setting that would be ignored or could not connect, naming it."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            for alias, value in (("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                                 ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                                 ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)):
+                if not value:
+                    raise ValueError(f"{alias}: required when KAFKA_SECURITY_PROTOCOL is {protocol}")
+        else:
+            for alias, value in (("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                                 ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                                 ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)):
+                if value:
+                    raise ValueError(f"{alias}: set, but KAFKA_SECURITY_PROTOCOL {protocol} does not use SASL "
+                                     "(SASL_PLAINTEXT or SASL_SSL does)")
+        if not protocol.endswith("SSL"):
+            for alias, value in (("KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
+                                 ("KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile),
+                                 ("KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile)):
+                if value:
+                    raise ValueError(f"{alias}: set, but KAFKA_SECURITY_PROTOCOL {protocol} does not use TLS "
+                                     "(SSL or SASL_SSL does)")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("KAFKA_SSL_KEYFILE: a client certificate needs its key and the key its certificate "
+                             "(set both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE, or neither)")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -76,8 +76,9 @@ def _fail(service: str, attempts: list[str]) -> None:
 
 def _check_kafka(bootstrap: str, timeout: float = 30) -> None:
     from shared.devkafka import probe
+    from shared.kafka import kafka_security
 
-    probe(bootstrap, timeout=timeout)
+    probe(bootstrap, timeout=timeout, security=kafka_security())  # KAFKA_SECURITY_PROTOCOL etc. when set
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from shared.catalog import Catalog
 from shared.contract import Problem
 from shared.db import session_factory
-from shared.kafka import events_topic_configs
+from shared.kafka import events_topic_configs, kafka_security
 from shared.settings import Settings
 from shared.web import json_response, wire
 
@@ -65,7 +65,7 @@ def create_app(
     publisher = publisher or KafkaEventPublisher(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,
         settings.topic_partitions, settings.dead_letter_topic, settings.kafka_reconnect_backoff_max_ms,
-        topic_configs=events_topic_configs(settings))
+        security=kafka_security(settings), topic_configs=events_topic_configs(settings))
     metrics = IngestMetrics()
     # Create the topics at start if they are missing, without holding up start-up when
     # Kafka is down: the first request (or /readyz) tries again.

@@ -36,10 +36,11 @@ class KafkaEventPublisher:
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout_s: float, partitions: int, dead_letter_topic: str,
-                 reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS,
+                 reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS, security: dict | None = None,
                  topic_configs: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.topic_configs = topic_configs  # the events topic's retention when ingest creates it
+        self.security = security  # kafka_security() of the settings; None: the environment's
         self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
         self.topic = topic
         self.timeout_s = timeout_s
@@ -54,11 +55,12 @@ class KafkaEventPublisher:
         with self._lock:
             if not self._topic_ready:
                 ensure_topics(self.bootstrap, {self.topic: self.partitions, self.dead_letter_topic: 1},
-                              timeout_s=max(0.1, deadline - time.monotonic()),
+                              timeout_s=max(0.1, deadline - time.monotonic()), security=self.security,
                               configs={self.topic: self.topic_configs} if self.topic_configs else None)
                 self._topic_ready = True
             if self._producer is None:
                 self._producer = make_producer(self.bootstrap, self.timeout_s, client_id="cityscore-ingest",
+                                               security=self.security,
                                                bootstrap_timeout_ms=max(100, int((deadline - time.monotonic()) * 1000)),
                                                reconnect_backoff_max_ms=self.reconnect_backoff_max_ms)
             return self._producer
@@ -104,7 +106,7 @@ class KafkaEventPublisher:
 
     def ready(self, timeout_s: float = 3.0) -> bool:
         """Kafka answers and the events topic exists, within `timeout_s`."""
-        if not broker_reachable(self.bootstrap, timeout_s):
+        if not broker_reachable(self.bootstrap, timeout_s, security=self.security):
             return False
         try:
             producer = self._ensure(time.monotonic() + timeout_s)

@@ -48,7 +48,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from shared.catalog import Catalog
 from shared.contract import InvalidEvent, Problem, validate_event
-from shared.kafka import ensure_topics, events_topic_configs, make_producer, poll
+from shared.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
 from shared.score_store import FoldOutcome, Folding, ScoreStore
 from shared.settings import Settings
 
@@ -165,13 +165,15 @@ class Scorer:
 
     def connect(self) -> None:
         s = self.settings
+        security = kafka_security(s)
         ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
                                                    s.scores_topic: s.topic_partitions}, timeout_s=30,
-                      configs={s.events_topic: events_topic_configs(s)})
+                      security=security, configs={s.events_topic: events_topic_configs(s)})
         self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out",
-                                       reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms)
+                                       reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms, security=security)
         self._consumer = KafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
+            **security,
             client_id=self.client_id,
             group_id=s.scorer_group,
             enable_auto_commit=False,  # offsets are committed only after the database has the batch

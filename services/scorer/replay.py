@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from shared.catalog import Catalog
 from shared.db import ProcessedEvent
+from shared.kafka import kafka_security
 from shared.score_store import ScoreStore
 from shared.settings import Settings
 
@@ -60,7 +61,8 @@ def missing_history(topic: str, starts: dict[int, int], ends: dict[int, int], fo
 
 def check_history(settings: Settings, store: ScoreStore) -> list[str]:
     """missing_history() of the events topic as it is now and the database's folded events."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             **kafka_security(settings))
     try:
         partitions = [TopicPartition(settings.events_topic, p)
                       for p in sorted(consumer.partitions_for_topic(settings.events_topic) or ())]
@@ -77,7 +79,7 @@ def check_history(settings: Settings, store: ScoreStore) -> list[str]:
 def rewind_group(settings: Settings) -> int:
     """Move the scorer group's committed offsets to the start of every partition."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.scorer_group,
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, **kafka_security(settings))
     try:
         partitions = consumer.partitions_for_topic(settings.events_topic) or set()
         assigned = [TopicPartition(settings.events_topic, p) for p in sorted(partitions)]

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from shared.catalog import Catalog, load_catalog
 from shared.generator import generate
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, kafka_security
 from shared.scoring import standing
 from shared.sender import IngestClient
 from tests.fakeslack.harness import ROUTING, SECRET
@@ -511,8 +511,10 @@ class Lag:
     def __init__(self, bootstrap: str):
         from kafka import KafkaAdminClient, KafkaConsumer
 
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="e2e-lag", request_timeout_ms=10000)
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security(), client_id="e2e-lag",
+                                      request_timeout_ms=10000)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security(), group_id=None,
+                                      enable_auto_commit=False)
 
     def of(self, group: str, topic: str) -> int:
         """Messages on `topic` that `group` has not committed yet."""

@@ -9,6 +9,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from shared.db import make_engine, migrate, session_factory
+from shared.kafka import kafka_security
 
 
 def fresh_database(url: str):
@@ -40,7 +41,8 @@ def unique_topic(prefix: str = "cityscore.events.test") -> str:
 
 def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, timeout_s: float = 60.0) -> list[tuple[bytes, dict, int]]:
     """Every record on `topic` from the beginning: (key, decoded value, partition)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security(), enable_auto_commit=False,
+                             group_id=None,
                              consumer_timeout_ms=int(idle_s * 1000))
     try:
         deadline = time.monotonic() + timeout_s

@@ -15,6 +15,7 @@ from services.ingest.publisher import KafkaEventPublisher
 from services.ingest.retention import purge_idempotency_records
 from shared.catalog import load_catalog
 from shared.db import IdempotencyRecord, session_factory, utcnow
+from shared.kafka import kafka_security
 from shared.settings import Settings
 
 from .ingest_support import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
@@ -447,7 +448,7 @@ def test_the_events_topic_is_created_at_start_with_the_configured_partitions(kaf
     topic = unique_topic()
     app = create_app(make_settings(kafka_bootstrap, topic, CITYSCORE_TOPIC_PARTITIONS=4), engine=database,
                      catalog=CATALOG)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_security())
     try:
         deadline = time.monotonic() + 30
         found = []

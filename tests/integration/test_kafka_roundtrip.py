@@ -11,6 +11,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.serializer import DefaultSerializer  # str <-> UTF-8; plain callables are deprecated in 3.x
 
+from shared.kafka import kafka_security
+
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
@@ -21,7 +23,7 @@ ROUNDS = 4
 def _consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumer:
     return KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=bootstrap, **kafka_security(),
         group_id=group,
         client_id=f"{group}-member",
         enable_auto_commit=False,
@@ -57,7 +59,7 @@ def _wait_for_assignment(consumer: KafkaConsumer, deadline_s: float = 60.0) -> l
 @pytest.fixture
 def topic(kafka_bootstrap):
     name = f"it-roundtrip-{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_security())
     try:
         admin.create_topics(
             {name: {"num_partitions": PARTITIONS, "replication_factor": 1}},
@@ -75,7 +77,7 @@ def test_keyed_roundtrip_with_committed_offsets(kafka_bootstrap, topic):
     group = f"it-group-{uuid.uuid4().hex[:12]}"
 
     producer = KafkaProducer(
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=kafka_bootstrap, **kafka_security(),
         acks="all",
         key_serializer=DefaultSerializer(),
         value_serializer=DefaultSerializer(),
@@ -122,7 +124,7 @@ def test_keyed_roundtrip_with_committed_offsets(kafka_bootstrap, topic):
         finally:
             first.close()
 
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_security())
         try:
             # kafka-python 3.x returns {group_id: {TopicPartition: OffsetAndMetadata}}.
             group_offsets = admin.list_group_offsets({group: None})[group]

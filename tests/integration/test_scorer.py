@@ -21,6 +21,7 @@ from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
 from shared.catalog import load_catalog
 from shared.generator import generate
+from shared.kafka import kafka_security
 from shared.score_store import CITY, ScoreStore
 
 from .ingest_support import fresh_database
@@ -77,7 +78,8 @@ def folded(store: ScoreStore) -> int:
 
 
 def read_all(bootstrap, topic):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security(), enable_auto_commit=False,
+                             consumer_timeout_ms=2000)
     partitions = consumer.partitions_for_topic(topic) or set()
     assigned = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(assigned)
