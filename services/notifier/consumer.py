@@ -9,7 +9,7 @@ from typing import Callable
 import orjson
 from kafka import KafkaConsumer
 
-from shared.kafka import poll
+from shared.kafka import kafka_security, poll
 from shared.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 from .service import Notifier
@@ -18,8 +18,11 @@ log = logging.getLogger("cityscore.notifier.consumer")
 
 
 def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000,
-                  reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS) -> KafkaConsumer:
+                  reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS,
+                  security: dict | None = None) -> KafkaConsumer:
+    """`security`: kafka_security() of the settings (default: the environment's)."""
     return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
+                         **(kafka_security() if security is None else security),
                          enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
                          session_timeout_ms=session_timeout_ms,
                          heartbeat_interval_ms=max(1000, session_timeout_ms // 6),

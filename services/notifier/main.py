@@ -84,7 +84,7 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
     """Run the notifier until SIGTERM/SIGINT (or `stop` is set)."""
     from werkzeug.serving import make_server
 
-    from shared.kafka import broker_reachable, ensure_topics
+    from shared.kafka import broker_reachable, ensure_topics, kafka_security
 
     from .consumer import consume, make_consumer
 
@@ -95,7 +95,9 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
 
-    ensure_topics(settings.kafka_bootstrap_servers, {settings.scores_topic: settings.topic_partitions})
+    security = kafka_security(settings)
+    ensure_topics(settings.kafka_bootstrap_servers, {settings.scores_topic: settings.topic_partitions},
+                  security=security)
     # The sender and the consumer each run on a thread with a heartbeat; /healthz follows them.
     liveness = Liveness(ns.stall_after_s)
     sender_thread = liveness.start("sender", lambda beat: runtime.sender.run(stop, ns.send_poll_s, beat))
@@ -112,7 +114,7 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
     # (the laptop); in production gunicorn serves those (services/notifier/wsgi.py).
     app = create_app(ns, runtime.notifier, runtime.gateway, metrics=runtime.metrics, slack_routes=ns.serve_slack,
                      checks={
-        "kafka": lambda: broker_reachable(settings.kafka_bootstrap_servers, 2.0),
+        "kafka": lambda: broker_reachable(settings.kafka_bootstrap_servers, 2.0, security=security),
         "sender": sender_thread.is_alive,
         "scheduler": lambda: scheduler.scheduler.running,
         **slack_checks(runtime),
@@ -124,7 +126,7 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
                                         "http": f"{ns.http_host}:{server.server_port}",
                                         "jobs": scheduler.next_runs()})
     consumer = make_consumer(settings.kafka_bootstrap_servers, settings.scores_topic, ns.consumer_group,
-                             ns.kafka_session_timeout_ms, settings.kafka_reconnect_backoff_max_ms)
+                             ns.kafka_session_timeout_ms, settings.kafka_reconnect_backoff_max_ms, security=security)
     consumer_thread = liveness.start("consumer", lambda beat: consume(consumer, runtime.notifier, stop, beat=beat))
     try:
         # The main thread only waits for SIGTERM/SIGINT. A loop that ends or stalls leaves the
