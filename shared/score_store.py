@@ -368,22 +368,58 @@ class ScoreStore:
                                         first_days.get(metric_id))
                 for metric_id in metric_ids}
 
-    def scoreboard(self, as_of: date) -> Scoreboard:
-        """Every metric scored from the database as of `as_of`: the same numbers as offline scoring."""
+    def _bound_reads(self, conn: Connection, timeout_s: float | None) -> None:
+        """Cancel this read transaction's statements after `timeout_s` (PostgreSQL; SET LOCAL, so
+        the pooled connection, which the scorer's folds may use next, keeps no timeout)."""
+        if timeout_s is not None and self.postgres:
+            milliseconds = max(1, round(timeout_s * 1000))  # 0 would mean no timeout at all
+            conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(milliseconds)})
+
+    def scoreboard(self, as_of: date, timeout_s: float | None = None) -> Scoreboard:
+        """Every metric scored from the database as of `as_of`: the same numbers as offline scoring.
+
+        Computed on request, so bounded: past `timeout_s` it raises ReadTimedOut.
+        """
+        from sqlalchemy.exc import OperationalError
+
         with self.engine.connect() as conn:
-            metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
+            try:
+                self._bound_reads(conn, timeout_s)
+                metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
         return Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics)
 
-    def history(self, metric_id: str, window: str, days: int, end: date) -> list[tuple[date, WindowScore]]:
-        """A metric's score in one window for each as-of date of the `days` ending on `end`."""
+    def history(self, metric_id: str, window: str, days: int, end: date,
+                timeout_s: float | None = None) -> list[tuple[date, WindowScore]]:
+        """A metric's score in one window for each as-of date of the `days` ending on `end`.
+
+        Computed on request, so bounded: past `timeout_s` (the queries, then the scoring of
+        each day, which is where a long trend history spends its time) it raises ReadTimedOut.
+        """
+        from time import monotonic
+
+        from sqlalchemy.exc import OperationalError
+
+        deadline = None if timeout_s is None else monotonic() + timeout_s
         metric = self.catalog.by_id[metric_id]
         longest = max(self.catalog.windows.values())
         start = end - timedelta(days=days - 1)
         with self.engine.connect() as conn:
-            first_days = self.first_days(conn)
-            loaded = self.load_days(conn, [metric_id], start - timedelta(days=longest - 1), end, first_days)
+            try:
+                self._bound_reads(conn, timeout_s)
+                first_days = self.first_days(conn)
+                loaded = self.load_days(conn, [metric_id], start - timedelta(days=longest - 1), end, first_days)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
         series = []
         for as_of in window_dates(end, days):
+            if deadline is not None and monotonic() > deadline:
+                raise ReadTimedOut(timeout_s)
             scores = score_metric(metric, loaded[metric_id], as_of, self.catalog.windows, first_days.get(metric_id))
             series.append((as_of, scores[window]))
         return series
@@ -483,4 +519,14 @@ class _Row:
     numerator: float | None
     denominator: float | None
 
+class ReadTimedOut(Exception):
+    """Scores computed on request took longer than their time bound (SCORER_READ_TIMEOUT)."""
 
+    def __init__(self, timeout_s: float):
+        super().__init__(f"scoring on request took longer than {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+    @staticmethod
+    def cancelled(exc: Exception) -> bool:
+        """PostgreSQL cancelled the statement (SQLSTATE 57014: its statement_timeout passed)."""
+        return getattr(getattr(exc, "orig", None), "sqlstate", None) == "57014"

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # only a laptop without Slack (the demo) shows them, on a page of their own.
     scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
                                           description="Serve /slack-posts, the notifier's recent posts (laptop only)")
+    scorer_read_timeout_s: float = Field(5.0, alias="SCORER_READ_TIMEOUT", gt=0,
+                                         description="Seconds a score computed on request may take before a 503")
 
     @model_validator(mode="after")
     def _kafka_security_is_whole(self) -> "Settings":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, timedelta
 from typing import Callable
 
 from flask import Flask, Response, request
@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from shared.catalog import Catalog
-from shared.score_store import CITY, ScoreStore
+from shared.score_store import CITY, ReadTimedOut, ScoreStore
 from shared.scoring import Scoreboard, WindowScore
 from shared.settings import Settings
 from shared.web import json_response, wire
@@ -26,6 +26,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 MAX_HISTORY_DAYS = 730
+# How long a client is asked to wait before trying again a read that ran out of time.
+READ_RETRY_AFTER_S = 5
 
 
 def stored_board(store: ScoreStore, as_of: date) -> tuple[Scoreboard, str | None] | None:
@@ -87,15 +89,45 @@ def create_app(
             return json_response(exc.code or 500, {"error": exc.description})
         return exc
 
+    @app.errorhandler(ReadTimedOut)
+    def _read_timed_out(exc: ReadTimedOut) -> Response:
+        return json_response(503, {"error": f"{exc}, the limit set by SCORER_READ_TIMEOUT: ask for fewer days, "
+                                            "or try again later"}, {"Retry-After": str(READ_RETRY_AFTER_S)})
+
+    read_timeout_s = settings.scorer_read_timeout_s
+    # The earliest as_of any date arithmetic can serve: a history's first window starts
+    # MAX_HISTORY_DAYS plus the longest window (and a day) before its as_of.
+    floor = date.min + timedelta(days=MAX_HISTORY_DAYS + max(catalog.windows.values()) + 2)
+
+    def as_of_range() -> tuple[date | None, date, date]:
+        """The first day with data (None: no data yet), the current as-of day, and the last as_of
+        answered (today: the current as-of day + 1). Checked before any score is computed: an
+        as_of centuries away would score centuries of trend baselines, minutes of CPU."""
+        with store.engine.connect() as conn:
+            first_days = store.first_days(conn)
+        current = current_as_of(clock, catalog)
+        first = max(min(first_days.values()), floor) if first_days else None
+        return first, current, current + timedelta(days=1)
+
     def parse_as_of() -> tuple[date | None, Response | None]:
         raw = request.args.get("as_of")
         if raw is None:
             return None, None
         try:
-            return date.fromisoformat(raw), None
+            asked = date.fromisoformat(raw)
         except ValueError:
             return None, json_response(400, {"error": "as_of must be a date written YYYY-MM-DD",
                                              "errors": [{"field": "as_of", "reason": f"{raw!r} is not YYYY-MM-DD"}]})
+        first, current, last = as_of_range()
+        earliest = current if first is None else min(first, current)
+        if earliest <= asked <= last:
+            return asked, None
+        if first is None:
+            reason = f"there is no data yet: must be {current} (the last complete day) or {last} (today)"
+        else:
+            reason = f"must be from {earliest} (the first day with data) to {last} (today)"
+        return None, json_response(400, {"error": "as_of is outside the data's range",
+                                         "errors": [{"field": "as_of", "reason": reason}]})
 
     def board_for(as_of: date | None) -> tuple[Scoreboard, str | None]:
         current = current_as_of(clock, catalog)
@@ -104,9 +136,11 @@ def create_app(
             if found is not None:
                 return found
             as_of = current
-        return store.scoreboard(as_of), None
+        return store.scoreboard(as_of, read_timeout_s), None
 
     app.extensions["cityscore"]["board_for"] = board_for
+    app.extensions["cityscore"]["as_of_range"] = as_of_range
+    app.extensions["cityscore"]["read_timeout_s"] = read_timeout_s
 
     # -- the API ------------------------------------------------------------------------
 
@@ -139,7 +173,7 @@ def create_app(
         if refusal is not None:
             return refusal
         end = as_of or current_as_of(clock, catalog)
-        series = store.history(metric_id, window, days, end)
+        series = store.history(metric_id, window, days, end, read_timeout_s)
         metric = catalog.by_id[metric_id]
         return json_response(200, {
             "metric": metric_id, "name": metric.name, "window": window, "kind": metric.kind.value,

@@ -19,9 +19,8 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from shared.catalog import SLA, Catalog, Feed, Kind, Metric
+from shared.score_store import ReadTimedOut
 from shared.scoring import WindowScore, standing
-
-from .consumer import current_as_of
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                   static_url_path="/assets")
@@ -295,19 +294,23 @@ class BadDate(HTTPException):
     code = 400
 
 
-def requested_as_of(catalog: Catalog, clock) -> tuple[date | None, date]:
-    """The `as_of` asked for (None for the current board) and the current as-of date."""
-    current = current_as_of(clock, catalog)
+def requested_as_of() -> tuple[date | None, date, date | None]:
+    """The `as_of` asked for (None for the current board), the current as-of date and the first
+    day with data (None: none yet). A date outside them is refused before anything is scored."""
     raw = request.args.get("as_of")
+    first, current, _ = _parts()["as_of_range"]()
     if raw is None or raw == "":
-        return None, current
+        return None, current, first
     try:
         asked = date.fromisoformat(raw)
     except ValueError:
         raise BadDate(f"“{raw}” is not a date written YYYY-MM-DD.") from None
     if asked > current:
         raise BadDate(f"There are no scores after {long_date(current)}, the last complete day.")
-    return asked, current
+    earliest = current if first is None else min(first, current)
+    if asked < earliest:
+        raise BadDate(f"There are no scores before {long_date(earliest)}, the first day with data.")
+    return asked, current, first
 
 
 @cache
@@ -339,12 +342,19 @@ def _error(exc: HTTPException):
     return render_template("pages/error.html", title=title, message=exc.description), exc.code
 
 
+@pages.errorhandler(ReadTimedOut)
+def _busy(exc: ReadTimedOut):
+    message = f"Computing these scores took longer than the {exc.timeout_s:g} seconds allowed. Please try again later."
+    return (render_template("pages/error.html", title="Busy", message=message), 503,
+            {"Retry-After": "5", "Cache-Control": "no-store"})
+
+
 @pages.get("/")
 def board() -> tuple[str, int, dict[str, str]]:
     """The board: the overall CityScore, then one row per metric, for the current or a chosen day."""
     parts = _parts()
     catalog: Catalog = parts["catalog"]
-    asked, current = requested_as_of(catalog, parts["clock"])
+    asked, current, first = requested_as_of()
     scoreboard, updated = parts["board_for"](asked)
     if updated is not None:
         published = datetime.fromisoformat(updated)
@@ -371,7 +381,8 @@ def board() -> tuple[str, int, dict[str, str]]:
         updated_words=updated_words,
         updated_iso=updated_iso,
         refresh=REFRESH_SECONDS if asked is None or asked == current else None,
-        previous_day=as_of - timedelta(days=1),
+        first=first,
+        previous_day=as_of - timedelta(days=1) if first is not None and as_of > first else None,
         next_day=as_of + timedelta(days=1) if as_of < current else None,
     )
     return html, 200, {"Cache-Control": "public, max-age=30"}
@@ -419,10 +430,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     found = catalog.by_id.get(metric_id)
     if found is None:
         abort(404, f"There is no metric “{metric_id}” in the {catalog.city} catalog.")
-    asked, current = requested_as_of(catalog, parts["clock"])
+    asked, current, _ = requested_as_of()
     scoreboard, _ = parts["board_for"](asked)
     as_of = scoreboard.as_of
-    series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of)
+    series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of, parts["read_timeout_s"])
     department = catalog.departments_by_id.get(found.department)
     scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
     numerator_words, denominator_words = audit_terms(found)
