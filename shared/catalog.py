@@ -8,7 +8,7 @@ file without reading code.
 from __future__ import annotations
 
 import enum
-from datetime import time
+from datetime import date, time
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -126,6 +126,10 @@ class Metric(_Strict):
     sla: SLA | None = None
     sla_by_attribute: SLAByAttribute | None = None
     case_types: tuple[str, ...] = ()
+    # The first local day this metric's data can plausibly fall on (the catalog's
+    # history_start when unset): an event dated earlier is a department's mistake, and
+    # one such event would move a trend metric's baseline years for good.
+    history_start: date | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "Metric":
@@ -203,6 +207,8 @@ class Catalog(BaseModel):
     windows: dict[str, PositiveInt] = Field(default_factory=lambda: {"day": 1, "week": 7, "month": 30, "quarter": 90})
     business_hours: BusinessHours = BusinessHours()
     holidays: HolidayCalendar = HolidayCalendar()
+    # The first local day any metric's data can plausibly fall on (see Metric.history_start).
+    history_start: date = date(2000, 1, 1)
     departments: tuple[Department, ...] = Field(min_length=1)
     metrics: tuple[Metric, ...] = Field(min_length=1)
 
@@ -263,6 +269,10 @@ class Catalog(BaseModel):
 
     def metrics_of(self, department: str) -> list[Metric]:
         return [m for m in self.metrics if m.department == department]
+
+    def history_start_of(self, metric: Metric) -> date:
+        """The first local day the metric's data can plausibly fall on."""
+        return metric.history_start or self.history_start
 
 
 class CatalogError(ValueError):

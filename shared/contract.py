@@ -24,7 +24,9 @@ from pydantic import (
 
 from .catalog import Catalog, Feed, Metric
 
-CONTRACT_VERSION = 1
+# Version 2 adds corrections (`replaces`) and withdrawals; every version 1 event is a
+# valid version 2 event.
+CONTRACT_VERSION = 2
 
 # No string may hold a control character: C0 (U+0000-U+001F, so tab and newline too), DEL or
 # C1 (U+0080-U+009F). PostgreSQL cannot store a NUL (SQLSTATE 22P05: one in an event id
@@ -67,6 +69,9 @@ class _Event(BaseModel):
     event_id: EventId
     metric: MetricId
     department: DepartmentId | None = None
+    # A correction: the event_id of an earlier event of the same department that this one
+    # takes the place of. What that event counted is taken back, this one counts instead.
+    replaces: EventId | None = None
 
 
 class CaseEvent(_Event):
@@ -125,11 +130,27 @@ class TallyEvent(_Event):
         return self
 
 
+class WithdrawalEvent(_Event):
+    """Takes back an earlier event of the same department: an incident or measurement sent by
+    mistake, a tally, or a case (withdrawing any version of a case withdraws the case)."""
+
+    type: Literal["withdrawal"]
+    withdraws: EventId
+
+    @model_validator(mode="after")
+    def _withdraws_only(self) -> "WithdrawalEvent":
+        if self.replaces is not None:
+            raise ValueError("replaces: a withdrawal names what it withdraws in 'withdraws'")
+        if self.withdraws == self.event_id:
+            raise ValueError("withdraws: names this event itself")
+        return self
+
+
 Event = Annotated[
-    Union[CaseEvent, MeasurementEvent, IncidentEvent, TallyEvent],
+    Union[CaseEvent, MeasurementEvent, IncidentEvent, TallyEvent, WithdrawalEvent],
     Field(discriminator="type"),
 ]
-EVENT_TYPES = ("case", "measurement", "incident", "tally")
+EVENT_TYPES = ("case", "measurement", "incident", "tally", "withdrawal")
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 _batch_adapter: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
@@ -270,15 +291,23 @@ def _dumps(raw: dict[str, Any]) -> bytes:
         raise InvalidEvent([Problem("", f"not JSON-serialisable: {exc}")]) from None
 
 
-def check_against_catalog(event: Event, catalog: Catalog) -> list[Problem]:
-    """Contract rules that need the catalog: the metric exists and takes this event."""
+def check_against_catalog(event: Event, catalog: Catalog, today: date | None = None) -> list[Problem]:
+    """Contract rules that need the catalog: the metric exists and takes this event, and its
+    dates fall in the metric's history (from its history start to a day after `today`, the
+    city's current local day, when given: ingest gives it, a replay of the past does not)."""
     metric = catalog.by_id.get(event.metric)
     if metric is None:
         return [Problem("metric", f"unknown metric {event.metric!r} (not in the {catalog.city} catalog)")]
-    if event.type not in metric.event_types:
+    if event.type not in metric.event_types and not isinstance(event, WithdrawalEvent):
         accepted = ", ".join(metric.event_types)
         return [Problem("type", f"metric {metric.id!r} does not accept {event.type!r} events (it accepts: {accepted})")]
     problems: list[Problem] = []
+    start = catalog.history_start_of(metric)
+    for name, day in _local_days(event, catalog):
+        if day < start:
+            problems.append(Problem(name, f"falls on {day}, before {metric.id}'s history starts ({start})"))
+        elif today is not None and day > today + timedelta(days=1):
+            problems.append(Problem(name, f"falls on {day}, more than a day after today ({today})"))
     if isinstance(event, MeasurementEvent):
         if metric.min_value is not None and event.value < metric.min_value:
             problems.append(Problem("value", f"must be at least {metric.min_value:g} for {metric.id}"))
@@ -295,6 +324,20 @@ def check_against_catalog(event: Event, catalog: Catalog) -> list[Problem]:
         if not wants_count and event.numerator is not None and event.denominator is not None:
             problems.extend(_beyond_what_a_unit_counts(metric, event.numerator, event.denominator))
     return problems
+
+
+def _local_days(event: Event, catalog: Catalog) -> list[tuple[str, date]]:
+    """The local days an event's own dates fall on (a due date may lie ahead; it is not here)."""
+    if isinstance(event, CaseEvent):
+        found = [("opened_at", local_day(event.opened_at, catalog))]
+        if event.closed_at is not None:
+            found.append(("closed_at", local_day(event.closed_at, catalog)))
+        return found
+    if isinstance(event, (MeasurementEvent, IncidentEvent)):
+        return [("occurred_at", local_day(event.occurred_at, catalog))]
+    if isinstance(event, TallyEvent):
+        return [("date", event.date)]
+    return []
 
 
 def _beyond_what_a_unit_counts(metric: Metric, numerator: float, denominator: float) -> list[Problem]:
@@ -315,10 +358,10 @@ def _beyond_what_a_unit_counts(metric: Metric, numerator: float, denominator: fl
     return []
 
 
-def validate_event(raw: str | bytes | dict[str, Any], catalog: Catalog) -> Event:
+def validate_event(raw: str | bytes | dict[str, Any], catalog: Catalog, today: date | None = None) -> Event:
     """Parse an event and check it against the catalog; raise InvalidEvent naming every problem."""
     event = parse_event(raw)
-    problems = check_against_catalog(event, catalog)
+    problems = check_against_catalog(event, catalog, today)
     if problems:
         raise InvalidEvent(problems)
     return event

@@ -112,11 +112,27 @@ AutoId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class ProcessedEvent(Base):
-    """Every event id folded once; a redelivered event finds its id here and changes nothing."""
+    """Every event folded once, and what it counts (so that it can be withdrawn or corrected).
+
+    An event is (department, event_id): a redelivered event finds its row here and changes
+    nothing. `part_key` names the replaceable part it counts under (a case, a tally); an
+    incident's or a measurement's contribution is kept in the row itself (`metric` NULL:
+    it counts nothing, e.g. a withdrawal, or an event withdrawn). department '' marks a
+    row folded before identities were per department: it stands for every department.
+    """
 
     __tablename__ = "processed_events"
 
+    # event_id first: the claim looks an id up for its department and for ''.
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    department: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="")
+    part_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    metric: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    numerator: Mapped[float | None] = mapped_column(Float, nullable=True)
+    denominator: Mapped[float | None] = mapped_column(Float, nullable=True)
+    count: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CurrentPart(Base):
@@ -145,6 +161,10 @@ class DayTotal(Base):
     numerator: Mapped[float] = mapped_column(Float, default=0.0)
     denominator: Mapped[float] = mapped_column(Float, default=0.0)
     count: Mapped[float] = mapped_column(Float, default=0.0)
+    # How many contributions the day holds; a day whose last one is taken back is deleted
+    # (it is no longer data, nor its metric's first day). NULL: folded before this was
+    # counted, so unknown and never deleted.
+    parts: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
 
 
 class MeasurementValue(Base):

@@ -3,19 +3,30 @@
 An event becomes a `Contribution` to one metric's local day. Most contributions
 simply add up. Two kinds replace an earlier version instead: a case sent again
 with the same `case_id` (reopened, corrected, closed), and a tally for the same
-metric and date. Those carry a `replaces` key; whoever keeps the state (the
+metric and date. Those carry a replace key; whoever keeps the state (the
 in-memory `Ledger` here, the scorer's database) takes the old contribution back
 before adding the new one, so nothing is counted twice.
+
+Identity is per department: an event is (department, event_id) and a case is
+(department, case_id), so two departments may use the same ids and neither loses
+or replaces anything. The department is the one that sent the event (ingest stamps
+it from the API key); in a file without one, it is the metric's owner.
+
+Any event can be taken back by the department that sent it: a withdrawal names it,
+or a correction (`replaces`) names it and counts instead. So the state remembers,
+for every event, what it counts: its own contribution (incidents, measurements) or
+the replace key it counts under (cases, tallies). A withdrawal of an event not seen
+yet marks its id as taken, so the event counts nothing when it comes.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from .business_time import BusinessCalendar
 from .catalog import Catalog, Feed
-from .contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent
+from .contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent, WithdrawalEvent
 from .scoring import DayTotals, Scoreboard, score_city
 
 
@@ -34,14 +45,35 @@ class Contribution(NamedTuple):
     value: float | None = None  # a raw measurement kept for a median
 
 
-def replace_key(event: Event) -> str | None:
+Identity = tuple[str, str]  # (department, event_id)
+# What an event counts, remembered to take it back: the replace key it counts under (a
+# case or a tally), its own contribution (an incident or a measurement), or None (nothing:
+# a withdrawal, an event already taken back, or an id withdrawn before it came).
+Record = Union[str, "Contribution", None]
+
+
+def department_of(event: Event, catalog: Catalog) -> str:
+    """Who sent the event: its department (ingest stamps it), else the metric's owner."""
+    return event.department or catalog.by_id[event.metric].department
+
+
+def replace_key(event: Event, department: str) -> str | None:
     """The identity a newer event replaces, or None for events that only add."""
     if isinstance(event, CaseEvent):
-        # Case ids are unique city-wide, so a case moved to another metric still replaces.
-        return "case:" + event.case_id
+        # Case ids are unique within a department (Boston's are public, so another
+        # department may send the same one); a case moved to another metric still replaces.
+        return f"case:{department}/{event.case_id}"
     if isinstance(event, TallyEvent):
+        # A metric has one owner, so its tallies are the owner's.
         return f"tally:{event.metric}:{event.date.isoformat()}"
     return None
+
+
+def taken_back(event: Event) -> str | None:
+    """The event_id (of the same department) that this event withdraws or corrects."""
+    if isinstance(event, WithdrawalEvent):
+        return event.withdraws
+    return event.replaces
 
 
 class Folder:
@@ -53,7 +85,9 @@ class Folder:
         self._zone = catalog.zone
 
     def contribution(self, event: Event) -> Contribution | None:
-        """The event's contribution, or None when it adds nothing (an open case)."""
+        """The event's contribution, or None when it adds nothing (an open case, a withdrawal)."""
+        if isinstance(event, WithdrawalEvent):
+            return None
         metric = self.catalog.by_id[event.metric]
         if isinstance(event, CaseEvent):
             if event.closed_at is None:
@@ -91,40 +125,68 @@ def add_to(totals: DayTotals, part: Contribution, sign: int = 1) -> None:
 
 
 class Ledger:
-    """In-memory state of a city's scores: daily totals per metric, seen events, replaceable parts.
+    """In-memory state of a city's scores: daily totals per metric, what each event counts, replaceable parts.
 
     The offline command and the tests fold into this; the scorer keeps the same
-    state in SQL with the same `Folder` and `add_to` rules.
+    state in SQL with the same `Folder` and rules (score_store.ScoreStore.fold_prepared).
     """
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.folder = Folder(catalog)
         self.days: dict[str, dict[date, DayTotals]] = {m.id: {} for m in catalog.metrics}
+        # How many contributions each day holds: a day whose last one is taken back is no
+        # longer data (and no longer its metric's first day).
+        self.parts: dict[tuple[str, date], int] = {}
         self.first_day: dict[str, date] = {}
-        self.seen: set[str] = set()
+        self.seen: dict[Identity, Record] = {}
         self.current: dict[str, Contribution | None] = {}
         self.duplicates = 0
         self.replaced = 0
+        self.withdrawn = 0
 
     def fold(self, event: Event) -> bool:
         """Fold one validated event; False when it was a duplicate and changed nothing."""
-        if event.event_id in self.seen:
+        department = department_of(event, self.catalog)
+        identity = (department, event.event_id)
+        if identity in self.seen:
             self.duplicates += 1
             return False
-        self.seen.add(event.event_id)
+        target = taken_back(event)
+        if target is not None:
+            self._take_back((department, target))
         part = self.folder.contribution(event)
-        key = replace_key(event)
+        key = replace_key(event, department)
         if key is not None:
             if key in self.current:
                 self.replaced += 1
                 old = self.current[key]
                 if old is not None:
-                    add_to(self.days[old.metric][old.day], old, -1)
+                    self._remove(old)
             self.current[key] = part
+            self.seen[identity] = key
+        else:
+            self.seen[identity] = part
         if part is not None:
             self._add(part)
         return True
+
+    def _take_back(self, identity: Identity) -> None:
+        """Withdraw what an earlier event counts; an id not seen yet will count nothing."""
+        if identity not in self.seen:
+            self.seen[identity] = None
+            return
+        record = self.seen[identity]
+        if isinstance(record, str):
+            old = self.current.get(record)
+            if old is not None:
+                self._remove(old)
+            self.current[record] = None
+        elif record is not None:
+            self._remove(record)
+        if record is not None:
+            self.withdrawn += 1
+        self.seen[identity] = None
 
     def _add(self, part: Contribution) -> None:
         days = self.days[part.metric]
@@ -134,7 +196,22 @@ class Ledger:
             first = self.first_day.get(part.metric)
             if first is None or part.day < first:
                 self.first_day[part.metric] = part.day
+        slot = (part.metric, part.day)
+        self.parts[slot] = self.parts.get(slot, 0) + 1
         add_to(totals, part)
+
+    def _remove(self, part: Contribution) -> None:
+        days = self.days[part.metric]
+        add_to(days[part.day], part, -1)
+        slot = (part.metric, part.day)
+        self.parts[slot] -= 1
+        if self.parts[slot] == 0:
+            del self.parts[slot], days[part.day]
+            if self.first_day.get(part.metric) == part.day:
+                if days:
+                    self.first_day[part.metric] = min(days)
+                else:
+                    del self.first_day[part.metric]
 
     def scoreboard(self, as_of: date) -> Scoreboard:
         return score_city(self.catalog, self.days, as_of, self.first_day)

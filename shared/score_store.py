@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from .catalog import Catalog, Kind
 from .contract import Event
 from .db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox, utcnow
-from .folding import Contribution, Folder, replace_key
+from .folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
 from .scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
 
 RESCORE_LOCK = 7_343_264_001  # PostgreSQL advisory lock key: one scorer rescoring at a time
@@ -31,6 +31,7 @@ CITY = "cityscore"  # the metric name under which the overall CityScore is kept 
 class FoldOutcome:
     folded: int = 0
     duplicates: int = 0
+    withdrawn: int = 0  # earlier events taken back (withdrawn or corrected)
     touched: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
 
 
@@ -111,12 +112,30 @@ def _number(value) -> float | None:
 # meanwhile by another scorer's transaction (two scorers overlapping in a rebalance) makes
 # it fail with a unique violation once that transaction commits; the scorer then runs the
 # batch's transaction again, and this time the id is found.
+#
+# An event is (department, event_id); a row of department '' (folded before identities were
+# per department) stands for every department. Each row keeps what the event counts.
+_EVENT_ROWS = ("json_to_recordset(CAST(:rows AS json)) AS r(department varchar, event_id varchar, "
+               "part_key varchar, metric varchar, day date, numerator float8, denominator float8, count float8, "
+               "value float8)")
 _CLAIM = text(
-    "WITH ids AS MATERIALIZED (SELECT value AS event_id, "
-    "EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = value) AS seen "
-    "FROM json_array_elements_text(CAST(:ids AS json))), "
-    "claimed AS (INSERT INTO processed_events (event_id) SELECT event_id FROM ids WHERE NOT seen) "
-    "SELECT array_agg(event_id) FILTER (WHERE seen) FROM ids")
+    f"WITH ids AS MATERIALIZED (SELECT r.*, EXISTS (SELECT 1 FROM processed_events p "
+    f"WHERE p.event_id = r.event_id AND p.department IN (r.department, '')) AS seen FROM {_EVENT_ROWS}), "
+    "claimed AS (INSERT INTO processed_events (department, event_id, part_key, metric, day, numerator, "
+    "denominator, count, value) SELECT department, event_id, part_key, metric, day, numerator, denominator, "
+    "count, value FROM ids WHERE NOT seen) "
+    "SELECT json_agg(json_build_array(department, event_id)) FILTER (WHERE seen) FROM ids")
+# The earlier events a batch withdraws or corrects, locked (another scorer may be taking
+# the same one back in a rebalance).
+_SELECT_EVENTS = text(
+    "SELECT p.department, p.event_id, p.part_key, p.metric, p.day, p.numerator, p.denominator, p.count, p.value "
+    "FROM processed_events p JOIN json_to_recordset(CAST(:ids AS json)) AS r(department varchar, event_id varchar) "
+    "ON p.event_id = r.event_id AND p.department IN (r.department, '') "
+    "ORDER BY p.event_id, p.department FOR UPDATE OF p")
+_UPDATE_EVENTS = text(
+    f"UPDATE processed_events AS p SET part_key = r.part_key, metric = r.metric, day = r.day, "
+    f"numerator = r.numerator, denominator = r.denominator, count = r.count, value = r.value "
+    f"FROM {_EVENT_ROWS} WHERE p.event_id = r.event_id AND p.department = r.department")
 # Parts the fold found (and locked) are updated and the others inserted, rather than one
 # INSERT ... ON CONFLICT DO UPDATE (about a third slower in psql); a part another scorer
 # inserts meanwhile is a duplicate key, and the batch is run again, as for the claim.
@@ -128,11 +147,12 @@ _UPDATE_PARTS = text(
     f"UPDATE current_parts AS p SET metric = r.metric, day = r.day, numerator = r.numerator, "
     f"denominator = r.denominator, count = r.count FROM {_PART_ROWS} WHERE p.key = r.key")
 _ADD_DAY_TOTALS = text(
-    "INSERT INTO day_totals (metric, day, numerator, denominator, count) "
+    "INSERT INTO day_totals (metric, day, numerator, denominator, count, parts) "
     "SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
-    "AS r(metric varchar, day date, numerator float8, denominator float8, count float8) "
+    "AS r(metric varchar, day date, numerator float8, denominator float8, count float8, parts int) "
     "ON CONFLICT (metric, day) DO UPDATE SET numerator = day_totals.numerator + EXCLUDED.numerator, "
-    "denominator = day_totals.denominator + EXCLUDED.denominator, count = day_totals.count + EXCLUDED.count")
+    "denominator = day_totals.denominator + EXCLUDED.denominator, count = day_totals.count + EXCLUDED.count, "
+    "parts = day_totals.parts + EXCLUDED.parts")
 _INSERT_VALUES = text(
     "INSERT INTO measurement_values (metric, day, value) "
     "SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(metric varchar, day date, value float8)")
@@ -142,12 +162,35 @@ _SELECT_PARTS = text(
     "WHERE key IN (SELECT value FROM json_array_elements_text(CAST(:keys AS json))) ORDER BY key FOR UPDATE")
 
 
-# What the database fold needs of one event: its id, the key of the part it replaces (None
-# when it only adds) and its contribution (None for an open case). The scorer works this
-# out as soon as an event is validated, so a batch waiting for the database holds these
-# few objects instead of the validated event: about 280 bytes an event instead of 1,240
-# (tracemalloc, over 20,000 generated events), which lets it fold batches twice as large.
-Folding = tuple[str, str | None, Contribution | None]
+# What the database fold needs of one event: its identity (department, event_id), the key
+# of the part it replaces (None when it only adds), its contribution (None for an open case
+# or a withdrawal) and the identity of the earlier event it withdraws or corrects (or None).
+# The scorer works this out as soon as an event is validated, so a batch waiting for the
+# database holds these few objects instead of the validated event (about 280 bytes an event
+# instead of 1,240 by tracemalloc over 20,000 generated events, before the identity became a
+# pair), which lets it fold batches twice as large.
+Folding = tuple[Identity, str | None, Contribution | None, Identity | None]
+
+
+def _event_row(identity: Identity, record: Record) -> dict:
+    """A processed_events row: the event and what it counts."""
+    row = {"department": identity[0], "event_id": identity[1], "part_key": None, "metric": None, "day": None,
+           "numerator": None, "denominator": None, "count": None, "value": None}
+    if isinstance(record, str):
+        row["part_key"] = record
+    elif record is not None:
+        row.update(metric=record.metric, day=record.day, numerator=record.numerator,
+                   denominator=record.denominator, count=record.count, value=record.value)
+    return row
+
+
+def _record_of(row) -> Record:
+    """What a processed_events row says its event counts."""
+    if row.part_key is not None:
+        return row.part_key
+    if row.metric is None:
+        return None
+    return Contribution(row.metric, row.day, row.numerator, row.denominator, row.count, row.value)
 
 
 def _json(rows: list) -> str:
@@ -174,23 +217,54 @@ class ScoreStore:
 
     # -- the write side ------------------------------------------------------------------
 
-    def claim(self, conn: Connection, event_ids: list[str]) -> set[str]:
-        """Record these event ids as processed; return those that already were."""
-        if not event_ids:
+    def claim(self, conn: Connection, events: list[Identity] | dict[Identity, Record]) -> set[Identity]:
+        """Record these events as processed (with what each counts, when given); return those that
+        already were (for their department, or from before identities were per department)."""
+        if not events:
             return set()
-        # Each id once (twice in one INSERT, it would be a duplicate key of its own), sorted:
-        # two scorers claiming overlapping batches (a rebalance) take the ids' index locks
-        # in the same order and cannot deadlock.
-        ids = sorted(set(event_ids))
+        records = events if isinstance(events, dict) else dict.fromkeys(events)
+        # Each once (twice in one INSERT, it would be a duplicate key of its own), sorted: two
+        # scorers claiming overlapping batches (a rebalance) take the ids' index locks in the
+        # same order and cannot deadlock.
+        identities = sorted(records, key=lambda identity: (identity[1], identity[0]))
         if self.postgres:
-            return set(conn.execute(_CLAIM, {"ids": _json(ids)}).scalar() or ())
-        existing: set[str] = set()
-        for chunk in _chunks(ids):
-            existing.update(conn.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
-        new = [event_id for event_id in ids if event_id not in existing]
+            rows = [_event_row(identity, records[identity]) for identity in identities]
+            found = conn.execute(_CLAIM, {"rows": _json(rows)}).scalar()
+            return {(department, event_id) for department, event_id in found or ()}
+        existing: set[Identity] = set()
+        table = ProcessedEvent.__table__
+        for chunk in _chunks(identities):
+            for row in conn.execute(select(table.c.department, table.c.event_id).where(
+                    table.c.event_id.in_({event_id for _, event_id in chunk}))):
+                existing.add((row.department, row.event_id))
+        seen = {identity for identity in identities if identity in existing or ("", identity[1]) in existing}
+        new = [_event_row(identity, records[identity]) for identity in identities if identity not in seen]
         if new:
-            conn.execute(ProcessedEvent.__table__.insert(), [{"event_id": event_id} for event_id in new])
-        return existing
+            conn.execute(table.insert(), new)
+        return seen
+
+    def _earlier_events(self, conn: Connection, identities: list[Identity]) -> dict[Identity, Record]:
+        """What these earlier events count (locked until the transaction ends); those never seen
+        are missing. A row from before identities were per department answers for its id."""
+        found: dict[Identity, Record] = {}
+        rows: list = []
+        if self.postgres:
+            rows = conn.execute(_SELECT_EVENTS, {"ids": _json([{"department": d, "event_id": e}
+                                                                for d, e in identities])}).all()
+        else:
+            table = ProcessedEvent.__table__
+            for chunk in _chunks(identities):
+                rows.extend(conn.execute(select(table).where(table.c.event_id.in_({e for _, e in chunk}))))
+        wanted = set(identities)
+        for row in rows:
+            if (row.department, row.event_id) in wanted:
+                found[(row.department, row.event_id)] = _record_of(row)
+        for row in rows:  # the older, department-less rows only where no exact row exists
+            if row.department == "":
+                for identity in identities:
+                    if identity[1] == row.event_id and identity not in found:
+                        found[identity] = _record_of(row)
+        return found
 
     def _current_parts(self, conn: Connection, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
@@ -205,8 +279,12 @@ class ScoreStore:
         return found
 
     def prepare(self, event: Event) -> Folding:
-        """What folding this event needs: its id, the key it replaces (or None), its contribution (or None)."""
-        return event.event_id, replace_key(event), self.folder.contribution(event)
+        """What folding this event needs: its identity, the key it replaces (or None), its
+        contribution (or None) and the earlier event it takes back (or None)."""
+        department = department_of(event, self.catalog)
+        target = taken_back(event)
+        return ((department, event.event_id), replace_key(event, department), self.folder.contribution(event),
+                None if target is None else (department, target))
 
     def fold(self, conn: Connection, events: Sequence[Event]) -> FoldOutcome:
         """Fold validated events (in the order received) inside the caller's transaction."""
@@ -214,68 +292,136 @@ class ScoreStore:
         return self.fold_prepared(conn, [prepare(event) for event in events])
 
     def fold_prepared(self, conn: Connection, batch: Sequence[Folding]) -> FoldOutcome:
-        """Fold prepared events (in the order received) inside the caller's transaction."""
+        """Fold prepared events (in the order received) inside the caller's transaction.
+
+        The same rules as `folding.Ledger.fold`, one event after another: a resent event
+        changes nothing; a case or tally replaces the part its key counted; a withdrawal or a
+        correction first takes back what the named earlier event counts (and an event named
+        before it came will count nothing when it comes).
+        """
         outcome = FoldOutcome()
-        unique: dict[str, Folding] = {}
+        unique: dict[Identity, Folding] = {}
         for item in batch:
             if item[0] in unique:
                 outcome.duplicates += 1
             else:
                 unique[item[0]] = item
-        seen = self.claim(conn, list(unique))
+        # Claimed with what each counts on its own; the few that a take-back in this same
+        # batch changes are updated below.
+        seen = self.claim(conn, {identity: (key if key is not None else part)
+                                 for identity, key, part, _ in unique.values()})
         outcome.duplicates += len(seen)
         if seen:  # a redelivery, or an event sent again
-            fresh = [item for event_id, item in unique.items() if event_id not in seen]
+            fresh = [item for identity, item in unique.items() if identity not in seen]
         else:
             fresh = list(unique.values())
         outcome.folded = len(fresh)
         if not fresh:
             return outcome
 
-        keys = sorted({key for _, key, _ in fresh if key is not None})  # sorted: no lock cycles
+        fresh_ids = {item[0] for item in fresh}
+        targets = sorted({item[3] for item in fresh if item[3] is not None})
+        # What events folded before this batch count, for those this batch takes back.
+        records: dict[Identity, Record] = (
+            self._earlier_events(conn, [t for t in targets if t not in fresh_ids]) if targets else {})
+        keys = {key for _, key, _, _ in fresh if key is not None}
+        keys.update(record for record in records.values() if isinstance(record, str))
+        keys = sorted(keys)  # sorted: no lock cycles
         current = self._current_parts(conn, keys) if keys else {}
         stored = set(current)
         changed_keys: set[str] = set()
-        deltas: dict[tuple[str, date], list[float]] = {}  # (metric, day) -> numerator, denominator, count
+        # (metric, day) -> numerator, denominator, count, parts
+        deltas: dict[tuple[str, date], list[float]] = {}
         values: list[dict] = []
+        gone_values: list[dict] = []  # measurements taken back
+        rows_changed: dict[Identity, Record] = {}  # processed_events rows to set to their final record
+        tombstones: list[Identity] = []  # ids withdrawn before they came
+        named_early: set[Identity] = set()  # fresh ids a take-back earlier in this batch named
 
         # The loop below runs once per event, the scorer's hottest Python: sums are kept
         # inline, and the days touched are read off `deltas` once at the end.
         def take_back(old: Contribution) -> None:
             totals = deltas.get((old.metric, old.day))
             if totals is None:
-                totals = deltas[(old.metric, old.day)] = [0.0, 0.0, 0.0]
+                totals = deltas[(old.metric, old.day)] = [0.0, 0.0, 0.0, 0]
             totals[0] -= old.numerator
             totals[1] -= old.denominator
             totals[2] -= old.count
+            totals[3] -= 1
 
-        for _, key, part in fresh:
+        def withdraw(target: Identity) -> None:
+            if target not in records:
+                # Not seen yet: later in this batch, or still to come. Either way it will count nothing.
+                records[target] = None
+                if target in fresh_ids:
+                    named_early.add(target)
+                else:
+                    tombstones.append(target)
+                return
+            record = records[target]
+            if record is None:
+                return
+            if isinstance(record, str):
+                old = current.get(record)
+                if old is not None:
+                    take_back(old)  # type: ignore[arg-type]
+                    current[record] = None
+                    changed_keys.add(record)
+            else:
+                take_back(record)
+                if record.value is not None:
+                    gone_values.append({"metric": record.metric, "day": record.day, "value": record.value})
+            records[target] = None
+            rows_changed[target] = None
+            outcome.withdrawn += 1
+
+        for identity, key, part, target in fresh:
+            if identity in named_early:
+                # Withdrawn before it came (earlier in this batch): a duplicate of nothing.
+                rows_changed[identity] = None
+                outcome.folded -= 1
+                outcome.duplicates += 1
+                continue
+            if target is not None:
+                withdraw(target)
             if key is not None:
                 old = current.get(key)
                 if old is not None:
                     take_back(old)  # type: ignore[arg-type]
                 current[key] = part
                 changed_keys.add(key)
+                if targets:
+                    records[identity] = key
+            elif targets:
+                records[identity] = part
             if part is not None:
                 slot = (part.metric, part.day)
                 totals = deltas.get(slot)
                 if totals is None:
-                    deltas[slot] = [part.numerator, part.denominator, part.count]
+                    deltas[slot] = [part.numerator, part.denominator, part.count, 1]
                 else:
                     totals[0] += part.numerator
                     totals[1] += part.denominator
                     totals[2] += part.count
+                    totals[3] += 1
                 if part.value is not None:
                     values.append({"metric": part.metric, "day": part.day, "value": part.value})
 
         first_days: dict[str, date] = {}
-        for metric, day in deltas:
+        shrunk: set[str] = set()  # metrics with a day that lost a contribution
+        for (metric, day), totals in deltas.items():
             outcome.touched[metric].add(day)
-            # A replaced part's day is never before its metric's first day (it was folded
-            # earlier), so taking the least over every touched day is safe.
-            first = first_days.get(metric)
-            if first is None or day < first:
-                first_days[metric] = day
+            if totals[3] < 0:
+                shrunk.add(metric)
+            elif totals[3] > 0:
+                first = first_days.get(metric)
+                if first is None or day < first:
+                    first_days[metric] = day
+
+        if tombstones:
+            rows_changed.update(dict.fromkeys(tombstones))
+        if rows_changed:
+            self._set_events(conn, rows_changed, set(tombstones))
 
         if changed_keys:
             rows = []
@@ -300,8 +446,8 @@ class ScoreStore:
                     "metric": stmt.excluded.metric, "day": stmt.excluded.day, "numerator": stmt.excluded.numerator,
                     "denominator": stmt.excluded.denominator, "count": stmt.excluded.count}), rows)
 
-        day_rows = [{"metric": metric, "day": day, "numerator": n, "denominator": d, "count": c}
-                    for (metric, day), (n, d, c) in sorted(deltas.items())]  # sorted: no lock cycles
+        day_rows = [{"metric": metric, "day": day, "numerator": n, "denominator": d, "count": c, "parts": k}
+                    for (metric, day), (n, d, c, k) in sorted(deltas.items())]  # sorted: no lock cycles
         if self.postgres:
             conn.execute(_ADD_DAY_TOTALS, {"rows": _json(day_rows)})
         else:
@@ -310,17 +456,63 @@ class ScoreStore:
             conn.execute(stmt.on_conflict_do_update(index_elements=["metric", "day"], set_={
                 "numerator": table.c.numerator + stmt.excluded.numerator,
                 "denominator": table.c.denominator + stmt.excluded.denominator,
-                "count": table.c.count + stmt.excluded.count}), day_rows)
+                "count": table.c.count + stmt.excluded.count,
+                "parts": table.c.parts + stmt.excluded.parts}), day_rows)
         if values and self.postgres:
             conn.execute(_INSERT_VALUES, {"rows": _json(values)})
         elif values:
             conn.execute(MeasurementValue.__table__.insert(), values)
+        if gone_values:
+            self._remove_values(conn, gone_values)
         if first_days:
             stmt = self._insert(MetricFirstDay.__table__)
             conn.execute(stmt.on_conflict_do_update(index_elements=["metric"], set_={
                 "first_day": self._least(MetricFirstDay.__table__.c.first_day, stmt.excluded.first_day)}),
                 [{"metric": metric, "first_day": day} for metric, day in sorted(first_days.items())])
+        # A day that lost a contribution (or gained and lost one in this batch) may hold none now.
+        emptied = [slot for slot, totals in deltas.items() if totals[3] <= 0]
+        if emptied:
+            self._drop_empty_days(conn, sorted(shrunk), emptied)
         return outcome
+
+    def _set_events(self, conn: Connection, records: dict[Identity, Record], new: set[Identity]) -> None:
+        """Store what these events count now (withdrawn: nothing); `new` ones get a row."""
+        rows = [_event_row(identity, records[identity]) for identity in sorted(records)]
+        table = ProcessedEvent.__table__
+        inserts = [row for row in rows if (row["department"], row["event_id"]) in new]
+        updates = [row for row in rows if (row["department"], row["event_id"]) not in new]
+        if inserts:
+            # A tombstone another scorer wrote meanwhile is a duplicate key: the batch runs again.
+            conn.execute(table.insert(), inserts)
+        if updates and self.postgres:
+            conn.execute(_UPDATE_EVENTS, {"rows": _json(updates)})
+        elif updates:
+            for row in updates:
+                conn.execute(update(table).where(table.c.event_id == row["event_id"],
+                                                 table.c.department.in_((row["department"], ""))).values(
+                    {k: v for k, v in row.items() if k not in ("department", "event_id")}))
+
+    def _remove_values(self, conn: Connection, gone: list[dict]) -> None:
+        """Take withdrawn measurements out of the kept values, one row each."""
+        table = MeasurementValue.__table__
+        for row in gone:
+            one = select(table.c.id).where(table.c.metric == row["metric"], table.c.day == row["day"],
+                                           table.c.value == row["value"]).limit(1).scalar_subquery()
+            conn.execute(delete(table).where(table.c.id == one))
+
+    def _drop_empty_days(self, conn: Connection, metrics: list[str], slots: list[tuple[str, date]]) -> None:
+        """Days whose last contribution was taken back are no longer data; a metric whose first
+        day that was starts at its next day with data (its trend baselines move with it)."""
+        table = DayTotal.__table__
+        for metric, day in sorted(slots):
+            conn.execute(delete(table).where(table.c.metric == metric, table.c.day == day, table.c.parts <= 0))
+        firsts = MetricFirstDay.__table__
+        for metric in metrics:
+            first = conn.scalar(select(func.min(table.c.day)).where(table.c.metric == metric))
+            if first is None:
+                conn.execute(delete(firsts).where(firsts.c.metric == metric))
+            else:
+                conn.execute(update(firsts).where(firsts.c.metric == metric).values(first_day=first))
 
     # -- the read side ---------------------------------------------------------------------
 
@@ -518,6 +710,7 @@ class _Row:
     score: float | None
     numerator: float | None
     denominator: float | None
+
 
 class ReadTimedOut(Exception):
     """Scores computed on request took longer than their time bound (SCORER_READ_TIMEOUT)."""

@@ -77,12 +77,16 @@ def test_store_scores_equal_the_ledger(store, generated):
 
 
 def test_a_claim_returns_the_ids_already_claimed_and_takes_an_id_given_twice_once(store):
+    a, b, c = ("police", "a"), ("police", "b"), ("police", "c")
     with store.engine.begin() as conn:
-        assert store.claim(conn, ["b", "a", "b"]) == set()
+        assert store.claim(conn, [b, a, b]) == set()
     with store.engine.begin() as conn:
-        assert store.claim(conn, ["c", "a", "b", "c"]) == {"a", "b"}
+        assert store.claim(conn, [c, a, b, c]) == {a, b}
     with store.engine.begin() as conn:
-        assert store.claim(conn, ["c"]) == {"c"}
+        assert store.claim(conn, [c]) == {c}
+    # The same id from another department is another event.
+    with store.engine.begin() as conn:
+        assert store.claim(conn, [("public-works", "a"), a]) == {a}
 
 
 def test_overlapping_batches_count_each_event_once(store, generated):
@@ -224,3 +228,80 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
     finally:
         scorer.close()
         engine.dispose()
+
+
+def corrections_mixed_into(generated, seed):
+    """The generated stream with what careless departments send: another department's ids,
+    withdrawals and corrections of events before them, after them (in this batch or a later
+    one) and of events that never come, and resends of all of these."""
+    rng = random.Random(seed)
+    mixed = []
+    sent = []
+    owner = {m.id: m.department for m in CATALOG.metrics}
+    for number, event in enumerate(generated):
+        mixed.append(event)
+        sent.append(event)
+        roll = rng.random()
+        if roll < 0.01:  # the same id from another department, which must count too
+            other = rng.choice([m for m in CATALOG.metrics if m.department != owner[event.metric]
+                                and m.feed.value in ("values", "incidents")])
+            if other.feed.value == "incidents":
+                raw = {"event_id": event.event_id, "type": "incident", "metric": other.id,
+                       "occurred_at": "2026-06-20T12:00:00-04:00"}
+            else:
+                raw = {"event_id": event.event_id, "type": "measurement", "metric": other.id,
+                       "occurred_at": "2026-06-20T12:00:00-04:00", "value": 4.5}
+            mixed.append(parse_event(raw))
+        elif roll < 0.02:  # withdraw an earlier event (or, sometimes, one still to come or never sent)
+            target = rng.choice(sent[-3000:]).event_id if rng.random() < 0.8 else f"never-{number}"
+            if rng.random() < 0.3 and number + 50 < len(generated):
+                target = generated[number + rng.randint(1, 50)].event_id
+            metric = next(e.metric for e in sent if e.event_id == target) if any(
+                e.event_id == target for e in sent[-3000:]) else event.metric
+            mixed.append(parse_event({"event_id": f"w-{number}", "type": "withdrawal", "metric": metric,
+                                      "withdraws": target}))
+        elif roll < 0.025 and event.type in ("incident", "measurement"):  # a correction of this one
+            raw = event.model_dump(mode="json", exclude_none=True)
+            raw.update(event_id=f"fix-{number}", replaces=event.event_id)
+            if event.type == "incident":
+                raw["count"] = event.count + 1
+            mixed.append(parse_event(raw))
+        if rng.random() < 0.005:
+            mixed.append(rng.choice(mixed[-100:]))  # a resend of something recent
+    return mixed
+
+
+@pytest.mark.parametrize("batch_size", [7, 2500])
+def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(store, generated, batch_size):
+    # Small batches take a part (one transaction each); large ones the whole stream.
+    events = corrections_mixed_into(generated if batch_size > 100 else generated[-6000:], seed=batch_size)
+    assert sum(e.type == "withdrawal" for e in events) > 50
+    ledger = Ledger(CATALOG)
+    for event in events:
+        ledger.fold(event)
+    assert ledger.withdrawn > 30
+    fold_in_batches(store, events, batch_size, redeliver_every=5)
+    for as_of in (END, date(2026, 5, 17), date(2026, 3, 8)):
+        assert_boards_equal(ledger.scoreboard(as_of), store.scoreboard(as_of))
+    with store.engine.connect() as conn:
+        assert store.first_days(conn) == ledger.first_day
+
+
+def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(store):
+    events = [parse_event({"event_id": f"s{year}", "type": "incident", "metric": "shootings",
+                           "occurred_at": f"{year}-06-01T12:00:00-04:00"}) for year in range(2022, 2027)]
+    typo = parse_event({"event_id": "typo", "type": "incident", "metric": "shootings",
+                        "occurred_at": "2011-06-01T12:00:00-04:00"})
+    with store.engine.begin() as conn:
+        store.fold(conn, events + [typo])
+    with store.engine.connect() as conn:
+        assert store.first_days(conn)["shootings"] == date(2011, 6, 1)
+    with store.engine.begin() as conn:
+        store.fold(conn, [parse_event({"event_id": "w", "type": "withdrawal", "metric": "shootings",
+                                       "withdraws": "typo"})])
+    with store.engine.connect() as conn:
+        assert store.first_days(conn)["shootings"] == date(2022, 6, 1)
+    ledger = Ledger(CATALOG)
+    for event in events:
+        ledger.fold(event)
+    assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))

@@ -82,14 +82,15 @@ def test_a_case_sent_again_replaces_its_earlier_version_everywhere():
         case("v1", "9", opened, "2026-07-20T10:00:00-04:00"),  # closed on time on the 20th
         case("v2", "9", opened),  # reopened: no longer counts anywhere
     )
-    assert (day_totals(ledger, "pothole-on-time", "2026-07-20").denominator) == 0
+    # the day's only contribution was taken back: the day holds no data any more
+    assert day_totals(ledger, "pothole-on-time", "2026-07-20") is None
     ledger.fold(parse_event(case("v3", "9", opened, "2026-07-24T10:00:00-04:00")))  # closed again, late
-    assert day_totals(ledger, "pothole-on-time", "2026-07-20").denominator == 0
+    assert day_totals(ledger, "pothole-on-time", "2026-07-20") is None
     totals = day_totals(ledger, "pothole-on-time", "2026-07-24")
     assert (totals.numerator, totals.denominator) == (0, 1)
     # corrected into another metric: leaves potholes, joins streetlights
     ledger.fold(parse_event(case("v4", "9", opened, "2026-07-24T10:00:00-04:00", metric="streetlight-on-time")))
-    assert day_totals(ledger, "pothole-on-time", "2026-07-24").denominator == 0
+    assert day_totals(ledger, "pothole-on-time", "2026-07-24") is None
     assert day_totals(ledger, "streetlight-on-time", "2026-07-24").numerator == 1
     assert ledger.replaced == 3
 
