@@ -7,6 +7,7 @@ import json
 import json.scanner
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -87,9 +88,12 @@ def count_array_items(body: bytes, stop_after: int) -> int | None:
 
 def accept_events(
     body: bytes, caller: Caller, catalog: Catalog, publisher: EventPublisher, max_batch: int,
-    retry_after_s: int = 5,
+    retry_after_s: int = 5, today: date | None = None,
 ) -> tuple[Answer, dict[str, int]]:
     """Validate a body of one event or an array, and write it to Kafka as a whole.
+
+    `today` is the city's local day (now, unless a test says otherwise): a date more than
+    a day after it is a department's mistake and is refused.
 
     Returns the answer and, when accepted, the number of events per metric (for /metrics).
     """
@@ -113,7 +117,7 @@ def accept_events(
     forbidden: list[Problem] = []
     for index, event in enumerate(events):
         where = None if single else index
-        for problem in check_against_catalog(event, catalog):
+        for problem in check_against_catalog(event, catalog, today or datetime.now(catalog.zone).date()):
             problems.append(Problem(problem.field, problem.reason, where))
         metric = catalog.by_id.get(event.metric)
         if metric is not None and metric.department != caller.department:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -139,6 +139,28 @@ def test_a_different_department_in_the_event_is_refused(ingest, keys):
     assert response.status_code == 403
     assert response.json["errors"][0]["field"] == "department"
     assert post(client, case_event("b", department="public-works"), keys["public-works"]).status_code == 202
+
+
+def test_a_date_more_than_a_day_ahead_or_before_the_metrics_history_is_refused_by_name(ingest, keys):
+    client, _ = ingest
+    ahead = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat(timespec="seconds")
+    response = post(client, [incident_event("ok"), incident_event("ahead", occurred_at=ahead),
+                             incident_event("old", occurred_at="2001-01-01T12:00:00-05:00")], keys["police"])
+    assert response.status_code == 422
+    found = {(p["index"], p["field"]): p["reason"] for p in response.json["errors"]}
+    assert set(found) == {(1, "occurred_at"), (2, "occurred_at")}
+    assert "more than a day after today" in found[(1, "occurred_at")]
+    assert "before shootings's history starts (2010-01-01)" in found[(2, "occurred_at")]
+
+
+def test_a_department_withdraws_its_own_events_only(ingest, keys):
+    client, _ = ingest
+    withdrawal = {"event_id": "w-1", "type": "withdrawal", "metric": "shootings", "withdraws": "bpd-1"}
+    assert post(client, withdrawal, keys["police"]).status_code == 202
+    # Public works cannot send a withdrawal under police's metric (and its own would name its own ids).
+    response = post(client, {**withdrawal, "event_id": "w-2"}, keys["public-works"])
+    assert response.status_code == 403
+    assert response.json["errors"][0]["field"] == "metric"
 
 
 def test_x_api_key_header_works_too(ingest, keys):
