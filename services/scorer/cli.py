@@ -87,8 +87,10 @@ def run(host: str, http_port: int) -> None:
         log.info("scorer read API listening", extra={"url": f"http://{host}:{http_port}/"})
     try:
         scorer.run()
-    except EventsLost:
-        sys.exit(1)  # the reason is logged already, partition by partition; nothing past it was committed
+    except EventsLost as exc:
+        # Each partition's facts are logged already; this says what to do. Nothing past them was committed.
+        log.error(f"the scorer stopped: {exc}")
+        sys.exit(1)
     finally:
         scorer.close()
         if server is not None:

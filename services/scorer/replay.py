@@ -49,11 +49,11 @@ def missing_history(topic: str, starts: dict[int, int], ends: dict[int, int], fo
     A partition's log starts past 0 only when events were deleted from it (retention, or
     deleted records), whatever the database holds. And the database can never have folded
     more events than the topic ever had messages (only the scorer folds, each message at
-    most once): more than the topic holds now means a topic deleted and made again."""
+    most once): more than a whole topic holds means a topic deleted and made again."""
     reasons = [f"partition {p} of {topic} starts at offset {starts[p]}: its first {starts[p]} events were "
                "deleted (by retention, or deleted records)" for p in sorted(starts) if starts[p] > 0]
     held = sum(ends[p] - starts[p] for p in starts)
-    if folded > held:
+    if not reasons and folded > held:
         reasons.append(f"the database folded {folded} events but {topic} holds {held} "
                        "(was it deleted and made again?)")
     return reasons

@@ -285,4 +285,5 @@ def test_the_scorer_command_exits_with_the_reason(stream, engine, admin):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "the scorers' next event is at offset 10 but the log starts at 15" in done.stderr, done.stderr[-2000:]
+    assert "cityscore rebuild --allow-partial-history" in done.stderr  # and what to do about it
     assert committed(stream, 1) == 10

@@ -21,6 +21,12 @@ def test_a_partition_whose_log_start_moved_lost_events_whatever_the_database_hol
                        "(by retention, or deleted records)"]
 
 
+def test_a_topic_whose_start_moved_holds_fewer_events_than_were_folded_and_that_is_the_reason_given():
+    assert missing_history(TOPIC, {0: 0, 1: 15}, {0: 0, 1: 20}, folded=10) == [
+        f"partition 1 of {TOPIC} starts at offset 15: its first 15 events were deleted "
+        "(by retention, or deleted records)"]
+
+
 def test_a_topic_holding_fewer_events_than_were_folded_was_made_again():
     assert missing_history(TOPIC, {0: 0, 1: 0}, {0: 3, 1: 2}, folded=6) == [
         f"the database folded 6 events but {TOPIC} holds 5 (was it deleted and made again?)"]
