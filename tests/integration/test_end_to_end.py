@@ -2,7 +2,7 @@
 
 All three services run as real processes (ingest under gunicorn, `cityscore scorer
 run`, `cityscore notifier run`) with real Kafka, PostgreSQL and the fake Slack server
-that slack-sdk reaches through its base_url. Two runs:
+that slack-sdk reaches through its base_url. Three runs:
 
 1. A clean run: the departments post a month of generated events and some live ones;
    the read API equals the offline `cityscore score` of every event that got a 202,
@@ -14,6 +14,11 @@ that slack-sdk reaches through its base_url. Two runs:
    again. The departments retry what was refused; in the end the scores still equal
    the offline score of everything that got a 202, and Slack saw every message
    exactly once.
+3. Trust (issue 13), ingest and the scorer only: two departments send the same
+   event_id, and two the same case_id, and every one of them counts; the police
+   withdraw and correct incidents; poison written straight to the events topic goes
+   to the dead-letter topic. The scores equal the offline score of the accepted
+   events that still count.
 
 The runs use a database of their own (`cityscore_e2e` beside the one DATABASE_URL
 names, created when missing) with a schema per run, and topics and consumer groups
@@ -26,8 +31,10 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 
+import orjson
 import pytest
 
+from shared.kafka import make_producer
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.notifier_support import Schema
 
@@ -209,4 +216,136 @@ def test_each_service_and_the_broker_killed_mid_stream_lose_nothing_and_post_not
         assert system.dead() == {}, system.logs()
     finally:
         departments.stop()
+        system.stop()
+
+
+# -- colliding ids, withdrawals, corrections and poison (issue 13) ---------------------------------
+
+POISON_EVENTS_TOPIC_KEY = b"shootings"  # the partition the police's later shootings events take
+
+
+def at_noon(day) -> str:
+    return datetime(day.year, day.month, day.day, 12, 0, tzinfo=CATALOG.zone).isoformat()
+
+
+def stamped(events: list[dict]) -> list[dict]:
+    """The events as ingest wrote them to Kafka: with the department of the key that sent them (ingest
+    refuses a metric of another department, so that is the metric's owner)."""
+    return [{**event, "department": CATALOG.by_id[event["metric"]].department} for event in events]
+
+
+def identity(event: dict) -> tuple[str, str]:
+    return event["department"], event["event_id"]
+
+
+def without(events: list[dict], *identities: tuple[str, str]) -> list[dict]:
+    return [event for event in events if identity(event) not in identities]
+
+
+def changed_metrics(tmp_path, events: list[dict], fewer: list[dict], as_of, name: str) -> set[str]:
+    """The metrics whose scores as of `as_of` differ between `cityscore score` of the two lists."""
+    whole = offline_board(write_events(events, tmp_path / f"{name}-whole.jsonl"), as_of)
+    less = offline_board(write_events(fewer, tmp_path / f"{name}-less.jsonl"), as_of)
+    return {difference.split()[0] for difference in board_differences(whole, less)} - {"cityscore"}
+
+
+def test_colliding_ids_a_withdrawal_a_correction_and_poison_on_the_topic_leave_the_offline_scores(
+        kafka_bootstrap, e2e_schema, slack, tmp_path):
+    """Identity is (department, event_id) and (department, case_id), end to end.
+
+    Public works and the police both send an event "dup-test-1" (a pothole case, a homicide);
+    public works and transportation both send a case "101004242424" (a streetlight, a signal
+    repair). Every one of them counts. The police then withdraw two incidents (their
+    "dup-test-1" and a shooting dated 2012 by mistake, which had moved shootings' first day and
+    so every baseline) and correct a shooting's count, after a poison message (invalid JSON, and
+    an event with a NUL in its event_id) was written straight to the events topic. The scores
+    equal `cityscore score` of the accepted events that still count, and the poison is in the
+    dead-letter topic.
+    """
+    today, yesterday = local_days()
+    background = department_events(3, 63, yesterday)
+    colliding = [
+        {"event_id": "dup-test-1", "type": "case", "metric": "pothole-on-time", "case_id": "101004240001",
+         "opened_at": at_noon(yesterday - timedelta(days=2)), "closed_at": at_noon(yesterday)},
+        {"event_id": "dup-test-1", "type": "incident", "metric": "homicides", "occurred_at": at_noon(yesterday)},
+        {"event_id": "pwd-streetlight-4242", "type": "case", "metric": "streetlight-on-time",
+         "case_id": "101004242424", "opened_at": at_noon(yesterday - timedelta(days=1)),
+         "closed_at": at_noon(yesterday)},
+        {"event_id": "btd-signal-4242", "type": "case", "metric": "signal-repair-on-time",
+         "case_id": "101004242424", "opened_at": at_noon(yesterday - timedelta(days=40)),
+         "closed_at": at_noon(yesterday)},
+        {"event_id": "bpd-2012-typo", "type": "incident", "metric": "shootings",
+         "occurred_at": "2012-03-14T02:00:00-04:00"},
+        {"event_id": "bpd-count-typo", "type": "incident", "metric": "shootings",
+         "occurred_at": at_noon(yesterday), "count": 5},
+    ]
+    system = System(kafka_bootstrap, e2e_schema.url, slack, tmp_path, partitions=3)
+    keys = issue_keys(e2e_schema.engine)
+    try:
+        system.start_all(("ingest", "scorer"))
+
+        # Both departments' "dup-test-1" and both "101004242424" cases get a 202 and count.
+        first = Departments(system.ingest_url, keys, background + colliding).run()
+        assert first.refusals() == []
+        accepted = stamped(first.accepted())
+        assert len(accepted) == len(background) + len(colliding)
+        wait_for(lambda: consumer_lag(kafka_bootstrap, system.topics.scorer_group, system.topics.events) == 0,
+                 120, "the scorer to fold every event", problems=system.logs)
+        assert_scores_equal_offline(system, accepted, tmp_path, (yesterday,))
+        # Each colliding event moves its own metric's scores: without it the offline scores differ,
+        # so the scores above count both departments' events (one id per event dropped one of them).
+        for gone, metric in [(("public-works", "dup-test-1"), "pothole-on-time"),
+                             (("police", "dup-test-1"), "homicides"),
+                             (("public-works", "pwd-streetlight-4242"), "streetlight-on-time"),
+                             (("transportation", "btd-signal-4242"), "signal-repair-on-time"),
+                             (("police", "bpd-2012-typo"), "shootings")]:
+            assert changed_metrics(tmp_path, accepted, without(accepted, gone), yesterday, gone[1]) == {metric}, gone
+
+        # Poison straight onto the events topic, on the partition the police's next events take.
+        poison = [b'{"event_id": "bpd-poison-1", "type": "incident", "metric": "shoot',
+                  orjson.dumps({"event_id": "bpd-\x00-poison", "type": "incident", "metric": "shootings",
+                                "occurred_at": at_noon(yesterday), "department": "police"})]
+        producer = make_producer(kafka_bootstrap, 30, client_id="e2e-poison")
+        try:
+            for value in poison:
+                producer.send(system.topics.events, key=POISON_EVENTS_TOPIC_KEY, value=value).get(timeout=30)
+        finally:
+            producer.close(timeout=10)
+
+        # The police take back what they sent by mistake (contract version 2): a withdrawal of
+        # their "dup-test-1" (public works' stays) and of the shooting dated 2012, and a correction.
+        amends = [
+            {"event_id": "bpd-withdraw-dup", "type": "withdrawal", "metric": "homicides",
+             "withdraws": "dup-test-1"},
+            {"event_id": "bpd-withdraw-2012", "type": "withdrawal", "metric": "shootings",
+             "withdraws": "bpd-2012-typo"},
+            {"event_id": "bpd-count-fixed", "type": "incident", "metric": "shootings",
+             "occurred_at": at_noon(yesterday), "count": 1, "replaces": "bpd-count-typo"},
+        ]
+        second = Departments(system.ingest_url, keys, amends).run()
+        assert second.refusals() == []
+        amended = stamped(second.accepted())
+        assert len(amended) == len(amends)
+        wait_for(lambda: consumer_lag(kafka_bootstrap, system.topics.scorer_group, system.topics.events) == 0,
+                 120, "the scorer to fold the withdrawals and the correction", problems=system.logs)
+
+        counting = without(accepted, ("police", "dup-test-1"), ("police", "bpd-2012-typo"),
+                           ("police", "bpd-count-typo")) + [e for e in amended if e["type"] != "withdrawal"]
+        assert_scores_equal_offline(system, counting, tmp_path, (yesterday, today))
+        # Offline, the withdrawals and the correction themselves come to the same scores.
+        assert board_differences(offline_board(write_events(counting, tmp_path / "counting.jsonl"), yesterday),
+                                 offline_board(write_events(accepted + amended, tmp_path / "all.jsonl"),
+                                               yesterday)) == []
+
+        from .test_scorer import read_all
+
+        letters = read_all(kafka_bootstrap, system.topics.dead_letters)
+        # Each poison message is dead-lettered as it was written, with the field it breaks.
+        assert {letter["value"]: [problem["field"] for problem in letter["problems"]] for letter in letters} == \
+            {poison[0].decode(): [""], poison[1].decode(): ["event_id"]}, letters
+        assert len(letters) == len(poison)
+        for letter in letters:
+            assert letter["topic"] == system.topics.events and letter["key"] == "shootings", letter
+        assert system.dead() == {}, system.logs()
+    finally:
         system.stop()
