@@ -24,6 +24,14 @@ class Settings(BaseSettings):
 
     catalog: str | None = Field(None, alias="CITYSCORE_CATALOG", description="Catalog YAML file; default Boston's")
     database_url: str = Field("sqlite:///cityscore.db", alias="DATABASE_URL")
+    # The public board and read API (services.scorer.wsgi) read through this URL when it is set:
+    # in production a role that may only SELECT (deploy/postgres/start.sh makes cityscore_reader).
+    board_database_url: str | None = Field(None, alias="BOARD_DATABASE_URL",
+                                           description="Read-only database URL of the board and read API")
+    # The laptop migrates on start; production migrates once, in its own job (cityscore db upgrade),
+    # so services run with a role that cannot change the schema and refuse a schema not at head.
+    migrate_on_start: bool = Field(True, alias="MIGRATE_ON_START",
+                                   description="Bring the schema up to date when a service starts")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     events_topic: str = Field("cityscore.events", alias="CITYSCORE_EVENTS_TOPIC")
     dead_letter_topic: str = Field("cityscore.events.dlq", alias="CITYSCORE_DLQ_TOPIC")

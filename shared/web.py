@@ -7,17 +7,28 @@ from flask import Response
 from sqlalchemy.engine import Engine
 
 from .catalog import Catalog, load_catalog
-from .db import make_engine, migrate
+from .db import make_engine
+from .schema import check_schema, prepare_schema
 from .settings import Settings, get_settings
 
 
-def wire(settings: Settings | None, engine: Engine | None, catalog: Catalog | None) -> tuple[Settings, Catalog, Engine]:
-    """Fill in what a caller did not pass: settings from the environment, the catalog, a migrated engine."""
+def wire(settings: Settings | None, engine: Engine | None, catalog: Catalog | None, *,
+         reader: bool = False) -> tuple[Settings, Catalog, Engine]:
+    """Fill in what a caller did not pass: settings from the environment, the catalog, an engine
+    on a schema at head (migrated first when MIGRATE_ON_START).
+
+    `reader`: an app that only reads (the board and read API) connects with BOARD_DATABASE_URL
+    when it is set, a role that may only SELECT: it never migrates, only checks the schema.
+    """
     settings = settings or get_settings()
     catalog = catalog or load_catalog(settings.catalog)
     if engine is None:
-        engine = make_engine(settings.database_url)
-        migrate(engine)
+        if reader and settings.board_database_url:
+            engine = make_engine(settings.board_database_url)
+            check_schema(engine)
+        else:
+            engine = make_engine(settings.database_url)
+            prepare_schema(engine, settings.migrate_on_start)
     return settings, catalog, engine
 
 

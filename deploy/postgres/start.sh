@@ -9,7 +9,10 @@
 #   (default ${CITYSCORE_CACHE:-$HOME/.cache/cityscore}/pg-data), run by the
 #   `postgres` OS user when invoked as root (initdb refuses root);
 # - listens on 127.0.0.1:${PGPORT:-5432} only (plus a unix socket inside the data dir);
-# - ensures role cityscore/cityscore and databases cityscore, cityscore_test and cityscore_e2e;
+# - ensures role cityscore/cityscore and databases cityscore, cityscore_test and cityscore_e2e
+#   (owned by it), and the read-only role cityscore_reader/cityscore_reader of the board
+#   (BOARD_DATABASE_URL), which may SELECT every table of those databases, now and after
+#   later migrations (deploy/postgres/grant-reader.sql), and nothing else;
 # - idempotent: a second run only makes sure it is running.
 # Progress goes to stderr; stdout carries only the URL, so
 #   export DATABASE_URL=$(deploy/postgres/start.sh)
@@ -22,6 +25,9 @@ PGDATA_DIR="${CITYSCORE_PGDATA:-$CACHE/pg-data}"
 LOGFILE="$PGDATA_DIR/postgres.log"
 ROLE=cityscore
 PASSWORD=cityscore
+READER=cityscore_reader
+READER_PASSWORD=cityscore_reader
+GRANTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/grant-reader.sql"
 DATABASES=(cityscore cityscore_test cityscore_e2e)
 
 say() { echo "postgres: $*" >&2; }
@@ -161,11 +167,20 @@ if [ "$(sql "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'")" != "1" ]; then
   say "creating role $ROLE"
   sql "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD'"
 fi
+if [ "$(sql "SELECT 1 FROM pg_roles WHERE rolname = '$READER'")" != "1" ]; then
+  say "creating read-only role $READER"
+  sql "CREATE ROLE $READER LOGIN PASSWORD '$READER_PASSWORD'"
+fi
+# Read-only sessions too: even a grant given by mistake cannot make it write.
+sql "ALTER ROLE $READER SET default_transaction_read_only = on"
 for db in "${DATABASES[@]}"; do
   if [ "$(sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
     say "creating database $db"
     sql "CREATE DATABASE $db OWNER $ROLE"
   fi
+  # As the owner, so that the default privileges cover the tables its migrations create.
+  (echo "SET ROLE $ROLE;"; cat "$GRANTS") \
+    | as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGDATA_DIR" -p "$PORT" -d "$db" >/dev/null
 done
 
 echo "postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$PORT/cityscore_test"

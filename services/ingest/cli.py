@@ -8,10 +8,14 @@ from shared.settings import get_settings
 
 
 def _sessions():
-    from shared.db import make_engine, migrate, session_factory
+    from shared.db import make_engine, session_factory
+    from shared.schema import SchemaNotCurrent, prepare_schema
 
     engine = make_engine(get_settings().database_url)
-    migrate(engine)
+    try:
+        prepare_schema(engine, get_settings().migrate_on_start)
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
     return session_factory(engine)
 
 

@@ -12,6 +12,8 @@ from shared.cli_options import parse_date as _date
 
 
 def _runtime():
+    from shared.schema import SchemaNotCurrent
+
     from .main import build
     from .routing import RoutingError
 
@@ -19,6 +21,8 @@ def _runtime():
         return build()
     except RoutingError as exc:
         raise click.ClickException(f"routing file: {exc}") from None
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _deliver(runtime, keys: list[str], timeout_s: float) -> dict[str, str]:
@@ -47,11 +51,15 @@ def notifier_group() -> None:
 def notifier_run() -> None:
     """Consume score changes, run the schedule, send Slack messages, serve Slack's requests."""
     from shared.logs import configure_logging
+    from shared.schema import SchemaNotCurrent
 
     from .main import run
 
     configure_logging()
-    run()
+    try:
+        run()
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("notify")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from shared.catalog import Catalog, load_catalog
-from shared.db import make_engine, migrate
+from shared.db import make_engine
+from shared.schema import prepare_schema
 from shared.settings import Settings, get_settings
 
 from .app import NotifierMetrics, create_app
@@ -54,7 +55,7 @@ def build(settings: Settings | None = None, notifier_settings: NotifierSettings 
     catalog = catalog or load_catalog(settings.catalog)
     if engine is None:
         engine = make_engine(settings.database_url)
-        migrate(engine)
+        prepare_schema(engine, settings.migrate_on_start)
     clock = clock or SystemClock()
     routing = load_routing(notifier_settings.routing_file, catalog, notifier_settings.default_channel)
     gateway = gateway or make_gateway(notifier_settings.slack_bot_token, notifier_settings.slack_base_url,

@@ -59,7 +59,7 @@ def create_app(
     liveness: Callable[[], bool] | None = None,
 ) -> Flask:
     """The read API and pages; `liveness` (the consumer's, when both share a process) feeds /healthz."""
-    settings, catalog, engine = wire(settings, engine, catalog)
+    settings, catalog, engine = wire(settings, engine, catalog, reader=True)
     store = ScoreStore(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
     from prometheus_client import Histogram

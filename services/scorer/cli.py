@@ -16,13 +16,17 @@ log = logging.getLogger("cityscore.scorer")
 
 def _parts():
     from shared.catalog import load_catalog
-    from shared.db import make_engine, migrate
+    from shared.db import make_engine
+    from shared.schema import SchemaNotCurrent, prepare_schema
     from shared.score_store import ScoreStore
 
     settings = get_settings()
     catalog = load_catalog(settings.catalog)
     engine = make_engine(settings.database_url)
-    migrate(engine)
+    try:
+        prepare_schema(engine, settings.migrate_on_start)
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
     return settings, catalog, engine, ScoreStore(engine, catalog)
 
 
