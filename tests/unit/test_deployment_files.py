@@ -46,8 +46,11 @@ EXTRA_VARS = {
     "CITYSCORE_LOG_LEVEL": "shared/logs.py",
 }
 KNOWN_VARS = SETTINGS_VARS | NOTIFIER_VARS | set(EXTRA_VARS)
-# Variables compose interpolates that belong to the official images, not to our code.
-COMPOSE_ONLY_VARS = {"POSTGRES_PASSWORD"}
+# Variables compose interpolates that are not our settings: the database roles' passwords,
+# which compose puts into the postgres container and into the URLs.
+COMPOSE_ONLY_VARS = {"POSTGRES_PASSWORD", "CITYSCORE_DB_PASSWORD", "CITYSCORE_READER_PASSWORD"}
+# The roles of docker-compose.yml and deploy/k8s (deploy/postgres/compose-init.sh makes them).
+OWNER_ROLE, READER_ROLE = "cityscore", "cityscore_reader"
 
 
 # -- reading the files ---------------------------------------------------------------------
@@ -77,12 +80,24 @@ def k8s_object(kind: str, name: str) -> dict:
     return found[0]
 
 
-INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
 def resolve(value) -> str:
-    """A compose value with ${VAR:-default} replaced by its default (what an empty shell gives)."""
-    return INTERPOLATION.sub(lambda m: m.group(2) or "", str(value))
+    """A compose value with ${VAR:-default} replaced by its default (what an empty shell gives),
+    and ${VAR:?message}, which compose refuses to leave empty, by a stand-in value."""
+    def value_of(match: re.Match) -> str:
+        name, operator, rest = match.groups()
+        if operator and operator.endswith("?"):
+            return f"given-{name.lower().replace('_', '-')}"
+        return rest or ""
+    return INTERPOLATION.sub(value_of, str(value))
+
+
+def database_url_of(name: str, svc: dict) -> str:
+    """The URL a compose service connects with: the board's read-only one, the others' DATABASE_URL."""
+    env = svc["environment"]
+    return env["BOARD_DATABASE_URL"] if name == "board" else env["DATABASE_URL"]
 
 
 def our_compose_services() -> dict[str, dict]:
@@ -274,7 +289,8 @@ def test_compose_commands_are_real():
 def test_compose_environment_names_only_settings_with_valid_values():
     for name, svc in our_compose_services().items():
         env = {k: resolve(v) for k, v in svc.get("environment", {}).items()}
-        assert "DATABASE_URL" in env and "KAFKA_BOOTSTRAP_SERVERS" in env, name
+        assert ("BOARD_DATABASE_URL" if name == "board" else "DATABASE_URL") in env, name
+        assert "KAFKA_BOOTSTRAP_SERVERS" in env, name
         validate_settings(env, f"compose {name}")
     for variable in INTERPOLATION.findall(COMPOSE_FILE.read_text()):
         assert variable[0] in KNOWN_VARS | COMPOSE_ONLY_VARS, f"${{{variable[0]}}} is not a setting"
@@ -343,21 +359,68 @@ def test_compose_kafka_is_a_single_kraft_node_the_services_can_reach():
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
 
 
-def test_compose_postgres_matches_the_database_url():
+def test_compose_postgres_matches_the_database_urls_and_no_service_is_the_superuser():
     services = compose()["services"]
     postgres = services["postgres"]
     assert postgres["image"] == "postgres:16"
     env = {k: resolve(v) for k, v in postgres["environment"].items()}
+    superuser = env.get("POSTGRES_USER", "postgres")  # the image's default superuser
+    assert superuser not in (OWNER_ROLE, READER_ROLE), "the app's roles must not be the superuser"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert any(v.split(":", 1) == ["postgres-data", "/var/lib/postgresql/data"] for v in postgres["volumes"])
+    passwords = {OWNER_ROLE: "CITYSCORE_DB_PASSWORD", READER_ROLE: "CITYSCORE_READER_PASSWORD"}
     for name, svc in our_compose_services().items():
-        url = make_url(resolve(svc["environment"]["DATABASE_URL"]))
+        raw = database_url_of(name, svc)
+        url = make_url(resolve(raw))
         assert url.drivername == "postgresql+psycopg", name
-        assert (url.host, url.port) == ("postgres", 5432), name
-        assert url.username == env["POSTGRES_USER"] and url.password == env["POSTGRES_PASSWORD"], name
-        assert url.database == env["POSTGRES_DB"], name
-        assert svc["environment"]["DATABASE_URL"].count("${POSTGRES_PASSWORD:-") == 1, \
-            f"{name}: the URL should follow POSTGRES_PASSWORD"
+        assert (url.host, url.port, url.database) == ("postgres", 5432, "cityscore"), name
+        assert url.username in passwords and url.username != superuser, f"{name} connects as {url.username}"
+        assert raw.count(f"${{{passwords[url.username]}:?") == 1, f"{name}: the password must be the role's, required"
+        assert url.password == env[passwords[url.username]], f"{name}: not the password the postgres container sets"
+    # The board, which the public reaches, reads as the read-only role and never holds the owner's URL.
+    assert make_url(resolve(services["board"]["environment"]["BOARD_DATABASE_URL"])).username == READER_ROLE
+    assert "DATABASE_URL" not in services["board"]["environment"]
+
+    # The container's first start makes both roles and the database, from the passwords it is given.
+    mounts = dict(str(v).split(":")[:2] for v in postgres["volumes"] if str(v).startswith("./"))
+    init = {dest: source for source, dest in mounts.items()}
+    (script,) = [source for dest, source in init.items() if dest.startswith("/docker-entrypoint-initdb.d/")]
+    assert script.endswith(".sh") and os.access(ROOT / script, os.X_OK), script
+    text = (ROOT / script).read_text()
+    for role, variable in passwords.items():
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in text and f'"${variable}"' in text, role
+    assert f"CREATE DATABASE cityscore OWNER {OWNER_ROLE}" in text
+    assert "default_transaction_read_only = on" in text
+    (grants,) = [dest for dest in init if dest.endswith("grant-reader.sql")]
+    assert grants in text and mounts["./deploy/postgres/grant-reader.sql"] == grants
+
+
+def test_compose_has_no_default_password_and_the_env_example_lists_what_it_needs():
+    text = COMPOSE_FILE.read_text()
+    found = INTERPOLATION.findall(text)
+    for name, operator, rest in found:
+        if "PASSWORD" in name:
+            assert operator == ":?", f"${{{name}}} must be required (${{{name}:?…}}), never defaulted"
+        if operator == ":-":
+            assert rest == "", f"${{{name}}} defaults to {rest!r}: no value may be written in the file"
+    # No password written into a URL or a *_PASSWORD key: only ${…} stand there.
+    for url in re.findall(r"postgresql\+psycopg://([^@\s]+)@", text):
+        assert INTERPOLATION.fullmatch(url.split(":", 1)[1]), f"a literal password in {url}"
+    for key, value in re.findall(r"^\s*([A-Z_]*PASSWORD):\s*(.+)$", text, flags=re.M):
+        assert INTERPOLATION.fullmatch(value.strip()), f"{key} is written in the file"
+    example = ROOT / ".env.example"
+    listed = dict(line.split("=", 1) for line in example.read_text().splitlines()
+                  if line.strip() and not line.startswith("#"))
+    assert {name for name, _, _ in found} <= set(listed), "every variable compose reads is in .env.example"
+    assert all(value == "" for value in listed.values()), ".env.example holds no values"
+    assert ".env" in (ROOT / ".gitignore").read_text().split(), ".env (the real secrets) must stay out of git"
+
+
+def test_compose_services_do_not_migrate_only_the_one_shot_job_does():
+    for name, svc in our_compose_services().items():
+        env = {k: resolve(v) for k, v in svc.get("environment", {}).items()}
+        assert Settings(**{k: v for k, v in env.items() if k in SETTINGS_VARS}).migrate_on_start is False, name
+    assert our_compose_services()["migrate"]["command"] == ["cityscore", "db", "upgrade"]
 
 
 def test_compose_volumes_and_dependencies():
@@ -366,7 +429,10 @@ def test_compose_volumes_and_dependencies():
     for name, svc in data["services"].items():
         for volume in svc.get("volumes", []):
             source = str(volume).split(":", 1)[0]
-            assert source in declared, f"{name} mounts undeclared volume {source}"
+            if source.startswith("./"):  # a file of the repository
+                assert (ROOT / source).is_file(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in declared, f"{name} mounts undeclared volume {source}"
         for dependency in svc.get("depends_on", {}):
             assert dependency in data["services"], f"{name} depends on unknown {dependency}"
     assert {"kafka-data", "postgres-data"} <= declared
@@ -516,8 +582,11 @@ def test_kustomization_lists_every_manifest_but_the_secret_template():
 
 def test_k8s_secret_template_holds_placeholders_for_the_secrets():
     secret = example_secret()
-    assert set(secret["stringData"]) == {"database-url", "slack-bot-token", "slack-signing-secret"}
-    assert make_url(secret["stringData"]["database-url"]).drivername == "postgresql+psycopg"
+    assert set(secret["stringData"]) == {"database-url", "board-database-url", "slack-bot-token",
+                                         "slack-signing-secret"}
+    for key, role in (("database-url", OWNER_ROLE), ("board-database-url", READER_ROLE)):
+        url = make_url(secret["stringData"][key])
+        assert url.drivername == "postgresql+psycopg" and url.username == role, key
     assert all("CHANGE-ME" in value for value in secret["stringData"].values())
     configmap = configmap_data()
     assert not {"DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"} & set(configmap), \
@@ -530,8 +599,15 @@ def test_k8s_commands_are_real_and_environment_is_settings():
             where = f"{obj['kind']} {obj['metadata']['name']}"
             check_command(container["command"])
             env = container_env(container)
-            assert "DATABASE_URL" in env, where
+            if obj["metadata"]["name"] == "cityscore-board":
+                # The public's workload reads as the read-only role and never holds the owner's URL.
+                assert "DATABASE_URL" not in env, where
+                assert make_url(env["BOARD_DATABASE_URL"]).username == READER_ROLE, where
+            else:
+                assert make_url(env["DATABASE_URL"]).username == OWNER_ROLE, where
             validate_settings(env, where)
+            # Only the db-upgrade Job changes the schema.
+            assert Settings(**{k: v for k, v in env.items() if k in SETTINGS_VARS}).migrate_on_start is False, where
     job = k8s_object("Job", "cityscore-db-upgrade")
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["cityscore", "db", "upgrade"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
