@@ -13,13 +13,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, read from pyproject.toml alone, so that a code change does not
-# reinstall them. matplotlib draws the notifier's 90-day chart (services/notifier/chart.py)
-# but is not among pyproject.toml's dependencies yet; naming it here is harmless once it is.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt matplotlib \
+# Dependencies first, so that a code change does not reinstall them: the part of
+# requirements.lock (the lock `make install` and CI use) that pyproject.toml's runtime
+# dependencies need, not the test tools; every download checked against the lock's
+# hashes, nothing resolved anew, and `pip check` fails the build if that part lacks anything.
+COPY pyproject.toml README.md requirements.lock ./
+COPY deploy/locked-requirements.py deploy/locked-requirements.py
+RUN python deploy/locked-requirements.py > /tmp/requirements.txt \
+ && pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && pip check \
  && rm /tmp/requirements.txt
 
 COPY shared/ shared/

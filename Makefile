@@ -3,15 +3,26 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test unit integration bench lint clean
+.PHONY: install lock demo test unit integration bench lint clean
 
-$(BIN)/cityscore: pyproject.toml
+# Exactly the versions in requirements.lock, each checked against its hashes (the Dockerfile
+# installs the same pins); then the project itself, whose dependencies are all in the lock.
+$(BIN)/cityscore: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
 install: $(BIN)/cityscore
+
+# After changing pyproject.toml's dependencies: pins what is new and keeps every other pin
+# (UPGRADE=1 moves everything to the newest versions). For every platform and Python 3.11+,
+# the test extra included, with hashes.
+lock: install
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --universal --python-version 3.11 \
+		$(if $(UPGRADE),--upgrade) --quiet -o requirements.lock
 
 # The whole system on this machine: local Kafka, SQLite, ingest, scorer, notifier and
 # simulated departments. Installs Java and Maven from Debian first if missing. Ctrl-C stops it.
