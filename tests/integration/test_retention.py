@@ -27,6 +27,7 @@ from services.scorer.consumer import EventsLost, Scorer
 from services.scorer.replay import PartialHistory, replay
 from shared.catalog import load_catalog
 from shared.db import ProcessedEvent
+from shared.kafka import kafka_security
 from shared.score_store import ScoreStore
 from shared.settings import Settings
 
@@ -53,7 +54,7 @@ def stream(kafka_bootstrap, engine):
 
 @pytest.fixture
 def admin(kafka_bootstrap):
-    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="test-retention")
+    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="test-retention", **kafka_security())
     yield client
     client.close()
 
@@ -95,7 +96,8 @@ def topic_configs(admin, topic: str) -> dict[str, str]:
 
 
 def committed(stream: Stream, partition: int) -> int | None:
-    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=stream.group, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=stream.group, enable_auto_commit=False,
+                             **kafka_security())
     try:
         return consumer.committed(TopicPartition(stream.events_topic, partition))
     finally:
