@@ -522,14 +522,17 @@ class Scorer:
                                         callback=_log_failed_commit)
             return
         # Later batches' offsets are never behind earlier ones for the same partition.
-        committed = {tp: OffsetAndMetadata(offset, "", -1)
-                     for tp, offset in {**self._committed_async, **offsets}.items() if tp in assigned}
+        pending = {tp: offset for tp, offset in {**self._committed_async, **offsets}.items() if tp in assigned}
         self._committed_async.clear()
         try:
-            self._consumer.commit(committed)
-        except Exception as exc:  # noqa: BLE001 - a rebalance took the partition; its next owner re-reads
-            # Safe: the batch is in the database and its event ids are claimed.
-            log.warning("offset commit failed; the batch will be redelivered and ignored",
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in pending.items()})
+        except Exception as exc:  # noqa: BLE001 - a rebalance is under way, or took the partition
+            # Safe: the batch is in the database and its event ids are claimed. Kept to commit
+            # again when the loop next idles (only for partitions still ours by then): with no
+            # new event to read, nothing else would ever commit them, and the group would
+            # look behind for good (after a rebalance while the scorer caught up, say).
+            self._committed_async.update(pending)
+            log.warning("offset commit failed; it is tried again, or the batch is read again and ignored",
                         extra={"error": str(exc)[:200]})
 
     # -- the loop ---------------------------------------------------------------------------

@@ -7,24 +7,28 @@ the same events: nothing lost, nothing counted twice.
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import time
 from datetime import date
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
+from services.scorer.consumer import Scorer
 from shared.catalog import load_catalog
 from shared.contract import parse_event
 from shared.db import ProcessedEvent
 from shared.folding import Ledger
 from shared.generator import generate
+from shared.kafka import kafka_security
 from shared.score_store import ScoreStore
 
 from .broker_support import kill_broker, start_broker_again
 from .ingest_support import fresh_database
-from .scorer_support import Stream, board_differences, scorer_process, wait_until
+from .scorer_support import Stream, board_differences, clock_for, scorer_process, wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -149,3 +153,55 @@ def test_a_broker_outage_mid_stream_neither_stops_the_scorer_nor_loses_an_event(
         stop(process)
         stream.close()
         engine.dispose()
+
+
+def test_offsets_whose_waited_commit_failed_are_committed_once_the_broker_is_back(own_broker, database_url, events,
+                                                                                 caplog):
+    """The scorer has folded every event; the commit it waits for when it idles fails (here the
+    broker is down; in the end-to-end test a rebalance did it). Nothing is left to read, so no
+    later batch would commit those offsets: without keeping them the group looked behind for
+    good (its lag never reached 0)."""
+    engine = fresh_database(database_url)
+    stream = Stream(own_broker, database_url)
+    store = ScoreStore(engine, CATALOG)
+    sample = events[:3000]
+    unique = len({event["event_id"] for event in sample})
+    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
+    try:
+        stream.send(sample)
+        scorer.connect()
+        deadline = time.monotonic() + 120
+        while folded(store) < unique and time.monotonic() < deadline:
+            batch = scorer.collect()
+            if batch.messages:
+                scorer.submit(batch)  # the last batch's offsets wait for the idle loop's commit
+        assert folded(store) == unique
+        while not scorer._in_flight[-1][0].done():
+            time.sleep(0.05)
+        kill_broker()
+        with caplog.at_level(logging.WARNING, logger="cityscore.scorer"):
+            scorer.finish_in_flight()
+        assert any("offset commit failed" in r.getMessage() for r in caplog.records), "the commit did not fail"
+        start_broker_again()
+        # Idle: nothing left to read, so only the offsets kept from the failed commit can bring
+        # the group to the end.
+        deadline = time.monotonic() + 120
+        while committed_offsets(stream) < len(sample) and time.monotonic() < deadline:
+            if not scorer.collect().messages:
+                scorer.finish_in_flight()
+        assert committed_offsets(stream) == len(sample)
+    finally:
+        scorer.close()
+        stream.close()
+        engine.dispose()
+
+
+def committed_offsets(stream: Stream) -> int:
+    """The group's committed offsets, summed over the events topic's partitions."""
+    probe = KafkaConsumer(bootstrap_servers=stream.bootstrap, group_id=stream.group, enable_auto_commit=False,
+                          **kafka_security())
+    try:
+        partitions = probe.partitions_for_topic(stream.events_topic) or ()
+        return sum(probe.committed(TopicPartition(stream.events_topic, p)) or 0 for p in partitions)
+    finally:
+        probe.close()
