@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.catalog import load_catalog  # noqa: E402
 from shared.generator import generate  # noqa: E402
-from tests.support import free_port, percentile  # noqa: E402
+from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
 
 
 def events_by_department(catalog, count: int) -> dict[str, list[dict]]:
@@ -46,23 +45,6 @@ def events_by_department(catalog, count: int) -> dict[str, list[dict]]:
         if taken >= count:
             break
     return by_department
-
-
-def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "services.ingest.wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("gunicorn did not become ready")
 
 
 def batch_load(url: str, keys: dict[str, str], events: dict[str, list[dict]], batch: int, clients: int) -> tuple[int, float]:
@@ -196,7 +178,7 @@ def main() -> None:
            "CITYSCORE_EVENTS_TOPIC": topic, "INGEST_RATE_LIMIT": "1000000/second", "CITYSCORE_LOG_LEVEL": "WARNING",
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="cityscore-prom-")}
     port = free_port()
-    server = start_gunicorn(env, port)
+    server = start_gunicorn("services.ingest.wsgi:app", env, port)
     url = f"http://127.0.0.1:{port}/v1/events"
     try:
         # warm up every worker's producer

@@ -37,7 +37,7 @@ from shared.contract import parse_event  # noqa: E402
 from shared.generator import generate  # noqa: E402
 from shared.score_store import ScoreStore  # noqa: E402
 from tests.integration.ingest_support import fresh_database  # noqa: E402
-from tests.support import free_port, percentile  # noqa: E402
+from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
 
 GOAL_MS = 50
 
@@ -61,20 +61,7 @@ def load(database_url: str, days: int) -> tuple[int, object]:
 
 def serve(database_url: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url, "CITYSCORE_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "services.scorer.wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the read API did not become ready")
+    return start_gunicorn("services.scorer.wsgi:app", env, port)
 
 
 def timed(session: requests.Session, url: str, count: int, status: int, field: str | None) -> list[float]:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -49,3 +55,22 @@ def memory_kb(pid: int) -> tuple[int, int]:
             name, _, value = line.partition(":")
             fields[name] = value.strip()
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
+
+
+def start_gunicorn(app: str, env: dict[str, str], port: int, timeout_s: float = 60) -> subprocess.Popen:
+    """`app` (e.g. services.ingest.wsgi:app) under deploy/gunicorn.conf.py on 127.0.0.1:`port`, once
+    its /readyz answers 200; exits the benchmark if it never does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", app],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"{app} did not become ready on port {port}")
