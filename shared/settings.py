@@ -95,19 +95,15 @@ class Settings(BaseSettings):
     def _kafka_security_is_whole(self) -> "Settings":
         """Refuse a Kafka security setting that would be ignored or could not connect, naming it."""
         protocol = self.kafka_security_protocol
-        if protocol.startswith("SASL_"):
-            for alias, value in (("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
-                                 ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
-                                 ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)):
-                if not value:
-                    raise ValueError(f"{alias}: required when KAFKA_SECURITY_PROTOCOL is {protocol}")
-        else:
-            for alias, value in (("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
-                                 ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
-                                 ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)):
-                if value:
-                    raise ValueError(f"{alias}: set, but KAFKA_SECURITY_PROTOCOL {protocol} does not use SASL "
-                                     "(SASL_PLAINTEXT or SASL_SSL does)")
+        sasl = (("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password))
+        for alias, value in sasl:
+            if protocol.startswith("SASL_") and not value:
+                raise ValueError(f"{alias}: required when KAFKA_SECURITY_PROTOCOL is {protocol}")
+            if not protocol.startswith("SASL_") and value:
+                raise ValueError(f"{alias}: set, but KAFKA_SECURITY_PROTOCOL {protocol} does not use SASL "
+                                 "(SASL_PLAINTEXT or SASL_SSL does)")
         if not protocol.endswith("SSL"):
             for alias, value in (("KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
                                  ("KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile),
