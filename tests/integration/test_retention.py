@@ -229,6 +229,18 @@ def test_the_rebuild_command_says_why_it_refuses(stream, engine, admin):
 # -- a scorer that fell behind the log start ------------------------------------------------------
 
 
+def run_until_events_lost(settings: Settings, store: ScoreStore, caplog) -> tuple[EventsLost, list[str]]:
+    """Run a scorer, which must stop with EventsLost; the error and the errors it logged."""
+    scorer = Scorer(settings, store, CATALOG, clock=clock_for(END))
+    with caplog.at_level(logging.ERROR, logger="cityscore.scorer"):
+        try:
+            with pytest.raises(EventsLost) as stopped:
+                scorer.run(until_idle=True)
+        finally:
+            scorer.close()
+    return stopped.value, [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+
+
 def test_a_scorer_whose_next_event_was_deleted_stops_and_says_so(stream, engine, admin, caplog):
     store = ScoreStore(engine, CATALOG)
     send_to(stream, 0, shootings("a", 20))
@@ -240,18 +252,10 @@ def test_a_scorer_whose_next_event_was_deleted_stops_and_says_so(stream, engine,
     send_to(stream, 1, shootings("c", 20))
     admin.delete_records({TopicPartition(stream.events_topic, 1): 30})
 
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
-    with caplog.at_level(logging.ERROR, logger="cityscore.scorer"):
-        try:
-            with pytest.raises(EventsLost) as stopped:
-                scorer.run(until_idle=True)
-        finally:
-            scorer.close()
-
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    stopped, errors = run_until_events_lost(stream.settings(), store, caplog)
     said = f"partition 1 of {stream.events_topic}: the scorers' next event is at offset 20 but the log starts at 30"
     assert any(said in e for e in errors), errors
-    assert said in str(stopped.value)
+    assert said in str(stopped)
     assert committed(stream, 1) == 20  # nothing committed past the gap: a restart stops again
     assert folded(engine) == 40
 
@@ -264,17 +268,10 @@ def test_a_new_scorer_group_starts_at_the_beginning_unless_events_are_gone(strea
 
     send_to(stream, 1, shootings("b", 10))
     admin.delete_records({TopicPartition(stream.events_topic, 1): 3})
-    newcomer = stream.settings(SCORER_GROUP=stream.group + "-new")
-    scorer = Scorer(newcomer, store, CATALOG, clock=clock_for(END))
-    with caplog.at_level(logging.ERROR, logger="cityscore.scorer"):
-        try:
-            with pytest.raises(EventsLost) as stopped:
-                scorer.run(until_idle=True)
-        finally:
-            scorer.close()
+    stopped, errors = run_until_events_lost(stream.settings(SCORER_GROUP=stream.group + "-new"), store, caplog)
     said = (f"partition 1 of {stream.events_topic}: the scorers have no committed offset and the log starts at 3")
-    assert said in str(stopped.value)
-    assert any(said in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert said in str(stopped)
+    assert any(said in e for e in errors), errors
 
 
 def test_the_scorer_command_exits_with_the_reason(stream, engine, admin):
