@@ -246,7 +246,6 @@ class ScoreStore:
     def _earlier_events(self, conn: Connection, identities: list[Identity]) -> dict[Identity, Record]:
         """What these earlier events count (locked until the transaction ends); those never seen
         are missing. A row from before identities were per department answers for its id."""
-        found: dict[Identity, Record] = {}
         rows: list = []
         if self.postgres:
             rows = conn.execute(_SELECT_EVENTS, {"ids": _json([{"department": d, "event_id": e}
@@ -255,15 +254,13 @@ class ScoreStore:
             table = ProcessedEvent.__table__
             for chunk in _chunks(identities):
                 rows.extend(conn.execute(select(table).where(table.c.event_id.in_({e for _, e in chunk}))))
-        wanted = set(identities)
-        for row in rows:
-            if (row.department, row.event_id) in wanted:
-                found[(row.department, row.event_id)] = _record_of(row)
-        for row in rows:  # the older, department-less rows only where no exact row exists
-            if row.department == "":
-                for identity in identities:
-                    if identity[1] == row.event_id and identity not in found:
-                        found[identity] = _record_of(row)
+        by_identity = {(row.department, row.event_id): row for row in rows}
+        found: dict[Identity, Record] = {}
+        for identity in identities:
+            # The department's own row, else an older department-less one for the same id.
+            row = by_identity.get(identity) or by_identity.get(("", identity[1]))
+            if row is not None:
+                found[identity] = _record_of(row)
         return found
 
     def _current_parts(self, conn: Connection, keys: list[str]) -> dict[str, object]:
@@ -448,9 +445,11 @@ class ScoreStore:
 
         day_rows = [{"metric": metric, "day": day, "numerator": n, "denominator": d, "count": c, "parts": k}
                     for (metric, day), (n, d, c, k) in sorted(deltas.items())]  # sorted: no lock cycles
-        if self.postgres:
+        # None when the batch counted nothing (open cases, a withdrawal of nothing): an empty
+        # executemany on SQLite would insert one row of defaults.
+        if day_rows and self.postgres:
             conn.execute(_ADD_DAY_TOTALS, {"rows": _json(day_rows)})
-        else:
+        elif day_rows:
             stmt = self._insert(DayTotal.__table__)
             table = DayTotal.__table__
             conn.execute(stmt.on_conflict_do_update(index_elements=["metric", "day"], set_={

@@ -7,6 +7,7 @@ import random
 from datetime import date
 
 import pytest
+from sqlalchemy import func, select
 
 from shared.catalog import load_catalog
 from shared.contract import parse_event
@@ -306,3 +307,21 @@ def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(sto
     for event in events:
         ledger.fold(event)
     assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+
+
+def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(store):
+    """Migration 0005 gives the rows it carries over department '': they stand for every department,
+    so resending an old event changes nothing, and withdrawing one (it kept no record) neither."""
+    from shared.db import ProcessedEvent
+
+    with store.engine.begin() as conn:
+        conn.execute(ProcessedEvent.__table__.insert(), [{"department": "", "event_id": "old-1"}])
+    old = parse_event({"event_id": "old-1", "type": "incident", "metric": "shootings",
+                       "occurred_at": "2026-06-01T12:00:00-04:00"})
+    withdrawal = parse_event({"event_id": "w-old", "type": "withdrawal", "metric": "shootings", "withdraws": "old-1"})
+    with store.engine.begin() as conn:
+        outcome = store.fold(conn, [old, withdrawal])
+    assert (outcome.folded, outcome.duplicates, outcome.withdrawn) == (1, 1, 0)
+    with store.engine.connect() as conn:
+        assert store.first_days(conn) == {}
+        assert conn.scalar(select(func.count()).select_from(ProcessedEvent)) == 2  # no tombstone beside the old row
