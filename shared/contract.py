@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import (
@@ -303,10 +305,20 @@ def check_against_catalog(event: Event, catalog: Catalog, today: date | None = N
         return [Problem("type", f"metric {metric.id!r} does not accept {event.type!r} events (it accepts: {accepted})")]
     problems: list[Problem] = []
     start = catalog.history_start_of(metric)
-    for name, day in _local_days(event, catalog):
+    last = None if today is None else today + timedelta(days=1)
+    for name, when in _own_dates(event):
+        # An instant is compared with the local midnights that bound the allowed days (converted
+        # once per day and zone): every event of a batch comes through here, and converting each
+        # timestamp to the city's time costs more than the rest of the check.
+        if isinstance(when, datetime):
+            if when >= _midnight(catalog.zone, start) and (last is None or when < _midnight(catalog.zone, last, 1)):
+                continue
+            day = local_day(when, catalog)
+        else:
+            day = when
         if day < start:
             problems.append(Problem(name, f"falls on {day}, before {metric.id}'s history starts ({start})"))
-        elif today is not None and day > today + timedelta(days=1):
+        elif last is not None and day > last:
             problems.append(Problem(name, f"falls on {day}, more than a day after today ({today})"))
     if isinstance(event, MeasurementEvent):
         if metric.min_value is not None and event.value < metric.min_value:
@@ -326,18 +338,23 @@ def check_against_catalog(event: Event, catalog: Catalog, today: date | None = N
     return problems
 
 
-def _local_days(event: Event, catalog: Catalog) -> list[tuple[str, date]]:
-    """The local days an event's own dates fall on (a due date may lie ahead; it is not here)."""
+def _own_dates(event: Event) -> list[tuple[str, datetime | date]]:
+    """An event's own timestamps and dates, by field (a due date may lie ahead; it is not here)."""
     if isinstance(event, CaseEvent):
-        found = [("opened_at", local_day(event.opened_at, catalog))]
-        if event.closed_at is not None:
-            found.append(("closed_at", local_day(event.closed_at, catalog)))
-        return found
+        if event.closed_at is None:
+            return [("opened_at", event.opened_at)]
+        return [("opened_at", event.opened_at), ("closed_at", event.closed_at)]
     if isinstance(event, (MeasurementEvent, IncidentEvent)):
-        return [("occurred_at", local_day(event.occurred_at, catalog))]
+        return [("occurred_at", event.occurred_at)]
     if isinstance(event, TallyEvent):
         return [("date", event.date)]
     return []
+
+
+@lru_cache(maxsize=256)
+def _midnight(zone: ZoneInfo, day: date, days_after: int = 0) -> datetime:
+    """The instant a local day (plus `days_after`) starts in `zone`."""
+    return datetime.combine(day + timedelta(days=days_after), time(), zone)
 
 
 def _beyond_what_a_unit_counts(metric: Metric, numerator: float, denominator: float) -> list[Problem]:

@@ -191,3 +191,15 @@ def test_cityscore_score_counts_colliding_ids_of_two_departments_and_names_a_bad
     assert "4 events folded" in result.stderr and "1 invalid" in result.stderr
     expected = ledger_of(case("dup-test-1", "PW-1", "pothole-on-time"), incident("dup-test-1", metric="homicides"))
     assert json.loads(result.stdout) == json.loads(json.dumps(board(expected), default=str))
+
+
+def test_the_allowed_days_run_from_the_first_local_instant_of_the_history_to_the_last_of_tomorrow():
+    today = date(2026, 7, 22)
+    for at in ("2010-01-01T00:00:00-05:00", "2010-01-01T05:00:00Z",  # Boston's first instant of 2010
+               "2026-07-23T23:59:59-04:00", "2026-07-24T03:59:59Z"):  # and its last of tomorrow
+        validate_event(incident("edge", at), BOSTON, today)
+    for at, day in (("2009-12-31T23:59:59-05:00", "2009-12-31"), ("2010-01-01T04:59:59Z", "2009-12-31"),
+                    ("2026-07-24T00:00:00-04:00", "2026-07-24"), ("2026-07-24T04:00:00Z", "2026-07-24")):
+        with pytest.raises(InvalidEvent) as refused:
+            validate_event(incident("edge", at), BOSTON, today)
+        assert refused.value.problems[0].reason.startswith(f"falls on {day}"), at
