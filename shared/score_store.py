@@ -115,9 +115,12 @@ def _number(value) -> float | None:
 #
 # An event is (department, event_id); a row of department '' (folded before identities were
 # per department) stands for every department. Each row keeps what the event counts.
-_EVENT_ROWS = ("json_to_recordset(CAST(:rows AS json)) AS r(department varchar, event_id varchar, "
-               "part_key varchar, metric varchar, day date, numerator float8, denominator float8, count float8, "
-               "value float8)")
+# Each row goes as a JSON array in _EVENT_COLUMNS' order, cut short after the last value it
+# has (most have no contribution of their own): a third of the bytes of JSON objects.
+_EVENT_ROWS = ("(SELECT e->>0 AS department, e->>1 AS event_id, e->>2 AS part_key, e->>3 AS metric, "
+               "CAST(e->>4 AS date) AS day, CAST(e->>5 AS float8) AS numerator, CAST(e->>6 AS float8) AS denominator, "
+               "CAST(e->>7 AS float8) AS count, CAST(e->>8 AS float8) AS value "
+               "FROM json_array_elements(CAST(:rows AS json)) AS e) AS r")
 _CLAIM = text(
     f"WITH ids AS MATERIALIZED (SELECT r.*, EXISTS (SELECT 1 FROM processed_events p "
     f"WHERE p.event_id = r.event_id AND p.department IN (r.department, '')) AS seen FROM {_EVENT_ROWS}), "
@@ -172,16 +175,23 @@ _SELECT_PARTS = text(
 Folding = tuple[Identity, str | None, Contribution | None, Identity | None]
 
 
-def _event_row(identity: Identity, record: Record) -> dict:
-    """A processed_events row: the event and what it counts."""
-    row = {"department": identity[0], "event_id": identity[1], "part_key": None, "metric": None, "day": None,
-           "numerator": None, "denominator": None, "count": None, "value": None}
+_EVENT_COLUMNS = ("department", "event_id", "part_key", "metric", "day", "numerator", "denominator", "count",
+                  "value")
+
+
+def _event_row(identity: Identity, record: Record) -> tuple:
+    """A processed_events row, the event and what it counts, in _EVENT_COLUMNS' order (cut short
+    when it counts nothing of its own)."""
+    if record is None:
+        return identity
     if isinstance(record, str):
-        row["part_key"] = record
-    elif record is not None:
-        row.update(metric=record.metric, day=record.day, numerator=record.numerator,
-                   denominator=record.denominator, count=record.count, value=record.value)
-    return row
+        return (*identity, record)
+    return (*identity, None, record.metric, record.day, record.numerator, record.denominator, record.count,
+            record.value)
+
+
+def _event_dict(row: tuple) -> dict:
+    return dict(zip(_EVENT_COLUMNS, row + (None,) * (len(_EVENT_COLUMNS) - len(row))))
 
 
 def _record_of(row) -> Record:
@@ -238,7 +248,8 @@ class ScoreStore:
                     table.c.event_id.in_({event_id for _, event_id in chunk}))):
                 existing.add((row.department, row.event_id))
         seen = {identity for identity in identities if identity in existing or ("", identity[1]) in existing}
-        new = [_event_row(identity, records[identity]) for identity in identities if identity not in seen]
+        new = [_event_dict(_event_row(identity, records[identity]))
+               for identity in identities if identity not in seen]
         if new:
             conn.execute(table.insert(), new)
         return seen
@@ -476,17 +487,17 @@ class ScoreStore:
 
     def _set_events(self, conn: Connection, records: dict[Identity, Record], new: set[Identity]) -> None:
         """Store what these events count now (withdrawn: nothing); `new` ones get a row."""
-        rows = [_event_row(identity, records[identity]) for identity in sorted(records)]
         table = ProcessedEvent.__table__
-        inserts = [row for row in rows if (row["department"], row["event_id"]) in new]
-        updates = [row for row in rows if (row["department"], row["event_id"]) not in new]
+        inserts = [_event_dict(_event_row(identity, records[identity])) for identity in sorted(records)
+                   if identity in new]
+        updates = [_event_row(identity, records[identity]) for identity in sorted(records) if identity not in new]
         if inserts:
             # A tombstone another scorer wrote meanwhile is a duplicate key: the batch runs again.
             conn.execute(table.insert(), inserts)
         if updates and self.postgres:
             conn.execute(_UPDATE_EVENTS, {"rows": _json(updates)})
         elif updates:
-            for row in updates:
+            for row in map(_event_dict, updates):
                 conn.execute(update(table).where(table.c.event_id == row["event_id"],
                                                  table.c.department.in_((row["department"], ""))).values(
                     {k: v for k, v in row.items() if k not in ("department", "event_id")}))
