@@ -29,8 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.catalog import load_catalog  # noqa: E402
-from shared.generator import generate  # noqa: E402
+from shared.core.catalog import load_catalog  # noqa: E402
+from shared.dev.generator import generate  # noqa: E402
 from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def bare_producer(bootstrap: str, events: dict[str, list[dict]]) -> tuple[int, f
     from kafka import KafkaProducer
 
     topic = f"bench.bare-{uuid.uuid4().hex[:8]}"
-    from shared.kafka import ensure_topics, kafka_security
+    from shared.platform.kafka import ensure_topics, kafka_security
 
     ensure_topics(bootstrap, {topic: 6})
     producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_security(), acks="all", enable_idempotence=True,
@@ -155,16 +155,16 @@ def main() -> None:
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        from shared import devkafka
+        from shared.dev import local_kafka
 
-        bootstrap = devkafka.start(port=9092, wait=120).bootstrap_servers
+        bootstrap = local_kafka.start(port=9092, wait=120).bootstrap_servers
     workdir = tempfile.mkdtemp(prefix="cityscore-bench-")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.db"
     catalog = load_catalog()
     topic = f"bench.events-{uuid.uuid4().hex[:8]}"
 
     from services.ingest.keys import issue_department_keys
-    from shared.db import make_engine, migrate, session_factory
+    from shared.store.db import make_engine, migrate, session_factory
 
     engine = make_engine(database_url)
     migrate(engine)

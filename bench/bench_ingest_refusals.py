@@ -48,9 +48,9 @@ def measure(name: str, trace: bool) -> dict:
 
     from services.ingest.app import create_app
     from services.ingest.keys import issue_department_keys
-    from shared.catalog import load_catalog
-    from shared.db import IdempotencyRecord, make_engine, migrate, session_factory
-    from shared.settings import Settings
+    from shared.core.catalog import load_catalog
+    from shared.store.db import IdempotencyRecord, make_engine, migrate, session_factory
+    from shared.platform.settings import Settings
 
     workdir = tempfile.mkdtemp(prefix="cityscore-bench-")
     catalog = load_catalog()

@@ -41,7 +41,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.generator import generate  # noqa: E402
+from shared.dev.generator import generate  # noqa: E402
 from tests.fakeslack import FakeSlack  # noqa: E402
 from tests.fakeslack.notifier_support import Schema  # noqa: E402
 from tests.integration.e2e_support import (CATALOG, Departments, Lag, Pace, System, api_board,  # noqa: E402
@@ -218,9 +218,9 @@ def main() -> None:
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        from shared import devkafka
+        from shared.dev import local_kafka
 
-        bootstrap = devkafka.start(port=9092, wait=120).bootstrap_servers
+        bootstrap = local_kafka.start(port=9092, wait=120).bootstrap_servers
     base = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://cityscore:cityscore@127.0.0.1:5432/cityscore")
     schema = Schema(e2e_database_url(base))
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))

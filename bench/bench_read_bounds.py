@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from services.scorer.app import MAX_HISTORY_DAYS  # noqa: E402
 from services.scorer.consumer import current_as_of, system_clock  # noqa: E402
-from shared.catalog import load_catalog  # noqa: E402
-from shared.contract import parse_event  # noqa: E402
-from shared.generator import generate  # noqa: E402
-from shared.score_store import ScoreStore  # noqa: E402
+from shared.core.catalog import load_catalog  # noqa: E402
+from shared.core.contract import parse_event  # noqa: E402
+from shared.dev.generator import generate  # noqa: E402
+from shared.store.score_store import ScoreStore  # noqa: E402
 from tests.integration.ingest_support import fresh_database  # noqa: E402
 from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
 

@@ -35,9 +35,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.catalog import load_catalog  # noqa: E402
-from shared.generator import generate  # noqa: E402
-from shared.kafka import ensure_topics, kafka_security  # noqa: E402
+from shared.core.catalog import load_catalog  # noqa: E402
+from shared.dev.generator import generate  # noqa: E402
+from shared.platform.kafka import ensure_topics, kafka_security  # noqa: E402
 from tests.integration.ingest_support import fresh_database  # noqa: E402
 from tests.support import free_port, memory_kb, percentile, run_probes  # noqa: E402
 
@@ -178,9 +178,9 @@ def main() -> None:
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        from shared import devkafka
+        from shared.dev import local_kafka
 
-        bootstrap = devkafka.start(port=9092, wait=120).bootstrap_servers
+        bootstrap = local_kafka.start(port=9092, wait=120).bootstrap_servers
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://cityscore:cityscore@127.0.0.1:5432/cityscore")
     fresh_database(url).dispose()
     tag = uuid.uuid4().hex[:8]
@@ -284,7 +284,7 @@ def wait_ready(url: str) -> None:
 def end_to_end(env, database_url, ingest_port, api_port, seconds):
     """Background load of 500 events/s through ingest; probes timed from 202 to visible in the API."""
     from services.ingest.keys import issue_department_keys
-    from shared.db import make_engine, session_factory
+    from shared.store.db import make_engine, session_factory
 
     catalog = load_catalog()
     engine = make_engine(database_url)

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import requests
 
-from shared.catalog import Catalog, Feed, load_catalog
+from shared.core.catalog import Catalog, Feed, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,10 +59,10 @@ class Demo:
         }
 
     def start_kafka(self) -> None:
-        from shared import devkafka
+        from shared.dev import local_kafka
 
         click.echo(f"starting Apache Kafka on 127.0.0.1:{self.kafka_port} (first time: jars from Maven Central)…")
-        broker = devkafka.start(port=self.kafka_port, wait=180)
+        broker = local_kafka.start(port=self.kafka_port, wait=180)
         self.started_kafka = broker.started
 
     def keys(self) -> dict[str, str]:
@@ -71,7 +71,7 @@ class Demo:
         if path.exists():
             return json.loads(path.read_text())
         from services.ingest.keys import issue_department_keys
-        from shared.db import make_engine, migrate, session_factory
+        from shared.store.db import make_engine, migrate, session_factory
 
         engine = make_engine(self.env()["DATABASE_URL"])
         migrate(engine)
@@ -115,8 +115,8 @@ class Demo:
     # -- the department simulator -----------------------------------------------------------
 
     def backfill(self, keys: dict[str, str]) -> None:
-        from shared.generator import generate
-        from shared.sender import DepartmentRouter
+        from shared.dev.generator import generate
+        from services.ingest.client import DepartmentRouter
 
         end = datetime.now(self.catalog.zone).date() - timedelta(days=1)
         router = DepartmentRouter(f"http://127.0.0.1:{self.ports['ingest']}", list(keys.values()))
@@ -152,7 +152,7 @@ class Demo:
         return events
 
     def live(self, keys: dict[str, str], per_second: float) -> None:
-        from shared.sender import DepartmentRouter
+        from services.ingest.client import DepartmentRouter
 
         router = DepartmentRouter(f"http://127.0.0.1:{self.ports['ingest']}", list(keys.values()), batch_size=100)
         click.echo(f"live traffic: about {per_second:g} events a second. Ctrl-C stops everything.")
@@ -177,9 +177,9 @@ class Demo:
             except subprocess.TimeoutExpired:
                 process.kill()
         if self.started_kafka:
-            from shared import devkafka
+            from shared.dev import local_kafka
 
-            devkafka.stop(self.kafka_port)
+            local_kafka.stop(self.kafka_port)
         click.echo("stopped.")
 
 

@@ -6,7 +6,7 @@ takes the first that works of:
 
 1. the environment: ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``;
 2. testcontainers, when a Docker engine answers;
-3. the local launchers: ``shared.devkafka`` (port ``CITYSCORE_TEST_KAFKA_PORT``,
+3. the local launchers: ``shared.dev.local_kafka`` (port ``CITYSCORE_TEST_KAFKA_PORT``,
    default 19092, fresh data) and ``deploy/postgres/start.sh`` (``PGPORT``, default 5432).
 
 When none can provide the service the fixture FAILS with the reason; it never
@@ -75,8 +75,8 @@ def _fail(service: str, attempts: list[str]) -> None:
 
 
 def _check_kafka(bootstrap: str, timeout: float = 30) -> None:
-    from shared.devkafka import probe
-    from shared.kafka import kafka_security
+    from shared.dev.local_kafka import probe
+    from shared.platform.kafka import kafka_security
 
     probe(bootstrap, timeout=timeout, security=kafka_security())  # KAFKA_SECURITY_PROTOCOL etc. when set
 
@@ -126,20 +126,20 @@ def kafka_bootstrap():
     else:
         attempts.append("testcontainers: no Docker engine answers")
 
-    from shared import devkafka
+    from shared.dev import local_kafka
 
     broker = None
     try:
-        broker = devkafka.start(port=TEST_KAFKA_PORT, wait=120, fresh=True)
+        broker = local_kafka.start(port=TEST_KAFKA_PORT, wait=120, fresh=True)
     except Exception as exc:
-        attempts.append(f"shared.devkafka on 127.0.0.1:{TEST_KAFKA_PORT}: {exc}")
+        attempts.append(f"shared.dev.local_kafka on 127.0.0.1:{TEST_KAFKA_PORT}: {exc}")
     if broker is None:
         _fail("Kafka broker", attempts)
     try:
         yield broker.bootstrap_servers
     finally:
         if broker.started and not _keep_services():
-            devkafka.stop(TEST_KAFKA_PORT)
+            local_kafka.stop(TEST_KAFKA_PORT)
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -2,7 +2,7 @@
 
 Written straight from the spec (scoring.md sections 2-5, contract.md) and the
 catalog YAML, WITHOUT looking at or importing the project's scoring code
-(shared/scoring.py, shared/folding.py, shared/business_time.py). It exists only to
+(shared/core/scoring.py, shared/core/folding.py, shared/core/business_time.py). It exists only to
 check the fast scoring core: when the two disagree, one of them misreads the spec.
 
 Inputs are plain data: raw event dicts as decoded from JSONL (assumed valid), the

@@ -18,12 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from shared.catalog import Catalog
-from shared.contract import Problem
-from shared.db import session_factory
-from shared.kafka import events_topic_configs, kafka_security
-from shared.settings import Settings
-from shared.web import json_response, wire
+from shared.core.catalog import Catalog
+from shared.core.contract import Problem
+from shared.store.db import session_factory
+from shared.platform.kafka import events_topic_configs, kafka_security
+from shared.platform.settings import Settings
+from shared.platform.web import json_response, wire
 
 from . import handlers
 from .keys import key_id_of, verify_key

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from shared.settings import get_settings
+from shared.platform.settings import get_settings
 
 
 def _sessions():
-    from shared.db import make_engine, session_factory
-    from shared.schema import SchemaNotCurrent, prepare_schema
+    from shared.store.db import make_engine, session_factory
+    from shared.store.schema import SchemaNotCurrent, prepare_schema
 
     engine = make_engine(get_settings().database_url)
     try:
@@ -20,7 +20,7 @@ def _sessions():
 
 
 def _catalog():
-    from shared.catalog import load_catalog
+    from shared.core.catalog import load_catalog
 
     return load_catalog(get_settings().catalog)
 
@@ -37,7 +37,7 @@ def serve(host: str, port: int) -> None:
     """Run ingest locally (threaded). In production run gunicorn: see deploy/."""
     from werkzeug.serving import run_simple
 
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     from .app import create_app
 
@@ -51,7 +51,7 @@ def purge() -> None:
 
     Each ingest process also does this every INGEST_PURGE_EVERY seconds.
     """
-    from shared.db import make_engine
+    from shared.store.db import make_engine
 
     from .retention import purge_idempotency_records
 

@@ -14,9 +14,9 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.catalog import Catalog
-from shared.contract import InvalidEvent, Problem, check_against_catalog, event_to_json, parse_events
-from shared.db import IdempotencyRecord
+from shared.core.catalog import Catalog
+from shared.core.contract import InvalidEvent, Problem, check_against_catalog, event_to_json, parse_events
+from shared.store.db import IdempotencyRecord
 
 from .keys import Caller
 from .publisher import EventPublisher, PublishFailed
@@ -182,7 +182,7 @@ def remember(sessions: sessionmaker, caller: Caller, idempotency_key: str, body:
 
 def catalog_for(catalog: Catalog, department: str) -> dict[str, Any]:
     """The metrics a department's key may send, with the event types and fields each takes."""
-    from shared.contract import event_json_schema
+    from shared.core.contract import event_json_schema
 
     definitions = event_json_schema()["$defs"]
     type_model = {"case": "CaseEvent", "measurement": "MeasurementEvent", "incident": "IncidentEvent",

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.catalog import Catalog
-from shared.db import ApiKey, Department, utcnow
+from shared.core.catalog import Catalog
+from shared.store.db import ApiKey, Department, utcnow
 
 PREFIX = "csk_"
 

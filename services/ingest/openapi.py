@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.catalog import Catalog
-from shared.contract import CONTRACT_VERSION, event_json_schema
-from shared.settings import Settings
+from shared.core.catalog import Catalog
+from shared.core.contract import CONTRACT_VERSION, event_json_schema
+from shared.platform.settings import Settings
 
 
 def _ref_schemas() -> dict[str, Any]:

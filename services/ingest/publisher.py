@@ -9,8 +9,8 @@ from typing import Protocol, Sequence
 
 from kafka.errors import KafkaError
 
-from shared.kafka import broker_reachable, ensure_topics, make_producer
-from shared.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
+from shared.platform.kafka import broker_reachable, ensure_topics, make_producer
+from shared.platform.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.engine import Engine
 
-from shared.db import IdempotencyRecord, utcnow
+from shared.store.db import IdempotencyRecord, utcnow
 
 log = logging.getLogger("cityscore.ingest.retention")
 

@@ -1,6 +1,6 @@
 """WSGI entry point for gunicorn: `gunicorn -c deploy/gunicorn.conf.py services.ingest.wsgi:app`."""
 
-from shared.logs import configure_logging
+from shared.platform.logs import configure_logging
 
 from .app import create_app
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Mapping, Sequence
 
-from shared.catalog import Catalog, Kind, Metric
-from shared.scoring import Scoreboard, WindowScore, standing
+from shared.core.catalog import Catalog, Kind, Metric
+from shared.core.scoring import Scoreboard, WindowScore, standing
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
 MAX_BLOCKS = 50

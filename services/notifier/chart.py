@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 
-from shared.catalog import Catalog
-from shared.score_store import ScoreStore
-from shared.scoring import overall, score_metric, window_dates
+from shared.core.catalog import Catalog
+from shared.store.score_store import ScoreStore
+from shared.core.scoring import overall, score_metric, window_dates
 
 
 def city_history(store: ScoreStore, window: str, days: int, end: date) -> list[tuple[date, float | None]]:

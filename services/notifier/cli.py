@@ -8,11 +8,11 @@ from datetime import date, timedelta
 import click
 
 
-from shared.cli_options import parse_date as _date
+from shared.platform.cli_options import parse_date as _date
 
 
 def _runtime():
-    from shared.schema import SchemaNotCurrent
+    from shared.store.schema import SchemaNotCurrent
 
     from .main import build
     from .routing import RoutingError
@@ -50,8 +50,8 @@ def notifier_group() -> None:
 @notifier_group.command("run")
 def notifier_run() -> None:
     """Consume score changes, run the schedule, send Slack messages, serve Slack's requests."""
-    from shared.logs import configure_logging
-    from shared.schema import SchemaNotCurrent
+    from shared.platform.logs import configure_logging
+    from shared.store.schema import SchemaNotCurrent
 
     from .main import run
 
@@ -74,7 +74,7 @@ def notify_group() -> None:
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to keep trying to deliver.")
 def notify_board(as_of: date | None, channel: str | None, no_chart: bool, timeout: float) -> None:
     """Queue the daily scoreboard and deliver it now."""
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     configure_logging()
     runtime = _runtime()
@@ -94,7 +94,7 @@ def notify_board(as_of: date | None, channel: str | None, no_chart: bool, timeou
 @click.option("--timeout", default=120.0, show_default=True)
 def notify_recap(as_of: date | None, channel: str | None, timeout: float) -> None:
     """Queue the weekly recap and deliver it now."""
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     configure_logging()
     runtime = _runtime()

@@ -9,8 +9,8 @@ from typing import Callable
 import orjson
 from kafka import KafkaConsumer
 
-from shared.kafka import kafka_security, poll
-from shared.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
+from shared.platform.kafka import kafka_security, poll
+from shared.platform.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 from .service import Notifier
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from shared.scoring import standing
+from shared.core.scoring import standing
 
 
 class Status(str, enum.Enum):

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from shared.catalog import Catalog, load_catalog
-from shared.db import make_engine
-from shared.schema import prepare_schema
-from shared.settings import Settings, get_settings
+from shared.core.catalog import Catalog, load_catalog
+from shared.store.db import make_engine
+from shared.store.schema import prepare_schema
+from shared.platform.settings import Settings, get_settings
 
 from .app import NotifierMetrics, create_app
 from .health import CachedCheck, Liveness
@@ -85,7 +85,7 @@ def run(settings: Settings | None = None, notifier_settings: NotifierSettings | 
     """Run the notifier until SIGTERM/SIGINT (or `stop` is set)."""
     from werkzeug.serving import make_server
 
-    from shared.kafka import broker_reachable, ensure_topics, kafka_security
+    from shared.platform.kafka import broker_reachable, ensure_topics, kafka_security
 
     from .consumer import consume, make_consumer
 

@@ -1,6 +1,6 @@
 """The notifier's tables: alert tracks and alerts, the outbox of Slack messages, notes.
 
-Created by migration 0003 (shared/migrations/versions/0003_notifier_*.py); the
+Created by migration 0003 (shared/store/migrations/versions/0003_notifier_*.py); the
 Slack requests seen and the notes' digests by 0006. The
 APScheduler job table (`notifier_jobs`) belongs to APScheduler's SQLAlchemyJobStore.
 """
@@ -12,7 +12,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import AutoId, Base, UTCDateTime, utcnow
+from shared.store.db import AutoId, Base, UTCDateTime, utcnow
 
 JOBS_TABLE = "notifier_jobs"
 

@@ -28,7 +28,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
-from shared.db import utcnow
+from shared.store.db import utcnow
 
 from .clock import aware
 from .models import OutboxMessage

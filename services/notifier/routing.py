@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.catalog import Catalog
+from shared.core.catalog import Catalog
 
 
 class RoutingError(ValueError):

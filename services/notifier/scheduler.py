@@ -26,7 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from shared.db import utcnow
+from shared.store.db import utcnow
 
 from . import outbox
 from .clock import Clock, ManualClock

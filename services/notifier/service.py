@@ -15,9 +15,9 @@ from typing import Callable, Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from shared.catalog import Catalog
-from shared.db import utcnow
-from shared.score_store import CITY, BadScoreChange, ScoreChange, ScoreStore
+from shared.core.catalog import Catalog
+from shared.store.db import utcnow
+from shared.store.score_store import CITY, BadScoreChange, ScoreChange, ScoreStore
 
 from . import outbox
 from .blocks import AlertView, alert_message, board_message, recap_message, reply_message

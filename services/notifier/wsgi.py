@@ -9,7 +9,7 @@ number of workers and replicas may serve them; a replayed request is recognised 
 the database whichever of them gets it.
 """
 
-from shared.logs import configure_logging
+from shared.platform.logs import configure_logging
 
 from .app import create_app
 from .main import build

@@ -11,11 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from shared.catalog import Catalog
-from shared.score_store import CITY, ReadTimedOut, ScoreStore
-from shared.scoring import Scoreboard, WindowScore
-from shared.settings import Settings
-from shared.web import json_response, wire
+from shared.core.catalog import Catalog
+from shared.store.score_store import CITY, ReadTimedOut, ScoreStore
+from shared.core.scoring import Scoreboard, WindowScore
+from shared.platform.settings import Settings
+from shared.platform.web import json_response, wire
 
 from .consumer import Clock, current_as_of, system_clock
 from .metrics import ScorerMetrics

@@ -9,16 +9,16 @@ import threading
 
 import click
 
-from shared.settings import get_settings
+from shared.platform.settings import get_settings
 
 log = logging.getLogger("cityscore.scorer")
 
 
 def _parts():
-    from shared.catalog import load_catalog
-    from shared.db import make_engine
-    from shared.schema import SchemaNotCurrent, prepare_schema
-    from shared.score_store import ScoreStore
+    from shared.core.catalog import load_catalog
+    from shared.store.db import make_engine
+    from shared.store.schema import SchemaNotCurrent, prepare_schema
+    from shared.store.score_store import ScoreStore
 
     settings = get_settings()
     catalog = load_catalog(settings.catalog)
@@ -74,7 +74,7 @@ def _tune_for_throughput() -> None:
               help="Serve the read API, the board and /metrics here too (0: not at all).")
 def run(host: str, http_port: int) -> None:
     """Consume events and keep the scores; one of any number of scorers in the consumer group."""
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     from .app import create_app
     from .consumer import EventsLost, Scorer
@@ -108,7 +108,7 @@ def serve(host: str, port: int) -> None:
     """Serve only the read API and the board (gunicorn in production: services.scorer.wsgi:app)."""
     from werkzeug.serving import run_simple
 
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     from .app import create_app
 
@@ -128,7 +128,7 @@ def rebuild(yes: bool, allow_partial_history: bool) -> None:
     a replay of the same events ends with the same scores and publishes no change.
     Refuses, changing nothing, when the topic has lost events (unless --allow-partial-history).
     """
-    from shared.logs import configure_logging
+    from shared.platform.logs import configure_logging
 
     from .consumer import EventsLost
     from .replay import PartialHistory, replay

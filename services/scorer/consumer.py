@@ -46,11 +46,11 @@ from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from shared.catalog import Catalog
-from shared.contract import InvalidEvent, Problem, validate_event
-from shared.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
-from shared.score_store import FoldOutcome, Folding, ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import Catalog
+from shared.core.contract import InvalidEvent, Problem, validate_event
+from shared.platform.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
+from shared.store.score_store import FoldOutcome, Folding, ScoreStore
+from shared.platform.settings import Settings
 
 from .metrics import ScorerMetrics
 

@@ -18,9 +18,9 @@ from typing import Sequence
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from shared.catalog import SLA, Catalog, Feed, Kind, Metric
-from shared.score_store import ReadTimedOut
-from shared.scoring import WindowScore, standing
+from shared.core.catalog import SLA, Catalog, Feed, Kind, Metric
+from shared.store.score_store import ReadTimedOut
+from shared.core.scoring import WindowScore, standing
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                   static_url_path="/assets")

@@ -10,11 +10,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
 
-from shared.catalog import Catalog
-from shared.db import ProcessedEvent
-from shared.kafka import kafka_security
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import Catalog
+from shared.store.db import ProcessedEvent
+from shared.platform.kafka import kafka_security
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 from .consumer import Clock, Scorer, current_as_of, system_clock
 

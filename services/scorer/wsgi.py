@@ -1,6 +1,6 @@
 """WSGI entry point for the scorer's read API: `gunicorn -c deploy/gunicorn.conf.py services.scorer.wsgi:app`."""
 
-from shared.logs import configure_logging
+from shared.platform.logs import configure_logging
 
 from .app import create_app
 

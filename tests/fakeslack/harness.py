@@ -12,7 +12,7 @@ from services.notifier.consumer import consume, make_consumer
 from services.notifier.main import build
 from services.notifier.scheduler import NotifierScheduler
 from services.notifier.settings import NotifierSettings
-from shared.settings import Settings
+from shared.platform.settings import Settings
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

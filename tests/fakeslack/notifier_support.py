@@ -10,8 +10,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from shared.catalog import Catalog, Kind
-from shared.db import DayTotal, MeasurementValue, MetricFirstDay, make_engine, migrate
+from shared.core.catalog import Catalog, Kind
+from shared.store.db import DayTotal, MeasurementValue, MetricFirstDay, make_engine, migrate
 
 
 class Schema:

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 
-from shared import devkafka
+from shared.dev import local_kafka
 
 from .e2e_support import wait_for
 
@@ -15,12 +15,12 @@ OWN_BROKER_PORT = int(os.environ.get("CITYSCORE_TEST_E2E_KAFKA_PORT", "19492"))
 
 def kill_broker(port: int = OWN_BROKER_PORT) -> None:
     """SIGKILL the broker on `port` (no clean shutdown: Kafka recovers its logs on the next start)."""
-    state = json.loads((devkafka.state_dir(port) / "state.json").read_text())
+    state = json.loads((local_kafka.state_dir(port) / "state.json").read_text())
     os.kill(state["pid"], signal.SIGKILL)
-    wait_for(lambda: devkafka.status(port)["running"] is False, 30, "the broker to die", interval_s=0.1)
-    devkafka.stop(port)  # forgets the dead process
+    wait_for(lambda: local_kafka.status(port)["running"] is False, 30, "the broker to die", interval_s=0.1)
+    local_kafka.stop(port)  # forgets the dead process
 
 
 def start_broker_again(port: int = OWN_BROKER_PORT) -> None:
     """The killed broker back on the same port, with the same data."""
-    devkafka.start(port=port, wait=120)
+    local_kafka.start(port=port, wait=120)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import Catalog
+from shared.core.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import devkafka
+from shared.dev import local_kafka
 from tests.fakeslack.notifier_support import Schema
 
 from .broker_support import OWN_BROKER_PORT
@@ -23,13 +23,13 @@ def schema(database_url):
 def own_broker():
     """A broker this test may kill (broker_support.kill_broker); fails (never skips) when none can be run.
 
-    Always a local devkafka broker, even where the shared one comes from testcontainers:
+    Always a local broker (shared.dev.local_kafka), even where the shared one comes from testcontainers:
     the test kills its process and starts it again on the same port with the same data.
     """
-    started = devkafka.start(port=OWN_BROKER_PORT, wait=120, fresh=True)
+    started = local_kafka.start(port=OWN_BROKER_PORT, wait=120, fresh=True)
     assert started.started, (f"a broker was already running on port {OWN_BROKER_PORT}: stop it, or set "
                              "CITYSCORE_TEST_E2E_KAFKA_PORT to a free port")
     try:
         yield started.bootstrap_servers
     finally:
-        devkafka.stop(OWN_BROKER_PORT)
+        local_kafka.stop(OWN_BROKER_PORT)

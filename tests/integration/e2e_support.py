@@ -31,11 +31,11 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from shared.catalog import Catalog, load_catalog
-from shared.generator import generate
-from shared.kafka import ensure_topics, kafka_security
-from shared.scoring import standing
-from shared.sender import IngestClient
+from shared.core.catalog import Catalog, load_catalog
+from shared.dev.generator import generate
+from shared.platform.kafka import ensure_topics, kafka_security
+from shared.core.scoring import standing
+from services.ingest.client import IngestClient
 from tests.fakeslack.harness import ROUTING, SECRET
 from tests.support import free_port
 
@@ -78,7 +78,7 @@ def e2e_database_url(database_url: str, name: str = E2E_DATABASE) -> str:
 def issue_keys(engine, catalog: Catalog = CATALOG) -> dict[str, str]:
     """One API key for each department of the catalog: {department: key}."""
     from services.ingest.keys import issue_department_keys
-    from shared.db import session_factory
+    from shared.store.db import session_factory
 
     with session_factory(engine)() as session:
         keys = issue_department_keys(session, catalog, label="e2e")

@@ -8,8 +8,8 @@ import uuid
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.db import make_engine, migrate, session_factory
-from shared.kafka import kafka_security
+from shared.store.db import make_engine, migrate, session_factory
+from shared.platform.kafka import kafka_security
 
 
 def fresh_database(url: str):

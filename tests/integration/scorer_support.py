@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from shared.kafka import ensure_topics, make_producer
-from shared.settings import Settings
+from shared.platform.kafka import ensure_topics, make_producer
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

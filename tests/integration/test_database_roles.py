@@ -27,13 +27,13 @@ from services.ingest.app import create_app as ingest_app
 from services.notifier.main import build as notifier_build
 from services.notifier.settings import NotifierSettings
 from services.scorer.app import create_app as board_app
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.db import alembic_config, make_engine, migrate
-from shared.generator import generate
-from shared.schema import SchemaNotCurrent, current_revisions, head_revisions
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.store.db import alembic_config, make_engine, migrate
+from shared.dev.generator import generate
+from shared.store.schema import SchemaNotCurrent, current_revisions, head_revisions
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GRANTS = ROOT / "deploy" / "postgres" / "grant-reader.sql"

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared import devkafka
-from shared.catalog import load_catalog
+from shared.dev import local_kafka
+from shared.core.catalog import load_catalog
 from tests.integration.browser_support import (
     READ_CELLS,
     READ_ROWS,
@@ -69,7 +69,7 @@ def broker_port() -> int:
     """A free port whose controller port (the next one) is free too, with no broker state of an earlier run."""
     for _ in range(100):
         port = free_port()
-        if port < 65535 and not accepts(port + 1) and not devkafka.state_dir(port).exists():
+        if port < 65535 and not accepts(port + 1) and not local_kafka.state_dir(port).exists():
             return port
     raise AssertionError("no free pair of ports for the demo's broker")
 
@@ -201,8 +201,8 @@ def demo(tmp_path_factory):
             with contextlib.suppress(OSError):  # only when the pid is still the process the demo started
                 if alive(pid) and Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() == command:
                     os.kill(pid, signal.SIGKILL)
-        devkafka.stop(ports["kafka"])
-        shutil.rmtree(devkafka.state_dir(ports["kafka"]), ignore_errors=True)
+        local_kafka.stop(ports["kafka"])
+        shutil.rmtree(local_kafka.state_dir(ports["kafka"]), ignore_errors=True)
         print(f"demo console: {console}")
 
 
@@ -332,4 +332,4 @@ def test_ctrl_c_stops_everything(demo):
     left = {pid: command for pid, command in started.items() if alive(pid)}
     assert left == {}, f"still running {took:.0f}s after Ctrl-C: {left}"
     assert [port for port in ports if accepts(port)] == []
-    assert devkafka.status(demo.ports["kafka"])["running"] is False
+    assert local_kafka.status(demo.ports["kafka"])["running"] is False

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from shared.kafka import make_producer
+from shared.platform.kafka import make_producer
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.notifier_support import Schema
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from services.cli import main
+from services.cli.commands import main
 from services.ingest.app import create_app
-from shared.catalog import load_catalog
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database, issue_keys, read_topic, unique_topic
 

@@ -13,10 +13,10 @@ from services.ingest.app import create_app
 from services.ingest.keys import key_id_of
 from services.ingest.publisher import KafkaEventPublisher
 from services.ingest.retention import purge_idempotency_records
-from shared.catalog import load_catalog
-from shared.db import IdempotencyRecord, session_factory, utcnow
-from shared.kafka import kafka_security
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.store.db import IdempotencyRecord, session_factory, utcnow
+from shared.platform.kafka import kafka_security
+from shared.platform.settings import Settings
 
 from .ingest_support import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
 
@@ -34,7 +34,7 @@ def database(database_url):
 def keys(database):
     keys = issue_keys(database, CATALOG, ["public-works", "police", "fire"])
     from services.ingest.keys import issue_key, revoke_key
-    from shared.db import session_factory
+    from shared.store.db import session_factory
 
     with session_factory(database)() as session:
         revoked = issue_key(session, "public-works", label="old system")
@@ -364,8 +364,8 @@ def test_each_ingest_process_purges_expired_records_on_its_own(kafka_bootstrap, 
 def test_cityscore_ingest_purge_does_one_pass(database, keys, database_url, monkeypatch):
     from click.testing import CliRunner
 
-    from services.cli import main
-    from shared.settings import get_settings
+    from services.cli.commands import main
+    from shared.platform.settings import get_settings
 
     with session_factory(database)() as session:
         session.add(IdempotencyRecord(api_key_id=key_id_of(keys["police"]), idempotency_key="cli-past",

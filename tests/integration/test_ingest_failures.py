@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from services.ingest.app import create_app
-from shared import devkafka
-from shared.catalog import load_catalog
-from shared.settings import Settings
+from shared.dev import local_kafka
+from shared.core.catalog import load_catalog
+from shared.platform.settings import Settings
 
 from .ingest_support import case_event, fresh_database, issue_keys, read_topic, unique_topic
 
@@ -28,9 +28,9 @@ BOUND_S = 2.0
 @pytest.fixture(scope="module")
 def broker():
     """A broker this module may stop and start; fails (never skips) when none can be run."""
-    started = devkafka.start(port=PORT, wait=120, fresh=True)
+    started = local_kafka.start(port=PORT, wait=120, fresh=True)
     yield started.bootstrap_servers
-    devkafka.stop(PORT)
+    local_kafka.stop(PORT)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_broker_down_gives_503_within_the_bound_and_recovers_without_restart(set
     client = app.test_client()
     assert post(client, case_event("before"), key).status_code == 202
 
-    devkafka.stop(PORT)
+    local_kafka.stop(PORT)
     try:
         for attempt in range(3):
             started = time.monotonic()
@@ -82,7 +82,7 @@ def test_broker_down_gives_503_within_the_bound_and_recovers_without_restart(set
             assert elapsed < BOUND_S + 1.5, f"503 took {elapsed:.2f}s, bound {BOUND_S}s"
         assert client.get("/readyz").status_code == 503
     finally:
-        devkafka.start(port=PORT, wait=120)
+        local_kafka.start(port=PORT, wait=120)
 
     recovered = wait_for_202(client, key, "after")  # the same app: no restart
     assert client.get("/readyz").status_code == 200
@@ -120,9 +120,9 @@ def test_no_accepted_event_is_lost_while_the_broker_stops_and_starts(setup, brok
         thread.start()
     try:
         time.sleep(3)
-        devkafka.stop(PORT)
+        local_kafka.stop(PORT)
         time.sleep(4)
-        devkafka.start(port=PORT, wait=120)
+        local_kafka.start(port=PORT, wait=120)
         time.sleep(6)
     finally:
         stop.set()

@@ -12,8 +12,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from services.ingest.app import create_app
-from shared.catalog import load_catalog
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database, issue_keys, unique_topic
 

@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.serializer import DefaultSerializer  # str <-> UTF-8; plain callables are deprecated in 3.x
 
-from shared.kafka import kafka_security
+from shared.platform.kafka import kafka_security
 
 pytestmark = pytest.mark.kafka
 

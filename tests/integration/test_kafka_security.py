@@ -1,6 +1,6 @@
 """Every Kafka client of the services logs in with the SASL credentials of the settings.
 
-A broker of this test's own (shared.devkafka, port CITYSCORE_TEST_SASL_KAFKA_PORT, default
+A broker of this test's own (shared.dev.local_kafka, port CITYSCORE_TEST_SASL_KAFKA_PORT, default
 19094) listens with SASL_PLAINTEXT only and knows one user, by PLAIN, SCRAM-SHA-256 and
 SCRAM-SHA-512. Ingest's producer, the scorer's admin client, consumer and producer, the
 rebuild's consumer and the notifier's consumer all run from Settings built from the
@@ -20,11 +20,11 @@ from services.ingest.app import create_app as ingest_app
 from services.notifier.consumer import make_consumer
 from services.scorer.consumer import Scorer
 from services.scorer.replay import rewind_group
-from shared import devkafka
-from shared.catalog import load_catalog
-from shared.kafka import broker_reachable, ensure_topics, kafka_security, make_producer
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.dev import local_kafka
+from shared.core.catalog import load_catalog
+from shared.platform.kafka import broker_reachable, ensure_topics, kafka_security, make_producer
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database, issue_keys
 from .scorer_support import clock_for, wait_until
@@ -37,12 +37,12 @@ AS_OF = date(2026, 6, 30)
 
 @pytest.fixture(scope="module")
 def sasl_bootstrap():
-    broker = devkafka.start(port=SASL_PORT, wait=120, sasl_users={USER: PASSWORD})
+    broker = local_kafka.start(port=SASL_PORT, wait=120, sasl_users={USER: PASSWORD})
     try:
         yield broker.bootstrap_servers
     finally:
         if broker.started:
-            devkafka.stop(SASL_PORT)
+            local_kafka.stop(SASL_PORT)
 
 
 def settings_for(bootstrap: str, tag: str, **security: str) -> Settings:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from services.notifier.app import create_app
 from services.notifier.clock import ManualClock
 from services.notifier.models import Alert, AlertTrack, OutboxMessage
-from shared.kafka import ensure_topics, make_producer
+from shared.platform.kafka import ensure_topics, make_producer
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import Harness, notifier_settings, sign, wait_until
 from tests.fakeslack.notifier_support import Changes, encode, seed_scores

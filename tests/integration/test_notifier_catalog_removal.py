@@ -20,7 +20,7 @@ from services.notifier.clock import ManualClock
 from services.notifier.main import build
 from services.notifier.models import Alert, OutboxMessage
 from services.notifier.scheduler import NotifierScheduler
-from shared.catalog import Catalog
+from shared.core.catalog import Catalog
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING, Harness, notifier_settings
 from tests.fakeslack.notifier_support import Changes

@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from services.notifier.models import Alert, OutboxMessage
 from services.notifier.settings import WEEKDAYS
-from shared.catalog import load_catalog
-from shared.kafka import ensure_topics
+from shared.core.catalog import load_catalog
+from shared.platform.kafka import ensure_topics
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING, SECRET, wait_until
 from tests.fakeslack.notifier_support import Changes, seed_scores

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from services.notifier.models import AlertTrack
-from shared.kafka import ensure_topics
+from shared.platform.kafka import ensure_topics
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING, SECRET, wait_until
 from tests.fakeslack.notifier_support import Changes

@@ -13,7 +13,7 @@ from services.notifier.cli import alerts_group, notify_group
 from services.notifier.clock import ManualClock
 from services.notifier.main import build
 from services.notifier.settings import NotifierSettings
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import ROUTING
 from tests.fakeslack.notifier_support import Changes, seed_scores
@@ -48,7 +48,7 @@ def test_notify_board_and_alerts_list_commands(tmp_path, monkeypatch):
                             "NOTIFIER_MAYOR_CHANNEL": "C0MAYOR", "NOTIFIER_ROUTING": str(routing),
                             "NOTIFIER_QUIET_HOURS": "off", "NOTIFIER_FIRE_AFTER": "1"}.items():
             monkeypatch.setenv(name, value)
-        from shared.settings import get_settings
+        from shared.platform.settings import get_settings
 
         get_settings.cache_clear()
         try:

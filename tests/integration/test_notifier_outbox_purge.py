@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from services.notifier.clock import ManualClock
 from services.notifier.models import OutboxMessage
-from shared.db import utcnow
+from shared.store.db import utcnow
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import Harness, notifier_settings
 from tests.fakeslack.notifier_support import seed_scores

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from services.scorer.app import MAX_HISTORY_DAYS, create_app
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database
 from .scorer_support import clock_for

@@ -25,11 +25,11 @@ from sqlalchemy import func, select
 from services.ingest.app import create_app as create_ingest_app
 from services.scorer.consumer import EventsLost, Scorer
 from services.scorer.replay import PartialHistory, replay
-from shared.catalog import load_catalog
-from shared.db import ProcessedEvent
-from shared.kafka import kafka_security
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.store.db import ProcessedEvent
+from shared.platform.kafka import kafka_security
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database
 from .scorer_support import ROOT, Stream, clock_for

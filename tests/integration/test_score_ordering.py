@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from services.notifier.models import AlertTrack
-from shared.catalog import load_catalog
-from shared.db import make_engine, migrate
-from shared.score_store import ScoreChange, ScoreStore
+from shared.core.catalog import load_catalog
+from shared.store.db import make_engine, migrate
+from shared.store.score_store import ScoreChange, ScoreStore
 from tests.fakeslack import FakeSlack
 from tests.fakeslack.harness import Harness, notifier_settings
 from tests.fakeslack.notifier_support import seed_scores

@@ -9,11 +9,11 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.folding import Ledger
-from shared.generator import generate
-from shared.score_store import CITY, ScoreStore
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.core.folding import Ledger
+from shared.dev.generator import generate
+from shared.store.score_store import CITY, ScoreStore
 
 from .ingest_support import fresh_database
 
@@ -149,7 +149,7 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
 
     from sqlalchemy import delete
 
-    from shared.db import CurrentScore
+    from shared.store.db import CurrentScore
 
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
@@ -198,7 +198,7 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
     import threading
 
     from services.scorer.consumer import Scorer
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
@@ -312,7 +312,7 @@ def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(sto
 def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(store):
     """Migration 0005 gives the rows it carries over department '': they stand for every department,
     so resending an old event changes nothing, and withdrawing one (it kept no record) neither."""
-    from shared.db import ProcessedEvent
+    from shared.store.db import ProcessedEvent
 
     with store.engine.begin() as conn:
         conn.execute(ProcessedEvent.__table__.insert(), [{"department": "", "event_id": "old-1"}])

@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import update
 
 from services.scorer.app import create_app
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.db import CurrentScore, make_engine, migrate
-from shared.generator import generate
-from shared.score_store import ScoreStore
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.store.db import CurrentScore, make_engine, migrate
+from shared.dev.generator import generate
+from shared.store.score_store import ScoreStore
 from tests.integration.browser_support import (
     READ_CELLS,
     READ_ROWS,

@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import text
 
-from services.cli import main
+from services.cli.commands import main
 from services.scorer.app import create_app
 from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
-from shared.catalog import load_catalog
-from shared.generator import generate
-from shared.kafka import kafka_security
-from shared.score_store import CITY, ScoreStore
+from shared.core.catalog import load_catalog
+from shared.dev.generator import generate
+from shared.platform.kafka import kafka_security
+from shared.store.score_store import CITY, ScoreStore
 
 from .ingest_support import fresh_database
 from .scorer_support import FakeClock, Stream, board_differences, clock_for, run_in_thread, wait_until
@@ -71,7 +71,7 @@ def api_board(client, as_of) -> dict:
 def folded(store: ScoreStore) -> int:
     from sqlalchemy import func, select
 
-    from shared.db import ProcessedEvent
+    from shared.store.db import ProcessedEvent
 
     with store.engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(ProcessedEvent))
@@ -204,7 +204,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
         thread.join(timeout=30)
         scorer.close()
     with database.connect() as conn:
-        from shared.db import DayTotal
+        from shared.store.db import DayTotal
 
         from sqlalchemy import select
 
@@ -318,9 +318,9 @@ def test_healthz_follows_the_consumer_loop(stream, database):
 def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_path):
     """Batches queue for the database worker; after one fails, the ones behind it must not be
     folded (they would count before it, and an older case version could win when it comes again)."""
-    from shared.contract import parse_event
-    from shared.db import make_engine, migrate
-    from shared.settings import Settings
+    from shared.core.contract import parse_event
+    from shared.store.db import make_engine, migrate
+    from shared.platform.settings import Settings
 
     engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real
     scorer = Scorer(Settings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))

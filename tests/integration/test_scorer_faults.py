@@ -18,13 +18,13 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from services.scorer.consumer import Scorer
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.db import ProcessedEvent
-from shared.folding import Ledger
-from shared.generator import generate
-from shared.kafka import kafka_security
-from shared.score_store import ScoreStore
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.store.db import ProcessedEvent
+from shared.core.folding import Ledger
+from shared.dev.generator import generate
+from shared.platform.kafka import kafka_security
+from shared.store.score_store import ScoreStore
 
 from .broker_support import kill_broker, start_broker_again
 from .ingest_support import fresh_database

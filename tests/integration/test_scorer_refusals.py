@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from services.scorer.consumer import Scorer
-from shared.catalog import load_catalog
-from shared.contract import IncidentEvent
-from shared.db import DayTotal, ProcessedEvent
-from shared.folding import Ledger
-from shared.generator import generate
-from shared.offline import fold_lines
-from shared.score_store import ScoreStore
-from shared.settings import Settings
+from shared.core.catalog import load_catalog
+from shared.core.contract import IncidentEvent
+from shared.store.db import DayTotal, ProcessedEvent
+from shared.core.folding import Ledger
+from shared.dev.generator import generate
+from services.cli.offline import fold_lines
+from shared.store.score_store import ScoreStore
+from shared.platform.settings import Settings
 
 from .ingest_support import fresh_database
 from .scorer_support import Stream, board_differences, clock_for, run_in_thread, wait_until

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from services.cli import main
-from shared.boston311 import (
+from services.cli.commands import main
+from shared.feeds.boston311 import (
     BAD_CASE_ID,
     BAD_CLOSED,
     BAD_OPEN,
@@ -25,10 +25,10 @@ from shared.boston311 import (
     convert,
     import_file,
 )
-from shared.catalog import load_catalog
-from shared.contract import validate_event
-from shared.folding import Ledger
-from shared.offline import fold_lines, score_file
+from shared.core.catalog import load_catalog
+from shared.core.contract import validate_event
+from shared.core.folding import Ledger
+from services.cli.offline import fold_lines, score_file
 
 BOSTON = load_catalog()
 DATA = Path(__file__).resolve().parents[1] / "data"

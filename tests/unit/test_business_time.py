@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.business_time import BusinessCalendar
-from shared.catalog import SLA, load_catalog
+from shared.core.business_time import BusinessCalendar
+from shared.core.catalog import SLA, load_catalog
 
 BOSTON = load_catalog()
 NY = ZoneInfo("America/New_York")

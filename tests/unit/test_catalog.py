@@ -6,8 +6,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from services.cli import main
-from shared.catalog import CatalogError, Kind, load_catalog, parse_catalog
+from services.cli.commands import main
+from shared.core.catalog import CatalogError, Kind, load_catalog, parse_catalog
 
 BOSTON = load_catalog()
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from shared.catalog import load_catalog
-from shared.contract import (
+from shared.core.catalog import load_catalog
+from shared.core.contract import (
     CaseEvent,
     InvalidEvent,
     TallyEvent,

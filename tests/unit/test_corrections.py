@@ -11,10 +11,10 @@ from datetime import date
 import pytest
 from click.testing import CliRunner
 
-from services.cli import main
-from shared.catalog import load_catalog
-from shared.contract import InvalidEvent, parse_event, validate_event
-from shared.folding import Ledger
+from services.cli.commands import main
+from shared.core.catalog import load_catalog
+from shared.core.contract import InvalidEvent, parse_event, validate_event
+from shared.core.folding import Ledger
 
 BOSTON = load_catalog()
 AS_OF = date(2026, 7, 25)

@@ -26,10 +26,10 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from services.cli import main
+from services.cli.commands import main
 from services.notifier.settings import NotifierSettings
-from shared.devkafka import KAFKA_VERSION
-from shared.settings import Settings
+from shared.dev.local_kafka import KAFKA_VERSION
+from shared.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -43,7 +43,7 @@ EXTRA_VARS = {
     "WEB_CONCURRENCY": "deploy/gunicorn.conf.py",
     "WEB_THREADS": "deploy/gunicorn.conf.py",
     "PROMETHEUS_MULTIPROC_DIR": "deploy/gunicorn.conf.py",
-    "CITYSCORE_LOG_LEVEL": "shared/logs.py",
+    "CITYSCORE_LOG_LEVEL": "shared/platform/logs.py",
 }
 KNOWN_VARS = SETTINGS_VARS | NOTIFIER_VARS | set(EXTRA_VARS)
 # Variables compose interpolates that are not our settings: the database roles' passwords,
@@ -532,8 +532,8 @@ def test_dockerfile_base_user_and_copies():
 
 
 def test_dockerignore_keeps_the_context_small_and_complete():
-    for path in ("pyproject.toml", "README.md", "shared/db.py", "shared/catalogs/boston.yaml",
-                 "shared/migrations/versions/__init__.py", "services/scorer/templates/pages/board.html",
+    for path in ("pyproject.toml", "README.md", "shared/store/db.py", "shared/catalogs/boston.yaml",
+                 "shared/store/migrations/versions/__init__.py", "services/scorer/templates/pages/board.html",
                  "services/scorer/static/board.css", "deploy/gunicorn.conf.py"):
         assert (ROOT / path).exists(), path
         assert not dockerignore_excludes(path), f"{path} would be missing from the image"

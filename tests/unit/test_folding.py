@@ -5,10 +5,10 @@ from datetime import date
 
 from click.testing import CliRunner
 
-from services.cli import main
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.folding import Ledger
+from services.cli.commands import main
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.core.folding import Ledger
 
 BOSTON = load_catalog()
 

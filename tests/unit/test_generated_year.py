@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.folding import Ledger
-from shared.generator import generate
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.core.folding import Ledger
+from shared.dev.generator import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference_scoring import Reference  # noqa: E402

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.kafka import kafka_security
-from shared.settings import Settings
+from shared.platform.kafka import kafka_security
+from shared.platform.settings import Settings
 
 
 def test_plaintext_by_default():

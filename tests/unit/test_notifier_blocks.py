@@ -10,8 +10,8 @@ from services.notifier.blocks import (
     metric_scores_message, recap_lines, recap_message, reply_message,
 )
 from services.notifier.routing import RoutingError, load_routing, parse_routing
-from shared.catalog import load_catalog
-from shared.scoring import Scoreboard, WindowScore, overall
+from shared.core.catalog import load_catalog
+from shared.core.scoring import Scoreboard, WindowScore, overall
 
 CATALOG = load_catalog()
 

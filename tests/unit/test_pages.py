@@ -16,11 +16,11 @@ from sqlalchemy import update
 
 from services.scorer.app import create_app
 from services.scorer.pages import audit_terms, cell, figure, history_chart, history_summary, sla_words, target_words
-from shared.catalog import load_catalog
-from shared.contract import parse_event
-from shared.db import CurrentScore, make_engine, migrate
-from shared.score_store import ScoreStore
-from shared.scoring import WindowScore
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.store.db import CurrentScore, make_engine, migrate
+from shared.store.score_store import ScoreStore
+from shared.core.scoring import WindowScore
 
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)  # a Tuesday; the clock below makes it 'yesterday'
@@ -423,7 +423,7 @@ INTERNAL_WORDS = ["#public-works", "U0PWDLEAD", "U0DISPATCH", "crew shortage", "
 def posts_client(tmp_path, enabled: bool):
     """A board over a database whose outbox holds the notifier's posts."""
     from services.notifier.outbox import enqueue_post
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
     migrate(engine)
@@ -434,7 +434,7 @@ def posts_client(tmp_path, enabled: bool):
 
 
 def test_showing_slack_posts_is_off_unless_enabled():
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     assert Settings.model_fields["scorer_show_slack_posts"].default is False
 
@@ -468,7 +468,7 @@ def test_slack_posts_page_shows_the_notifiers_recent_posts_when_enabled(tmp_path
 
     engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
     migrate(engine)
-    from shared.settings import Settings
+    from shared.platform.settings import Settings
 
     app = create_app(Settings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=lambda: NOW)
     with app.test_client() as test_client:

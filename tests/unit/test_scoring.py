@@ -5,8 +5,8 @@ from math import isclose
 
 import pytest
 
-from shared.catalog import Kind, load_catalog
-from shared.scoring import (
+from shared.core.catalog import Kind, load_catalog
+from shared.core.scoring import (
     DayTotals,
     overall,
     score_mean_daily_ratio,
@@ -225,7 +225,7 @@ def test_trend_null_rules():
 
 
 def test_cityscore_is_the_plain_mean_leaving_nulls_out():
-    from shared.scoring import NULL, WindowScore
+    from shared.core.scoring import NULL, WindowScore
 
     a = {"day": WindowScore(1.2, 1, 1), "week": WindowScore(0.8, 1, 1)}
     b = {"day": NULL, "week": WindowScore(1.0, 1, 1)}

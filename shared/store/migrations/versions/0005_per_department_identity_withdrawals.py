@@ -44,7 +44,7 @@ def upgrade() -> None:
         with op.batch_alter_table('day_totals', schema=None) as batch_op:
             batch_op.add_column(sa.Column('parts', sa.Integer(), nullable=True))
 
-    from shared.catalog import load_catalog
+    from shared.core.catalog import load_catalog
 
     catalog = load_catalog(os.environ.get('CITYSCORE_CATALOG') or None)
     parts = sa.table('current_parts', sa.column('key', sa.String), sa.column('metric', sa.String))

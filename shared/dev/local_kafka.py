@@ -5,9 +5,9 @@ No Docker is needed: the broker's jars are gathered once with Maven into a cache
 outside the work tree, keyed by version, and the broker runs as a detached JVM on
 127.0.0.1.
 
-    python -m shared.devkafka up [--port 9092]      # or: cityscore dev kafka up
-    python -m shared.devkafka status
-    python -m shared.devkafka down
+    python -m shared.dev.local_kafka up [--port 9092]      # or: cityscore dev kafka up
+    python -m shared.dev.local_kafka status
+    python -m shared.dev.local_kafka down
 
 With ``--sasl-user NAME:PASSWORD`` (any number of times) the broker's client listener is
 SASL_PLAINTEXT instead of PLAINTEXT: it takes PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512,
@@ -270,7 +270,7 @@ def _quiet_kafka_logs():
 def probe(bootstrap_servers: str, timeout: float = 10.0, security: dict | None = None) -> dict:
     """Check a broker is usable: metadata lists a broker and an acks=all write succeeds.
 
-    `security`: kafka-python's SASL/TLS arguments (see shared.kafka.kafka_security); none by default.
+    `security`: kafka-python's SASL/TLS arguments (see shared.platform.kafka.kafka_security); none by default.
     Returns the cluster description; raises on failure.
     """
     security = security or {}
@@ -393,7 +393,7 @@ def _server_properties(port: int, controller_port: int, data_dir: Path, sasl_use
         "auto.create.topics.enable": "true",
         "delete.topic.enable": "true",
     }
-    lines = ["# written by shared/devkafka.py on every start; edits are overwritten"]
+    lines = ["# written by shared/dev/local_kafka.py on every start; edits are overwritten"]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 
@@ -436,7 +436,7 @@ def start(
         if state:
             if state.get("sasl_users_digest") != users_digest:
                 raise DevKafkaError(f"the broker on {HOST}:{port} runs with other SASL users (or none); "
-                                    f"stop it first (python -m shared.devkafka down --port {port})")
+                                    f"stop it first (python -m shared.dev.local_kafka down --port {port})")
             _wait_ready(port, state["pid"], Path(state["log_file"]), wait, security=_state_security(state))
             return Broker(port, state["controller_port"], state["pid"], state["run_dir"],
                           state["log_file"], state["version"], started=False, sasl=bool(users_digest))
@@ -685,4 +685,4 @@ def status_command(port: int, as_json: bool) -> None:
 
 
 if __name__ == "__main__":
-    kafka_group(prog_name="python -m shared.devkafka")
+    kafka_group(prog_name="python -m shared.dev.local_kafka")

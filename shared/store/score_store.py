@@ -17,11 +17,11 @@ import orjson
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from .catalog import Catalog, Kind
-from .contract import Event
-from .db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox, utcnow
-from .folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
-from .scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
+from shared.core.catalog import Catalog, Kind
+from shared.core.contract import Event
+from shared.store.db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox, utcnow
+from shared.core.folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
+from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
 
 RESCORE_LOCK = 7_343_264_001  # PostgreSQL advisory lock key: one scorer rescoring at a time
 CITY = "cityscore"  # the metric name under which the overall CityScore is kept and published

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import orjson
 
-from shared.catalog import CatalogError, Catalog, load_catalog
+from shared.core.catalog import CatalogError, Catalog, load_catalog
 
 
 def _load_catalog(path: str | None) -> Catalog:
@@ -31,7 +31,7 @@ catalog_option = click.option(
 )
 
 
-from shared.cli_options import parse_date as _parse_date  # noqa: E402
+from shared.platform.cli_options import parse_date as _parse_date  # noqa: E402
 
 
 @click.group()
@@ -51,7 +51,7 @@ def contract() -> None:
 @contract.command("schema")
 def contract_schema() -> None:
     """Print the event contract as a JSON Schema document."""
-    from shared.contract import event_json_schema
+    from shared.core.contract import event_json_schema
 
     click.echo(orjson.dumps(event_json_schema(), option=orjson.OPT_INDENT_2).decode())
 
@@ -90,7 +90,7 @@ def catalog_check(file: str) -> None:
 @click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
 def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool) -> None:
     """Score a JSONL file of events offline, as of a date."""
-    from shared.offline import score_file
+    from services.cli.offline import score_file
 
     loaded = _load_catalog(catalog_path)
     started = time.perf_counter()
@@ -112,7 +112,7 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
     if fmt == "json":
         click.echo(orjson.dumps(board.as_dict(loaded), option=orjson.OPT_INDENT_2).decode())
     else:
-        from shared.board_text import render_table
+        from services.cli.terminal_board import render_table
 
         render_table(board, loaded)
 
@@ -138,7 +138,7 @@ def import_group() -> None:
 def import_boston311(file: str, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
                      batch_size: int, catalog_path: str | None) -> None:
     """Turn a Boston 311 CSV export (2015-2018 or 2019+ layout) into case events."""
-    from shared.boston311 import Boston311FormatError, import_file
+    from shared.feeds.boston311 import Boston311FormatError, import_file
 
     if (out_path is None) == (ingest_url is None):
         raise click.UsageError("give either --out FILE or --ingest-url URL")
@@ -171,8 +171,8 @@ def import_boston311(file: str, out_path: str | None, ingest_url: str | None, ap
 
 def _send_boston311(file: str, catalog: Catalog, url: str, api_keys: list[str], batch_size: int):
     """Read the export and post its events to ingest in batches, with a progress bar by bytes read."""
-    from shared.boston311 import Boston311Reader, text_stream
-    from shared.sender import DepartmentRouter
+    from shared.feeds.boston311 import Boston311Reader, text_stream
+    from services.ingest.client import DepartmentRouter
 
     try:
         router = DepartmentRouter(url, api_keys, batch_size=batch_size)
@@ -218,7 +218,7 @@ def dev() -> None:
 @catalog_option
 def dev_generate(days: int, seed: int, end: date | None, out_path: str, catalog_path: str | None) -> None:
     """Write a realistic JSONL stream of events for every catalog metric."""
-    from shared.generator import generate
+    from shared.dev.generator import generate
 
     loaded = _load_catalog(catalog_path)
     end = end or (datetime.now(loaded.zone).date() - timedelta(days=1))
@@ -246,8 +246,8 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database at $DATABASE_URL to the newest schema."""
-    from shared.db import migrate
-    from shared.settings import get_settings
+    from shared.store.db import migrate
+    from shared.platform.settings import get_settings
 
     url = get_settings().database_url
     migrate(url)
@@ -259,7 +259,7 @@ from services.ingest.cli import departments_group, ingest_group, keys_group  # n
 from services.demo import demo_command  # noqa: E402
 from services.notifier.cli import alerts_group, notifier_group, notify_group  # noqa: E402
 from services.scorer.cli import rebuild, scorer_group  # noqa: E402
-from shared.devkafka import kafka_group  # noqa: E402
+from shared.dev.local_kafka import kafka_group  # noqa: E402
 
 dev.add_command(kafka_group)
 main.add_command(ingest_group)

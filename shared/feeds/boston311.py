@@ -60,9 +60,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TextIO
 
-from .business_time import BusinessCalendar
-from .catalog import Catalog
-from .contract import CaseEvent, InvalidEvent, event_to_json, validate_event
+from shared.core.business_time import BusinessCalendar
+from shared.core.catalog import Catalog
+from shared.core.contract import CaseEvent, InvalidEvent, event_to_json, validate_event
 
 SOURCE = "boston311"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Iterable, Mapping, NamedTuple
 
-from .catalog import Catalog, Kind, Metric
+from shared.core.catalog import Catalog, Kind, Metric
 
 
 @dataclass(slots=True)

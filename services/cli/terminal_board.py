@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .catalog import Catalog
-from .scoring import Scoreboard, standing
+from shared.core.catalog import Catalog
+from shared.core.scoring import Scoreboard, standing
 
 
 def mark(score: float | None) -> str:

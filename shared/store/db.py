@@ -1,7 +1,7 @@
 """The database: SQLAlchemy 2 models, the engine, and Alembic migrations.
 
 SQLite is the laptop default; PostgreSQL runs the tests and production. The schema
-is owned by Alembic (shared/migrations); `migrate()` brings any database up to date.
+is owned by Alembic (shared/store/migrations); `migrate()` brings any database up to date.
 """
 
 from __future__ import annotations

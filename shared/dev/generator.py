@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterator
 
-from .business_time import BusinessCalendar
-from .catalog import Catalog, Feed, Kind, Metric
+from shared.core.business_time import BusinessCalendar
+from shared.core.catalog import Catalog, Feed, Kind, Metric
 
 
 @dataclass(frozen=True)

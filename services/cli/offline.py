@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import BinaryIO, Iterable
 
-from .catalog import Catalog
-from .contract import InvalidEvent, validate_event
-from .folding import Ledger
-from .scoring import Scoreboard
+from shared.core.catalog import Catalog
+from shared.core.contract import InvalidEvent, validate_event
+from shared.core.folding import Ledger
+from shared.core.scoring import Scoreboard
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""Alembic environment: runs migrations against the URL that shared.db.migrate() passes in."""
+"""Alembic environment: runs migrations against the URL that shared.store.db.migrate() passes in."""
 
 from alembic import context
 from sqlalchemy import pool
 
-from shared.db import Base, make_engine
+from shared.store.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from .catalog import Catalog, Feed, Metric
+from shared.core.catalog import Catalog, Feed, Metric
 
 # Version 2 adds corrections (`replaces`) and withdrawals; every version 1 event is a
 # valid version 2 event.

@@ -6,10 +6,10 @@ import orjson
 from flask import Response
 from sqlalchemy.engine import Engine
 
-from .catalog import Catalog, load_catalog
-from .db import make_engine
-from .schema import check_schema, prepare_schema
-from .settings import Settings, get_settings
+from shared.core.catalog import Catalog, load_catalog
+from shared.store.db import make_engine
+from shared.store.schema import check_schema, prepare_schema
+from shared.platform.settings import Settings, get_settings
 
 
 def wire(settings: Settings | None, engine: Engine | None, catalog: Catalog | None, *,

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import holidays
 
-from .catalog import SLA, Catalog, Metric
+from shared.core.catalog import SLA, Catalog, Metric
 
 
 class BusinessCalendar:

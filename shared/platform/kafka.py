@@ -9,7 +9,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .settings import KAFKA_RECONNECT_BACKOFF_MAX_MS, Settings, get_settings
+from shared.platform.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS, Settings, get_settings
 
 log = logging.getLogger(__name__)
 

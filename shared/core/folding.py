@@ -24,10 +24,10 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple, Union
 
-from .business_time import BusinessCalendar
-from .catalog import Catalog, Feed
-from .contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent, WithdrawalEvent
-from .scoring import DayTotals, Scoreboard, score_city
+from shared.core.business_time import BusinessCalendar
+from shared.core.catalog import Catalog, Feed
+from shared.core.contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent, WithdrawalEvent
+from shared.core.scoring import DayTotals, Scoreboard, score_city
 
 
 class Contribution(NamedTuple):

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     kafka_reconnect_backoff_max_ms: int = Field(KAFKA_RECONNECT_BACKOFF_MAX_MS, alias="KAFKA_RECONNECT_BACKOFF_MAX_MS",
                                                 ge=10, description="Longest wait between attempts to reach a broker")
     # How every Kafka client (producer, consumer, admin) reaches the brokers: TLS, SASL or both.
-    # shared.kafka.kafka_security() turns these into kafka-python's arguments.
+    # shared.platform.kafka.kafka_security() turns these into kafka-python's arguments.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
