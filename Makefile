@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lock demo test unit integration bench lint clean
+.PHONY: install lock demo test unit integration e2e deploy-check bench lint clean
 
 # Exactly the versions in requirements.lock, each checked against its hashes (the Dockerfile
 # installs the same pins); then the project itself, whose dependencies are all in the lock.
@@ -48,6 +48,12 @@ unit: install
 
 integration: install
 	$(PYTEST) -q tests/integration
+
+e2e: install
+	$(PYTEST) -q tests/e2e
+
+deploy-check: install
+	$(PYTEST) -q tests/deploy
 
 bench: install
 	$(BIN)/python bench/bench_score.py

@@ -259,3 +259,37 @@ def pg_engine(database_url):
         yield engine
     finally:
         engine.dispose()
+
+
+# -- fixtures of the integration and end-to-end tests ---------------------------------------
+
+
+@pytest.fixture
+def schema(database_url):
+    """The notifier's tables, dropped after the test."""
+    from tests.helpers.notifier import Schema
+
+    created = Schema(database_url)
+    try:
+        yield created
+    finally:
+        created.drop()
+
+
+@pytest.fixture
+def own_broker():
+    """A broker this test may kill (tests.helpers.broker.kill_broker); fails (never skips) when none can be run.
+
+    Always a local broker (shared.dev.local_kafka), even where the shared one comes from testcontainers:
+    the test kills its process and starts it again on the same port with the same data.
+    """
+    from shared.dev import local_kafka
+    from tests.helpers.broker import OWN_BROKER_PORT
+
+    started = local_kafka.start(port=OWN_BROKER_PORT, wait=120, fresh=True)
+    assert started.started, (f"a broker was already running on port {OWN_BROKER_PORT}: stop it, or set "
+                             "CITYSCORE_TEST_E2E_KAFKA_PORT to a free port")
+    try:
+        yield started.bootstrap_servers
+    finally:
+        local_kafka.stop(OWN_BROKER_PORT)

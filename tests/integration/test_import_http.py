@@ -15,7 +15,7 @@ from services.ingest.app import create_app
 from shared.core.catalog import load_catalog
 from shared.platform.settings import Settings
 
-from .ingest_support import fresh_database, issue_keys, read_topic, unique_topic
+from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CATALOG = load_catalog()

@@ -18,7 +18,7 @@ from shared.store.db import IdempotencyRecord, session_factory, utcnow
 from shared.platform.kafka import kafka_security
 from shared.platform.settings import Settings
 
-from .ingest_support import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
+from tests.helpers.ingest import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
 
 CATALOG = load_catalog()
 

@@ -18,7 +18,7 @@ from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
 from shared.platform.settings import Settings
 
-from .ingest_support import case_event, fresh_database, issue_keys, read_topic, unique_topic
+from tests.helpers.ingest import case_event, fresh_database, issue_keys, read_topic, unique_topic
 
 CATALOG = load_catalog()
 PORT = int(os.environ.get("CITYSCORE_TEST_FAULT_KAFKA_PORT", "19392"))

@@ -15,7 +15,7 @@ from services.ingest.app import create_app
 from shared.core.catalog import load_catalog
 from shared.platform.settings import Settings
 
-from .ingest_support import fresh_database, issue_keys, unique_topic
+from tests.helpers.ingest import fresh_database, issue_keys, unique_topic
 
 CATALOG = load_catalog()
 

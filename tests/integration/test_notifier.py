@@ -24,9 +24,9 @@ from services.notifier.app import create_app
 from services.notifier.clock import ManualClock
 from services.notifier.models import Alert, AlertTrack, OutboxMessage
 from shared.platform.kafka import ensure_topics, make_producer
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import Harness, notifier_settings, sign, wait_until
-from tests.fakeslack.notifier_support import Changes, encode, seed_scores
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import Harness, notifier_settings, sign, wait_until
+from tests.helpers.notifier import Changes, encode, seed_scores
 
 BOSTON = ZoneInfo("America/New_York")
 

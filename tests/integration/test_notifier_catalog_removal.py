@@ -21,9 +21,9 @@ from services.notifier.main import build
 from services.notifier.models import Alert, OutboxMessage
 from services.notifier.scheduler import NotifierScheduler
 from shared.core.catalog import Catalog
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import ROUTING, Harness, notifier_settings
-from tests.fakeslack.notifier_support import Changes
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import ROUTING, Harness, notifier_settings
+from tests.helpers.notifier import Changes
 
 BOSTON = ZoneInfo("America/New_York")
 REMOVED = "pothole-on-time"

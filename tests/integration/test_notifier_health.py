@@ -26,9 +26,9 @@ from sqlalchemy import select
 
 from services.notifier.models import AlertTrack
 from shared.platform.kafka import ensure_topics
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import ROUTING, SECRET, wait_until
-from tests.fakeslack.notifier_support import Changes
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import ROUTING, SECRET, wait_until
+from tests.helpers.notifier import Changes
 from tests.integration.test_notifier import publish
 
 REPO = Path(__file__).resolve().parents[2]

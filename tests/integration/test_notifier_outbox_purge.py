@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 from services.notifier.clock import ManualClock
 from services.notifier.models import OutboxMessage
 from shared.store.db import utcnow
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import Harness, notifier_settings
-from tests.fakeslack.notifier_support import seed_scores
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import Harness, notifier_settings
+from tests.helpers.notifier import seed_scores
 
 BOSTON = ZoneInfo("America/New_York")
 T = OutboxMessage.__table__

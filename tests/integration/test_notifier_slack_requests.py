@@ -22,9 +22,9 @@ from werkzeug.serving import make_server
 
 from services.notifier.app import create_app
 from services.notifier.models import Alert, AlertNote
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import ROUTING, SECRET, Harness, notifier_settings, sign, wait_until
-from tests.fakeslack.notifier_support import Changes
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign, wait_until
+from tests.helpers.notifier import Changes
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM = "T0CITY"

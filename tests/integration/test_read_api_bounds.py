@@ -20,8 +20,8 @@ from shared.core.contract import parse_event
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
 
-from .ingest_support import fresh_database
-from .scorer_support import clock_for
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import clock_for
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)  # the clock makes it 'yesterday': the current as-of day

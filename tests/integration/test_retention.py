@@ -31,8 +31,8 @@ from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
 
-from .ingest_support import fresh_database
-from .scorer_support import ROOT, Stream, clock_for
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import ROOT, Stream, clock_for
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)

@@ -18,9 +18,9 @@ from services.notifier.models import AlertTrack
 from shared.core.catalog import load_catalog
 from shared.store.db import make_engine, migrate
 from shared.store.score_store import ScoreChange, ScoreStore
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import Harness, notifier_settings
-from tests.fakeslack.notifier_support import seed_scores
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import Harness, notifier_settings
+from tests.helpers.notifier import seed_scores
 
 AS_OF = date(2026, 7, 23)
 

@@ -15,7 +15,7 @@ from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from shared.store.score_store import CITY, ScoreStore
 
-from .ingest_support import fresh_database
+from tests.helpers.ingest import fresh_database
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)

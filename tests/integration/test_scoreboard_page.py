@@ -6,7 +6,7 @@ is checked against GET /v1/scoreboard. Screenshots go to pytest's tmp dir; with
 CITYSCORE_UPDATE_SCREENSHOT=1 the phone and metric ones are copied to docs/screenshots/
 (the README's full board comes from the running demo: test_demo.py).
 
-Needs the Debian packages `chromium` and `chromium-driver` (see browser_support.py).
+Needs the Debian packages `chromium` and `chromium-driver` (see tests/helpers/browser.py).
 Without them the tests FAIL.
 """
 
@@ -27,7 +27,7 @@ from shared.core.contract import parse_event
 from shared.store.db import CurrentScore, make_engine, migrate
 from shared.dev.generator import generate
 from shared.store.score_store import ScoreStore
-from tests.integration.browser_support import (
+from tests.helpers.browser import (
     READ_CELLS,
     READ_ROWS,
     api,

@@ -24,8 +24,8 @@ from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import CITY, ScoreStore
 
-from .ingest_support import fresh_database
-from .scorer_support import FakeClock, Stream, board_differences, clock_for, run_in_thread, wait_until
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import FakeClock, Stream, board_differences, clock_for, run_in_thread, wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)

@@ -26,9 +26,9 @@ from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
 
-from .broker_support import kill_broker, start_broker_again
-from .ingest_support import fresh_database
-from .scorer_support import Stream, board_differences, clock_for, scorer_process, wait_until
+from tests.helpers.broker import kill_broker, start_broker_again
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import Stream, board_differences, clock_for, scorer_process, wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)

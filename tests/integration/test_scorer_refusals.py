@@ -24,8 +24,8 @@ from services.cli.offline import fold_lines
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
 
-from .ingest_support import fresh_database
-from .scorer_support import Stream, board_differences, clock_for, run_in_thread, wait_until
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import Stream, board_differences, clock_for, run_in_thread, wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -55,7 +55,7 @@ def folded(store) -> int:
 
 
 def read_dead_letters(stream) -> list[dict]:
-    from .test_scorer import read_all
+    from tests.integration.test_scorer import read_all
 
     return read_all(stream.bootstrap, stream.dlq_topic)
 

@@ -1,4 +1,4 @@
-"""The fast scoring core against an independent, naive reference (tests/reference_scoring.py).
+"""The fast scoring core against an independent, naive reference (tests/oracle/reference_scoring.py).
 
 A year of generated Boston events is folded into the project's Ledger and scored as
 of several dates; every metric, window, score, numerator and denominator must match
@@ -12,7 +12,6 @@ No servers needed. The generated year takes ~20 s to build (module-scoped fixtur
 from __future__ import annotations
 
 import math
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from shared.core.contract import parse_event
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_scoring import Reference  # noqa: E402
+from tests.oracle.reference_scoring import Reference
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "shared" / "catalogs" / "boston.yaml"
 WINDOWS = ("day", "week", "month", "quarter")

@@ -36,8 +36,8 @@ from shared.dev.generator import generate
 from shared.platform.kafka import ensure_topics, kafka_security
 from shared.core.scoring import standing
 from services.ingest.client import IngestClient
-from tests.fakeslack.harness import ROUTING, SECRET
-from tests.support import free_port
+from tests.helpers.notifier_harness import ROUTING, SECRET
+from tests.helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG: Catalog = load_catalog()

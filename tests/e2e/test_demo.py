@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, text
 
 from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
-from tests.integration.browser_support import (
+from tests.helpers.browser import (
     READ_CELLS,
     READ_ROWS,
     UPDATE_SCREENSHOTS,
@@ -45,7 +45,7 @@ from tests.integration.browser_support import (
     publish,
     screenshot,
 )
-from tests.support import free_port
+from tests.helpers.processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -8,7 +8,7 @@ import signal
 
 from shared.dev import local_kafka
 
-from .e2e_support import wait_for
+from tests.helpers.system import wait_for
 
 OWN_BROKER_PORT = int(os.environ.get("CITYSCORE_TEST_E2E_KAFKA_PORT", "19492"))
 

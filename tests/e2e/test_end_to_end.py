@@ -35,14 +35,14 @@ import orjson
 import pytest
 
 from shared.platform.kafka import make_producer
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.notifier_support import Schema
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier import Schema
 
-from .broker_support import kill_broker, start_broker_again
-from .e2e_support import (CATALOG, MAYOR_CHANNEL, Departments, Pace, System, alert_problems, api_board,
+from tests.helpers.broker import kill_broker, start_broker_again
+from tests.helpers.system import (CATALOG, MAYOR_CHANNEL, Departments, Pace, System, alert_problems, api_board,
                           consumer_lag, department_events, e2e_database_url, issue_keys, live_events, offline_board,
                           outbox_rows, page_cells, slack_alerts, wait_for, write_events)
-from .scorer_support import board_differences
+from tests.helpers.scorer import board_differences
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -337,7 +337,7 @@ def test_colliding_ids_a_withdrawal_a_correction_and_poison_on_the_topic_leave_t
                                  offline_board(write_events(accepted + amended, tmp_path / "all.jsonl"),
                                                yesterday)) == []
 
-        from .test_scorer import read_all
+        from tests.integration.test_scorer import read_all
 
         letters = read_all(kafka_bootstrap, system.topics.dead_letters)
         # Each poison message is dead-lettered as it was written, with the field it breaks.

@@ -14,9 +14,9 @@ from services.notifier.clock import ManualClock
 from services.notifier.main import build
 from services.notifier.settings import NotifierSettings
 from shared.platform.settings import Settings
-from tests.fakeslack import FakeSlack
-from tests.fakeslack.harness import ROUTING
-from tests.fakeslack.notifier_support import Changes, seed_scores
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import ROUTING
+from tests.helpers.notifier import Changes, seed_scores
 
 BOSTON = ZoneInfo("America/New_York")
 
