@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.core.catalog import load_catalog  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402
-from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
+from tests.helpers.processes import free_port, percentile, start_gunicorn  # noqa: E402
 
 
 def events_by_department(catalog, count: int) -> dict[str, list[dict]]:

@@ -42,13 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.dev.generator import generate  # noqa: E402
-from tests.fakeslack import FakeSlack  # noqa: E402
-from tests.fakeslack.notifier_support import Schema  # noqa: E402
-from tests.integration.e2e_support import (CATALOG, Departments, Lag, Pace, System, api_board,  # noqa: E402
+from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.helpers.notifier import Schema  # noqa: E402
+from tests.helpers.system import (CATALOG, Departments, Lag, Pace, System, api_board,  # noqa: E402
                                            department_events, e2e_database_url, issue_keys, offline_board,
                                            outbox_rows, write_events)
-from tests.integration.scorer_support import board_differences  # noqa: E402
-from tests.support import memory_kb, percentile, run_probes  # noqa: E402
+from tests.helpers.scorer import board_differences  # noqa: E402
+from tests.helpers.processes import memory_kb, percentile, run_probes  # noqa: E402
 
 
 class MemoryWatch:

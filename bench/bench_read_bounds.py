@@ -36,8 +36,8 @@ from shared.core.catalog import load_catalog  # noqa: E402
 from shared.core.contract import parse_event  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402
 from shared.store.score_store import ScoreStore  # noqa: E402
-from tests.integration.ingest_support import fresh_database  # noqa: E402
-from tests.support import free_port, percentile, start_gunicorn  # noqa: E402
+from tests.helpers.ingest import fresh_database  # noqa: E402
+from tests.helpers.processes import free_port, percentile, start_gunicorn  # noqa: E402
 
 GOAL_MS = 50
 

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from shared.core.catalog import load_catalog  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402
 from shared.platform.kafka import ensure_topics, kafka_security  # noqa: E402
-from tests.integration.ingest_support import fresh_database  # noqa: E402
-from tests.support import free_port, memory_kb, percentile, run_probes  # noqa: E402
+from tests.helpers.ingest import fresh_database  # noqa: E402
+from tests.helpers.processes import free_port, memory_kb, percentile, run_probes  # noqa: E402
 
 END = date(2026, 6, 30)
 

@@ -76,7 +76,7 @@ def target_text(metric: Metric) -> str:
 
 
 def audit_text(metric: Metric, result: WindowScore) -> str:
-    """The numerator and denominator in the words of the metric's kind (contract.md)."""
+    """The numerator and denominator in the words of the metric's kind (docs/contract.md)."""
     n, d = number(result.numerator), number(result.denominator)
     if result.numerator is None:
         return "no data in the window"

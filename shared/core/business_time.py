@@ -1,4 +1,4 @@
-"""When a case is due: calendar and business-time SLAs (scoring.md §5).
+"""When a case is due: calendar and business-time SLAs (docs/scoring.md §5).
 
 Boston's business time is Monday to Friday, 08:30 to 17:00 local time, city holidays
 excluded. A case opened inside business hours is due at the same clock time N

@@ -225,7 +225,7 @@ class Catalog(BaseModel):
     @classmethod
     def _windows(cls, value: dict[str, int]) -> dict[str, int]:
         if "week" not in value:
-            # Trend day scores use the week's historical mean as their baseline (scoring.md §3).
+            # Trend day scores use the week's historical mean as their baseline (docs/scoring.md §3).
             raise ValueError("a 'week' window is required")
         return value
 

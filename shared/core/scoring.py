@@ -1,4 +1,4 @@
-"""The scoring core: pure functions from daily totals to window scores (scoring.md).
+"""The scoring core: pure functions from daily totals to window scores (docs/scoring.md).
 
 No Kafka, no SQL, no clock. The scorer, the offline `cityscore score` command and
 the tests all call these same functions, so a score means the same thing wherever
@@ -224,7 +224,7 @@ class Scoreboard(NamedTuple):
     metrics: dict[str, dict[str, WindowScore]]
 
     def as_dict(self, catalog: Catalog) -> dict:
-        """The JSON shape of contract.md ("Scores")."""
+        """The JSON shape of docs/contract.md ("Scores")."""
         return {
             "as_of": self.as_of.isoformat(),
             "cityscore": dict(self.cityscore),

@@ -1,4 +1,4 @@
-"""Boston 311 case exports -> case events (scoring.md §5 and §7, contract.md).
+"""Boston 311 case exports -> case events (docs/scoring.md §5 and §7, docs/contract.md).
 
 Boston publishes its 311 cases as CSV files, one per year, in two layouts:
 
@@ -35,7 +35,7 @@ hash is a short digest of everything the event says (metric, times, due time). S
 re-importing the same file gives the same ids and every event is a duplicate
 downstream (ignored), while a later export in which the case changed (closed,
 re-dated, reopened and closed again) gives a new id, and the new version replaces
-the old one through its ``case_id`` (contract.md). A row whose non-scored columns
+the old one through its ``case_id`` (docs/contract.md). A row whose non-scored columns
 changed (queue, description) gives the same event and so the same id: nothing to
 update. The one thing ids cannot express is a case going back to a state it had
 before with identical content (closed, reopened, then closed again at exactly the

@@ -1,13 +1,13 @@
 """A deliberately slow, naive reference implementation of CityScore scoring.
 
-Written straight from the spec (scoring.md sections 2-5, contract.md) and the
+Written straight from the spec (docs/scoring.md sections 2-5, docs/contract.md) and the
 catalog YAML, WITHOUT looking at or importing the project's scoring code
 (shared/core/scoring.py, shared/core/folding.py, shared/core/business_time.py). It exists only to
 check the fast scoring core: when the two disagree, one of them misreads the spec.
 
 Inputs are plain data: raw event dicts as decoded from JSONL (assumed valid), the
 catalog as a plain dict from ``yaml.safe_load``, and an as-of ``date``. Output is a
-dict in the "Scores" JSON shape of contract.md.
+dict in the "Scores" JSON shape of docs/contract.md.
 
 Simplicity over speed: every window re-filters the metric's surviving events by
 local date; the only preprocessing is turning each surviving event into its local
@@ -31,7 +31,7 @@ WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def parse_time(text: str) -> datetime:
-    """An RFC 3339 timestamp with offset (contract.md) as an aware datetime."""
+    """An RFC 3339 timestamp with offset (docs/contract.md) as an aware datetime."""
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"
     moment = datetime.fromisoformat(text)
@@ -67,7 +67,7 @@ def parse_clock(text: str) -> time:
 
 
 def move_back(day: date, years: int) -> date:
-    """scoring.md section 3: a date moved back `years` years; 29 February becomes 28 February."""
+    """docs/scoring.md section 3: a date moved back `years` years; 29 February becomes 28 February."""
     year = day.year - years
     if day.month == 2 and day.day == 29:
         return date(year, 2, 28)
@@ -109,7 +109,7 @@ class BusinessDays:
         return day
 
     def due_at(self, opened_at: datetime, n: int) -> datetime:
-        """scoring.md section 5: N business days of business time from opened_at."""
+        """docs/scoring.md section 5: N business days of business time from opened_at."""
         local = opened_at.astimezone(self.zone)
         day, clock = local.date(), local.time().replace(tzinfo=None)
         inside = self.is_business_day(day) and self.opens <= clock < self.closes
@@ -371,5 +371,5 @@ class Reference:
 
 
 def reference_scores(events: list[dict], catalog: dict, as_of: date) -> dict:
-    """Scores as of `as_of` in the contract.md "Scores" shape, computed the slow way."""
+    """Scores as of `as_of` in the docs/contract.md "Scores" shape, computed the slow way."""
     return Reference(events, catalog).scores(as_of)

@@ -67,7 +67,7 @@ def drop_column(data: bytes, name: str) -> bytes:
 # -- the old layout (2015-2018) ------------------------------------------------
 
 OLD_EVENTS = [
-    # scoring.md §5's example: opened on New Year's Day (a holiday) just after midnight.
+    # docs/scoring.md §5's example: opened on New Year's Day (a holiday) just after midnight.
     case("streetlight-on-time", "101001240735", "2015-01-01T00:25:23-05:00", "2015-01-02T16:17:43-05:00",
          "2015-01-16T08:30:00-05:00"),
     case("pothole-on-time", "101001240801", "2015-01-02T09:14:05-05:00", "2015-01-02T14:30:11-05:00",

@@ -1,4 +1,4 @@
-"""Due times: Boston's business-time rule (scoring.md §5) and calendar SLAs."""
+"""Due times: Boston's business-time rule (docs/scoring.md §5) and calendar SLAs."""
 
 from datetime import datetime
 from zoneinfo import ZoneInfo

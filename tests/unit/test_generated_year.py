@@ -2,7 +2,7 @@
 
 A year of generated Boston events is folded into the project's Ledger and scored as
 of several dates; every metric, window, score, numerator and denominator must match
-what the reference computes straight from scoring.md. Smaller hand-written cases
+what the reference computes straight from docs/scoring.md. Smaller hand-written cases
 pin the rules a generated year rarely exercises: 29 February in trend baselines,
 the "first day with data" rule, and SLA due times across DST and holidays.
 
@@ -197,7 +197,7 @@ def close_to(entry, score, numerator, denominator):
             and same(entry["denominator"], denominator))
 
 
-# (as_of, metric, window) → (score, numerator, denominator) worked by hand from scoring.md §3.
+# (as_of, metric, window) → (score, numerator, denominator) worked by hand from docs/scoring.md §3.
 LEAP_EXPECTED = {
     # Week 2028-02-25…03-02 holds 29 Feb; moved back it becomes 28 Feb, so 2027-02-28
     # counts twice. 2027: 1 + 10 + 10 + 100 + 1000 = 1121; 2026: 1000 + 200 + 200 + 30 =
@@ -251,7 +251,7 @@ def case(event_id, metric, opened, closed, **extra):
 
 
 SLA_CASES = [
-    # scoring.md §5 worked example: opened on a holiday at 00:25, 10 business days →
+    # docs/scoring.md §5 worked example: opened on a holiday at 00:25, 10 business days →
     # due Friday 16 January 2015 08:30. Exactly at due is on time; a second later is not.
     (case("sl-1", "streetlight-on-time", "2015-01-01T00:25:23-05:00", "2015-01-16T08:30:00-05:00"), True),
     (case("sl-2", "streetlight-on-time", "2015-01-01T00:25:23-05:00", "2015-01-16T08:30:01-05:00"), False),

@@ -1,4 +1,4 @@
-"""The scoring core, rule by rule (scoring.md §2–§4), with Boston's published examples."""
+"""The scoring core, rule by rule (docs/scoring.md §2–§4), with Boston's published examples."""
 
 from datetime import date, timedelta
 from math import isclose
