@@ -1,4 +1,5 @@
-"""A scoreboard for a terminal: the overall CityScore on top, then one row per metric."""
+"""A scoreboard for a terminal: the overall CityScore on top, then one row per metric, then the
+metrics that need follow-up this week in words (shared.core.wording, as in Slack and on the page)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from shared.core import wording
 from shared.core.catalog import Catalog
 from shared.core.scoring import Scoreboard, standing
+
+# The window whose follow-ups are spelled out under the table, as in the notifier's daily board.
+FOLLOW_UP_WINDOW = "week"
 
 
 def mark(score: float | None) -> str:
     """A score rounded for display, with a sign that does not rely on colour."""
-    if score is None:
+    place = standing(score)
+    if place == "none":
         return ""
-    shown = f"{score:.2f}"
-    if shown == "1.00":
-        return "1.00 ="
-    return f"{shown} {'▲' if score > 1 else '▼'}"
+    return f"{wording.score_text(score)} {wording.MARKS[place]}"
 
 
 def _style(score: float | None) -> str:
@@ -47,4 +50,13 @@ def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = 
             *(_cell(scores[w].score) for w in windows),
         )
     console.print(table)
-    console.print("▼ below target, needs follow-up   = on target   ▲ above target   blank: no data", style="dim")
+    console.print(wording.legend(), style="dim")
+    below = sorted(((board.metrics[m.id][FOLLOW_UP_WINDOW], index, m) for index, m in enumerate(catalog.metrics)
+                    if standing(board.metrics[m.id][FOLLOW_UP_WINDOW].score) == "below"),
+                   key=lambda item: (item[0].score, item[1]))
+    if below:
+        console.print(f"\n{wording.FOLLOW_UP.capitalize()} (below 1 this {FOLLOW_UP_WINDOW}), lowest first:",
+                      style="bold")
+        for result, _, metric in below:
+            # Plain text: a catalog's names and units are data, never rich markup.
+            console.print(Text(f"  {metric.name}: {wording.score_line(metric, FOLLOW_UP_WINDOW, result)}"))

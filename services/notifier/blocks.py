@@ -1,6 +1,7 @@
 """Slack messages as Block Kit, built by pure functions, and a check of Block Kit's limits.
 
-Marks never rely on colour alone: 🔴 below 1 ▼, ⚪ at 1 =, 🟢 above 1 ▲, — no score.
+Marks never rely on colour alone: 🔴 below 1 ▼, ⚪ at 1 =, 🟢 above 1 ▲, — no score. A metric's
+figures and target are worded by shared.core.wording, as on the public page and in the terminal.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Iterable, Mapping, Sequence
 
-from shared.core.catalog import Catalog, Kind, Metric
+from shared.core import wording
+from shared.core.catalog import Catalog, Metric
 from shared.core.scoring import Scoreboard, WindowScore, standing
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
@@ -37,15 +39,18 @@ NOTE_MODAL = "cityscore_note_modal"
 
 
 def shown(score: float | None) -> str:
-    return "—" if score is None else f"{score:.2f}"
+    return wording.score_text(score)
+
+
+_DOTS = {"below": "🔴", "at": "⚪", "above": "🟢"}
 
 
 def mark(score: float | None) -> str:
-    """A score with a mark that reads without colour."""
-    if score is None:
-        return "— no score"
-    marks = {"below": f"🔴 {score:.2f} ▼", "above": f"🟢 {score:.2f} ▲"}
-    return marks.get(standing(score), f"⚪ {score:.2f} =")
+    """A score with a mark that reads without colour (the dot repeats the mark for a glance)."""
+    place = standing(score)
+    if place == "none":
+        return f"— {wording.STANDING_WORDS['none']}"
+    return f"{_DOTS[place]} {score:.2f} {wording.MARKS[place]}"
 
 
 def change(score: float | None, before: float | None) -> str:
@@ -55,40 +60,6 @@ def change(score: float | None, before: float | None) -> str:
     if round(delta, 2) == 0:
         return "unchanged since yesterday"
     return f"{'+' if delta > 0 else '−'}{abs(delta):.2f} since yesterday"
-
-
-def number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}"
-
-
-def target_text(metric: Metric) -> str:
-    if metric.kind.is_trend:
-        return "the same period of past years"
-    target = metric.target or 0
-    if metric.kind in (Kind.RATIO, Kind.MEAN_DAILY_RATIO) and target <= 1 and metric.feed.value != "rating":
-        return f"{target:.0%}"
-    unit = f" {metric.unit}" if metric.unit else ""
-    return f"{target:g}{unit}"
-
-
-def audit_text(metric: Metric, result: WindowScore) -> str:
-    """The numerator and denominator in the words of the metric's kind (docs/contract.md)."""
-    n, d = number(result.numerator), number(result.denominator)
-    if result.numerator is None:
-        return "no data in the window"
-    if metric.kind is Kind.RATIO:
-        return f"{n} of {d}"
-    if metric.kind is Kind.MEAN_DAILY_RATIO:
-        return f"mean daily rate {n} against target {d}"
-    if metric.kind is Kind.TARGET_OVER_MEDIAN:
-        return f"target {n} against median {d}"
-    if metric.kind is Kind.TREND_LOWER_BETTER:
-        return f"past years' mean {n} against this period's {d}"
-    return f"this period's mean {n} against past years' {d}"
 
 
 def escape(text: str) -> str:
@@ -181,7 +152,8 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
                    "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
     hidden = len(ordered) - len(shown_metrics)
-    notes = ["🔴 below 1 needs follow-up · ⚪ at 1 · 🟢 above 1 · — no score",
+    words = wording.STANDING_WORDS
+    notes = [f"🔴 {words['below']}, {wording.FOLLOW_UP} · ⚪ {words['at']} · 🟢 {words['above']} · — {words['none']}",
              f"Scores as of {board.as_of.isoformat()}, the last full day."]
     if hidden:
         notes.append(f"{hidden} more metrics on the public board.")
@@ -280,8 +252,8 @@ def alert_message(view: AlertView) -> dict:
     mentions = " ".join(f"<@{owner}>" for owner in view.owners)
     fields = [
         {"type": "mrkdwn", "text": f"*Score ({view.window})*\n{shown(view.score)}"},
-        {"type": "mrkdwn", "text": f"*Numerator / denominator*\n{audit_text(metric, result)}"},
-        {"type": "mrkdwn", "text": f"*Target*\n{target_text(metric)}"},
+        {"type": "mrkdwn", "text": f"*Figures ({view.window})*\n{wording.figures(metric, result)}"},
+        {"type": "mrkdwn", "text": f"*Target*\n{wording.target_short(metric)}"},
         {"type": "mrkdwn", "text": f"*Trend*\n{trend or 'first evaluation'}"},
     ]
     status = {"firing": "Firing", "acknowledged": "Acknowledged", "resolved": "Resolved"}[view.status]
@@ -304,8 +276,8 @@ def alert_message(view: AlertView) -> dict:
             elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
         elements.append(button("Add a note", ADD_NOTE, value))
         blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
-    text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} {view.window} score "
-            f"{shown(view.score)} ({audit_text(metric, result)}; target {target_text(metric)})")
+    text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} "
+            f"{wording.score_line(metric, view.window, result)}")
     if view.status == "firing" and mentions:
         text += f" {mentions}"
     return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
@@ -343,10 +315,11 @@ def note_modal(alert_id: int, metric: Metric) -> dict:
 
 
 def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_of: date) -> dict:
-    lines = [f"*{window.title()}* {mark(result.score)}  ({audit_text(metric, result)})" for window, result in scores.items()]
+    lines = [f"*{window.title()}* {mark(result.score)}  ({wording.figures(metric, result)})"
+             for window, result in scores.items()]
     text = f"{metric.name.title()} as of {as_of.isoformat()}"
     return {"text": text, "blocks": [header(text), section("\n".join(lines)),
-                                     context(f"Target: {target_text(metric)}. {metric.description}")]}
+                                     context(f"Target: {wording.target_short(metric)}. {metric.description}")]}
 
 
 # -- limits -------------------------------------------------------------------------------

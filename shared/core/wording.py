@@ -1,0 +1,234 @@
+"""A metric, its target and a window's score in words: one wording for the page, Slack and the terminal.
+
+Every kind is described in the words of its feed (docs/scoring.md §2): a survey metric's
+week reads "average rating 3.55 from 143 surveys", never its sum of ratings "of" a count;
+a trend reads its daily averages against past years'. The public page, the notifier's
+Slack messages and the `cityscore` command only lay these words out, so they cannot drift
+apart. The numerator and denominator themselves stay as Boston publishes them (the audit
+columns, the JSON); these words are how a person reads them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from shared.core.catalog import SLA, Feed, Kind, Metric
+from shared.core.scoring import WindowScore, standing
+
+# -- a score and its standing ----------------------------------------------------------------
+
+# Marks that read without colour, and what each standing means (docs/scoring.md §1).
+MARKS = {"below": "▼", "at": "=", "above": "▲", "none": ""}
+STANDING_WORDS = {"below": "below target", "at": "on target", "above": "above target", "none": "no score"}
+FOLLOW_UP = "needs follow-up"
+
+
+def score_text(score: float | None, none: str = "—") -> str:
+    """A score as shown: two decimals (full precision stays in the data), or `none`."""
+    return none if standing(score) == "none" else f"{score:.2f}"
+
+
+def legend() -> str:
+    """How to read the marks, in one line."""
+    return (f"{MARKS['below']} {STANDING_WORDS['below']}, {FOLLOW_UP}   {MARKS['at']} {STANDING_WORDS['at']}   "
+            f"{MARKS['above']} {STANDING_WORDS['above']}   blank: {STANDING_WORDS['none']}")
+
+
+# -- numbers in a sentence -------------------------------------------------------------------
+
+
+def amount(value: float) -> str:
+    """A count or an average in a sentence: whole numbers plain, others to two places, with thousands."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def percent(fraction: float) -> str:
+    """A share as a percentage to one place at most: 0.95 is '95%', 9/14 is '64.3%'."""
+    return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
+def _plural(count: float, noun: str) -> str:
+    return noun if count == 1 else noun + "s"
+
+
+def _unit(metric: Metric) -> str:
+    return f" {metric.unit}" if metric.unit else ""
+
+
+# -- the metric: target, threshold, service level, how it is scored ----------------------------
+
+
+def _is_share(metric: Metric) -> bool:
+    """A target that is a share of something (on time, within the threshold, present), not a rating."""
+    return metric.kind in (Kind.RATIO, Kind.MEAN_DAILY_RATIO) and metric.feed is not Feed.RATING
+
+
+def target_short(metric: Metric) -> str:
+    """The target after 'target' in a line: '80%', '4', '6 minutes', 'fewer than in past years'."""
+    if metric.kind is Kind.TREND_LOWER_BETTER:
+        return "fewer than in past years"
+    if metric.kind is Kind.TREND_HIGHER_BETTER:
+        return "more than in past years"
+    assert metric.target is not None
+    if _is_share(metric) and metric.target <= 1:
+        return percent(metric.target)
+    return f"{metric.target:g}{_unit(metric)}"
+
+
+def target_sentence(metric: Metric) -> str:
+    """The target as the metric's page states it: '80% of cases closed on time'."""
+    if metric.kind.is_trend or metric.target is None:
+        return "Compared with past years (no fixed target)"
+    if metric.kind is Kind.TARGET_OVER_MEDIAN:
+        return f"A median of {metric.target:g}{_unit(metric)}"
+    if metric.feed is Feed.RATING:
+        top = f" out of {metric.max_value:g}" if metric.max_value is not None else ""
+        return f"An average rating of {metric.target:g}{top}"
+    share = f"{metric.target * 100:g}%"
+    if metric.kind is Kind.MEAN_DAILY_RATIO:
+        return f"{share} on an average day"
+    if metric.feed is Feed.CASES:
+        return f"{share} of cases closed on time"
+    if metric.feed is Feed.THRESHOLD:
+        return f"{share} of measurements within the threshold"
+    return share
+
+
+def threshold_words(metric: Metric) -> str | None:
+    """'30 seconds or less': what a measurement must be to count (feed 'threshold' only)."""
+    if metric.threshold is None:
+        return None
+    return f"{metric.threshold:g}{_unit(metric)} or less"
+
+
+def _span(sla: SLA) -> str:
+    for amount_, unit in ((sla.hours, "hour"), (sla.calendar_days, "calendar day"),
+                          (sla.business_days, "business day")):
+        if amount_ is not None:
+            return f"{amount_:g} {unit}" + ("" if amount_ == 1 else "s")
+    return sla.describe()
+
+
+def sla_words(metric: Metric) -> str | None:
+    """The service-level agreement a case is judged against, e.g. 'Closed within 10 business days'."""
+    if metric.sla is None:
+        return None
+    if metric.sla_by_attribute is None:
+        return f"Closed within {_span(metric.sla)}"
+    choices = "; ".join(f"{value}: within {_span(sla)}" for value, sla in metric.sla_by_attribute.values.items())
+    return f"By {metric.sla_by_attribute.attribute} — {choices}; other cases: within {_span(metric.sla)}"
+
+
+_HOW_SCORED = {
+    Kind.RATIO: "Pooled over the window: the total of the numerator divided by the total of the "
+                "denominator, then divided by the target.",
+    Kind.MEAN_DAILY_RATIO: "The average of each day's rate, over the days of the window that have data, "
+                           "divided by the target.",
+    Kind.TARGET_OVER_MEDIAN: "The target divided by the median of every measurement in the window. Lower "
+                             "measurements are better, so a median under the target scores above 1.",
+    Kind.TREND_LOWER_BETTER: "Compared with past years: the average daily count in the same weeks of "
+                             "past years divided by the current average daily count. Fewer than in past "
+                             "years scores above 1.",
+    Kind.TREND_HIGHER_BETTER: "Compared with past years: the current average daily count divided by the "
+                              "average daily count in the same weeks of past years. More than in past "
+                              "years scores above 1.",
+}
+_HOW_RATINGS_ARE_SCORED = {
+    Kind.RATIO: "Pooled over the window: the sum of the ratings divided by their number (the average "
+                "rating), then divided by the target.",
+    Kind.MEAN_DAILY_RATIO: "The average of each day's average rating, over the days of the window that have "
+                           "ratings, divided by the target.",
+}
+
+
+def how_scored(metric: Metric) -> str:
+    """How a window's score is computed, in a sentence or two (docs/scoring.md §2)."""
+    if metric.feed is Feed.RATING:
+        return _HOW_RATINGS_ARE_SCORED[metric.kind]
+    return _HOW_SCORED[metric.kind]
+
+
+def audit_terms(metric: Metric) -> tuple[str, str]:
+    """What the numerator and denominator published beside this metric's score are."""
+    kind, feed = metric.kind, metric.feed
+    if kind is Kind.RATIO:
+        if feed is Feed.CASES:
+            return "cases closed on time", "cases closed"
+        if feed is Feed.THRESHOLD:
+            return "within the threshold", "measurements"
+        if feed is Feed.RATING:
+            return "sum of ratings", "ratings"
+        return "numerator", "denominator"
+    if kind is Kind.MEAN_DAILY_RATIO:
+        return "average daily rate", "target"
+    if kind is Kind.TARGET_OVER_MEDIAN:
+        return "target", "median"
+    if kind is Kind.TREND_LOWER_BETTER:
+        return "past years' daily average", "current daily average"
+    return "current daily average", "past years' daily average"
+
+
+# -- a window's figures --------------------------------------------------------------------------
+
+
+def _counted(metric: Metric) -> str:
+    """What one unit of a trend metric's count is: 'incident' for incidents, nothing for a tally."""
+    return "incident" if metric.feed is Feed.INCIDENTS else ""
+
+
+def _within(metric: Metric) -> str:
+    return f"within {metric.threshold:g}{_unit(metric)}"
+
+
+def no_data(metric: Metric) -> str:
+    """Why a window has no score, in the words of the metric's feed (docs/scoring.md §2, 'null when')."""
+    kind, feed = metric.kind, metric.feed
+    if kind is Kind.RATIO:
+        return {Feed.CASES: "no cases closed in the window", Feed.THRESHOLD: "no measurements in the window",
+                Feed.RATING: "no surveys in the window"}.get(feed, "nothing counted in the window")
+    if kind is Kind.MEAN_DAILY_RATIO:
+        return "no day with data in the window"
+    if kind is Kind.TARGET_OVER_MEDIAN:
+        return "no measurements in the window (or a median of 0)"
+    if kind is Kind.TREND_LOWER_BETTER:
+        none = "no incidents" if feed is Feed.INCIDENTS else "nothing counted"
+        return f"{none} in the window, or no past years to compare with"
+    return "no past years to compare with"
+
+
+def figures(metric: Metric, result: WindowScore) -> str:
+    """A window's numerator and denominator as a person reads them, e.g. 'average rating 3.55 from
+    143 surveys', '39 of 60 cases closed on time (65%)', '2.43 incidents a day against 3.14 in past years'."""
+    n, d = result.numerator, result.denominator
+    if result.score is None or n is None or d is None or not (math.isfinite(n) and math.isfinite(d)):
+        return no_data(metric)
+    kind, feed = metric.kind, metric.feed
+    if kind is Kind.RATIO:
+        if feed is Feed.RATING:
+            return f"average rating {n / d:.2f} from {amount(d)} {_plural(d, 'survey')}"
+        of = f"{amount(n)} of {amount(d)}"
+        if feed is Feed.CASES:
+            return f"{of} {_plural(d, 'case')} closed on time ({percent(n / d)})"
+        if feed is Feed.THRESHOLD:
+            return f"{of} {_plural(d, 'measurement')} {_within(metric)} ({percent(n / d)})"
+        return f"{of} ({percent(n / d)})"
+    if kind is Kind.MEAN_DAILY_RATIO:  # the numerator is the average day's rate, the denominator the target
+        if feed is Feed.RATING:
+            return f"average rating {n:.2f} on an average day"
+        what = (" of cases closed on time" if feed is Feed.CASES
+                else f" of measurements {_within(metric)}" if feed is Feed.THRESHOLD else "")
+        return f"{percent(n)}{what} on an average day"
+    if kind is Kind.TARGET_OVER_MEDIAN:  # target ÷ median
+        return f"median {amount(d)}{_unit(metric)}"
+    current, past = (d, n) if kind is Kind.TREND_LOWER_BETTER else (n, d)
+    noun = _counted(metric)
+    each = f" {_plural(current, noun)}" if noun else ""
+    return f"{amount(current)}{each} a day against {amount(past)} a day in past years"
+
+
+def score_line(metric: Metric, window: str, result: WindowScore) -> str:
+    """One window in one line, as a notification reads:
+    'week score 0.89 (average rating 3.55 from 143 surveys; target 4)'."""
+    return f"{window} score {score_text(result.score)} ({figures(metric, result)}; target {target_short(metric)})"
