@@ -237,13 +237,14 @@ class LogGateway:
     channel = "log"
 
     def post(self, channel: str, message: dict, *, key: str, thread_ts: str | None = None) -> Posted:
-        log.info("slack message (not sent: no SLACK_BOT_TOKEN)",
+        # The text in the message itself: a person at a terminal reads the post in one plain line.
+        log.info("slack message to %s (not sent: no SLACK_BOT_TOKEN): %s", channel, message.get("text"),
                  extra={"key": key, "channel": channel, "thread_ts": thread_ts, "text": message.get("text")})
         return Posted(channel, f"{time.time():.6f}")
 
     def update(self, channel: str, ts: str, message: dict) -> None:
-        log.info("slack update (not sent: no SLACK_BOT_TOKEN)", extra={"channel": channel, "ts": ts,
-                                                                       "text": message.get("text")})
+        log.info("slack update in %s (not sent: no SLACK_BOT_TOKEN): %s", channel, message.get("text"),
+                 extra={"channel": channel, "ts": ts, "text": message.get("text")})
 
     def find_post(self, channel: str, key: str, *, thread_ts: str | None, since: datetime) -> Posted | None:
         return None
