@@ -150,24 +150,22 @@ def how_scored(metric: Metric) -> str:
     return _HOW_SCORED[metric.kind]
 
 
+# What the published numerator and denominator are: by kind, and for a ratio by its feed too.
+_AUDIT_TERMS: dict[Kind | tuple[Kind, Feed], tuple[str, str]] = {
+    (Kind.RATIO, Feed.CASES): ("cases closed on time", "cases closed"),
+    (Kind.RATIO, Feed.THRESHOLD): ("within the threshold", "measurements"),
+    (Kind.RATIO, Feed.RATING): ("sum of ratings", "ratings"),
+    Kind.RATIO: ("numerator", "denominator"),
+    Kind.MEAN_DAILY_RATIO: ("average daily rate", "target"),
+    Kind.TARGET_OVER_MEDIAN: ("target", "median"),
+    Kind.TREND_LOWER_BETTER: ("past years' daily average", "current daily average"),
+    Kind.TREND_HIGHER_BETTER: ("current daily average", "past years' daily average"),
+}
+
+
 def audit_terms(metric: Metric) -> tuple[str, str]:
     """What the numerator and denominator published beside this metric's score are."""
-    kind, feed = metric.kind, metric.feed
-    if kind is Kind.RATIO:
-        if feed is Feed.CASES:
-            return "cases closed on time", "cases closed"
-        if feed is Feed.THRESHOLD:
-            return "within the threshold", "measurements"
-        if feed is Feed.RATING:
-            return "sum of ratings", "ratings"
-        return "numerator", "denominator"
-    if kind is Kind.MEAN_DAILY_RATIO:
-        return "average daily rate", "target"
-    if kind is Kind.TARGET_OVER_MEDIAN:
-        return "target", "median"
-    if kind is Kind.TREND_LOWER_BETTER:
-        return "past years' daily average", "current daily average"
-    return "current daily average", "past years' daily average"
+    return _AUDIT_TERMS.get((metric.kind, metric.feed)) or _AUDIT_TERMS[metric.kind]
 
 
 # -- a window's figures --------------------------------------------------------------------------
