@@ -1,4 +1,4 @@
-"""The event contract, version 1 (docs/contract.md).
+"""The event contract, version 2 (docs/contract.md).
 
 One JSON object per event: the body of an HTTP post, the value of a Kafka message
 and a line of a JSONL file all use these models. Unknown fields are refused so a
@@ -52,7 +52,7 @@ MAX_AMOUNT = 1_000_000_000
 Number = Annotated[float, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-# Every timestamp and date falls in 2000-2099 (our choice; docs/contract.md is silent). A year
+# Every timestamp and date falls in 2000-2099 (our choice, docs/contract.md). A year
 # 9999 or 0001 is a department's bug, and it would break the fold: its due date or local
 # day is outside what Python's dates hold, and a trend metric would look back thousands
 # of years.
