@@ -164,7 +164,7 @@ def main() -> None:
     topic = f"bench.events-{uuid.uuid4().hex[:8]}"
 
     from services.ingest.keys import issue_department_keys
-    from shared.store.db import make_engine, migrate, session_factory
+    from shared.store.engine import make_engine, migrate, session_factory
 
     engine = make_engine(database_url)
     migrate(engine)

@@ -49,7 +49,8 @@ def measure(name: str, trace: bool) -> dict:
     from services.ingest.app import create_app
     from services.ingest.keys import issue_department_keys
     from shared.core.catalog import load_catalog
-    from shared.store.db import IdempotencyRecord, make_engine, migrate, session_factory
+    from shared.store.engine import make_engine, migrate, session_factory
+    from shared.store.tables.ingest import IdempotencyRecord
     from shared.platform.settings import Settings
 
     workdir = tempfile.mkdtemp(prefix="cityscore-bench-")

@@ -284,7 +284,7 @@ def wait_ready(url: str) -> None:
 def end_to_end(env, database_url, ingest_port, api_port, seconds):
     """Background load of 500 events/s through ingest; probes timed from 202 to visible in the API."""
     from services.ingest.keys import issue_department_keys
-    from shared.store.db import make_engine, session_factory
+    from shared.store.engine import make_engine, session_factory
 
     catalog = load_catalog()
     engine = make_engine(database_url)

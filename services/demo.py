@@ -71,7 +71,7 @@ class Demo:
         if path.exists():
             return json.loads(path.read_text())
         from services.ingest.keys import issue_department_keys
-        from shared.store.db import make_engine, migrate, session_factory
+        from shared.store.engine import make_engine, migrate, session_factory
 
         engine = make_engine(self.env()["DATABASE_URL"])
         migrate(engine)

@@ -246,7 +246,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database at $DATABASE_URL to the newest schema."""
-    from shared.store.db import migrate
+    from shared.store.engine import migrate
     from shared.platform.settings import get_settings
 
     url = get_settings().database_url

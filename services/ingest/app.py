@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.core.catalog import Catalog
 from shared.core.contract import Problem
-from shared.store.db import session_factory
+from shared.store.engine import session_factory
 from shared.platform.kafka import events_topic_configs, kafka_security
 from shared.platform.settings import Settings
 from shared.platform.web import json_response, wire

@@ -8,7 +8,7 @@ from shared.platform.settings import get_settings
 
 
 def _sessions():
-    from shared.store.db import make_engine, session_factory
+    from shared.store.engine import make_engine, session_factory
     from shared.store.schema import SchemaNotCurrent, prepare_schema
 
     engine = make_engine(get_settings().database_url)
@@ -51,7 +51,7 @@ def purge() -> None:
 
     Each ingest process also does this every INGEST_PURGE_EVERY seconds.
     """
-    from shared.store.db import make_engine
+    from shared.store.engine import make_engine
 
     from .retention import purge_idempotency_records
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, Problem, check_against_catalog, event_to_json, parse_events
-from shared.store.db import IdempotencyRecord
+from shared.store.tables.ingest import IdempotencyRecord
 
 from .keys import Caller
 from .publisher import EventPublisher, PublishFailed

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.core.catalog import Catalog
-from shared.store.db import ApiKey, Department, utcnow
+from shared.store.engine import utcnow
+from shared.store.tables.ingest import ApiKey, Department
 
 PREFIX = "csk_"
 

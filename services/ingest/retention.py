@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.engine import Engine
 
-from shared.store.db import IdempotencyRecord, utcnow
+from shared.store.engine import utcnow
+from shared.store.tables.ingest import IdempotencyRecord
 
 log = logging.getLogger("cityscore.ingest.retention")
 

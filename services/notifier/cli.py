@@ -29,7 +29,7 @@ def _deliver(runtime, keys: list[str], timeout_s: float) -> dict[str, str]:
     """Send until these outbox messages are sent (or failed), or the timeout passes."""
     from sqlalchemy import select
 
-    from .models import OutboxMessage
+    from shared.store.tables.notifier import OutboxMessage
 
     table = OutboxMessage.__table__
     deadline = time.monotonic() + timeout_s

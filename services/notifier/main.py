@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog, load_catalog
-from shared.store.db import make_engine
+from shared.store.engine import make_engine
 from shared.store.schema import prepare_schema
 from shared.platform.settings import Settings, get_settings
 

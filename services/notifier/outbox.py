@@ -28,10 +28,10 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
-from shared.store.db import utcnow
+from shared.store.engine import utcnow
 
 from .clock import aware
-from .models import OutboxMessage
+from shared.store.tables.notifier import OutboxMessage
 from .slack import DeliveryError, Posted, SlackGateway
 
 log = logging.getLogger("cityscore.notifier.outbox")

@@ -26,11 +26,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from shared.store.db import utcnow
+from shared.store.engine import utcnow
 
 from . import outbox
 from .clock import Clock, ManualClock
-from .models import JOBS_TABLE
+from shared.store.tables.notifier import JOBS_TABLE
 from .service import Notifier
 
 log = logging.getLogger("cityscore.notifier.scheduler")

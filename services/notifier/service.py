@@ -16,14 +16,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog
-from shared.store.db import utcnow
+from shared.store.engine import utcnow
 from shared.store.score_store import CITY, BadScoreChange, ScoreChange, ScoreStore
 
 from . import outbox
 from .blocks import AlertView, alert_message, board_message, recap_message, reply_message
 from .clock import Clock, aware
 from .lifecycle import AlertClock, Policy, QuietHours, Status, Streak, Transition, evaluate, reminder_due, thread_note
-from .models import Alert, AlertNote, AlertTrack, OutboxMessage, SlackRequest
+from shared.store.tables.notifier import Alert, AlertNote, AlertTrack, OutboxMessage, SlackRequest
 from .routing import Routing
 from .settings import WEEKDAYS, NotifierSettings
 

@@ -16,7 +16,7 @@ log = logging.getLogger("cityscore.scorer")
 
 def _parts():
     from shared.core.catalog import load_catalog
-    from shared.store.db import make_engine
+    from shared.store.engine import make_engine
     from shared.store.schema import SchemaNotCurrent, prepare_schema
     from shared.store.score_store import ScoreStore
 

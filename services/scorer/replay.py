@@ -11,7 +11,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
 
 from shared.core.catalog import Catalog
-from shared.store.db import ProcessedEvent
+from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings

@@ -7,7 +7,7 @@ from flask import Response
 from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog, load_catalog
-from shared.store.db import make_engine
+from shared.store.engine import make_engine
 from shared.store.schema import check_schema, prepare_schema
 from shared.platform.settings import Settings, get_settings
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from shared.store.db import alembic_config, migrate
+from shared.store.engine import alembic_config, migrate
 
 
 class SchemaNotCurrent(RuntimeError):

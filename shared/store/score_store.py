@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog, Kind
 from shared.core.contract import Event
-from shared.store.db import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox, utcnow
+from shared.store.engine import utcnow
+from shared.store.tables.scorer import CurrentPart, CurrentScore, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent, ScoreOutbox
 from shared.core.folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
 from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
 

@@ -532,7 +532,7 @@ def test_dockerfile_base_user_and_copies():
 
 
 def test_dockerignore_keeps_the_context_small_and_complete():
-    for path in ("pyproject.toml", "README.md", "shared/store/db.py", "shared/catalogs/boston.yaml",
+    for path in ("pyproject.toml", "README.md", "shared/store/engine.py", "shared/catalogs/boston.yaml",
                  "shared/store/migrations/versions/__init__.py", "services/scorer/templates/pages/board.html",
                  "services/scorer/static/board.css", "deploy/gunicorn.conf.py"):
         assert (ROOT / path).exists(), path

@@ -8,7 +8,7 @@ import uuid
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.store.db import make_engine, migrate, session_factory
+from shared.store.engine import make_engine, migrate, session_factory
 from shared.platform.kafka import kafka_security
 
 

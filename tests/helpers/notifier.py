@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from shared.core.catalog import Catalog, Kind
-from shared.store.db import DayTotal, MeasurementValue, MetricFirstDay, make_engine, migrate
+from shared.store.engine import make_engine, migrate
+from shared.store.tables.scorer import DayTotal, MeasurementValue, MetricFirstDay
 
 
 class Schema:

@@ -78,7 +78,7 @@ def e2e_database_url(database_url: str, name: str = E2E_DATABASE) -> str:
 def issue_keys(engine, catalog: Catalog = CATALOG) -> dict[str, str]:
     """One API key for each department of the catalog: {department: key}."""
     from services.ingest.keys import issue_department_keys
-    from shared.store.db import session_factory
+    from shared.store.engine import session_factory
 
     with session_factory(engine)() as session:
         keys = issue_department_keys(session, catalog, label="e2e")
@@ -561,7 +561,7 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5, pr
 
 
 def outbox_rows(engine) -> list:
-    from services.notifier.models import OutboxMessage
+    from shared.store.tables.notifier import OutboxMessage
 
     table = OutboxMessage.__table__
     with engine.connect() as conn:

@@ -29,7 +29,7 @@ from services.notifier.settings import NotifierSettings
 from services.scorer.app import create_app as board_app
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
-from shared.store.db import alembic_config, make_engine, migrate
+from shared.store.engine import alembic_config, make_engine, migrate
 from shared.dev.generator import generate
 from shared.store.schema import SchemaNotCurrent, current_revisions, head_revisions
 from shared.store.score_store import ScoreStore

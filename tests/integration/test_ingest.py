@@ -14,7 +14,8 @@ from services.ingest.keys import key_id_of
 from services.ingest.publisher import KafkaEventPublisher
 from services.ingest.retention import purge_idempotency_records
 from shared.core.catalog import load_catalog
-from shared.store.db import IdempotencyRecord, session_factory, utcnow
+from shared.store.engine import session_factory, utcnow
+from shared.store.tables.ingest import IdempotencyRecord
 from shared.platform.kafka import kafka_security
 from shared.platform.settings import Settings
 
@@ -34,7 +35,7 @@ def database(database_url):
 def keys(database):
     keys = issue_keys(database, CATALOG, ["public-works", "police", "fire"])
     from services.ingest.keys import issue_key, revoke_key
-    from shared.store.db import session_factory
+    from shared.store.engine import session_factory
 
     with session_factory(database)() as session:
         revoked = issue_key(session, "public-works", label="old system")

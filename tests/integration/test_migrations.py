@@ -7,7 +7,7 @@ import threading
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 
-from shared.store.db import alembic_config, make_engine, migrate
+from shared.store.engine import alembic_config, make_engine, migrate
 
 
 def test_concurrent_migrations_of_a_fresh_postgresql_database(database_url):
@@ -51,7 +51,8 @@ def test_sqlite_file_migrates_from_nothing(tmp_path):
 def test_timestamps_come_back_zone_aware_in_utc(tmp_path, database_url):
     from datetime import datetime, timedelta, timezone
 
-    from shared.store.db import Department, session_factory
+    from shared.store.engine import session_factory
+    from shared.store.tables.ingest import Department
 
     eastern = timezone(timedelta(hours=-5))
     for url in (f"sqlite:///{tmp_path}/tz.db", database_url):

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from services.notifier.app import create_app
 from services.notifier.clock import ManualClock
-from services.notifier.models import Alert, AlertTrack, OutboxMessage
+from shared.store.tables.notifier import Alert, AlertTrack, OutboxMessage
 from shared.platform.kafka import ensure_topics, make_producer
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings, sign, wait_until

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from services.notifier import outbox
 from services.notifier.clock import ManualClock
 from services.notifier.main import build
-from services.notifier.models import Alert, OutboxMessage
+from shared.store.tables.notifier import Alert, OutboxMessage
 from services.notifier.scheduler import NotifierScheduler
 from shared.core.catalog import Catalog
 from tests.fakes.slack import FakeSlack

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from services.notifier.models import Alert, OutboxMessage
+from shared.store.tables.notifier import Alert, OutboxMessage
 from services.notifier.settings import WEEKDAYS
 from shared.core.catalog import load_catalog
 from shared.platform.kafka import ensure_topics

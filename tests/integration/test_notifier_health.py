@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from services.notifier.models import AlertTrack
+from shared.store.tables.notifier import AlertTrack
 from shared.platform.kafka import ensure_topics
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING, SECRET, wait_until

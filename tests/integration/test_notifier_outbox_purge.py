@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, update
 
 from services.notifier.clock import ManualClock
-from services.notifier.models import OutboxMessage
-from shared.store.db import utcnow
+from shared.store.tables.notifier import OutboxMessage
+from shared.store.engine import utcnow
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings
 from tests.helpers.notifier import seed_scores

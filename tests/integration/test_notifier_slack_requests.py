@@ -21,7 +21,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from services.notifier.app import create_app
-from services.notifier.models import Alert, AlertNote
+from shared.store.tables.notifier import Alert, AlertNote
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign, wait_until
 from tests.helpers.notifier import Changes

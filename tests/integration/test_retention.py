@@ -26,7 +26,7 @@ from services.ingest.app import create_app as create_ingest_app
 from services.scorer.consumer import EventsLost, Scorer
 from services.scorer.replay import PartialHistory, replay
 from shared.core.catalog import load_catalog
-from shared.store.db import ProcessedEvent
+from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings

@@ -14,9 +14,9 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from services.notifier.models import AlertTrack
+from shared.store.tables.notifier import AlertTrack
 from shared.core.catalog import load_catalog
-from shared.store.db import make_engine, migrate
+from shared.store.engine import make_engine, migrate
 from shared.store.score_store import ScoreChange, ScoreStore
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings

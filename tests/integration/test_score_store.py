@@ -149,7 +149,7 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
 
     from sqlalchemy import delete
 
-    from shared.store.db import CurrentScore
+    from shared.store.tables.scorer import CurrentScore
 
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
@@ -312,7 +312,7 @@ def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(sto
 def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(store):
     """Migration 0005 gives the rows it carries over department '': they stand for every department,
     so resending an old event changes nothing, and withdrawing one (it kept no record) neither."""
-    from shared.store.db import ProcessedEvent
+    from shared.store.tables.scorer import ProcessedEvent
 
     with store.engine.begin() as conn:
         conn.execute(ProcessedEvent.__table__.insert(), [{"department": "", "event_id": "old-1"}])

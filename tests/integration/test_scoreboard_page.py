@@ -24,7 +24,8 @@ from sqlalchemy import update
 from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
-from shared.store.db import CurrentScore, make_engine, migrate
+from shared.store.engine import make_engine, migrate
+from shared.store.tables.scorer import CurrentScore
 from shared.dev.generator import generate
 from shared.store.score_store import ScoreStore
 from tests.helpers.browser import (

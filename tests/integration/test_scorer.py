@@ -71,7 +71,7 @@ def api_board(client, as_of) -> dict:
 def folded(store: ScoreStore) -> int:
     from sqlalchemy import func, select
 
-    from shared.store.db import ProcessedEvent
+    from shared.store.tables.scorer import ProcessedEvent
 
     with store.engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(ProcessedEvent))
@@ -204,7 +204,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
         thread.join(timeout=30)
         scorer.close()
     with database.connect() as conn:
-        from shared.store.db import DayTotal
+        from shared.store.tables.scorer import DayTotal
 
         from sqlalchemy import select
 
@@ -319,7 +319,7 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_pa
     """Batches queue for the database worker; after one fails, the ones behind it must not be
     folded (they would count before it, and an older case version could win when it comes again)."""
     from shared.core.contract import parse_event
-    from shared.store.db import make_engine, migrate
+    from shared.store.engine import make_engine, migrate
     from shared.platform.settings import Settings
 
     engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from services.scorer.consumer import Scorer
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
-from shared.store.db import ProcessedEvent
+from shared.store.tables.scorer import ProcessedEvent
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security

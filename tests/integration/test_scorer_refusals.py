@@ -17,7 +17,7 @@ from sqlalchemy import select
 from services.scorer.consumer import Scorer
 from shared.core.catalog import load_catalog
 from shared.core.contract import IncidentEvent
-from shared.store.db import DayTotal, ProcessedEvent
+from shared.store.tables.scorer import DayTotal, ProcessedEvent
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from services.cli.offline import fold_lines

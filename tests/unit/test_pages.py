@@ -18,7 +18,8 @@ from services.scorer.app import create_app
 from services.scorer.pages import audit_terms, cell, figure, history_chart, history_summary, sla_words, target_words
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
-from shared.store.db import CurrentScore, make_engine, migrate
+from shared.store.engine import make_engine, migrate
+from shared.store.tables.scorer import CurrentScore
 from shared.store.score_store import ScoreStore
 from shared.core.scoring import WindowScore
 

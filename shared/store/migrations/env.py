@@ -1,9 +1,13 @@
-"""Alembic environment: runs migrations against the URL that shared.store.db.migrate() passes in."""
+"""Alembic environment: runs migrations against the URL that shared.store.engine.migrate() passes in.
+
+The target metadata is shared.store.tables', which holds every service's tables, so autogenerate
+compares the whole schema."""
 
 from alembic import context
 from sqlalchemy import pool
 
-from shared.store.db import Base, make_engine
+from shared.store.engine import make_engine
+from shared.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

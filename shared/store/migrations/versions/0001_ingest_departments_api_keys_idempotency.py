@@ -6,7 +6,7 @@ Create Date: 2026-11-22 22:25:01.677047
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.store.db
+import shared.store.engine
 
 
 revision = '0001'
@@ -20,7 +20,7 @@ def upgrade() -> None:
     op.create_table('departments',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_departments'))
     )
     op.create_table('idempotency_records',
@@ -29,7 +29,7 @@ def upgrade() -> None:
     sa.Column('request_hash', sa.LargeBinary(length=32), nullable=False),
     sa.Column('status', sa.Integer(), nullable=False),
     sa.Column('response_body', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('api_key_id', 'idempotency_key', name=op.f('pk_idempotency_records'))
     )
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
@@ -40,8 +40,8 @@ def upgrade() -> None:
     sa.Column('department_id', sa.String(length=64), nullable=False),
     sa.Column('secret_hash', sa.LargeBinary(length=32), nullable=False),
     sa.Column('label', sa.String(length=200), nullable=False),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
-    sa.Column('revoked_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
+    sa.Column('revoked_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['department_id'], ['departments.id'], name=op.f('fk_api_keys_department_id_departments')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys'))
     )

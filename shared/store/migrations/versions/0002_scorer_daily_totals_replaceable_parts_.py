@@ -6,7 +6,7 @@ Create Date: 2026-11-22 22:43:44.455019
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.store.db
+import shared.store.engine
 
 
 revision = '0002'
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('score', sa.Float(), nullable=True),
     sa.Column('numerator', sa.Float(), nullable=True),
     sa.Column('denominator', sa.Float(), nullable=True),
-    sa.Column('updated_at', shared.store.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', shared.store.engine.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('metric', 'window', name=op.f('pk_current_scores'))
     )
     op.create_table('day_totals',
@@ -67,7 +67,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_score_outbox'))
     )
     # ### end Alembic commands ###

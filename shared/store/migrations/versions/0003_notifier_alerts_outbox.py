@@ -5,7 +5,7 @@ Revises: 0002
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.store.db
+import shared.store.engine
 
 
 revision = '0003'
@@ -17,9 +17,9 @@ AutoId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade() -> None:
-    # Test helpers that reset a database drop the tables of shared.store.db.Base's metadata,
-    # which holds the notifier's only when services.notifier.models was imported; so a
-    # reset database may still have them. Create what is missing, keep what is there.
+    # Test helpers used to reset a database by dropping the tables of the models' metadata,
+    # which held the notifier's only when the notifier's models had been imported; so a
+    # database reset that way may still have them. Create what is missing, keep what is there.
     existing = set(sa.inspect(op.get_bind()).get_table_names())
     if 'notifier_alert_tracks' not in existing:
         _tracks()
@@ -41,8 +41,8 @@ def _tracks() -> None:
     sa.Column('score', sa.Float(), nullable=True),
     sa.Column('numerator', sa.Float(), nullable=True),
     sa.Column('denominator', sa.Float(), nullable=True),
-    sa.Column('changed_at', shared.store.db.UTCDateTime(), nullable=True),
-    sa.Column('evaluated_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('changed_at', shared.store.engine.UTCDateTime(), nullable=True),
+    sa.Column('evaluated_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('metric', 'window', name=op.f('pk_notifier_alert_tracks'))
     )
 
@@ -61,15 +61,15 @@ def _alerts() -> None:
     sa.Column('denominator', sa.Float(), nullable=True),
     sa.Column('first_score', sa.Float(), nullable=True),
     sa.Column('noted_score', sa.Float(), nullable=True),
-    sa.Column('fired_at', shared.store.db.UTCDateTime(), nullable=False),
-    sa.Column('held_until', shared.store.db.UTCDateTime(), nullable=True),
-    sa.Column('acknowledged_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('fired_at', shared.store.engine.UTCDateTime(), nullable=False),
+    sa.Column('held_until', shared.store.engine.UTCDateTime(), nullable=True),
+    sa.Column('acknowledged_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.Column('acknowledged_by', sa.String(length=64), nullable=True),
     sa.Column('owner', sa.String(length=64), nullable=True),
-    sa.Column('last_reminded_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('last_reminded_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.Column('reminders', sa.Integer(), nullable=False),
     sa.Column('replies', sa.Integer(), nullable=False),
-    sa.Column('resolved_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('resolved_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifier_alerts')),
     sa.UniqueConstraint('metric', 'window', 'seq', name='uq_notifier_alerts_metric_window_seq')
     )
@@ -84,7 +84,7 @@ def _notes() -> None:
     sa.Column('alert_id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.String(length=64), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifier_alert_notes'))
     )
     op.create_index('ix_notifier_alert_notes_alert_id', 'notifier_alert_notes', ['alert_id'])
@@ -104,15 +104,15 @@ def _outbox() -> None:
     sa.Column('sent_version', sa.Integer(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('maybe_delivered', sa.Boolean(), nullable=False),
-    sa.Column('not_before', shared.store.db.UTCDateTime(), nullable=True),
-    sa.Column('next_attempt_at', shared.store.db.UTCDateTime(), nullable=False),
-    sa.Column('lease_until', shared.store.db.UTCDateTime(), nullable=True),
-    sa.Column('first_attempt_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('not_before', shared.store.engine.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', shared.store.engine.UTCDateTime(), nullable=False),
+    sa.Column('lease_until', shared.store.engine.UTCDateTime(), nullable=True),
+    sa.Column('first_attempt_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('slack_channel', sa.String(length=64), nullable=True),
     sa.Column('slack_ts', sa.String(length=32), nullable=True),
-    sa.Column('created_at', shared.store.db.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', shared.store.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', shared.store.engine.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', shared.store.engine.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifier_outbox')),
     sa.UniqueConstraint('key', name=op.f('uq_notifier_outbox_key'))
     )

@@ -9,7 +9,7 @@ Notes written before this migration keep a NULL digest: they never collide with 
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.store.db
+import shared.store.engine
 
 
 revision = '0006'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     if 'notifier_slack_requests' not in inspector.get_table_names():
         op.create_table('notifier_slack_requests',
         sa.Column('digest', sa.String(length=64), nullable=False),
-        sa.Column('requested_at', shared.store.db.UTCDateTime(), nullable=False),
-        sa.Column('received_at', shared.store.db.UTCDateTime(), nullable=False),
+        sa.Column('requested_at', shared.store.engine.UTCDateTime(), nullable=False),
+        sa.Column('received_at', shared.store.engine.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('digest', name=op.f('pk_notifier_slack_requests'))
         )
         op.create_index('ix_notifier_slack_requests_requested_at', 'notifier_slack_requests', ['requested_at'])

@@ -12,7 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.store.db import AutoId, Base, UTCDateTime, utcnow
+from shared.store.engine import AutoId, UTCDateTime, utcnow
+from shared.store.tables import Base
 
 JOBS_TABLE = "notifier_jobs"
 
