@@ -35,7 +35,9 @@ from services.scorer.consumer import current_as_of, system_clock  # noqa: E402
 from shared.core.catalog import load_catalog  # noqa: E402
 from shared.core.contract import parse_event  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402
-from shared.store.score_store import ScoreStore  # noqa: E402
+from shared.store.published_scores import PublishedScores  # noqa: E402
+from shared.store.score_reader import ScoreReader  # noqa: E402
+from shared.store.score_writer import ScoreWriter  # noqa: E402
 from tests.helpers.ingest import fresh_database  # noqa: E402
 from tests.helpers.processes import free_port, percentile, start_gunicorn  # noqa: E402
 
@@ -47,14 +49,14 @@ def load(database_url: str, days: int) -> tuple[int, object]:
     catalog = load_catalog()
     end = current_as_of(system_clock, catalog)
     engine = fresh_database(database_url)
-    store = ScoreStore(engine, catalog)
+    writer, reader = ScoreWriter(engine, catalog), ScoreReader(engine, catalog)
     events = [parse_event(e) for e in generate(catalog, days, 13, end)]
     for start in range(0, len(events), 5000):
         with engine.begin() as conn:
-            store.fold(conn, events[start:start + 5000])
+            writer.fold(conn, events[start:start + 5000])
     with engine.begin() as conn:
-        store.rescore(conn, end)
-        first = min(store.first_days(conn).values())
+        PublishedScores(reader).rescore(conn, end)
+        first = min(reader.first_days(conn).values())
     engine.dispose()
     return len(events), (first, end)
 

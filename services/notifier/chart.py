@@ -6,15 +6,15 @@ import io
 from datetime import date, timedelta
 
 from shared.core.catalog import Catalog
-from shared.store.score_store import ScoreStore
+from shared.store.score_reader import ScoreReader
 from shared.core.scoring import overall, score_metric, window_dates
 
 
-def city_history(store: ScoreStore, window: str, days: int, end: date) -> list[tuple[date, float | None]]:
+def city_history(store: ScoreReader, window: str, days: int, end: date) -> list[tuple[date, float | None]]:
     """The overall CityScore in `window` as of each of the `days` days ending on `end`.
 
     Loads the daily totals once and scores each date with the shared core (the same
-    numbers as `ScoreStore.scoreboard(d).cityscore[window]`, without a query per day).
+    numbers as `ScoreReader.scoreboard(d).cityscore[window]`, without a query per day).
     """
     catalog: Catalog = store.catalog
     longest = max(catalog.windows.values())

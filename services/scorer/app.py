@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from shared.core.catalog import Catalog
-from shared.store.score_store import CITY, ReadTimedOut, ScoreStore
+from shared.core.score_change import CITY
+from shared.store.score_reader import ReadTimedOut, ScoreReader
 from shared.core.scoring import Scoreboard, WindowScore
 from shared.platform.settings import Settings
 from shared.platform.web import json_response, wire
@@ -30,7 +31,7 @@ MAX_HISTORY_DAYS = 730
 READ_RETRY_AFTER_S = 5
 
 
-def stored_board(store: ScoreStore, as_of: date) -> tuple[Scoreboard, str | None] | None:
+def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | None] | None:
     """The board the scorer last published for `as_of`, if it has published all of it."""
     with store.engine.connect() as conn:
         rows = store.current(conn)
@@ -60,7 +61,7 @@ def create_app(
 ) -> Flask:
     """The read API and pages; `liveness` (the consumer's, when both share a process) feeds /healthz."""
     settings, catalog, engine = wire(settings, engine, catalog, reader=True)
-    store = ScoreStore(engine, catalog)
+    store = ScoreReader(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
     from prometheus_client import Histogram
 

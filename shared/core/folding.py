@@ -128,7 +128,7 @@ class Ledger:
     """In-memory state of a city's scores: daily totals per metric, what each event counts, replaceable parts.
 
     The offline command and the tests fold into this; the scorer keeps the same
-    state in SQL with the same `Folder` and rules (score_store.ScoreStore.fold_prepared).
+    state in SQL with the same `Folder` and rules (score_writer.ScoreWriter.fold_prepared).
     """
 
     def __init__(self, catalog: Catalog):

@@ -17,7 +17,9 @@ from sqlalchemy import text
 from services.scorer.app import MAX_HISTORY_DAYS, create_app
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
 from shared.platform.settings import Settings
 
 from tests.helpers.ingest import fresh_database
@@ -49,13 +51,18 @@ def engine(request, tmp_path):
     made.dispose()
 
 
+def scored(engine) -> ScoreReader:
+    """The events folded and their scores published, as the scorer would have; the reader over them."""
+    reader = ScoreReader(engine, CATALOG)
+    with engine.begin() as conn:
+        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
+        PublishedScores(reader).rescore(conn, END)
+    return reader
+
+
 @pytest.fixture
 def store(engine):
-    store = ScoreStore(engine, CATALOG)
-    with engine.begin() as conn:
-        store.fold(conn, [parse_event(e) for e in events()])
-        store.rescore(conn, END)
-    return store
+    return scored(engine)
 
 
 def client_for(engine, **settings):
@@ -151,11 +158,7 @@ def test_scoring_on_request_past_its_time_bound_answers_503(store):
 @pytest.fixture
 def postgres_store(database_url):
     engine = fresh_database(database_url)
-    store = ScoreStore(engine, CATALOG)
-    with engine.begin() as conn:
-        store.fold(conn, [parse_event(e) for e in events()])
-        store.rescore(conn, END)
-    yield store
+    yield scored(engine)
     engine.dispose()
 
 

@@ -1,4 +1,5 @@
-"""The SQL score store against the in-memory Ledger: same events, same scores, on SQLite and PostgreSQL."""
+"""The SQL score store (the writer's folds, the reader's boards, the published scores) against the
+in-memory Ledger: same events, same scores, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
-from shared.store.score_store import CITY, ScoreStore
+from shared.core.score_change import CITY
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
 
 from tests.helpers.ingest import fresh_database
 
@@ -28,15 +32,30 @@ def generated():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
+def engine(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/scores.db"
     else:
         url = request.getfixturevalue("database_url")
     engine = fresh_database(url)
     assert engine.dialect.name == request.param
-    yield ScoreStore(engine, CATALOG)
+    yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def writer(engine):
+    return ScoreWriter(engine, CATALOG)
+
+
+@pytest.fixture
+def reader(engine):
+    return ScoreReader(engine, CATALOG)
+
+
+@pytest.fixture
+def published(reader):
+    return PublishedScores(reader)
 
 
 def same(a, b):
@@ -55,42 +74,42 @@ def assert_boards_equal(expected, actual):
             assert all(same(x, y) for x, y in zip(result, got)), (metric, window, result, got)
 
 
-def fold_in_batches(store, events, batch_size, redeliver_every=0):
+def fold_in_batches(writer, events, batch_size, redeliver_every=0):
     for start in range(0, len(events), batch_size):
         batch = events[start:start + batch_size]
-        with store.engine.begin() as conn:
-            store.fold(conn, batch)
+        with writer.engine.begin() as conn:
+            writer.fold(conn, batch)
         if redeliver_every and (start // batch_size) % redeliver_every == 0:
-            with store.engine.begin() as conn:  # the same batch again: a redelivery after a crash
-                outcome = store.fold(conn, batch)
+            with writer.engine.begin() as conn:  # the same batch again: a redelivery after a crash
+                outcome = writer.fold(conn, batch)
             assert outcome.folded == 0
 
 
-def test_store_scores_equal_the_ledger(store, generated):
+def test_store_scores_equal_the_ledger(writer, reader, generated):
     ledger = Ledger(CATALOG)
     for event in generated:
         ledger.fold(event)
-    fold_in_batches(store, generated, 4000, redeliver_every=3)
+    fold_in_batches(writer, generated, 4000, redeliver_every=3)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 9), date(2026, 3, 8)):
-        assert_boards_equal(ledger.scoreboard(as_of), store.scoreboard(as_of))
-    non_null = sum(1 for m in store.scoreboard(END).metrics.values() if m["week"].score is not None)
+        assert_boards_equal(ledger.scoreboard(as_of), reader.scoreboard(as_of))
+    non_null = sum(1 for m in reader.scoreboard(END).metrics.values() if m["week"].score is not None)
     assert non_null >= 21
 
 
-def test_a_claim_returns_the_ids_already_claimed_and_takes_an_id_given_twice_once(store):
+def test_a_claim_returns_the_ids_already_claimed_and_takes_an_id_given_twice_once(engine, writer):
     a, b, c = ("police", "a"), ("police", "b"), ("police", "c")
-    with store.engine.begin() as conn:
-        assert store.claim(conn, [b, a, b]) == set()
-    with store.engine.begin() as conn:
-        assert store.claim(conn, [c, a, b, c]) == {a, b}
-    with store.engine.begin() as conn:
-        assert store.claim(conn, [c]) == {c}
+    with engine.begin() as conn:
+        assert writer.claim(conn, [b, a, b]) == set()
+    with engine.begin() as conn:
+        assert writer.claim(conn, [c, a, b, c]) == {a, b}
+    with engine.begin() as conn:
+        assert writer.claim(conn, [c]) == {c}
     # The same id from another department is another event.
-    with store.engine.begin() as conn:
-        assert store.claim(conn, [("public-works", "a"), a]) == {a}
+    with engine.begin() as conn:
+        assert writer.claim(conn, [("public-works", "a"), a]) == {a}
 
 
-def test_overlapping_batches_count_each_event_once(store, generated):
+def test_overlapping_batches_count_each_event_once(engine, writer, reader, generated):
     """Batches that partly repeat the one before (a crash half-way through a redelivery):
     only the new part of each batch counts."""
     ledger = Ledger(CATALOG)
@@ -99,46 +118,46 @@ def test_overlapping_batches_count_each_event_once(store, generated):
     size, step = 3000, 2000
     folded = 0
     for start in range(0, len(generated), step):
-        with store.engine.begin() as conn:
-            outcome = store.fold(conn, generated[start:start + size])
+        with engine.begin() as conn:
+            outcome = writer.fold(conn, generated[start:start + size])
         folded += outcome.folded
         if start:
             assert outcome.duplicates >= min(size - step, len(generated) - start)
     assert folded == len({event.event_id for event in generated})
-    assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+    assert_boards_equal(ledger.scoreboard(END), reader.scoreboard(END))
 
 
-def test_history_matches_scoreboards(store, generated):
-    fold_in_batches(store, generated, 10000)
-    series = store.history("pothole-on-time", "week", 10, END)
+def test_history_matches_scoreboards(writer, reader, generated):
+    fold_in_batches(writer, generated, 10000)
+    series = reader.history("pothole-on-time", "week", 10, END)
     assert [d for d, _ in series][-1] == END and len(series) == 10
     for as_of, result in series[::3]:
-        assert tuple(result) == tuple(store.scoreboard(as_of).metrics["pothole-on-time"]["week"])
+        assert tuple(result) == tuple(reader.scoreboard(as_of).metrics["pothole-on-time"]["week"])
 
 
-def test_rescore_publishes_only_changes_and_the_city(store, generated):
+def test_rescore_publishes_only_changes_and_the_city(engine, writer, reader, published, generated):
     half = len(generated) // 2
-    fold_in_batches(store, generated[:half], 5000)
-    with store.engine.begin() as conn:
-        first = store.rescore(conn, END)
+    fold_in_batches(writer, generated[:half], 5000)
+    with engine.begin() as conn:
+        first = published.rescore(conn, END)
     windows = len(CATALOG.windows)
     assert len(first) == (len(CATALOG.metrics) + 1) * windows  # first run: everything is new
-    with store.engine.begin() as conn:
-        assert store.rescore(conn, END) == []  # nothing changed, nothing published
+    with engine.begin() as conn:
+        assert published.rescore(conn, END) == []  # nothing changed, nothing published
     tail = generated[half:]
     random.Random(3).shuffle(tail)  # late events too
-    fold_in_batches(store, tail, 5000)
-    with store.engine.begin() as conn:
-        changes = store.rescore(conn, END, ["pothole-on-time"])
+    fold_in_batches(writer, tail, 5000)
+    with engine.begin() as conn:
+        changes = published.rescore(conn, END, ["pothole-on-time"])
     assert {c.metric for c in changes} <= {"pothole-on-time", CITY}
     assert any(c.metric == "pothole-on-time" for c in changes)
-    with store.engine.connect() as conn:
-        stored = store.current(conn)
+    with engine.connect() as conn:
+        stored = reader.current(conn)
     for change in changes:  # what was published is what is stored now
         row = stored[(change.metric, change.window)]
         assert (row.score, row.as_of) == (change.score, change.as_of)
-    with store.engine.connect() as conn:
-        pending = store.pending_outbox(conn)
+    with engine.connect() as conn:
+        pending = published.pending_outbox(conn)
     assert len(pending) == len(first) + len(changes)
 
 
@@ -152,10 +171,11 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
     from shared.store.tables.scorer import CurrentScore
 
     engine = fresh_database(database_url)
-    store = ScoreStore(engine, CATALOG)
+    writer, reader = ScoreWriter(engine, CATALOG), ScoreReader(engine, CATALOG)
+    published = PublishedScores(reader)
     try:
         half = len(generated) // 2
-        fold_in_batches(store, generated[:half], 10000)
+        fold_in_batches(writer, generated[:half], 10000)
         for round_ in range(3):
             with engine.begin() as conn:
                 conn.execute(delete(CurrentScore.__table__))
@@ -166,7 +186,7 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
                 try:
                     with engine.begin() as conn:
                         barrier.wait(timeout=30)
-                        store.rescore(conn, END)
+                        published.rescore(conn, END)
                 except Exception as exc:  # noqa: BLE001 - collected for the assertion
                     errors.append(exc)
 
@@ -177,12 +197,12 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
                 thread.join(60)
             assert errors == [], (round_, errors)
         # A batch lands between two rescores: the stored scores are those of all the events.
-        fold_in_batches(store, generated[half:], 10000)
+        fold_in_batches(writer, generated[half:], 10000)
         with engine.begin() as conn:
-            store.rescore(conn, END)
+            published.rescore(conn, END)
         with engine.connect() as conn:
-            stored = store.current(conn)
-        board = store.scoreboard(END)
+            stored = reader.current(conn)
+        board = reader.scoreboard(END)
         for metric, windows in board.metrics.items():
             for window, result in windows.items():
                 assert same(stored[(metric, window)].score, result.score), (metric, window)
@@ -199,6 +219,7 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
 
     from services.scorer.consumer import Scorer
     from shared.platform.settings import Settings
+    from shared.store.score_store import ScoreStore  # what the scorer's pipeline takes for now
 
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
@@ -273,7 +294,8 @@ def corrections_mixed_into(generated, seed):
 
 
 @pytest.mark.parametrize("batch_size", [11, 2500])
-def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(store, generated, batch_size):
+def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(engine, writer, reader, generated,
+                                                                        batch_size):
     # The stream's last part (the whole is folded by the test above): small batches, one
     # transaction each, take less of it.
     events = corrections_mixed_into(generated[-(3000 if batch_size < 100 else 60000):], seed=batch_size)
@@ -282,46 +304,46 @@ def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(store, ge
     for event in events:
         ledger.fold(event)
     assert ledger.withdrawn > 15
-    fold_in_batches(store, events, batch_size, redeliver_every=5)
+    fold_in_batches(writer, events, batch_size, redeliver_every=5)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 8)):
-        assert_boards_equal(ledger.scoreboard(as_of), store.scoreboard(as_of))
-    with store.engine.connect() as conn:
-        assert store.first_days(conn) == ledger.first_day
+        assert_boards_equal(ledger.scoreboard(as_of), reader.scoreboard(as_of))
+    with engine.connect() as conn:
+        assert reader.first_days(conn) == ledger.first_day
 
 
-def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(store):
+def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(engine, writer, reader):
     events = [parse_event({"event_id": f"s{year}", "type": "incident", "metric": "shootings",
                            "occurred_at": f"{year}-06-01T12:00:00-04:00"}) for year in range(2022, 2027)]
     typo = parse_event({"event_id": "typo", "type": "incident", "metric": "shootings",
                         "occurred_at": "2011-06-01T12:00:00-04:00"})
-    with store.engine.begin() as conn:
-        store.fold(conn, events + [typo])
-    with store.engine.connect() as conn:
-        assert store.first_days(conn)["shootings"] == date(2011, 6, 1)
-    with store.engine.begin() as conn:
-        store.fold(conn, [parse_event({"event_id": "w", "type": "withdrawal", "metric": "shootings",
+    with engine.begin() as conn:
+        writer.fold(conn, events + [typo])
+    with engine.connect() as conn:
+        assert reader.first_days(conn)["shootings"] == date(2011, 6, 1)
+    with engine.begin() as conn:
+        writer.fold(conn, [parse_event({"event_id": "w", "type": "withdrawal", "metric": "shootings",
                                        "withdraws": "typo"})])
-    with store.engine.connect() as conn:
-        assert store.first_days(conn)["shootings"] == date(2022, 6, 1)
+    with engine.connect() as conn:
+        assert reader.first_days(conn)["shootings"] == date(2022, 6, 1)
     ledger = Ledger(CATALOG)
     for event in events:
         ledger.fold(event)
-    assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+    assert_boards_equal(ledger.scoreboard(END), reader.scoreboard(END))
 
 
-def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(store):
+def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(engine, writer, reader):
     """Migration 0005 gives the rows it carries over department '': they stand for every department,
     so resending an old event changes nothing, and withdrawing one (it kept no record) neither."""
     from shared.store.tables.scorer import ProcessedEvent
 
-    with store.engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(ProcessedEvent.__table__.insert(), [{"department": "", "event_id": "old-1"}])
     old = parse_event({"event_id": "old-1", "type": "incident", "metric": "shootings",
                        "occurred_at": "2026-06-01T12:00:00-04:00"})
     withdrawal = parse_event({"event_id": "w-old", "type": "withdrawal", "metric": "shootings", "withdraws": "old-1"})
-    with store.engine.begin() as conn:
-        outcome = store.fold(conn, [old, withdrawal])
+    with engine.begin() as conn:
+        outcome = writer.fold(conn, [old, withdrawal])
     assert (outcome.folded, outcome.duplicates, outcome.withdrawn) == (1, 1, 0)
-    with store.engine.connect() as conn:
-        assert store.first_days(conn) == {}
+    with engine.connect() as conn:
+        assert reader.first_days(conn) == {}
         assert conn.scalar(select(func.count()).select_from(ProcessedEvent)) == 2  # no tombstone beside the old row

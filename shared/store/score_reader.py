@@ -1,0 +1,142 @@
+"""The read side of the scores: boards and histories computed from the stored day totals.
+
+What the read API, the pages and the notifier ask of the database. Scores for a past
+date are computed on request with the same scoring core as the scorer and the offline
+command, so they are the same numbers; they are bounded in time (`ReadTimedOut`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Iterable
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection, Engine
+
+from shared.core.catalog import Catalog, Kind
+from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
+from shared.store.bulk_sql import bulk_sql_for
+from shared.store.tables.scorer import CurrentScore, DayTotal, MeasurementValue, MetricFirstDay
+
+
+class ReadTimedOut(Exception):
+    """Scores computed on request took longer than their time bound (SCORER_READ_TIMEOUT)."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(f"scoring on request took longer than {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+    @staticmethod
+    def cancelled(exc: Exception) -> bool:
+        """PostgreSQL cancelled the statement (SQLSTATE 57014: its statement_timeout passed)."""
+        return getattr(getattr(exc, "orig", None), "sqlstate", None) == "57014"
+
+
+class ScoreReader:
+    """Reads day totals and published scores; scores any as-of date on request."""
+
+    def __init__(self, engine: Engine, catalog: Catalog):
+        self.engine = engine
+        self.catalog = catalog
+        self.sql = bulk_sql_for(engine)
+
+    def first_days(self, conn: Connection) -> dict[str, date]:
+        return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
+
+    def load_days(self, conn: Connection, metric_ids: Iterable[str], start: date, end: date,
+                  first_days: dict[str, date]) -> dict[str, dict[date, DayTotals]]:
+        """Daily totals of these metrics for local days start..end, plus trend metrics' past years."""
+        metric_ids = list(metric_ids)
+        table = DayTotal.__table__
+        conditions = [and_(table.c.metric.in_(metric_ids), table.c.day.between(start, end))]
+        for metric_id in metric_ids:
+            metric = self.catalog.by_id[metric_id]
+            first = first_days.get(metric_id)
+            if not metric.kind.is_trend or first is None:
+                continue
+            years = 1
+            while years_back(end, years) >= first:
+                # a day either side covers 29 February moved to 28 February
+                conditions.append(and_(table.c.metric == metric_id, table.c.day.between(
+                    years_back(start, years) - timedelta(days=1), years_back(end, years) + timedelta(days=1))))
+                years += 1
+        days: dict[str, dict[date, DayTotals]] = {metric_id: {} for metric_id in metric_ids}
+        for row in conn.execute(select(table).where(or_(*conditions))):
+            days[row.metric][row.day] = DayTotals(row.numerator, row.denominator, row.count, [])
+        medians = [m for m in metric_ids if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN]
+        if medians:
+            values = MeasurementValue.__table__
+            for row in conn.execute(select(values.c.metric, values.c.day, values.c.value).where(
+                    values.c.metric.in_(medians), values.c.day.between(start, end))):
+                totals = days[row.metric].get(row.day)
+                if totals is None:
+                    totals = days[row.metric][row.day] = DayTotals()
+                totals.values.append(row.value)
+        return days
+
+    def score_metrics(self, conn: Connection, metric_ids: Iterable[str], as_of: date,
+                      first_days: dict[str, date] | None = None) -> dict[str, dict[str, WindowScore]]:
+        metric_ids = list(metric_ids)
+        first_days = self.first_days(conn) if first_days is None else first_days
+        longest = max(self.catalog.windows.values())
+        days = self.load_days(conn, metric_ids, as_of - timedelta(days=longest - 1), as_of, first_days)
+        return {metric_id: score_metric(self.catalog.by_id[metric_id], days[metric_id], as_of, self.catalog.windows,
+                                        first_days.get(metric_id))
+                for metric_id in metric_ids}
+
+    def scoreboard(self, as_of: date, timeout_s: float | None = None) -> Scoreboard:
+        """Every metric scored from the database as of `as_of`: the same numbers as offline scoring.
+
+        Computed on request, so bounded: past `timeout_s` it raises ReadTimedOut.
+        """
+        from sqlalchemy.exc import OperationalError
+
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
+        return Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics)
+
+    def history(self, metric_id: str, window: str, days: int, end: date,
+                timeout_s: float | None = None) -> list[tuple[date, WindowScore]]:
+        """A metric's score in one window for each as-of date of the `days` ending on `end`.
+
+        Computed on request, so bounded: past `timeout_s` (the queries, then the scoring of
+        each day, which is where a long trend history spends its time) it raises ReadTimedOut.
+        """
+        from time import monotonic
+
+        from sqlalchemy.exc import OperationalError
+
+        deadline = None if timeout_s is None else monotonic() + timeout_s
+        metric = self.catalog.by_id[metric_id]
+        longest = max(self.catalog.windows.values())
+        start = end - timedelta(days=days - 1)
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                first_days = self.first_days(conn)
+                loaded = self.load_days(conn, [metric_id], start - timedelta(days=longest - 1), end, first_days)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
+        series = []
+        for as_of in window_dates(end, days):
+            if deadline is not None and monotonic() > deadline:
+                raise ReadTimedOut(timeout_s)
+            scores = score_metric(metric, loaded[metric_id], as_of, self.catalog.windows, first_days.get(metric_id))
+            series.append((as_of, scores[window]))
+        return series
+
+    # -- the scores the scorer published ----------------------------------------------------
+
+    def current(self, conn: Connection) -> dict[tuple[str, str], CurrentScore]:
+        return {(row.metric, row.window): row for row in conn.execute(select(CurrentScore.__table__))}
+
+    def last_updated(self, conn: Connection) -> datetime | None:
+        return conn.scalar(select(func.max(CurrentScore.__table__.c.updated_at)))
