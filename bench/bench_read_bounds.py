@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.scorer.app import MAX_HISTORY_DAYS  # noqa: E402
-from services.scorer.consumer import current_as_of, system_clock  # noqa: E402
+from shared.platform.clock import current_as_of, system_clock  # noqa: E402
 from shared.core.catalog import load_catalog  # noqa: E402
 from shared.core.contract import parse_event  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Callable
 from urllib.parse import parse_qs
 
@@ -27,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
+
+from shared.platform.clock import Clock, system_clock
 
 from .blocks import (
     ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP, board_message, escape, metric_scores_message, note_modal,
@@ -84,21 +85,27 @@ def _json(status: int, body: dict) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
+class _EpochSeconds:
+    """Our clock in slack_sdk's shape (seconds since the epoch), for its five-minute signature check."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()
+
+
 def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGateway, *,
                metrics: NotifierMetrics | None = None,
                checks: dict[str, Callable[[], bool]] | None = None,
                liveness: Callable[[], dict[str, str]] | None = None,
-               now: Callable[[], float] = time.time, slack_routes: bool = True) -> Flask:
+               clock: Clock = system_clock, slack_routes: bool = True) -> Flask:
     """The notifier's HTTP app; `slack_routes=False` leaves out /slack/ (served elsewhere)."""
     metrics = metrics or NotifierMetrics(notifier)
     checks = dict(checks or {})
     verifier = None
     if settings.slack_signing_secret:
-        class _Clock:
-            def now(self) -> float:
-                return now()
-
-        verifier = SignatureVerifier(settings.slack_signing_secret, clock=_Clock())
+        verifier = SignatureVerifier(settings.slack_signing_secret, clock=_EpochSeconds(clock))
 
     app = Flask(__name__)
     # A backstop for bodies sent without a Content-Length (chunked): reading stops at the limit.
@@ -133,7 +140,7 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         body = request.get_data(cache=True)
         if not signature or not verifier.is_valid(body, stamp, signature):
             return body, refuse(endpoint, 401, SIGNATURE_HEADER, "invalid or stale Slack signature")
-        if not notifier.first_sight(int(stamp), signature, datetime.fromtimestamp(now(), timezone.utc)):
+        if not notifier.first_sight(int(stamp), signature, clock.now().astimezone(timezone.utc)):
             # A replay of a request acted on already: 200 with nothing in it, and nothing done.
             log.warning("a replayed Slack request was ignored", extra={"endpoint": endpoint,
                                                                        "remote": request.remote_addr})

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog, load_catalog
+from shared.platform.clock import Clock, SystemClock
 from shared.store.engine import make_engine
 from shared.store.schema import prepare_schema
 from shared.platform.settings import Settings, get_settings
 
 from .app import NotifierMetrics, create_app
 from .health import CachedCheck, Liveness
-from .clock import Clock, SystemClock
 from .outbox import Sender
 from .routing import Routing, load_routing
 from .scheduler import NotifierScheduler

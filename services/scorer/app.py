@@ -16,9 +16,9 @@ from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
 from shared.core.scoring import Scoreboard, WindowScore
 from shared.platform.settings import Settings
+from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.web import json_response, wire
 
-from .consumer import Clock, current_as_of, system_clock
 from .metrics import ScorerMetrics
 
 SECURITY_HEADERS = {

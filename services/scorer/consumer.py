@@ -37,8 +37,8 @@ from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta, timezone
-from typing import Callable, NamedTuple
+from datetime import date, datetime, timezone
+from typing import NamedTuple
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -48,6 +48,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, Problem, validate_event
+from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
 from shared.store.score_store import FoldOutcome, Folding, ScoreStore
 from shared.platform.settings import Settings
@@ -55,18 +56,6 @@ from shared.platform.settings import Settings
 from .metrics import ScorerMetrics
 
 log = logging.getLogger("cityscore.scorer")
-
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def current_as_of(clock: Clock, catalog: Catalog) -> date:
-    """The last complete local day: scores are 'as of yesterday' in the city's time zone."""
-    return clock().astimezone(catalog.zone).date() - timedelta(days=1)
-
 
 class EventsLost(RuntimeError):
     """Events the scorers had not folded are no longer in the topic: the scorer stops."""

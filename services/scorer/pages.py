@@ -363,7 +363,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         updated_words = f"Last updated {local_time(published, catalog)}"
         updated_iso = published.isoformat()
     else:
-        now = parts["clock"]()
+        now = parts["clock"].now()
         updated_words = f"Computed on request at {local_time(now, catalog)}"
         updated_iso = now.isoformat()
     rows = [(metric, {window: cell(scoreboard.metrics[metric.id][window].score) for window in catalog.windows})

@@ -14,9 +14,10 @@ from shared.core.catalog import Catalog
 from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
+from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.settings import Settings
 
-from .consumer import Clock, Scorer, current_as_of, system_clock
+from .consumer import Scorer
 
 log = logging.getLogger("cityscore.scorer")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
@@ -56,6 +56,14 @@ def standing(score: float | None) -> str:
         return "none"
     shown = round(score, 2)
     return "below" if shown < 1 else "above" if shown > 1 else "at"
+
+
+def as_of_at(instant: datetime, catalog: Catalog) -> date:
+    """The day scores are as of at `instant`: the last complete local day, yesterday in the
+    city's time zone (docs/scoring.md §3); it moves on at local midnight, events or not."""
+    if instant.tzinfo is None:
+        raise ValueError("instant: a naive datetime has no place in the city's time zone; give an aware one")
+    return instant.astimezone(catalog.zone).date() - timedelta(days=1)
 
 
 def window_dates(as_of: date, length: int) -> list[date]:

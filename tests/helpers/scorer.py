@@ -17,6 +17,8 @@ import orjson
 from shared.platform.kafka import ensure_topics, make_producer
 from shared.platform.settings import Settings
 
+from tests.fakes.clock import ManualClock
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,19 +58,9 @@ class Stream:
         self.producer.close(timeout=10)
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def clock_for(as_of: date) -> FakeClock:
+def clock_for(as_of: date) -> ManualClock:
     """A clock at noon UTC on the day after `as_of` (morning in Boston): `as_of` is 'yesterday'."""
-    return FakeClock(datetime.combine(as_of + timedelta(days=1), clock_time(12), tzinfo=timezone.utc))
+    return ManualClock(datetime.combine(as_of + timedelta(days=1), clock_time(12), tzinfo=timezone.utc))
 
 
 def run_in_thread(scorer) -> threading.Thread:

@@ -34,6 +34,7 @@ from shared.dev.generator import generate
 from shared.store.schema import SchemaNotCurrent, current_revisions, head_revisions
 from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
+from tests.fakes.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 GRANTS = ROOT / "deploy" / "postgres" / "grant-reader.sql"
@@ -101,7 +102,7 @@ def publish_board(url: str) -> None:
 def test_the_board_serves_everything_through_the_read_only_role(database_url, reader_url):
     publish_board(database_url)
     settings = Settings(DATABASE_URL=database_url, BOARD_DATABASE_URL=reader_url, MIGRATE_ON_START="false")
-    app = board_app(settings, catalog=CATALOG, clock=lambda: NOW)
+    app = board_app(settings, catalog=CATALOG, clock=ManualClock(NOW))
     engine = app.extensions["cityscore"]["store"].engine
     assert engine.url.username == READER
     client = app.test_client()
@@ -109,7 +110,7 @@ def test_the_board_serves_everything_through_the_read_only_role(database_url, re
                  "/v1/metrics/pothole-on-time/history?window=week&days=30", "/readyz", "/healthz", "/metrics"):
         response = client.get(path)
         assert response.status_code == 200, (path, response.status_code, response.get_data(as_text=True)[:300])
-    reference = board_app(Settings(DATABASE_URL=database_url), catalog=CATALOG, clock=lambda: NOW).test_client()
+    reference = board_app(Settings(DATABASE_URL=database_url), catalog=CATALOG, clock=ManualClock(NOW)).test_client()
     assert client.get(f"/v1/scoreboard?as_of={END}").json == reference.get(f"/v1/scoreboard?as_of={END}").json
 
 

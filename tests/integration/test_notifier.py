@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -370,7 +370,7 @@ def test_slack_requests_are_verified_forged_and_stale_ones_refused(schema, slack
     now = int(time.time())
     # The app's clock is held at `now`: a slow first request (the scoreboard is read from the
     # database) must not move the 5-minute limit under the timestamps tested against it.
-    client = create_app(settings, harness.notifier, harness.runtime.gateway, now=lambda: now).test_client()
+    client = create_app(settings, harness.notifier, harness.runtime.gateway, clock=ManualClock(datetime.fromtimestamp(now, timezone.utc))).test_client()
     body = urlencode({"command": "/cityscore", "text": "", "user_id": "U0MAYOR"}).encode()
 
     ok = client.post("/slack/commands", data=body, headers=sign(body, now))
@@ -396,7 +396,7 @@ def test_slack_requests_are_verified_forged_and_stale_ones_refused(schema, slack
                        headers=sign(forged_click, now, "guessed")).status_code == 401
 
     unsigned = create_app(notifier_settings(tmp_path, slack, slack_signing_secret=None), harness.notifier,
-                          harness.runtime.gateway, now=lambda: now).test_client()
+                          harness.runtime.gateway, clock=ManualClock(datetime.fromtimestamp(now, timezone.utc))).test_client()
     assert unsigned.post("/slack/commands", data=body, headers=sign(body, now)).status_code == 401
 
 

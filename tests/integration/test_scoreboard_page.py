@@ -28,6 +28,7 @@ from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
 from shared.dev.generator import generate
 from shared.store.score_store import ScoreStore
+from tests.fakes.clock import ManualClock
 from tests.helpers.browser import (
     READ_CELLS,
     READ_ROWS,
@@ -61,7 +62,7 @@ def server(tmp_path_factory):
     with engine.begin() as conn:
         store.rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
-    app = create_app(engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, name="board-http", daemon=True)
     thread.start()

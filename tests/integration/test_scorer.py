@@ -25,7 +25,8 @@ from shared.platform.kafka import kafka_security
 from shared.store.score_store import CITY, ScoreStore
 
 from tests.helpers.ingest import fresh_database
-from tests.helpers.scorer import FakeClock, Stream, board_differences, clock_for, run_in_thread, wait_until
+from tests.fakes.clock import ManualClock
+from tests.helpers.scorer import Stream, board_differences, clock_for, run_in_thread, wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -231,7 +232,7 @@ def test_midnight_moves_the_windows_without_events(stream, database):
     """No event arrives, yet at local midnight the as-of date moves and the scores change."""
     store = ScoreStore(database, CATALOG)
     # 23:59 in Boston on 1 July: 'yesterday' is 30 June.
-    clock = FakeClock(datetime(2026, 7, 2, 3, 59, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2026, 7, 2, 3, 59, tzinfo=timezone.utc))
     closed = [{"event_id": f"c{i}", "type": "case", "metric": "pothole-on-time", "case_id": f"c{i}",
                "opened_at": "2026-06-30T09:00:00-04:00", "closed_at": "2026-06-30T11:00:00-04:00"} for i in range(4)]
     stream.send(closed)
@@ -242,7 +243,7 @@ def test_midnight_moves_the_windows_without_events(stream, database):
         wait_until(lambda: client.get("/v1/scoreboard").json["metrics"]["pothole-on-time"]["day"]["score"] == 1.25,
                    what="the day score of 30 June")
         assert client.get("/v1/scoreboard").json["as_of"] == "2026-06-30"
-        clock.now = datetime(2026, 7, 2, 4, 1, tzinfo=timezone.utc)  # 00:01 on 2 July in Boston
+        clock.set(datetime(2026, 7, 2, 4, 1, tzinfo=timezone.utc))  # 00:01 on 2 July in Boston
         def published_new_day():
             board = client.get("/v1/scoreboard").json
             return board["as_of"] == "2026-07-01" and board["updated_at"] is not None  # the scorer's, not on demand

@@ -22,6 +22,7 @@ from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
 from shared.store.score_store import ScoreStore
 from shared.core.scoring import WindowScore
+from tests.fakes.clock import ManualClock
 
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)  # a Tuesday; the clock below makes it 'yesterday'
@@ -141,7 +142,7 @@ def client(tmp_path_factory):
         store.fold(conn, [parse_event(e) for e in events()])
         store.rescore(conn, AS_OF)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
-    app = create_app(engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     with app.test_client() as test_client:
         yield test_client
     engine.dispose()
@@ -431,7 +432,7 @@ def posts_client(tmp_path, enabled: bool):
     with engine.begin() as conn:
         for key, channel, parent, words in INTERNAL_POSTS:
             enqueue_post(conn, key, channel, {"text": words}, parent_key=parent)
-    return engine, create_app(Settings(SCORER_SHOW_SLACK_POSTS=enabled), engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    return engine, create_app(Settings(SCORER_SHOW_SLACK_POSTS=enabled), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
 
 
 def test_showing_slack_posts_is_off_unless_enabled():
@@ -471,7 +472,7 @@ def test_slack_posts_page_shows_the_notifiers_recent_posts_when_enabled(tmp_path
     migrate(engine)
     from shared.platform.settings import Settings
 
-    app = create_app(Settings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=lambda: NOW)
+    app = create_app(Settings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     with app.test_client() as test_client:
         empty = test_client.get("/slack-posts")
         assert empty.status_code == 200 and b"No posts yet" in empty.data
