@@ -2,7 +2,7 @@
 
 Server-rendered and script-free, so it works behind a strict Content-Security-Policy,
 on a phone and with a screen reader. The numbers come from the same board and history
-as the JSON API (`board_for`, `ScoreStore.history`); this module only presents them.
+as the JSON API (`board_for`, `ScoreReader.history`); this module only presents them.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Sequence
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from shared.core.catalog import SLA, Catalog, Feed, Kind, Metric
-from shared.store.score_store import ReadTimedOut
+from shared.core import wording
+from shared.core.catalog import Catalog
+from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import WindowScore, standing
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
@@ -54,19 +55,10 @@ class Cell:
         return "" if self.score is None else repr(self.score)
 
 
-_STANDINGS = {
-    "below": ("▼", "below target"),
-    "at": ("=", "on target"),
-    "above": ("▲", "above target"),
-    "none": ("", "no score"),
-}
-
-
 def cell(score: float | None) -> Cell:
     shown = standing(score)
-    if shown == "none":
-        return Cell(None, "", "none", *_STANDINGS["none"])
-    return Cell(score, f"{score:.2f}", shown, *_STANDINGS[shown])
+    return Cell(None if shown == "none" else score, wording.score_text(score, none=""), shown,
+                wording.MARKS[shown], wording.STANDING_WORDS[shown])
 
 
 def figure(value: float | None) -> str:
@@ -77,91 +69,6 @@ def figure(value: float | None) -> str:
         return f"{value:,.0f}"
     text = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
     return text.rstrip("0").rstrip(".")
-
-
-# -- explaining a metric in words ------------------------------------------------------------
-
-_KIND_WORDS = {
-    Kind.RATIO: "Pooled over the window: the total of the numerator divided by the total of the "
-                "denominator, then divided by the target.",
-    Kind.MEAN_DAILY_RATIO: "The average of each day's rate, over the days of the window that have data, "
-                           "divided by the target.",
-    Kind.TARGET_OVER_MEDIAN: "The target divided by the median of every measurement in the window. Lower "
-                             "measurements are better, so a median under the target scores above 1.",
-    Kind.TREND_LOWER_BETTER: "Compared with past years: the average daily count in the same weeks of "
-                             "past years divided by the current average daily count. Fewer than in past "
-                             "years scores above 1.",
-    Kind.TREND_HIGHER_BETTER: "Compared with past years: the current average daily count divided by the "
-                              "average daily count in the same weeks of past years. More than in past "
-                              "years scores above 1.",
-}
-
-
-def how_scored(metric: Metric) -> str:
-    return _KIND_WORDS[metric.kind]
-
-
-def target_words(metric: Metric) -> str:
-    if metric.kind.is_trend or metric.target is None:
-        return "Compared with past years (no fixed target)"
-    unit = f" {metric.unit}" if metric.unit else ""
-    if metric.kind is Kind.TARGET_OVER_MEDIAN:
-        return f"A median of {metric.target:g}{unit}"
-    if metric.feed is Feed.RATING:
-        top = f" out of {metric.max_value:g}" if metric.max_value is not None else ""
-        return f"An average rating of {metric.target:g}{top}"
-    share = f"{metric.target * 100:g}%"
-    if metric.kind is Kind.MEAN_DAILY_RATIO:
-        return f"{share} on an average day"
-    if metric.feed is Feed.CASES:
-        return f"{share} of cases closed on time"
-    if metric.feed is Feed.THRESHOLD:
-        return f"{share} of measurements within the threshold"
-    return share
-
-
-def threshold_words(metric: Metric) -> str | None:
-    if metric.threshold is None:
-        return None
-    unit = f" {metric.unit}" if metric.unit else ""
-    return f"{metric.threshold:g}{unit} or less"
-
-
-def _span(sla: SLA) -> str:
-    for amount, unit in ((sla.hours, "hour"), (sla.calendar_days, "calendar day"), (sla.business_days, "business day")):
-        if amount is not None:
-            return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
-    return sla.describe()
-
-
-def sla_words(metric: Metric) -> str | None:
-    """The service-level agreement a case is judged against, e.g. 'Closed within 10 business days'."""
-    if metric.sla is None:
-        return None
-    if metric.sla_by_attribute is None:
-        return f"Closed within {_span(metric.sla)}"
-    choices = "; ".join(f"{value}: within {_span(sla)}" for value, sla in metric.sla_by_attribute.values.items())
-    return f"By {metric.sla_by_attribute.attribute} — {choices}; other cases: within {_span(metric.sla)}"
-
-
-def audit_terms(metric: Metric) -> tuple[str, str]:
-    """What the numerator and denominator published beside this metric's score are."""
-    kind, feed = metric.kind, metric.feed
-    if kind is Kind.RATIO:
-        if feed is Feed.CASES:
-            return "cases closed on time", "cases closed"
-        if feed is Feed.THRESHOLD:
-            return "within the threshold", "measurements"
-        if feed is Feed.RATING:
-            return "sum of ratings", "ratings"
-        return "numerator", "denominator"
-    if kind is Kind.MEAN_DAILY_RATIO:
-        return "average daily rate", "target"
-    if kind is Kind.TARGET_OVER_MEDIAN:
-        return "target", "median"
-    if kind is Kind.TREND_LOWER_BETTER:
-        return "past years' daily average", "current daily average"
-    return "current daily average", "past years' daily average"
 
 
 # -- the history chart -------------------------------------------------------------------------
@@ -436,18 +343,19 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of, parts["read_timeout_s"])
     department = catalog.departments_by_id.get(found.department)
     scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
-    numerator_words, denominator_words = audit_terms(found)
+    numerator_words, denominator_words = wording.audit_terms(found)
     html = render_template(
         "pages/metric.html",
         metric=found,
         department=department.name if department else found.department,
-        how_scored=how_scored(found),
-        target=target_words(found),
-        threshold=threshold_words(found),
-        sla=sla_words(found),
+        how_scored=wording.how_scored(found),
+        target=wording.target_sentence(found),
+        threshold=wording.threshold_words(found),
+        sla=wording.sla_words(found),
         numerator_words=numerator_words,
         denominator_words=denominator_words,
         scores=scores,
+        in_words={window: wording.figures(found, result) for window, _, result in scores},
         window_span=window_span,
         as_of=as_of,
         board_as_of=as_of if asked is not None and asked != current else None,

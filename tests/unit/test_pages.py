@@ -15,12 +15,15 @@ import pytest
 from sqlalchemy import update
 
 from services.scorer.app import create_app
-from services.scorer.pages import audit_terms, cell, figure, history_chart, history_summary, sla_words, target_words
+from services.scorer.pages import cell, figure, history_chart, history_summary
+from shared.core.wording import audit_terms, sla_words, target_sentence
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
 from shared.core.scoring import WindowScore
 from tests.fakes.clock import ManualClock
 
@@ -137,10 +140,9 @@ def events() -> list[dict]:
 def client(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('pages')}/scores.db")
     migrate(engine)
-    store = ScoreStore(engine, CATALOG)
     with engine.begin() as conn:
-        store.fold(conn, [parse_event(e) for e in events()])
-        store.rescore(conn, AS_OF)
+        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
+        PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, AS_OF)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     with app.test_client() as test_client:
@@ -311,6 +313,18 @@ def test_metric_page_defines_the_metric_and_audits_its_scores(client):
     assert [td.text() for td in week.all("td", cls="num")] == ["9", "14"]
 
 
+def test_metric_page_says_each_windows_figures_in_the_words_of_its_feed(client):
+    """The same words as Slack and the terminal (shared.core.wording): a survey is an average rating."""
+    pothole = parse(client.get("/metric/pothole-on-time").data).one("ul", cls="in-words")
+    assert pothole.one("li", data_window="week").text() == "Week: 9 of 14 cases closed on time (64.3%)"
+    assert pothole.one("li", data_window="day").text() == "Day: 9 of 10 cases closed on time (90%)"
+    surveys = parse(client.get("/metric/311-surveys").data).one("ul", cls="in-words")
+    assert surveys.one("li", data_window="day").text() == "Day: average rating 3.99 from 1 survey"
+    shootings = parse(client.get("/metric/shootings").data).one("ul", cls="in-words")
+    assert shootings.one("li", data_window="week").text() == \
+        "Week: no incidents in the window, or no past years to compare with"
+
+
 def test_metric_page_charts_the_week_score_accessibly(client):
     page = parse(client.get("/metric/pothole-on-time").data)
     svg = page.one("svg")
@@ -370,11 +384,11 @@ def test_figures_for_the_audit_columns():
 
 def test_targets_and_service_levels_in_words():
     by_id = CATALOG.by_id
-    assert target_words(by_id["311-call-center"]) == "95% of measurements within the threshold"
-    assert target_words(by_id["311-surveys"]) == "An average rating of 4 out of 5"
-    assert target_words(by_id["ems-response-time"]) == "A median of 6 minutes"
-    assert target_words(by_id["bps-attendance"]) == "95% on an average day"
-    assert target_words(by_id["homicides"]).startswith("Compared with past years")
+    assert target_sentence(by_id["311-call-center"]) == "95% of measurements within the threshold"
+    assert target_sentence(by_id["311-surveys"]) == "An average rating of 4 out of 5"
+    assert target_sentence(by_id["ems-response-time"]) == "A median of 6 minutes"
+    assert target_sentence(by_id["bps-attendance"]) == "95% on an average day"
+    assert target_sentence(by_id["homicides"]).startswith("Compared with past years")
     assert sla_words(by_id["signal-repair-on-time"]) == "Closed within 24 hours"
     assert "lighting: within 7 business days" in sla_words(by_id["parks-maintenance-on-time"])
     assert audit_terms(by_id["ems-response-time"]) == ("target", "median")
