@@ -44,6 +44,7 @@ EXTRA_VARS = {
     "WEB_THREADS": "deploy/gunicorn.conf.py",
     "PROMETHEUS_MULTIPROC_DIR": "deploy/gunicorn.conf.py",
     "CITYSCORE_LOG_LEVEL": "shared/platform/logs.py",
+    "CITYSCORE_LOG_FORMAT": "shared/platform/logs.py",
 }
 KNOWN_VARS = SETTINGS_VARS | NOTIFIER_VARS | set(EXTRA_VARS)
 # Variables compose interpolates that are not our settings: the database roles' passwords,
