@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta, timezone
+from datetime import timezone
 from typing import Callable
 from urllib.parse import parse_qs
 
@@ -29,11 +29,9 @@ from sqlalchemy import text
 
 from shared.platform.clock import Clock, system_clock
 
-from .blocks import (
-    ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP, board_message, escape, metric_scores_message, note_modal,
-)
+from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP
 from .health import NotReady
-from .service import NotAllowed, Notifier
+from .service import Answer, NotAllowed, Notifier
 from .settings import NotifierSettings
 from .slack import SlackGateway
 
@@ -194,19 +192,16 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
                     return _json(400, {"error": "the button carries no alert id", "field": "actions.value"})
                 alert_id = int(value)
                 if action_id == ACKNOWLEDGE:
-                    answer = notifier.acknowledge(alert_id, user)
+                    result = notifier.acknowledge(alert_id, user)
                 elif action_id == TAKE_OWNERSHIP:
-                    answer = notifier.take_ownership(alert_id, user)
+                    result = notifier.take_ownership(alert_id, user)
                 else:
-                    alert = notifier.alert(alert_id)
-                    if alert is None:
-                        return _json(200, {"text": "That alert does not exist."})
-                    notifier.check_may_act(alert_id, user, "add notes to")
-                    gateway.open_view(payload.get("trigger_id", ""),
-                                      note_modal(alert_id, notifier.catalog.by_id[alert.metric]))
-                    answer = "note form opened"
+                    result = notifier.note_form(alert_id, user)
+                    if result.answer is Answer.NO_SUCH_ALERT:
+                        return _json(200, {"text": result.text})
+                    gateway.open_view(payload.get("trigger_id", ""), result.note_form)
                 log.info("slack action", extra={"action": action_id, "alert": alert_id, "user": user,
-                                                "answer": answer})
+                                                "answer": result.text})
             return Response(status=200)
         if payload.get("type") == "view_submission" and (payload.get("view") or {}).get("callback_id") == NOTE_MODAL:
             view = payload["view"]
@@ -214,10 +209,10 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
             metadata = view.get("private_metadata", "")
             if not TIMESTAMP.fullmatch(str(metadata)):
                 return _json(400, {"error": "the note form carries no alert id", "field": "view.private_metadata"})
-            answer = notifier.add_note(int(metadata), user, note or "")
-            log.info("slack note", extra={"alert": int(metadata), "user": user, "answer": answer})
-            if answer == "The note is empty.":
-                return _json(200, {"response_action": "errors", "errors": {"note": answer}})
+            result = notifier.add_note(int(metadata), user, note or "")
+            log.info("slack note", extra={"alert": int(metadata), "user": user, "answer": result.text})
+            if result.answer is Answer.EMPTY_NOTE:  # shown under the form's field, which stays open
+                return _json(200, {"response_action": "errors", "errors": {"note": result.text}})
             return Response(status=200)
         return Response(status=200)  # other interactions are not ours
 
@@ -230,26 +225,7 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         refusal = wrong_team("commands", fields.get("team_id"), "team_id")
         if refusal is not None:
             return refusal
-        words = fields.get("text", "").strip()
-        as_of = notifier.local_today() - timedelta(days=1)
-        if words.lower() in ("", "board"):
-            board = notifier.store.scoreboard(as_of)
-            previous = notifier.store.scoreboard(as_of - timedelta(days=1))
-            message = board_message(board, previous, notifier.catalog, settings.public_board_url,
-                                    settings.windows[0] if settings.windows else "week", chart=False)
-            return _json(200, {"response_type": "ephemeral", **message})
-        if words.lower() == "help":
-            return _json(200, {"response_type": "ephemeral",
-                               "text": "`/cityscore` the scoreboard · `/cityscore METRIC` one metric's scores "
-                                       "(its id, e.g. pothole-on-time, or part of its name)"})
-        wanted = words.lower()
-        metric = notifier.catalog.by_id.get(wanted) or next(
-            (m for m in notifier.catalog.metrics if wanted in m.name.lower()), None)
-        if metric is None:
-            return _json(200, {"response_type": "ephemeral",
-                               "text": f"No metric matches “{escape(words)}”. Try `/cityscore help`."})
-        scores = notifier.store.scoreboard(as_of).metrics[metric.id]
-        return _json(200, {"response_type": "ephemeral", **metric_scores_message(metric, scores, as_of)})
+        return _json(200, notifier.answer_command(fields.get("text", "")))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -27,16 +27,10 @@ def _runtime():
 
 def _deliver(runtime, keys: list[str], timeout_s: float) -> dict[str, str]:
     """Send until these outbox messages are sent (or failed), or the timeout passes."""
-    from sqlalchemy import select
-
-    from shared.store.tables.notifier import OutboxMessage
-
-    table = OutboxMessage.__table__
     deadline = time.monotonic() + timeout_s
     while True:
         runtime.sender.deliver_due()
-        with runtime.engine.connect() as conn:
-            states = dict(conn.execute(select(table.c.key, table.c.status).where(table.c.key.in_(keys))).all())
+        states = runtime.notifier.delivery_states(keys)
         if all(state in ("sent", "failed", "cancelled") for state in states.values()) or time.monotonic() > deadline:
             return states
         time.sleep(0.5)
@@ -124,7 +118,7 @@ def alerts_list(status: str) -> None:
     click.echo(f"{'alert':<40} {'status':<13} {'score':>6}  {'fired (UTC)':<17} owner/acknowledged")
     for row in rows:
         key = f"{row.metric}:{row.window}:{row.seq}"
-        score = "—" if row.score is None else f"{row.score:.2f}"
+        score = "—" if row.reading.score is None else f"{row.reading.score:.2f}"
         who = " ".join(x for x in (row.owner and f"owner {row.owner}",
                                    row.acknowledged_by and f"ack {row.acknowledged_by}") if x)
-        click.echo(f"{key:<40} {row.status:<13} {score:>6}  {row.fired_at:%Y-%m-%d %H:%M} {who}")
+        click.echo(f"{key:<40} {row.status.value:<13} {score:>6}  {row.fired_at:%Y-%m-%d %H:%M} {who}")

@@ -6,13 +6,19 @@ has been below 1 for `fire_after` consecutive evaluations and resolves after
 `resolve_after` consecutive evaluations at or above 1, so a score that flaps around
 1 neither fires nor resolves. An evaluation is a score change from the scorer, or a
 periodic look at an unchanged score.
+
+The alert itself is a plain value (`Alert`); each rule below takes one and returns the
+next one, and the notifier's use cases (service.py) load it, apply a rule and save it
+through the repository (follow_ups.py). People's actions are rules too: acknowledging,
+taking ownership.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from shared.core.scoring import standing
@@ -132,8 +138,128 @@ def reminder_due(alert: AlertClock, now: datetime, policy: Policy) -> bool:
     return now - last >= policy.repeat_interval
 
 
-def acknowledge(alert: AlertClock) -> AlertClock:
-    """Acknowledging stops the reminders; a resolved alert stays resolved."""
-    if alert.status is Status.RESOLVED:
+@dataclass(frozen=True)
+class Reading:
+    """A (metric, window)'s score as the scorer last gave it, with what it is made of."""
+
+    score: float | None
+    numerator: float | None = None
+    denominator: float | None = None
+    as_of: date | None = None
+
+
+@dataclass(frozen=True)
+class Track:
+    """What the notifier last saw of one (metric, window): its streaks and its last reading."""
+
+    metric: str
+    window: str
+    streak: Streak = Streak()
+    reading: Reading = Reading(None)
+    # The newest score change applied (the scorer's clock and sequence); older ones are ignored.
+    changed_at: datetime | None = None
+    seq: int | None = None
+    evaluated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One follow-up alert of a (metric, window), as the rules see it."""
+
+    id: int | None
+    metric: str
+    window: str
+    seq: int  # the how-manieth alert of this (metric, window)
+    status: Status
+    channel: str
+    fired_at: datetime
+    reading: Reading
+    first_score: float | None = None
+    noted_score: float | None = None  # the score last told in the thread
+    held_until: datetime | None = None  # quiet hours
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    owner: str | None = None
+    last_reminded_at: datetime | None = None
+    reminders: int = 0
+    replies: int = 0  # numbers the thread replies' outbox keys
+    resolved_at: datetime | None = None
+    resolved_reason: str | None = None  # why, when its score did not recover
+
+    @property
+    def key(self) -> str:
+        return f"alert:{self.metric}:{self.window}:{self.seq}"
+
+    @property
+    def post_key(self) -> str:
+        """The outbox key of the alert's own message; edits and thread replies hang on it."""
+        return f"{self.key}:post"
+
+    @property
+    def clock(self) -> AlertClock:
+        return AlertClock(self.status, self.fired_at, self.held_until, self.last_reminded_at)
+
+
+def fire(metric: str, window: str, seq: int, channel: str, reading: Reading, now: datetime,
+         held_until: datetime | None) -> Alert:
+    """A new firing alert (not saved yet: no id)."""
+    return Alert(None, metric, window, seq, Status.FIRING, channel, now, reading, first_score=reading.score,
+                 noted_score=reading.score, held_until=held_until)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An open alert after its score moved, and the thread reply the move deserves (if any)."""
+
+    alert: Alert
+    note: str | None
+
+
+def move(alert: Alert, reading: Reading, policy: Policy) -> Moved | None:
+    """The open alert with its new reading; None when the reading is the one it has."""
+    if alert.reading == reading:
+        return None
+    note = thread_note(alert.noted_score, reading.score, policy)
+    return Moved(replace(alert, reading=reading, noted_score=reading.score if note else alert.noted_score), note)
+
+
+def resolve(alert: Alert, reading: Reading, now: datetime) -> Alert:
+    """Closed in place: its score is back at or above 1."""
+    return replace(alert, status=Status.RESOLVED, resolved_at=now, reading=reading)
+
+
+def close(alert: Alert, reason: str, now: datetime) -> Alert:
+    """Closed for `reason` while its score did not recover (e.g. its metric left the catalog)."""
+    return replace(alert, status=Status.RESOLVED, resolved_at=now, resolved_reason=reason)
+
+
+def remind(alert: Alert, now: datetime) -> Alert:
+    return replace(alert, reminders=alert.reminders + 1, last_reminded_at=now)
+
+
+def reply(alert: Alert) -> Alert:
+    """The alert with one more thread reply; its `replies` numbers the new one."""
+    return replace(alert, replies=alert.replies + 1)
+
+
+Acknowledgeable = TypeVar("Acknowledgeable", Alert, AlertClock)
+
+
+def acknowledge(alert: Acknowledgeable, by: str | None = None, at: datetime | None = None) -> Acknowledgeable:
+    """Acknowledging stops the reminders; a resolved alert stays resolved.
+
+    Only a firing alert changes: an acknowledged one keeps who acknowledged it first, so
+    a second click changes nothing. `by` and `at` are recorded on an `Alert`.
+    """
+    if alert.status is not Status.FIRING:
         return alert
+    if isinstance(alert, Alert):
+        return replace(alert, status=Status.ACKNOWLEDGED, acknowledged_by=by, acknowledged_at=at)
     return replace(alert, status=Status.ACKNOWLEDGED)
+
+
+def take_ownership(alert: Alert, user: str) -> Alert:
+    """`user` owns the follow-up; a resolved alert, or one `user` owns already, stays as it is."""
+    if alert.status is Status.RESOLVED or alert.owner == user:
+        return alert
+    return replace(alert, owner=user)

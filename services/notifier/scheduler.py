@@ -10,8 +10,9 @@ job's next run time: a run missed while the notifier was down happens on start
 outbox keys besides, and `Notifier.catch_up()` queues them if a crash fell between
 APScheduler moving a job's next run time and the job finishing.
 
-With a `ManualClock` the scheduler's own thread never runs jobs; a test moves the
-clock and calls `run_due()`, which runs the same stored jobs with the same triggers.
+With `timer=False` the scheduler has no thread of its own: whoever moves the clock
+(a test with a clock it sets by hand) calls `run_due()`, which runs the same stored
+jobs with the same triggers at the clock's time.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
+from shared.platform.clock import Clock
 from shared.store.engine import utcnow
 
 from . import outbox
-from .clock import Clock, ManualClock
 from shared.store.tables.notifier import JOBS_TABLE
 from .service import Notifier
 
@@ -82,10 +83,11 @@ class _ManualScheduler(BackgroundScheduler):
 
 
 class NotifierScheduler:
-    def __init__(self, notifier: Notifier, engine: Engine, clock: Clock) -> None:
+    def __init__(self, notifier: Notifier, engine: Engine, clock: Clock, *, timer: bool = True) -> None:
+        """`timer=False`: jobs run only when `run_due()` is called (the clock moves when told, not by itself)."""
         self.notifier = notifier
         self.clock = clock
-        self.manual = isinstance(clock, ManualClock)
+        self.manual = not timer
         zone = notifier.catalog.zone
         self.scheduler = (_ManualScheduler if self.manual else BackgroundScheduler)(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},

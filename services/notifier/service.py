@@ -1,42 +1,44 @@
 """The notifier's use cases: score changes in, alerts and boards out through the outbox.
 
-Each use case runs in one database transaction and only enqueues Slack messages;
-the outbox sender delivers them. So a score change redelivered by Kafka, a scheduled
-job run twice, or a button clicked twice changes nothing the second time.
+Each use case runs in one database transaction: it loads what it needs through the
+repository (follow_ups.py), lets the pure rules (lifecycle.py) decide, saves the result
+and queues its Slack messages (outbox/queue.py) on the same connection; the outbox's
+delivery sends them. So a score change redelivered by Kafka, a scheduled job run twice,
+or a button clicked twice changes nothing the second time. People's actions answer with
+an `ActionResult`, which the views turn into Slack's answer.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog
-from shared.store.engine import utcnow
-from shared.store.score_store import CITY, BadScoreChange, ScoreChange, ScoreStore
+from shared.core.score_change import CITY, BadScoreChange, ScoreChange
+from shared.platform.clock import Clock
+from shared.store.score_reader import ScoreReader
 
-from . import outbox
-from .blocks import AlertView, alert_message, board_message, recap_message, reply_message
-from .clock import Clock, aware
-from .lifecycle import AlertClock, Policy, QuietHours, Status, Streak, Transition, evaluate, reminder_due, thread_note
-from shared.store.tables.notifier import Alert, AlertNote, AlertTrack, OutboxMessage, SlackRequest
+from . import slack_requests
+from .blocks import (
+    AlertView, alert_message, board_message, escape, metric_scores_message, note_modal, recap_message, reply_message,
+)
+from .follow_ups import FollowUps
+from .lifecycle import (
+    Alert, Policy, QuietHours, Reading, Status, Track, Transition, acknowledge, close, evaluate, fire, move, remind,
+    reminder_due, reply, resolve, take_ownership,
+)
+from .outbox import Queue
 from .routing import Routing
 from .settings import WEEKDAYS, NotifierSettings
 
 log = logging.getLogger("cityscore.notifier")
-
-TRACKS = AlertTrack.__table__
-ALERTS = Alert.__table__
-NOTES = AlertNote.__table__
-OUTBOX = OutboxMessage.__table__
-SLACK_REQUESTS = SlackRequest.__table__
-
-# Slack's signature holds this long either side of its timestamp (slack_sdk's SignatureVerifier).
-SIGNATURE_WINDOW = timedelta(minutes=5)
 
 
 class NotAllowed(Exception):
@@ -47,7 +49,7 @@ class NotAllowed(Exception):
         self.user = user
 
 
-# The scores topic's message, defined once beside the scorer that sends it.
+# The scores topic's message, defined once with the contract (shared/core/score_change.py).
 BadChange = BadScoreChange
 parse_change = ScoreChange.from_payload
 
@@ -66,19 +68,65 @@ def supersedes(change: ScoreChange, last_seq: int | None, last_changed_at: datet
     return last_changed_at is None or change.changed_at > last_changed_at
 
 
-def _status(value: str | None) -> Status | None:
-    return Status(value) if value else None
+class Answer(enum.Enum):
+    """What a person's action on an alert came to."""
+
+    NO_SUCH_ALERT = "no such alert"
+    ALREADY_RESOLVED = "already resolved"
+    ACKNOWLEDGED = "acknowledged"
+    ALREADY_ACKNOWLEDGED = "already acknowledged"
+    OWNED = "owned"
+    ALREADY_OWNED = "already owned"
+    NOTE_FORM = "note form"  # the form to write a note in is to be opened
+    NOTE_ADDED = "note added"
+    NOTE_ALREADY_THERE = "note already there"
+    EMPTY_NOTE = "empty note"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    answer: Answer
+    alert: Alert | None = None
+    note_form: dict | None = None  # NOTE_FORM: the modal view to open
+
+    @property
+    def text(self) -> str:
+        """The answer in words, as Slack shows it to the person who acted."""
+        if self.answer is Answer.ALREADY_ACKNOWLEDGED:
+            return f"Already acknowledged by <@{self.alert.acknowledged_by}>."
+        return _ANSWERS[self.answer]
+
+
+_ANSWERS = {
+    Answer.NO_SUCH_ALERT: "That alert does not exist.",
+    Answer.ALREADY_RESOLVED: "That alert is already resolved.",
+    Answer.ACKNOWLEDGED: "Acknowledged: reminders stop.",
+    Answer.OWNED: "You own this follow-up.",
+    Answer.ALREADY_OWNED: "You own it already.",
+    Answer.NOTE_FORM: "note form opened",
+    Answer.NOTE_ADDED: "Note added to the thread.",
+    Answer.NOTE_ALREADY_THERE: "That note is in the thread already.",
+    Answer.EMPTY_NOTE: "The note is empty.",
+}
+
+
+@dataclass(frozen=True)
+class Work:
+    """One use case's transaction: the alerts and the outbox on its connection."""
+
+    alerts: FollowUps
+    outbox: Queue
 
 
 class Notifier:
     def __init__(self, engine: Engine, catalog: Catalog, settings: NotifierSettings, routing: Routing, clock: Clock,
-                 *, store: ScoreStore | None = None, on_enqueue: Callable[[], None] | None = None) -> None:
+                 *, store: ScoreReader | None = None, on_enqueue: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.catalog = catalog
         self.settings = settings
         self.routing = routing
         self.clock = clock
-        self.store = store or ScoreStore(engine, catalog)
+        self.store = store or ScoreReader(engine, catalog)
         self.on_enqueue = on_enqueue or (lambda: None)
         quiet = settings.quiet
         self.policy = Policy(settings.fire_after, settings.resolve_after, settings.repeat_interval,
@@ -89,12 +137,22 @@ class Notifier:
         # Stored in UTC: SQLite keeps timestamps as text without their offset.
         return self.clock.now().astimezone(timezone.utc)
 
+    @contextmanager
+    def _work(self) -> Iterator[Work]:
+        with self.engine.begin() as conn:
+            yield Work(FollowUps(conn), Queue(conn))
+
+    @contextmanager
+    def _reading(self) -> Iterator[Work]:
+        with self.engine.connect() as conn:
+            yield Work(FollowUps(conn), Queue(conn))
+
     # -- score changes -----------------------------------------------------------------------
 
     def handle_changes(self, payloads: Iterable[dict]) -> int:
         """Apply a batch of score changes in one transaction; returns how many counted."""
         applied = 0
-        with self.engine.begin() as conn:
+        with self._work() as work:
             for payload in payloads:
                 try:
                     change = parse_change(payload)
@@ -105,68 +163,42 @@ class Notifier:
                     continue  # the overall CityScore is on the board; it has no owner to follow up
                 if change.window not in self.settings.windows:
                     continue
-                if self._apply(conn, change):
+                if self._apply(work, change):
                     applied += 1
         if applied:
             self.on_enqueue()
         return applied
 
-    def _track(self, conn: Connection, metric: str, window: str):
-        stmt = outbox.dialect_insert(conn, TRACKS).values(metric=metric, window=window, below=0, at_or_above=0)
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["metric", "window"]))
-        query = select(TRACKS).where(TRACKS.c.metric == metric, TRACKS.c.window == window)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return conn.execute(query).one()
-
-    def _apply(self, conn: Connection, change: ScoreChange) -> bool:
-        track = self._track(conn, change.metric, change.window)
-        if not supersedes(change, track.seq, aware(track.changed_at)):
+    def _apply(self, work: Work, change: ScoreChange) -> bool:
+        track = work.alerts.track(change.metric, change.window)
+        if not supersedes(change, track.seq, track.changed_at):
             return False  # redelivered, or older than what we applied
-        self._evaluate(conn, track, change.score, change.numerator, change.denominator, change.as_of,
-                       changed_at=change.changed_at, seq=change.seq)
+        self._evaluate(work, replace(track, changed_at=change.changed_at, seq=change.seq),
+                       Reading(change.score, change.numerator, change.denominator, change.as_of))
         return True
 
-    def _open_alert(self, conn: Connection, metric: str, window: str):
-        query = select(ALERTS).where(ALERTS.c.metric == metric, ALERTS.c.window == window,
-                                     ALERTS.c.status != Status.RESOLVED.value)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return conn.execute(query).one_or_none()
-
-    def _evaluate(self, conn: Connection, track, score, numerator, denominator, as_of, *, changed_at=None,
-                  seq=None) -> None:
-        alert = self._open_alert(conn, track.metric, track.window)
-        streak, transition = evaluate(Streak(track.below, track.at_or_above),
-                                      _status(alert.status) if alert else None, score, self.policy)
-        values = dict(below=streak.below, at_or_above=streak.at_or_above, score=score, numerator=numerator,
-                      denominator=denominator, as_of=as_of, evaluated_at=self._now())
-        if changed_at is not None:  # a score change, not a look at a steady score
-            values["changed_at"] = changed_at
-            values["seq"] = seq
-        conn.execute(update(TRACKS).where(TRACKS.c.metric == track.metric, TRACKS.c.window == track.window)
-                     .values(**values))
+    def _evaluate(self, work: Work, track: Track, reading: Reading) -> None:
+        """One evaluation of a (metric, window): a score change, or a look at a steady score."""
+        alert = work.alerts.open_alert(track.metric, track.window)
+        streak, transition = evaluate(track.streak, alert.status if alert else None, reading.score, self.policy)
+        work.alerts.save_track(replace(track, streak=streak, reading=reading, evaluated_at=self._now()))
         if transition is Transition.FIRE:
-            self._fire(conn, track.metric, track.window, score, numerator, denominator, as_of, track.score)
+            self._fire(work, track.metric, track.window, reading, previous=track.reading.score)
         elif transition is Transition.CHANGE:
-            self._change(conn, alert, score, numerator, denominator, as_of)
+            self._change(work, alert, reading)
         elif transition is Transition.RESOLVE:
-            self._resolve(conn, alert, score, numerator, denominator, as_of)
+            self._resolve(work, alert, reading)
 
     def evaluate_steady(self) -> int:
         """Re-evaluate scores that have not changed for an evaluation interval (a steady score counts)."""
-        now = self._now()
-        cutoff = now - timedelta(seconds=self.settings.evaluate_every_s)
+        cutoff = self._now() - timedelta(seconds=self.settings.evaluate_every_s)
         done = 0
-        with self.engine.begin() as conn:
-            stale = conn.execute(select(TRACKS.c.metric, TRACKS.c.window).where(
-                TRACKS.c.window.in_(self.settings.windows), TRACKS.c.score.is_not(None),
-                TRACKS.c.evaluated_at <= cutoff).order_by(TRACKS.c.metric, TRACKS.c.window)).all()
-            for metric, window in stale:
+        with self._work() as work:
+            for metric, window in work.alerts.steady(self.settings.windows, cutoff):
                 if metric not in self.catalog.by_id:
                     continue
-                track = self._track(conn, metric, window)
-                self._evaluate(conn, track, track.score, track.numerator, track.denominator, track.as_of)
+                track = work.alerts.track(metric, window)
+                self._evaluate(work, track, track.reading)
                 done += 1
         if done:
             self.on_enqueue()
@@ -174,72 +206,59 @@ class Notifier:
 
     # -- alert messages ----------------------------------------------------------------------
 
-    def _view(self, alert, previous: float | None = None) -> AlertView:
+    def _view(self, alert: Alert, previous: float | None = None) -> AlertView:
         metric = self.catalog.by_id[alert.metric]
-        return AlertView(alert.id, metric, alert.window, alert.status, alert.score, alert.numerator,
-                         alert.denominator, previous if previous is not None else alert.first_score,
+        reading = alert.reading
+        return AlertView(alert.id, metric, alert.window, alert.status.value, reading.score, reading.numerator,
+                         reading.denominator, previous if previous is not None else alert.first_score,
                          alert.first_score, self.departments.get(metric.department, metric.department),
                          self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,
-                         alert.as_of)
+                         reading.as_of)
 
     def _hold(self) -> datetime | None:
         now = self._now()
         release = self.policy.release(now).astimezone(timezone.utc)
         return release if release > now else None
 
-    def _reload(self, conn: Connection, alert_id: int):
-        return conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id)).one()
+    def _reply(self, work: Work, alert: Alert, kind: str, **extra) -> Alert:
+        """A reply in the alert's thread (held in quiet hours); returns the alert that counts it."""
+        view = self._view(alert)
+        alert = reply(alert)
+        work.alerts.save(alert)
+        work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, reply_message(kind, view, **extra),
+                         parent_key=alert.post_key, not_before=self._hold())
+        return alert
 
-    def _reply(self, conn: Connection, alert, kind: str, **extra) -> None:
-        number = alert.replies + 1
-        conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(replies=number))
-        outbox.enqueue_post(conn, f"{alert_key(alert)}:reply:{number}", alert.channel,
-                            reply_message(kind, self._view(alert), **extra), parent_key=f"{alert_key(alert)}:post",
-                            not_before=self._hold())
+    def _edit(self, work: Work, alert: Alert) -> None:
+        work.outbox.update(f"{alert.key}:update", alert.post_key, alert_message(self._view(alert)))
 
-    def _edit(self, conn: Connection, alert) -> None:
-        outbox.enqueue_update(conn, f"{alert_key(alert)}:update", f"{alert_key(alert)}:post",
-                              alert_message(self._view(alert)))
-
-    def _fire(self, conn, metric, window, score, numerator, denominator, as_of, previous) -> None:
+    def _fire(self, work: Work, metric: str, window: str, reading: Reading, previous: float | None) -> None:
         route = self.routing.route(self.catalog, metric)
-        seq = (conn.scalar(select(func.max(ALERTS.c.seq)).where(ALERTS.c.metric == metric,
-                                                                 ALERTS.c.window == window)) or 0) + 1
         held = self._hold()
-        alert_id = conn.execute(ALERTS.insert().values(
-            metric=metric, window=window, seq=seq, status=Status.FIRING.value, channel=route.channel, as_of=as_of,
-            score=score, numerator=numerator, denominator=denominator, first_score=score, noted_score=score,
-            fired_at=self._now(), held_until=held, reminders=0, replies=0).returning(ALERTS.c.id)).scalar_one()
-        alert = self._reload(conn, alert_id)
-        outbox.enqueue_post(conn, f"{alert_key(alert)}:post", route.channel,
-                            alert_message(self._view(alert, previous)), not_before=held)
-        log.info("alert fired", extra={"metric": metric, "window": window, "seq": seq, "score": score,
+        alert = work.alerts.add(fire(metric, window, work.alerts.next_seq(metric, window), route.channel, reading,
+                                     self._now(), held))
+        work.outbox.post(alert.post_key, route.channel, alert_message(self._view(alert, previous)), not_before=held)
+        log.info("alert fired", extra={"metric": metric, "window": window, "seq": alert.seq, "score": reading.score,
                                        "held_until": held.isoformat() if held else None})
 
-    def _change(self, conn, alert, score, numerator, denominator, as_of) -> None:
-        if (alert.score, alert.numerator, alert.denominator, alert.as_of) == (score, numerator, denominator, as_of):
+    def _change(self, work: Work, alert: Alert, reading: Reading) -> None:
+        moved = move(alert, reading, self.policy)
+        if moved is None:
             return
-        note = thread_note(alert.noted_score, score, self.policy)
-        values = dict(score=score, numerator=numerator, denominator=denominator, as_of=as_of)
-        if note:
-            values["noted_score"] = score
-        conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(**values))
-        alert = self._reload(conn, alert.id)
-        self._edit(conn, alert)
-        if note:
-            self._reply(conn, alert, note)
+        work.alerts.save(moved.alert)
+        self._edit(work, moved.alert)
+        if moved.note:
+            self._reply(work, moved.alert, moved.note)
 
-    def _resolve(self, conn, alert, score, numerator, denominator, as_of) -> None:
-        conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
-            status=Status.RESOLVED.value, resolved_at=self._now(), score=score, numerator=numerator,
-            denominator=denominator, as_of=as_of))
-        alert = self._reload(conn, alert.id)
-        if outbox.cancel_unsent(conn, f"{alert_key(alert)}:post"):
-            log.info("alert resolved before it was sent; withdrawn", extra={"key": alert_key(alert)})
+    def _resolve(self, work: Work, alert: Alert, reading: Reading) -> None:
+        alert = resolve(alert, reading, self._now())
+        work.alerts.save(alert)
+        if work.outbox.cancel_unsent(alert.post_key):
+            log.info("alert resolved before it was sent; withdrawn", extra={"key": alert.key})
             return
-        self._edit(conn, alert)
-        self._reply(conn, alert, "resolved")
-        log.info("alert resolved", extra={"key": alert_key(alert), "score": score})
+        self._edit(work, alert)
+        self._reply(work, alert, "resolved")
+        log.info("alert resolved", extra={"key": alert.key, "score": reading.score})
 
     def send_reminders(self) -> int:
         """Remind about firing alerts that nobody acknowledged within the repeat interval.
@@ -251,46 +270,22 @@ class Notifier:
         self.close_orphans()
         now = self._now()
         sent = 0
-        with self.engine.begin() as conn:
-            firing = [alert for alert in conn.execute(select(ALERTS).where(ALERTS.c.status == Status.FIRING.value))
-                      if alert.metric in self.catalog.by_id]
-            posts = [f"{alert_key(alert)}:post" for alert in firing]
-            posted = set(conn.scalars(select(OUTBOX.c.key).where(OUTBOX.c.key.in_(posts), OUTBOX.c.status == "sent")))
+        with self._work() as work:
+            firing = [alert for alert in work.alerts.firing() if alert.metric in self.catalog.by_id]
+            posted = work.outbox.sent(alert.post_key for alert in firing)
             for alert in firing:
-                if f"{alert_key(alert)}:post" not in posted:
+                if alert.post_key not in posted:
                     continue  # the alert itself has not reached Slack yet
-                clock = AlertClock(Status.FIRING, aware(alert.fired_at), aware(alert.held_until),
-                                   aware(alert.last_reminded_at))
-                if not reminder_due(clock, now, self.policy):
+                if not reminder_due(alert.clock, now, self.policy):
                     continue
-                number = alert.reminders + 1
-                conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(reminders=number,
-                                                                                   last_reminded_at=now))
-                outbox.enqueue_post(conn, f"{alert_key(alert)}:reminder:{number}", alert.channel,
-                                    reply_message("reminder", self._view(alert)),
-                                    parent_key=f"{alert_key(alert)}:post")
+                alert = remind(alert, now)
+                work.alerts.save(alert)
+                work.outbox.post(f"{alert.key}:reminder:{alert.reminders}", alert.channel,
+                                 reply_message("reminder", self._view(alert)), parent_key=alert.post_key)
                 sent += 1
         if sent:
             self.on_enqueue()
         return sent
-
-    # -- requests from Slack -------------------------------------------------------------------
-
-    def first_sight(self, timestamp: int, signature: str, now: datetime) -> bool:
-        """Record a verified Slack request; False if it was seen before (a replay).
-
-        Kept in the database so that every notifier replica knows it; rows go once their
-        timestamp is out of the signature window (a replay of them is refused as stale).
-        """
-        digest = hashlib.sha256(f"{timestamp}:{signature}".encode()).hexdigest()
-        requested_at = datetime.fromtimestamp(timestamp, timezone.utc)
-        with self.engine.begin() as conn:
-            conn.execute(SLACK_REQUESTS.delete().where(SLACK_REQUESTS.c.requested_at < now - 2 * SIGNATURE_WINDOW))
-            stmt = outbox.dialect_insert(conn, SLACK_REQUESTS).values(digest=digest, requested_at=requested_at,
-                                                                      received_at=now)
-            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["digest"])
-                                    .returning(SLACK_REQUESTS.c.digest)).first()
-        return inserted is not None
 
     def close_orphans(self) -> int:
         """Resolve the open alerts of metrics no longer in the catalog, recording why.
@@ -300,35 +295,38 @@ class Notifier:
         (a warning), since a closed alert is not looked at again. Returns how many.
         """
         closed = 0
-        with self.engine.begin() as conn:
-            query = select(ALERTS).where(ALERTS.c.status != Status.RESOLVED.value,
-                                         ALERTS.c.metric.not_in(list(self.catalog.by_id)))
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            for alert in conn.execute(query).all():
+        with self._work() as work:
+            for alert in work.alerts.open_outside(self.catalog.by_id):
                 reason = f"{alert.metric} is no longer in the catalog"
-                conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
-                    status=Status.RESOLVED.value, resolved_at=self._now(), resolved_reason=reason))
+                alert = close(alert, reason, self._now())
+                work.alerts.save(alert)
                 closed += 1
                 log.warning("alert closed: its metric is no longer in the catalog",
-                            extra={"key": alert_key(alert), "metric": alert.metric, "window": alert.window})
-                if outbox.cancel_unsent(conn, f"{alert_key(alert)}:post"):
+                            extra={"key": alert.key, "metric": alert.metric, "window": alert.window})
+                if work.outbox.cancel_unsent(alert.post_key):
                     continue  # it never reached Slack: nothing to tell
                 # Plain text: the metric's name, owners and buttons came from the catalog entry.
                 text = f"Follow-up closed: {reason}, so its {alert.window} score is no longer followed up."
                 message = {"text": text, "blocks": [{"type": "section", "text": {"type": "plain_text", "text": text}}]}
-                outbox.enqueue_update(conn, f"{alert_key(alert)}:update", f"{alert_key(alert)}:post", message)
-                number = alert.replies + 1
-                conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(replies=number))
-                outbox.enqueue_post(conn, f"{alert_key(alert)}:reply:{number}", alert.channel, message,
-                                    parent_key=f"{alert_key(alert)}:post")
+                work.outbox.update(f"{alert.key}:update", alert.post_key, message)
+                alert = reply(alert)
+                work.alerts.save(alert)
+                work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message,
+                                 parent_key=alert.post_key)
         if closed:
             self.on_enqueue()
         return closed
 
+    # -- requests from Slack -------------------------------------------------------------------
+
+    def first_sight(self, timestamp: int, signature: str, now: datetime) -> bool:
+        """Record a verified Slack request; False if it was seen before (a replay), by any replica."""
+        with self.engine.begin() as conn:
+            return slack_requests.first_sight(conn, timestamp, signature, now)
+
     # -- people acting on alerts ---------------------------------------------------------------
 
-    def _allow(self, alert, user: str, action: str) -> None:
+    def _allow(self, alert: Alert, user: str, action: str) -> None:
         if not self.routing.may_act(self.catalog, alert.metric, user):
             metric = self.catalog.by_id.get(alert.metric)
             refusal = NotAllowed(user, action, metric.department if metric else alert.metric)
@@ -336,76 +334,95 @@ class Notifier:
                                                        "reason": str(refusal)})
             raise refusal
 
-    def check_may_act(self, alert_id: int, user: str, action: str) -> None:
-        """Raise NotAllowed unless `user` may act on the alert (an unknown alert is the caller's to tell)."""
-        alert = self.alert(alert_id)
-        if alert is not None:
-            self._allow(alert, user, action)
-
-    def _act(self, alert_id: int, user: str, action: str, act) -> str:
-        with self.engine.begin() as conn:
-            query = select(ALERTS).where(ALERTS.c.id == alert_id)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            alert = conn.execute(query).one_or_none()
+    def _act(self, alert_id: int, user: str, action: str,
+             act: Callable[[Work, Alert], ActionResult]) -> ActionResult:
+        """`act` on the alert, locked, if `user` may `action` it (NotAllowed if not)."""
+        with self._work() as work:
+            alert = work.alerts.get(alert_id, lock=True)
             if alert is None:
-                return "That alert does not exist."
+                return ActionResult(Answer.NO_SUCH_ALERT)
             self._allow(alert, user, action)
-            answer = act(conn, alert)
+            result = act(work, alert)
         self.on_enqueue()
-        return answer
+        return result
 
-    def acknowledge(self, alert_id: int, user: str) -> str:
-        def act(conn, alert) -> str:
-            if alert.status == Status.RESOLVED.value:
-                return "That alert is already resolved."
-            if alert.status == Status.ACKNOWLEDGED.value:
-                return f"Already acknowledged by <@{alert.acknowledged_by}>."
-            conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(
-                status=Status.ACKNOWLEDGED.value, acknowledged_by=user, acknowledged_at=self._now()))
-            alert = self._reload(conn, alert.id)
-            self._edit(conn, alert)
-            self._reply(conn, alert, "acknowledged", user=user)
-            return "Acknowledged: reminders stop."
+    def acknowledge(self, alert_id: int, user: str) -> ActionResult:
+        def act(work: Work, alert: Alert) -> ActionResult:
+            acknowledged = acknowledge(alert, user, self._now())
+            if acknowledged == alert:  # the rule changed nothing
+                return ActionResult(Answer.ALREADY_RESOLVED if alert.status is Status.RESOLVED
+                                    else Answer.ALREADY_ACKNOWLEDGED, alert)
+            work.alerts.save(acknowledged)
+            self._edit(work, acknowledged)
+            return ActionResult(Answer.ACKNOWLEDGED, self._reply(work, acknowledged, "acknowledged", user=user))
         return self._act(alert_id, user, "acknowledge", act)
 
-    def take_ownership(self, alert_id: int, user: str) -> str:
-        def act(conn, alert) -> str:
-            if alert.status == Status.RESOLVED.value:
-                return "That alert is already resolved."
-            if alert.owner == user:
-                return "You own it already."
-            conn.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(owner=user))
-            alert = self._reload(conn, alert.id)
-            self._edit(conn, alert)
-            self._reply(conn, alert, "owner", user=user)
-            return "You own this follow-up."
+    def take_ownership(self, alert_id: int, user: str) -> ActionResult:
+        def act(work: Work, alert: Alert) -> ActionResult:
+            owned = take_ownership(alert, user)
+            if owned == alert:  # the rule changed nothing
+                return ActionResult(Answer.ALREADY_RESOLVED if alert.status is Status.RESOLVED
+                                    else Answer.ALREADY_OWNED, alert)
+            work.alerts.save(owned)
+            self._edit(work, owned)
+            return ActionResult(Answer.OWNED, self._reply(work, owned, "owner", user=user))
         return self._act(alert_id, user, "take ownership of", act)
 
-    def add_note(self, alert_id: int, user: str, text: str) -> str:
+    def note_form(self, alert_id: int, user: str) -> ActionResult:
+        """The form in which `user` writes a note on the alert (NotAllowed if they may not)."""
+        with self._reading() as work:
+            alert = work.alerts.get(alert_id)
+        if alert is None:
+            return ActionResult(Answer.NO_SUCH_ALERT)
+        self._allow(alert, user, "add notes to")
+        return ActionResult(Answer.NOTE_FORM, alert, note_modal(alert_id, self.catalog.by_id[alert.metric]))
+
+    def add_note(self, alert_id: int, user: str, text: str) -> ActionResult:
         text = text.strip()
         if not text:
-            return "The note is empty."
+            return ActionResult(Answer.EMPTY_NOTE)
 
         # The same words from the same person on the same alert are one note, however often
         # they arrive (a resubmitted form, a retried request).
         digest = hashlib.sha256(f"{user}\n{text}".encode()).hexdigest()
 
-        def act(conn, alert) -> str:
-            stmt = outbox.dialect_insert(conn, NOTES).values(alert_id=alert.id, user_id=user, text=text,
-                                                             created_at=utcnow(), digest=digest)
-            added = conn.execute(stmt.on_conflict_do_nothing(index_elements=["alert_id", "digest"])
-                                 .returning(NOTES.c.id)).first()
-            if added is None:
-                return "That note is in the thread already."
-            self._reply(conn, alert, "note", user=user, note=text[:2000])
-            return "Note added to the thread."
+        def act(work: Work, alert: Alert) -> ActionResult:
+            if not work.alerts.add_note(alert.id, user, text, digest, self._now()):
+                return ActionResult(Answer.NOTE_ALREADY_THERE, alert)
+            return ActionResult(Answer.NOTE_ADDED, self._reply(work, alert, "note", user=user, note=text[:2000]))
         return self._act(alert_id, user, "add notes to", act)
+
+    def answer_command(self, words: str) -> dict:
+        """The answer to `/cityscore WORDS`, seen only by whoever asked: the board, help, or one metric."""
+        words = words.strip()
+        as_of = self.local_today() - timedelta(days=1)
+        if words.lower() in ("", "board"):
+            board = self.store.scoreboard(as_of)
+            previous = self.store.scoreboard(as_of - timedelta(days=1))
+            message = board_message(board, previous, self.catalog, self.settings.public_board_url,
+                                    self.settings.windows[0] if self.settings.windows else "week", chart=False)
+            return {"response_type": "ephemeral", **message}
+        if words.lower() == "help":
+            return {"response_type": "ephemeral",
+                    "text": "`/cityscore` the scoreboard · `/cityscore METRIC` one metric's scores "
+                            "(its id, e.g. pothole-on-time, or part of its name)"}
+        wanted = words.lower()
+        metric = self.catalog.by_id.get(wanted) or next(
+            (m for m in self.catalog.metrics if wanted in m.name.lower()), None)
+        if metric is None:
+            return {"response_type": "ephemeral",
+                    "text": f"No metric matches “{escape(words)}”. Try `/cityscore help`."}
+        scores = self.store.scoreboard(as_of).metrics[metric.id]
+        return {"response_type": "ephemeral", **metric_scores_message(metric, scores, as_of)}
 
     # -- boards ----------------------------------------------------------------------------------
 
     def local_today(self) -> date:
         return self._now().astimezone(self.catalog.zone).date()
+
+    def _queued_before(self, key: str) -> bool:
+        with self._reading() as work:
+            return work.outbox.has(key)
 
     def post_board(self, as_of: date, channel: str | None = None, chart: bool = True,
                    wait_for_scores: bool = False) -> tuple[str, bool]:
@@ -415,9 +432,8 @@ class Notifier:
         """
         channel = channel or self.settings.mayor_channel
         key = f"board:{channel}:{as_of.isoformat()}"
-        with self.engine.connect() as conn:
-            if outbox.exists_key(conn, key):
-                return key, False
+        if self._queued_before(key):
+            return key, False
         board = self.store.scoreboard(as_of)
         if wait_for_scores and all(result.score is None for windows in board.metrics.values()
                                    for result in windows.values()):
@@ -435,12 +451,12 @@ class Notifier:
             series = city_history(self.store, "day", self.settings.chart_days, as_of)
             png = chart_png(series, f"{self.catalog.city} CityScore (day), {self.settings.chart_days} days "
                                     f"to {as_of.isoformat()}")
-        with self.engine.begin() as conn:
-            queued = outbox.enqueue_post(conn, key, channel, message)
+        with self._work() as work:
+            queued = work.outbox.post(key, channel, message)
             if queued and png is not None:
-                outbox.enqueue_upload(conn, f"{key}:chart", key, channel, f"cityscore-{as_of.isoformat()}.png",
-                                      f"{self.catalog.city} CityScore, last {self.settings.chart_days} days", png,
-                                      f"The overall CityScore over the last {self.settings.chart_days} days.")
+                work.outbox.upload(f"{key}:chart", key, channel, f"cityscore-{as_of.isoformat()}.png",
+                                   f"{self.catalog.city} CityScore, last {self.settings.chart_days} days", png,
+                                   f"The overall CityScore over the last {self.settings.chart_days} days.")
         if queued:
             self.on_enqueue()
             log.info("daily board queued", extra={"key": key})
@@ -450,14 +466,13 @@ class Notifier:
         """Queue the weekly recap for the week ending `as_of`."""
         channel = channel or self.settings.mayor_channel
         key = f"recap:{channel}:{as_of.isoformat()}"
-        with self.engine.connect() as conn:
-            if outbox.exists_key(conn, key):
-                return key, False
+        if self._queued_before(key):
+            return key, False
         board = self.store.scoreboard(as_of)
         owners = {m.id: self.routing.owners_of(self.catalog, m.id) for m in self.catalog.metrics}
-        with self.engine.begin() as conn:
-            queued = outbox.enqueue_post(conn, key, channel, recap_message(board, self.catalog, owners,
-                                                                          self.settings.public_board_url))
+        with self._work() as work:
+            queued = work.outbox.post(key, channel, recap_message(board, self.catalog, owners,
+                                                                  self.settings.public_board_url))
         if queued:
             self.on_enqueue()
             log.info("weekly recap queued", extra={"key": key})
@@ -485,26 +500,20 @@ class Notifier:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def alert(self, alert_id: int):
-        with self.engine.connect() as conn:
-            return conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id)).one_or_none()
+    def alert(self, alert_id: int) -> Alert | None:
+        with self._reading() as work:
+            return work.alerts.get(alert_id)
 
-    def alerts(self, status: str | None = None) -> list:
-        query = select(ALERTS).order_by(ALERTS.c.fired_at, ALERTS.c.id)
-        if status == "open":
-            query = query.where(ALERTS.c.status != Status.RESOLVED.value)
-        elif status:
-            query = query.where(ALERTS.c.status == status)
-        with self.engine.connect() as conn:
-            return conn.execute(query).all()
+    def alerts(self, status: str | None = None) -> list[Alert]:
+        """Alerts by when they fired: all, 'open' (not resolved), or of one status."""
+        with self._reading() as work:
+            return work.alerts.listed(status)
+
+    def delivery_states(self, keys: Iterable[str]) -> dict[str, str]:
+        """What became of these outbox messages so far (pending, sent, failed, cancelled)."""
+        with self._reading() as work:
+            return work.outbox.states(keys)
 
     def stats(self) -> dict:
-        with self.engine.connect() as conn:
-            messages = outbox.counts(conn)
-            open_alerts = conn.scalar(select(func.count()).select_from(ALERTS).where(
-                ALERTS.c.status != Status.RESOLVED.value))
-        return {"messages": messages, "alerts_open": open_alerts}
-
-
-def alert_key(alert) -> str:
-    return f"alert:{alert.metric}:{alert.window}:{alert.seq}"
+        with self._reading() as work:
+            return {"messages": work.outbox.counts(), "alerts_open": work.alerts.count_open()}

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 from click.testing import CliRunner
 
 from services.notifier.cli import alerts_group, notify_group
-from services.notifier.clock import ManualClock
 from services.notifier.main import build
 from services.notifier.settings import NotifierSettings
 from shared.platform.settings import Settings
+from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING
 from tests.helpers.notifier import Changes, seed_scores

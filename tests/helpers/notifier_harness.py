@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
-from services.notifier.clock import Clock
 from services.notifier.consumer import consume, make_consumer
 from services.notifier.main import build
 from services.notifier.scheduler import NotifierScheduler
 from services.notifier.settings import NotifierSettings
+from shared.platform.clock import Clock
 from shared.platform.settings import Settings
+from tests.helpers.waiting import wait_until
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -44,6 +44,8 @@ class Harness:
         self.base = Settings(DATABASE_URL=schema.url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap or "127.0.0.1:1",
                              CITYSCORE_SCORES_TOPIC=topic)
         self.runtime = build(self.base, settings, clock=clock, engine=schema.engine)
+        # A clock the test gave moves only when the test moves it: so do the scheduled jobs.
+        self.timer = clock is None
         self.notifier = self.runtime.notifier
         self.sender = self.runtime.sender
         self.stop_event = threading.Event()
@@ -66,7 +68,7 @@ class Harness:
         return self
 
     def start_scheduler(self) -> NotifierScheduler:
-        self.scheduler = NotifierScheduler(self.notifier, self.runtime.engine, self.runtime.clock)
+        self.scheduler = NotifierScheduler(self.notifier, self.runtime.engine, self.runtime.clock, timer=self.timer)
         self.scheduler.start()
         return self.scheduler
 
@@ -74,14 +76,12 @@ class Harness:
         """Deliver until nothing is pending (in this thread)."""
         from services.notifier import outbox
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def delivered() -> bool:
             self.sender.deliver_due()
             with self.runtime.engine.connect() as conn:
-                if not outbox.pending_keys(conn):
-                    return
-            time.sleep(0.05)
-        raise AssertionError("outbox still pending after the timeout")
+                return not outbox.pending_keys(conn)
+
+        wait_until(delivered, timeout, "the outbox to have nothing pending", interval_s=0.05)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -100,12 +100,3 @@ def sign(body: bytes, timestamp: int, secret: str = SECRET) -> dict[str, str]:
     signature = SignatureVerifier(secret).generate_signature(timestamp=str(timestamp), body=body.decode())
     return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature,
             "Content-Type": "application/x-www-form-urlencoded"}
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")

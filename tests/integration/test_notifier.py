@@ -21,11 +21,12 @@ import pytest
 from sqlalchemy import select
 
 from services.notifier.app import create_app
-from services.notifier.clock import ManualClock
 from shared.store.tables.notifier import Alert, AlertTrack, OutboxMessage
 from shared.platform.kafka import ensure_topics, make_producer
+from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
-from tests.helpers.notifier_harness import Harness, notifier_settings, sign, wait_until
+from tests.helpers.notifier_harness import Harness, notifier_settings, sign
+from tests.helpers.waiting import wait_until
 from tests.helpers.notifier import Changes, encode, seed_scores
 
 BOSTON = ZoneInfo("America/New_York")
@@ -108,8 +109,8 @@ def test_a_drop_fires_one_alert_flapping_fires_none_and_recovery_resolves_in_pla
         # at-least-once delivery: the scorer may publish a change twice
         publish(kafka_bootstrap, topic, drop + drop + flaps + ignored + wobble + wobble)
         wait_until(lambda: applied(schema.engine, "pothole-on-time", wobble[0])
-                   and applied(schema.engine, "graffiti-on-time", flaps[-1]), what="the changes to be applied")
-        wait_until(lambda: all(r.status == "sent" for r in outbox_rows(schema.engine)), what="delivery")
+                   and applied(schema.engine, "graffiti-on-time", flaps[-1]), 60, "the changes to be applied")
+        wait_until(lambda: all(r.status == "sent" for r in outbox_rows(schema.engine)), 60, "delivery")
 
         posted = top_level(slack, "C0PWD")
         assert len(posted) == 1, [m["text"] for m in posted]  # pothole only; graffiti flapped
@@ -122,8 +123,8 @@ def test_a_drop_fires_one_alert_flapping_fires_none_and_recovery_resolves_in_pla
 
         recovery = [change("pothole-on-time", 1.02), change("pothole-on-time", 1.06)]
         publish(kafka_bootstrap, topic, recovery)
-        wait_until(lambda: alerts(schema.engine)[0].status == "resolved", what="the alert to resolve")
-        wait_until(lambda: all(r.status == "sent" for r in outbox_rows(schema.engine)), what="delivery")
+        wait_until(lambda: alerts(schema.engine)[0].status == "resolved", 60, "the alert to resolve")
+        wait_until(lambda: all(r.status == "sent" for r in outbox_rows(schema.engine)), 60, "delivery")
 
         message = slack.messages("C0PWD")[0]
         assert len(slack.messages("C0PWD")) == 1  # resolved in place, not posted anew
@@ -147,7 +148,7 @@ def test_acknowledge_stops_the_reminders(schema, slack, tmp_path, kafka_bootstra
     try:
         change = Changes()
         publish(kafka_bootstrap, topic, [change("shootings", 0.7), change("shootings", 0.6)])
-        wait_until(lambda: len(slack.messages("C0BPD")) == 1, what="the alert")
+        wait_until(lambda: len(slack.messages("C0BPD")) == 1, 60, "the alert")
         ts = slack.messages("C0BPD")[0]["ts"]
 
         def reminders():
@@ -156,7 +157,7 @@ def test_acknowledge_stops_the_reminders(schema, slack, tmp_path, kafka_bootstra
         for hour in (1, 2):
             clock.advance(timedelta(hours=1))
             assert "reminders" in scheduler.run_due()
-            wait_until(lambda: len(reminders()) == hour, what=f"reminder {hour}")
+            wait_until(lambda: len(reminders()) == hour, 60, f"reminder {hour}")
             assert "<@U0BPD1>" in reminders()[-1]["text"]
 
         alert_id = alerts(schema.engine)[0].id
@@ -166,9 +167,9 @@ def test_acknowledge_stops_the_reminders(schema, slack, tmp_path, kafka_bootstra
         answer = app.post("/slack/actions", data=body, headers=sign(body, int(time.time())))
         assert answer.status_code == 200
         wait_until(lambda: any("acknowledged this" in m["text"] for m in slack.thread("C0BPD", ts)),
-                   what="the acknowledgement in the thread")
+                   60, "the acknowledgement in the thread")
         wait_until(lambda: "acknowledged by <@U0BPD1>" in json.dumps(slack.messages("C0BPD")[0]["blocks"]),
-                   what="the message to show the acknowledgement")
+                   60, "the message to show the acknowledgement")
         assert "cityscore_acknowledge" not in json.dumps(slack.messages("C0BPD")[0]["blocks"])
 
         for _ in range(6):  # six more hours, into the quiet evening: no reminder

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from services.notifier import outbox
-from services.notifier.clock import ManualClock
 from services.notifier.main import build
 from shared.store.tables.notifier import Alert, OutboxMessage
 from services.notifier.scheduler import NotifierScheduler
 from shared.core.catalog import Catalog
+from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING, Harness, notifier_settings
 from tests.helpers.notifier import Changes
@@ -78,7 +78,7 @@ def test_the_reminder_job_closes_an_alert_whose_metric_left_the_catalog(schema, 
     # The city edits its catalog and restarts the notifier; the alert is still open.
     runtime = build(before.base, settings, clock=clock, engine=schema.engine,
                     catalog=without(before.runtime.catalog, REMOVED))
-    scheduler = NotifierScheduler(runtime.notifier, runtime.engine, clock)
+    scheduler = NotifierScheduler(runtime.notifier, runtime.engine, clock, timer=False)
     scheduler.start()
     try:
         clock.advance(timedelta(hours=2))  # a reminder is due

@@ -27,7 +27,8 @@ from services.notifier.settings import WEEKDAYS
 from shared.core.catalog import load_catalog
 from shared.platform.kafka import ensure_topics
 from tests.fakes.slack import FakeSlack
-from tests.helpers.notifier_harness import ROUTING, SECRET, wait_until
+from tests.helpers.notifier_harness import ROUTING, SECRET
+from tests.helpers.waiting import wait_until
 from tests.helpers.notifier import Changes, seed_scores
 from tests.integration.test_notifier import publish
 
@@ -86,17 +87,18 @@ def test_sigkill_mid_send_and_restart_deliver_every_message_exactly_once(schema,
             metrics = ["pothole-on-time", "graffiti-on-time", "shootings", "homicides", "311-call-center",
                        "library-users"]
             publish(kafka_bootstrap, topic, [change(metric, 0.7) for metric in metrics])
-            assert slack.wait_for(lambda: any(c.fault == "hang" for c in slack.calls), timeout=90), log.read_text()
+            wait_until(lambda: any(c.fault == "hang" for c in slack.calls), 90, "the board's post to hang",
+                       interval_s=0.05, problems=log.read_text)
             # (the hang lasts 20 s: time for the consumer to apply the changes before the kill)
-            wait_until(lambda: len(alerts(schema.engine)) == 6, timeout=18, what="the alerts to fire")
+            wait_until(lambda: len(alerts(schema.engine)) == 6, 18, "the alerts to fire")
             kill(process)
             assert len(slack.messages("C0MAYOR")) == 1  # in Slack, not yet recorded by the notifier
 
             # Second kill: the chart upload is accepted by Slack, the answer lost.
             slack.fail_next(1, "hang", {"files.completeUploadExternal"}, hang_s=20)
             process = start(env, log)
-            assert slack.wait_for(lambda: sum(c.fault == "hang" for c in slack.calls) == 2, timeout=90), \
-                log.read_text()
+            wait_until(lambda: sum(c.fault == "hang" for c in slack.calls) == 2, 90, "the chart's upload to hang",
+                       interval_s=0.05, problems=log.read_text)
             kill(process)
 
             # Third run: finishes everything; more changes arrive meanwhile (edits, replies, resolutions).
@@ -104,8 +106,8 @@ def test_sigkill_mid_send_and_restart_deliver_every_message_exactly_once(schema,
             publish(kafka_bootstrap, topic, [change(metric, 0.55) for metric in metrics[:3]]
                     + [change(metric, 1.2) for metric in metrics[3:]])
             wait_until(lambda: len(outbox(schema.engine)) >= 2 + 6 + 3 * 2 + 3 * 2
-                       and all(row.status == "sent" for row in outbox(schema.engine)), timeout=120,
-                       what="every message sent")
+                       and all(row.status == "sent" for row in outbox(schema.engine)), 120,
+                       "every message sent")
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
         finally:

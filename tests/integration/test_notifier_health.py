@@ -27,7 +27,8 @@ from sqlalchemy import select
 from shared.store.tables.notifier import AlertTrack
 from shared.platform.kafka import ensure_topics
 from tests.fakes.slack import FakeSlack
-from tests.helpers.notifier_harness import ROUTING, SECRET, wait_until
+from tests.helpers.notifier_harness import ROUTING, SECRET
+from tests.helpers.waiting import wait_until
 from tests.helpers.notifier import Changes
 from tests.integration.test_notifier import publish
 
@@ -67,8 +68,8 @@ def notifier(schema, kafka_bootstrap, slack, tmp_path):
                                stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is None and status(base, "/readyz") == 200, timeout=120,
-                   what=f"the notifier to be ready; its log:\n{log.read_text() if log.exists() else ''}")
+        wait_until(lambda: process.poll() is None and status(base, "/readyz") == 200, 120,
+                   "the notifier to be ready", problems=lambda: f"its log:\n{log.read_text() if log.exists() else ''}")
         yield base, topic
     finally:
         process.send_signal(signal.SIGTERM)
@@ -101,7 +102,7 @@ def test_a_revoked_slack_token_makes_the_notifier_not_ready_saying_why(notifier,
     assert slack.calls_to("auth.test")
 
     slack.revoke()
-    wait_until(lambda: status(base, "/readyz") == 503, timeout=30, what="/readyz to notice the revoked token")
+    wait_until(lambda: status(base, "/readyz") == 503, 30, "/readyz to notice the revoked token")
     code, answer = get(base, "/readyz")
     assert code == 503
     assert answer["checks"]["slack"] is False
@@ -121,13 +122,13 @@ def test_a_stopped_consumer_makes_the_notifier_unhealthy_naming_it(notifier, sch
             conn.execute(sa.text("LOCK TABLE notifier_alert_tracks IN ACCESS EXCLUSIVE MODE"))
             change = Changes()("pothole-on-time", 0.7)
             publish(kafka_bootstrap, topic, [change])
-            wait_until(lambda: status(base, "/healthz") == 503, timeout=60, what="/healthz to notice the stall")
+            wait_until(lambda: status(base, "/healthz") == 503, 60, "/healthz to notice the stall")
             code, answer = get(base, "/healthz")
             assert code == 503 and answer["status"] == "unhealthy"
             assert set(answer["problems"]) == {"consumer"}  # the sender still comes round
             assert answer["problems"]["consumer"].startswith("stalled: no progress for")
             conn.rollback()  # the lock goes
-        wait_until(lambda: status(base, "/healthz") == 200, timeout=60, what="/healthz to recover")
+        wait_until(lambda: status(base, "/healthz") == 200, 60, "/healthz to recover")
         with schema.engine.connect() as conn:  # and the change it held was applied
             assert conn.scalar(select(AlertTrack.score).where(AlertTrack.metric == "pothole-on-time",
                                                              AlertTrack.window == "week")) == 0.7

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from services.notifier.clock import ManualClock
 from shared.store.tables.notifier import OutboxMessage
 from shared.store.engine import utcnow
+from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings
 from tests.helpers.notifier import seed_scores

@@ -23,7 +23,8 @@ from werkzeug.serving import make_server
 from services.notifier.app import create_app
 from shared.store.tables.notifier import Alert, AlertNote
 from tests.fakes.slack import FakeSlack
-from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign, wait_until
+from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign
+from tests.helpers.waiting import wait_until
 from tests.helpers.notifier import Changes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,7 +287,7 @@ def test_gunicorn_serves_the_slack_endpoints(schema, slack, tmp_path):
                 assert server.poll() is None, server.stdout.read().decode()[-3000:]
                 return False
 
-        wait_until(answers, timeout=60, what="gunicorn to listen")
+        wait_until(answers, 60, "gunicorn to listen")
         import urllib.error
         import urllib.request
 

@@ -1,10 +1,12 @@
 """The alert lifecycle rules: flap damping, one alert, resolve, reminders, quiet hours."""
 
-from datetime import datetime, time, timedelta, timezone
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from services.notifier.lifecycle import (
-    AlertClock, Policy, QuietHours, Status, Streak, Transition, acknowledge, evaluate, reminder_due, thread_note,
+    Alert, AlertClock, Policy, QuietHours, Reading, Status, Streak, Transition, acknowledge, close, evaluate, fire,
+    move, remind, reminder_due, reply, resolve, take_ownership, thread_note,
 )
 
 BOSTON = ZoneInfo("America/New_York")
@@ -106,3 +108,74 @@ def test_a_score_that_reads_1_00_is_on_target_and_fires_nothing():
     # 0.996 is shown as 1.00 on the board: asking a department to follow up on it would be noise.
     assert run([0.996, 0.996, 0.9951, 0.996]) == [Transition.NONE] * 4
     assert run([0.994, 0.994]) == [Transition.NONE, Transition.FIRE]
+
+
+# -- the alert as a value: each rule returns the next alert ------------------------------------
+
+FIRED = datetime(2026, 7, 23, 9, 0, tzinfo=timezone.utc)
+
+
+def an_alert(**changes) -> Alert:
+    alert = fire("pothole-on-time", "week", 3, "C0PWD", Reading(0.8, 38.4, 48.0, date(2026, 7, 22)), FIRED, None)
+    return replace(alert, id=7, **changes)
+
+
+def test_a_fired_alert_remembers_its_first_score_and_names_its_outbox_keys():
+    held = datetime(2026, 7, 23, 11, 30, tzinfo=timezone.utc)
+    alert = fire("pothole-on-time", "week", 3, "C0PWD", Reading(0.8), FIRED, held)
+    assert (alert.id, alert.status, alert.first_score, alert.noted_score, alert.held_until) == (
+        None, Status.FIRING, 0.8, 0.8, held)
+    assert (alert.reminders, alert.replies) == (0, 0)
+    assert alert.key == "alert:pothole-on-time:week:3" and alert.post_key == "alert:pothole-on-time:week:3:post"
+    assert alert.clock == AlertClock(Status.FIRING, FIRED, held, None)
+
+
+def test_a_move_edits_the_alert_and_only_a_notable_one_is_told_in_the_thread():
+    alert = an_alert()
+    assert move(alert, alert.reading, POLICY) is None  # the same reading: nothing to edit
+    small = move(alert, Reading(0.78, 37.4, 48.0, date(2026, 7, 23)), POLICY)
+    assert small.note is None and small.alert.reading.score == 0.78 and small.alert.noted_score == 0.8
+    worse = move(small.alert, Reading(0.7, 33.6, 48.0, date(2026, 7, 23)), POLICY)
+    assert worse.note == "worse" and worse.alert.noted_score == 0.7
+    # only the reading changed: the date alone is a move (the message shows it)
+    assert move(alert, replace(alert.reading, as_of=date(2026, 7, 23)), POLICY).note is None
+
+
+def test_resolve_and_close_end_the_alert_in_place():
+    later = FIRED + timedelta(hours=5)
+    resolved = resolve(an_alert(), Reading(1.05), later)
+    assert (resolved.status, resolved.resolved_at, resolved.reading.score, resolved.key) == (
+        Status.RESOLVED, later, 1.05, "alert:pothole-on-time:week:3")
+    closed = close(an_alert(), "pothole-on-time is no longer in the catalog", later)
+    assert (closed.status, closed.resolved_reason, closed.reading.score) == (
+        Status.RESOLVED, "pothole-on-time is no longer in the catalog", 0.8)
+
+
+def test_reminders_and_replies_are_counted_so_their_outbox_keys_never_repeat():
+    later = FIRED + timedelta(hours=4)
+    reminded = remind(remind(an_alert(), FIRED + timedelta(hours=2)), later)
+    assert (reminded.reminders, reminded.last_reminded_at) == (2, later)
+    assert reply(reply(an_alert())).replies == 2
+    assert not reminder_due(reminded.clock, later + timedelta(hours=3), POLICY)
+
+
+def test_acknowledging_records_who_did_it_first_and_a_second_click_changes_nothing():
+    at = FIRED + timedelta(minutes=5)
+    acknowledged = acknowledge(an_alert(), "U0PWD1", at)
+    assert (acknowledged.status, acknowledged.acknowledged_by, acknowledged.acknowledged_at) == (
+        Status.ACKNOWLEDGED, "U0PWD1", at)
+    assert acknowledge(acknowledged, "U0PWD2", at + timedelta(minutes=1)) == acknowledged
+    resolved = an_alert(status=Status.RESOLVED)
+    assert acknowledge(resolved, "U0PWD1", at) == resolved
+    # the same rule decides the reminders
+    assert not reminder_due(acknowledged.clock, FIRED + timedelta(hours=5), POLICY)
+
+
+def test_taking_ownership_of_an_open_alert_and_not_of_a_resolved_one():
+    owned = take_ownership(an_alert(), "U0PWD2")
+    assert owned.owner == "U0PWD2" and owned.status is Status.FIRING
+    assert take_ownership(owned, "U0PWD2") == owned
+    assert take_ownership(owned, "U0PWD1").owner == "U0PWD1"  # someone else takes it over
+    assert take_ownership(acknowledge(owned, "U0PWD1", FIRED), "U0PWD1").owner == "U0PWD1"
+    resolved = an_alert(status=Status.RESOLVED)
+    assert take_ownership(resolved, "U0PWD2") == resolved
