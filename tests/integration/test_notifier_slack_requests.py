@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from services.notifier.app import create_app
+from services.notifier.service import Answer
 from shared.store.tables.notifier import Alert, AlertNote
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign
@@ -112,6 +114,53 @@ def test_each_action_twice_counts_once(schema, slack, tmp_path):
     assert len(notes(schema)) == 1
     (alert,) = alerts(schema)
     assert (alert.status, alert.acknowledged_by, alert.owner) == ("acknowledged", "U0PWD2", "U0PWD2")
+
+
+# -- what each action came to, and the answer Slack gets ---------------------------------------------
+
+
+def test_each_action_answers_what_it_came_to(schema, slack, tmp_path):
+    """The use cases answer with an Answer, not words to compare; the words are what Slack shows."""
+    harness, settings, alert_id = fired(schema, slack, tmp_path)
+    notifier = harness.notifier
+    first, again = notifier.acknowledge(alert_id, "U0PWD2"), notifier.acknowledge(alert_id, "U0PWD1")
+    assert (first.answer, first.text) == (Answer.ACKNOWLEDGED, "Acknowledged: reminders stop.")
+    assert (again.answer, again.text) == (Answer.ALREADY_ACKNOWLEDGED, "Already acknowledged by <@U0PWD2>.")
+    assert [notifier.take_ownership(alert_id, "U0PWD1").answer for _ in range(2)] == [Answer.OWNED,
+                                                                                      Answer.ALREADY_OWNED]
+    assert [notifier.add_note(alert_id, "U0PWD1", text).answer for text in ("On it.", " On it. ", "  ")] == [
+        Answer.NOTE_ADDED, Answer.NOTE_ALREADY_THERE, Answer.EMPTY_NOTE]
+    assert notifier.note_form(alert_id, "U0PWD1").note_form["private_metadata"] == str(alert_id)
+    for act in (notifier.acknowledge, notifier.take_ownership, notifier.note_form):
+        assert act(alert_id + 1000, "U0PWD1").answer is Answer.NO_SUCH_ALERT
+    assert notifier.add_note(alert_id + 1000, "U0PWD1", "lost").answer is Answer.NO_SUCH_ALERT
+
+    change = Changes()
+    change.moment += timedelta(minutes=1)  # after the change that fired it
+    notifier.handle_changes([change("pothole-on-time", 1.1), change("pothole-on-time", 1.2)])
+    assert notifier.alert(alert_id).status.value == "resolved"
+    assert notifier.acknowledge(alert_id, "U0PWD1").answer is Answer.ALREADY_RESOLVED
+    assert notifier.take_ownership(alert_id, "U0PWD2").answer is Answer.ALREADY_RESOLVED
+    (alert,) = alerts(schema)
+    assert (alert.acknowledged_by, alert.owner) == ("U0PWD2", "U0PWD1")
+
+
+def test_an_empty_note_is_refused_under_its_field_and_a_lost_alerts_buttons_change_nothing(schema, slack, tmp_path):
+    harness, settings, alert_id = fired(schema, slack, tmp_path)
+    client = app_of(harness, settings)
+    now = int(time.time())
+    empty = note(alert_id, "   ")
+    answer = client.post("/slack/actions", data=empty, headers=sign(empty, now))
+    assert answer.status_code == 200
+    assert answer.json == {"response_action": "errors", "errors": {"note": "The note is empty."}}
+    lost = click(alert_id + 1000, "cityscore_add_note")
+    answer = client.post("/slack/actions", data=lost, headers=sign(lost, now))
+    assert answer.status_code == 200 and answer.json == {"text": "That alert does not exist."}
+    lost = click(alert_id + 1000, "cityscore_acknowledge")
+    assert client.post("/slack/actions", data=lost, headers=sign(lost, now)).status_code == 200
+    harness.drain()
+    assert notes(schema) == [] and slack.state.views == [] and thread(slack) == []
+    assert alerts(schema)[0].status == "firing"
 
 
 # -- 6b: user text is escaped -----------------------------------------------------------------------
