@@ -47,8 +47,9 @@ from tests.helpers.notifier import Schema  # noqa: E402
 from tests.helpers.system import (CATALOG, Departments, Lag, Pace, System, api_board,  # noqa: E402
                                            department_events, e2e_database_url, issue_keys, offline_board,
                                            outbox_rows, write_events)
-from tests.helpers.scorer import board_differences  # noqa: E402
+from tests.helpers.boards import board_differences  # noqa: E402
 from tests.helpers.processes import memory_kb, percentile, run_probes  # noqa: E402
+from tests.helpers.waiting import wait_until  # noqa: E402
 
 
 class MemoryWatch:
@@ -100,16 +101,10 @@ class MemoryWatch:
         return lines
 
 
-def wait(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return time.perf_counter()
-        except Exception:  # noqa: BLE001 - keep asking
-            pass
-        time.sleep(interval_s)
-    raise SystemExit(f"timed out after {timeout_s}s waiting for {what}")
+def settled_at(predicate, timeout_s: float, what: str) -> float:
+    """The moment (perf_counter) `predicate()` first holds, asked every 0.1 s; an error is "not yet"."""
+    wait_until(predicate, timeout_s, what, interval_s=0.1, retry_on=Exception)
+    return time.perf_counter()
 
 
 def throughput(system: System, keys: dict[str, str], events: list[dict], lag: Lag, workdir: Path, check: bool,
@@ -123,17 +118,17 @@ def throughput(system: System, keys: dict[str, str], events: list[dict], lag: La
     accepted = departments.accepted()
     count = len(accepted)
     all_202 = departments.finished_at
-    scored = wait(lambda: lag.of(system.topics.scorer_group, system.topics.events) == 0, 1800,
-                  "the scorer to fold every event")
-    notified = wait(lambda: lag.of(system.topics.notifier_group, system.topics.scores) == 0, 600,
-                    "the notifier to read every score change")
+    scored = settled_at(lambda: lag.of(system.topics.scorer_group, system.topics.events) == 0, 1800,
+                        "the scorer to fold every event")
+    notified = settled_at(lambda: lag.of(system.topics.notifier_group, system.topics.scores) == 0, 600,
+                          "the notifier to read every score change")
     rows = []
 
     def slack_done() -> bool:
         rows[:] = outbox_rows(engine)
         return bool(rows) and all(row.status in ("sent", "cancelled", "failed") for row in rows)
 
-    in_slack = wait(slack_done, 600, "every Slack message to be sent")
+    in_slack = settled_at(slack_done, 600, "every Slack message to be sent")
     requests_sent = sum(o.requests for o in departments.outcomes.values())
     print(f"throughput: {count:,} events in {requests_sent:,} requests of up to 500, "
           f"{len(departments.threads)} senders at once (one per metric, each with its department's key)")

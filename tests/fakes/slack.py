@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = "xoxb-fake-token"
@@ -137,14 +136,6 @@ class FakeSlack:
         """The outbox key in each message's metadata (one entry per message: duplicates show twice)."""
         return [m["metadata"]["event_payload"]["key"] for m in self.all_messages()
                 if m.get("metadata", {}).get("event_type") == "cityscore_outbox"]
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(interval)
-        return predicate()
 
     # -- the API -------------------------------------------------------------------------------
 

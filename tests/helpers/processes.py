@@ -13,6 +13,8 @@ from typing import Callable
 
 import requests
 
+from tests.helpers.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,13 +66,11 @@ def start_gunicorn(app: str, env: dict[str, str], port: int, timeout_s: float = 
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
          "--bind", f"127.0.0.1:{port}", app],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"{app} did not become ready on port {port}")
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
+                   timeout_s, f"{app} to be ready on port {port}", interval_s=0.5,
+                   retry_on=requests.RequestException)
+    except AssertionError as exc:
+        proc.kill()
+        raise SystemExit(str(exc)) from None
+    return proc

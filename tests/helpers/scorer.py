@@ -1,13 +1,11 @@
-"""Helpers for scorer tests: a stream on a topic of its own, scorers in threads or processes, comparisons."""
+"""Helpers for scorer tests: a stream on a topic of its own, scorers in threads or processes."""
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import date, datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
@@ -81,38 +79,3 @@ def scorer_process(stream: Stream, extra_env: dict[str, str] | None = None, log:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     with log.open("ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
-
-
-def wait_until(predicate, timeout_s: float = 120, interval_s: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
-
-def board_differences(expected: dict, actual: dict) -> list[str]:
-    """Differences between two scoreboards in the contract's JSON shape (empty when equal)."""
-    found = []
-    if expected["as_of"] != actual["as_of"]:
-        found.append(f"as_of {expected['as_of']} != {actual['as_of']}")
-    for window, value in expected["cityscore"].items():
-        if not same(value, actual["cityscore"].get(window)):
-            found.append(f"cityscore {window}: {value} != {actual['cityscore'].get(window)}")
-    for metric, windows in expected["metrics"].items():
-        for window, result in windows.items():
-            if window == "name":
-                continue
-            got = actual["metrics"][metric][window]
-            for field in ("score", "numerator", "denominator"):
-                if not same(result[field], got[field]):
-                    found.append(f"{metric} {window} {field}: {result[field]} != {got[field]}")
-    return found

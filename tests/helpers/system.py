@@ -38,6 +38,7 @@ from shared.core.scoring import standing
 from services.ingest.client import IngestClient
 from tests.helpers.notifier_harness import ROUTING, SECRET
 from tests.helpers.processes import free_port
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG: Catalog = load_catalog()
@@ -241,16 +242,15 @@ class System:
 
     def wait_ready(self, name: str, timeout_s: float = 90) -> None:
         url = self.ready_url(name)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.processes[name].poll() is not None:
                 raise AssertionError(f"{name} exited with {self.processes[name].returncode} at start-up:\n"
                                      + self.log_tail(name))
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url, timeout=3).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"{name} not ready at {url} after {timeout_s}s:\n" + self.log_tail(name))
+            return requests.get(url, timeout=3).status_code == 200
+
+        wait_until(ready, timeout_s, f"{name} to be ready at {url}", interval_s=0.2,
+                   retry_on=requests.RequestException, problems=lambda: self.log_tail(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL the process (and, for ingest, its gunicorn workers): no clean shutdown."""
@@ -538,23 +538,6 @@ def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
         return lag.of(group, topic)
     finally:
         lag.close()
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5, problems=None):
-    """The first truthy value of `predicate()`; fails after the timeout, with `problems()` when given."""
-    deadline = time.monotonic() + timeout_s
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as exc:  # noqa: BLE001 - a broker or server on its way back up
-            last_error, value = exc, None
-        if value:
-            return value
-        time.sleep(interval_s)
-    detail = problems() if problems else ""
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}"
-                         + (f" (last error: {last_error!r})" if last_error else "") + (f"\n{detail}" if detail else ""))
 
 
 # -- Slack -----------------------------------------------------------------------------------

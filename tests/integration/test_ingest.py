@@ -20,6 +20,7 @@ from shared.platform.kafka import kafka_security
 from shared.platform.settings import Settings
 
 from tests.helpers.ingest import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
+from tests.helpers.waiting import wait_until
 
 CATALOG = load_catalog()
 
@@ -352,9 +353,8 @@ def test_each_ingest_process_purges_expired_records_on_its_own(kafka_bootstrap, 
         for name in ("own-fresh", "own-past"):
             assert post(client, {**event, "event_id": name}, key, headers={"Idempotency-Key": name}).status_code == 202
         aged(database, key, "own-past", 25)
-        deadline = time.monotonic() + 30
-        while "own-past" in stored_keys(database) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "own-past" not in stored_keys(database), 30, "the expired answer to be purged",
+                   interval_s=0.1)
         assert "own-past" not in stored_keys(database)
         assert "own-fresh" in stored_keys(database)
     finally:
@@ -473,11 +473,9 @@ def test_the_events_topic_is_created_at_start_with_the_configured_partitions(kaf
                      catalog=CATALOG)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, **kafka_security())
     try:
-        deadline = time.monotonic() + 30
-        found = []
-        while time.monotonic() < deadline and not found:
-            found = [t for t in admin.describe_topics([topic]) if t.get("error_code", 0) == 0 and t.get("partitions")]
-            time.sleep(0.2)
+        found = wait_until(lambda: [t for t in admin.describe_topics([topic])
+                                    if t.get("error_code", 0) == 0 and t.get("partitions")],
+                           30, "the events topic to be created at start", interval_s=0.2)
         assert found, "the events topic was not created at start"
         assert len(found[0]["partitions"]) == 4
     finally:

@@ -6,6 +6,7 @@ its own), so they never disturb the broker the other tests share.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -16,9 +17,10 @@ import pytest
 from services.ingest.app import create_app
 from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import case_event, fresh_database, issue_keys, read_topic, unique_topic
+from tests.helpers.waiting import wait_until
 
 CATALOG = load_catalog()
 PORT = int(os.environ.get("CITYSCORE_TEST_FAULT_KAFKA_PORT", "19392"))
@@ -38,7 +40,7 @@ def setup(database_url, broker):
     engine = fresh_database(database_url)
     keys = issue_keys(engine, CATALOG, ["public-works"])
     topic = unique_topic()
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker, CITYSCORE_EVENTS_TOPIC=topic,
+    settings = IngestSettings(KAFKA_BOOTSTRAP_SERVERS=broker, CITYSCORE_EVENTS_TOPIC=topic,
                         CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_KAFKA_TIMEOUT=BOUND_S,
                         INGEST_RATE_LIMIT="100000/second")
     app = create_app(settings, engine=engine, catalog=CATALOG)
@@ -53,16 +55,18 @@ def post(client, body, key):
 
 
 def wait_for_202(client, key, prefix, timeout_s=90):
-    deadline = time.monotonic() + timeout_s
-    attempt = 0
-    while time.monotonic() < deadline:
-        attempt += 1
-        response = post(client, case_event(f"{prefix}-{attempt}"), key)
+    """Post a new event every half second until one gets a 202 (each other answer must be a 503); its id."""
+    attempts = itertools.count(1)
+
+    def accepted() -> str | None:
+        event_id = f"{prefix}-{next(attempts)}"
+        response = post(client, case_event(event_id), key)
         if response.status_code == 202:
-            return f"{prefix}-{attempt}"
+            return event_id
         assert response.status_code == 503, response.json
-        time.sleep(0.5)
-    raise AssertionError(f"ingest did not recover within {timeout_s}s")
+        return None
+
+    return wait_until(accepted, timeout_s, "ingest to recover", interval_s=0.5)
 
 
 def test_broker_down_gives_503_within_the_bound_and_recovers_without_restart(setup, broker):

@@ -27,7 +27,8 @@ from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
 
 from tests.helpers.ingest import fresh_database, issue_keys
-from tests.helpers.scorer import clock_for, wait_until
+from tests.helpers.scorer import clock_for
+from tests.helpers.waiting import wait_until
 
 SASL_PORT = int(os.environ.get("CITYSCORE_TEST_SASL_KAFKA_PORT", "19094"))
 USER, PASSWORD = "cityscore-services", "right-horse-battery-staple"

@@ -26,7 +26,9 @@ from shared.store.score_store import CITY, ScoreStore
 
 from tests.helpers.ingest import fresh_database
 from tests.fakes.clock import ManualClock
-from tests.helpers.scorer import Stream, board_differences, clock_for, run_in_thread, wait_until
+from tests.helpers.boards import board_differences
+from tests.helpers.scorer import Stream, clock_for, run_in_thread
+from tests.helpers.waiting import wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -100,7 +102,7 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         first, later = events[: len(events) * 3 // 4], events[len(events) * 3 // 4:]
         stream.send(first)
         expected_count = len({e["event_id"] for e in first})
-        wait_until(lambda: folded(store) >= expected_count, what="the first part folded")
+        wait_until(lambda: folded(store) >= expected_count, 120, "the first part folded")
         for as_of in (END, date(2026, 5, 31)):
             assert board_differences(offline(tmp_path, first, as_of), api_board(client, as_of)) == []
 
@@ -117,14 +119,14 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         tail = later + corrections + repeats
         stream.send(tail)
         everything = first + tail
-        wait_until(lambda: folded(store) >= len({e["event_id"] for e in everything}), what="everything folded")
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in everything}), 120, "everything folded")
         for as_of in AS_OF_DATES:
             assert board_differences(offline(tmp_path, everything, as_of), api_board(client, as_of)) == [], as_of
         non_null = sum(1 for m in api_board(client, END)["metrics"].values() if m["week"]["score"] is not None)
         assert non_null >= 21
 
         # The default board is what the scorer published for 'yesterday'.
-        wait_until(lambda: client.get("/v1/scoreboard").json["updated_at"] is not None, what="published board")
+        wait_until(lambda: client.get("/v1/scoreboard").json["updated_at"] is not None, 120, "published board")
         default = client.get("/v1/scoreboard").json
         assert default["as_of"] == END.isoformat()
         assert board_differences(offline(tmp_path, everything, END), default) == []
@@ -159,11 +161,11 @@ def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_s
     stream.send(sent)
     thread = run_in_thread(scorer)
     try:
-        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sent}), what="the events folded")
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sent}), 120, "the events folded")
         assert scorer.totals.messages > 2 * int(stream.env()["SCORER_BATCH_MAX"])  # several batches, one rescore due
         expected = offline(tmp_path, sent, END)
         wait_until(lambda: board_differences(expected, client.get("/v1/scoreboard").json) == [],
-                   what="the published board equal to the offline scores")
+                   120, "the published board equal to the offline scores")
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)
@@ -199,7 +201,7 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
     stream.send(good[2:])
     thread = run_in_thread(scorer)
     try:
-        wait_until(lambda: folded(store) == 5, what="the good events folded")
+        wait_until(lambda: folded(store) == 5, 120, "the good events folded")
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)
@@ -241,14 +243,14 @@ def test_midnight_moves_the_windows_without_events(stream, database):
     client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
     try:
         wait_until(lambda: client.get("/v1/scoreboard").json["metrics"]["pothole-on-time"]["day"]["score"] == 1.25,
-                   what="the day score of 30 June")
+                   120, "the day score of 30 June")
         assert client.get("/v1/scoreboard").json["as_of"] == "2026-06-30"
         clock.set(datetime(2026, 7, 2, 4, 1, tzinfo=timezone.utc))  # 00:01 on 2 July in Boston
         def published_new_day():
             board = client.get("/v1/scoreboard").json
             return board["as_of"] == "2026-07-01" and board["updated_at"] is not None  # the scorer's, not on demand
 
-        wait_until(published_new_day, what="the scorer to publish the new as-of date")
+        wait_until(published_new_day, 120, "the scorer to publish the new as-of date")
         board = client.get("/v1/scoreboard").json
         assert board["metrics"]["pothole-on-time"]["day"]["score"] is None  # no case closed on 1 July
         assert board["metrics"]["pothole-on-time"]["week"]["score"] == 1.25  # 30 June is still in the week
@@ -271,8 +273,8 @@ def test_rebuild_replays_the_topic_to_the_same_scores(stream, database, events):
     scorer.run_until = None
     thread = run_in_thread(scorer)
     try:
-        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sample}), what="the sample folded")
-        wait_until(lambda: scorer.as_of == END, what="the first scoring")
+        wait_until(lambda: folded(store) >= len({e["event_id"] for e in sample}), 120, "the sample folded")
+        wait_until(lambda: scorer.as_of == END, 120, "the first scoring")
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)

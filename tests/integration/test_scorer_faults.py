@@ -28,7 +28,9 @@ from shared.store.score_store import ScoreStore
 
 from tests.helpers.broker import kill_broker, start_broker_again
 from tests.helpers.ingest import fresh_database
-from tests.helpers.scorer import Stream, board_differences, clock_for, scorer_process, wait_until
+from tests.helpers.boards import board_differences
+from tests.helpers.scorer import Stream, clock_for, scorer_process
+from tests.helpers.waiting import wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)

@@ -25,7 +25,9 @@ from shared.store.score_store import ScoreStore
 from shared.platform.settings import Settings
 
 from tests.helpers.ingest import fresh_database
-from tests.helpers.scorer import Stream, board_differences, clock_for, run_in_thread, wait_until
+from tests.helpers.boards import board_differences
+from tests.helpers.scorer import Stream, clock_for, run_in_thread
+from tests.helpers.waiting import wait_until
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
