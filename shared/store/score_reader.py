@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog, Kind
 from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
-from shared.store.bulk_sql import bulk_sql_for
-from shared.store.tables.scorer import CurrentScore, DayTotal, MeasurementValue, MetricFirstDay
+from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
+from shared.store.tables.scorer import CurrentScore, DayTotal, MetricFirstDay
 
 
 class ReadTimedOut(Exception):
@@ -35,10 +35,11 @@ class ReadTimedOut(Exception):
 class ScoreReader:
     """Reads day totals and published scores; scores any as-of date on request."""
 
-    def __init__(self, engine: Engine, catalog: Catalog):
+    def __init__(self, engine: Engine, catalog: Catalog, sql: PostgresBulkSQL | SQLiteBulkSQL | None = None):
         self.engine = engine
         self.catalog = catalog
-        self.sql = bulk_sql_for(engine)
+        # `sql`: the database's own adapter unless given (a test reads PostgreSQL row by row too).
+        self.sql = bulk_sql_for(engine) if sql is None else sql
 
     def first_days(self, conn: Connection) -> dict[str, date]:
         return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
@@ -61,17 +62,17 @@ class ScoreReader:
                     years_back(start, years) - timedelta(days=1), years_back(end, years) + timedelta(days=1))))
                 years += 1
         days: dict[str, dict[date, DayTotals]] = {metric_id: {} for metric_id in metric_ids}
-        for row in conn.execute(select(table).where(or_(*conditions))):
-            days[row.metric][row.day] = DayTotals(row.numerator, row.denominator, row.count, [])
+        for metric_id, dates, numerators, denominators, counts in self.sql.day_totals(conn, or_(*conditions)):
+            into = days[metric_id]
+            for day, numerator, denominator, count in zip(dates, numerators, denominators, counts):
+                into[day] = DayTotals(numerator, denominator, count, [])
         medians = [m for m in metric_ids if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN]
         if medians:
-            values = MeasurementValue.__table__
-            for row in conn.execute(select(values.c.metric, values.c.day, values.c.value).where(
-                    values.c.metric.in_(medians), values.c.day.between(start, end))):
-                totals = days[row.metric].get(row.day)
+            for metric_id, day, values in self.sql.measurement_values(conn, medians, start, end):
+                totals = days[metric_id].get(day)
                 if totals is None:
-                    totals = days[row.metric][row.day] = DayTotals()
-                totals.values.append(row.value)
+                    totals = days[metric_id][day] = DayTotals()
+                totals.values.extend(values)
         return days
 
     def score_metrics(self, conn: Connection, metric_ids: Iterable[str], as_of: date,

@@ -3,7 +3,6 @@ in-memory Ledger: same events, same scores, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import math
 import random
 from datetime import date
 
@@ -19,6 +18,7 @@ from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 
+from tests.helpers.boards import board_differences, same
 from tests.helpers.ingest import fresh_database
 
 CATALOG = load_catalog()
@@ -58,22 +58,6 @@ def published(reader):
     return PublishedScores(reader)
 
 
-def same(a, b):
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
-
-def assert_boards_equal(expected, actual):
-    assert expected.as_of == actual.as_of
-    for window, value in expected.cityscore.items():
-        assert same(value, actual.cityscore[window]), (window, value, actual.cityscore[window])
-    for metric, windows in expected.metrics.items():
-        for window, result in windows.items():
-            got = actual.metrics[metric][window]
-            assert all(same(x, y) for x, y in zip(result, got)), (metric, window, result, got)
-
-
 def fold_in_batches(writer, events, batch_size, redeliver_every=0):
     for start in range(0, len(events), batch_size):
         batch = events[start:start + batch_size]
@@ -91,7 +75,7 @@ def test_store_scores_equal_the_ledger(writer, reader, generated):
         ledger.fold(event)
     fold_in_batches(writer, generated, 4000, redeliver_every=3)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 9), date(2026, 3, 8)):
-        assert_boards_equal(ledger.scoreboard(as_of), reader.scoreboard(as_of))
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
     non_null = sum(1 for m in reader.scoreboard(END).metrics.values() if m["week"].score is not None)
     assert non_null >= 21
 
@@ -124,7 +108,7 @@ def test_overlapping_batches_count_each_event_once(engine, writer, reader, gener
         if start:
             assert outcome.duplicates >= min(size - step, len(generated) - start)
     assert folded == len({event.event_id for event in generated})
-    assert_boards_equal(ledger.scoreboard(END), reader.scoreboard(END))
+    assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []
 
 
 def test_history_matches_scoreboards(writer, reader, generated):
@@ -218,12 +202,12 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
     import threading
 
     from services.scorer.consumer import Scorer
-    from shared.platform.settings import Settings
+    from services.scorer.settings import ScorerSettings
     from shared.store.score_store import ScoreStore  # what the scorer's pipeline takes for now
 
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
-    scorer = Scorer(Settings(), store, CATALOG)
+    scorer = Scorer(ScorerSettings(), store, CATALOG)
     try:
         first, second = generated[:3000], generated[2000:5000]  # 1,000 events in both
         outcomes, errors = [], []
@@ -246,7 +230,7 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
         ledger = Ledger(CATALOG)
         for event in generated[:5000]:
             ledger.fold(event)
-        assert_boards_equal(ledger.scoreboard(END), store.scoreboard(END))
+        assert board_differences(ledger.scoreboard(END), store.scoreboard(END)) == []
     finally:
         scorer.close()
         engine.dispose()
@@ -306,7 +290,7 @@ def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(engine, w
     assert ledger.withdrawn > 15
     fold_in_batches(writer, events, batch_size, redeliver_every=5)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 8)):
-        assert_boards_equal(ledger.scoreboard(as_of), reader.scoreboard(as_of))
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
     with engine.connect() as conn:
         assert reader.first_days(conn) == ledger.first_day
 
@@ -328,7 +312,7 @@ def test_a_withdrawn_incident_far_back_moves_the_first_day_back_in_the_store(eng
     ledger = Ledger(CATALOG)
     for event in events:
         ledger.fold(event)
-    assert_boards_equal(ledger.scoreboard(END), reader.scoreboard(END))
+    assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []
 
 
 def test_an_event_id_folded_before_identities_were_per_department_is_still_a_duplicate(engine, writer, reader):
@@ -347,3 +331,41 @@ def test_an_event_id_folded_before_identities_were_per_department_is_still_a_dup
     with engine.connect() as conn:
         assert reader.first_days(conn) == {}
         assert conn.scalar(select(func.count()).select_from(ProcessedEvent)) == 2  # no tombstone beside the old row
+
+
+def test_past_boards_read_as_arrays_equal_the_row_by_row_reads_exactly(database_url, generated):
+    """PostgreSQL reads a past board's day totals and measurements as arrays (the fast path of the
+    date picker); the boards must be exactly those of the plain row-by-row reads, on every date
+    (corrections and withdrawals included), not merely close."""
+    from datetime import timedelta
+
+    from shared.store.bulk_sql import PortableReads, PostgresBulkSQL
+
+    engine = fresh_database(database_url)
+    try:
+        writer = ScoreWriter(engine, CATALOG)
+        events = generated[:-60000] + corrections_mixed_into(generated[-60000:], seed=5)
+        fold_in_batches(writer, events, 5000)
+        class RowByRow(PostgresBulkSQL):
+            day_totals = PortableReads.day_totals
+            measurement_values = PortableReads.measurement_values
+
+        fast = ScoreReader(engine, CATALOG)
+        rows = ScoreReader(engine, CATALOG, sql=RowByRow())
+        assert isinstance(fast.sql, PostgresBulkSQL)
+        with engine.connect() as conn:
+            first = min(rows.first_days(conn).values())
+        # Every day an event was withdrawn or corrected from, beside every fourth day of the history.
+        taken_back = {e.withdraws if e.type == "withdrawal" else e.replaces for e in events
+                      if e.type == "withdrawal" or e.replaces is not None}
+        changed_days = {e.occurred_at.astimezone(CATALOG.zone).date() for e in events
+                        if e.event_id in taken_back and getattr(e, "occurred_at", None) is not None}
+        assert len(changed_days) > 20
+        dates = {first + timedelta(days=n) for n in range(0, (END - first).days + 1, 4)} | changed_days | {END}
+        assert len(dates) > 250
+        for as_of in sorted(dates):
+            assert fast.scoreboard(as_of) == rows.scoreboard(as_of), as_of
+        for metric in ("shootings", "ems-response-time", "pothole-on-time"):
+            assert fast.history(metric, "month", 120, END) == rows.history(metric, "month", 120, END)
+    finally:
+        engine.dispose()
