@@ -346,27 +346,26 @@ class Notifier:
         self.on_enqueue()
         return result
 
-    def acknowledge(self, alert_id: int, user: str) -> ActionResult:
+    def _apply_rule(self, alert_id: int, user: str, action: str, rule: Callable[[Alert], Alert], done: Answer,
+                    unchanged: Answer, reply_kind: str) -> ActionResult:
+        """A person's `rule` on the alert: what it changed is saved, the message edited and the
+        thread told; when it changed nothing, the answer says why (resolved, or `unchanged`)."""
         def act(work: Work, alert: Alert) -> ActionResult:
-            acknowledged = acknowledge(alert, user, self._now())
-            if acknowledged == alert:  # the rule changed nothing
-                return ActionResult(Answer.ALREADY_RESOLVED if alert.status is Status.RESOLVED
-                                    else Answer.ALREADY_ACKNOWLEDGED, alert)
-            work.alerts.save(acknowledged)
-            self._edit(work, acknowledged)
-            return ActionResult(Answer.ACKNOWLEDGED, self._reply(work, acknowledged, "acknowledged", user=user))
-        return self._act(alert_id, user, "acknowledge", act)
+            changed = rule(alert)
+            if changed == alert:
+                return ActionResult(Answer.ALREADY_RESOLVED if alert.status is Status.RESOLVED else unchanged, alert)
+            work.alerts.save(changed)
+            self._edit(work, changed)
+            return ActionResult(done, self._reply(work, changed, reply_kind, user=user))
+        return self._act(alert_id, user, action, act)
+
+    def acknowledge(self, alert_id: int, user: str) -> ActionResult:
+        return self._apply_rule(alert_id, user, "acknowledge", lambda alert: acknowledge(alert, user, self._now()),
+                                Answer.ACKNOWLEDGED, Answer.ALREADY_ACKNOWLEDGED, "acknowledged")
 
     def take_ownership(self, alert_id: int, user: str) -> ActionResult:
-        def act(work: Work, alert: Alert) -> ActionResult:
-            owned = take_ownership(alert, user)
-            if owned == alert:  # the rule changed nothing
-                return ActionResult(Answer.ALREADY_RESOLVED if alert.status is Status.RESOLVED
-                                    else Answer.ALREADY_OWNED, alert)
-            work.alerts.save(owned)
-            self._edit(work, owned)
-            return ActionResult(Answer.OWNED, self._reply(work, owned, "owner", user=user))
-        return self._act(alert_id, user, "take ownership of", act)
+        return self._apply_rule(alert_id, user, "take ownership of", lambda alert: take_ownership(alert, user),
+                                Answer.OWNED, Answer.ALREADY_OWNED, "owner")
 
     def note_form(self, alert_id: int, user: str) -> ActionResult:
         """The form in which `user` writes a note on the alert (NotAllowed if they may not)."""
