@@ -40,8 +40,10 @@ def board_differences(expected: Scoreboard | dict, actual: Scoreboard | dict, ab
     if expected["as_of"] != actual["as_of"]:
         found.append(f"as_of {expected['as_of']} != {actual['as_of']}")
     for window, value in expected["cityscore"].items():
-        if not same(value, actual["cityscore"].get(window), abs_tol):
-            found.append(f"cityscore {window}: {value} != {actual['cityscore'].get(window)}")
+        if window not in actual["cityscore"]:
+            found.append(f"cityscore {window}: {value} != (no such window)")
+        elif not same(value, actual["cityscore"][window], abs_tol):
+            found.append(f"cityscore {window}: {value} != {actual['cityscore'][window]}")
     for metric, windows in expected["metrics"].items():
         for window, result in windows.items():
             if window == "name":

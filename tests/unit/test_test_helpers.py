@@ -31,6 +31,8 @@ def test_a_figure_off_by_one_case_or_a_null_is_a_difference_that_names_the_metri
     assert board_differences(board(), board(numerator=6.0)) == [
         f"pothole-on-time week score: {7 / 8 / 0.8} != {6 / 8 / 0.8}", "pothole-on-time week numerator: 7.0 != 6.0"]
     assert board_differences(board(), board(cityscore=None)) == ["cityscore week: 0.9 != None"]
+    assert board_differences(board(cityscore=None), {**board_json(), "cityscore": {}}) == [
+        "cityscore week: None != (no such window)"]
     assert board_differences(board_json(), {**board_json(), "as_of": "2026-07-01"}) == [
         "as_of 2026-06-30 != 2026-07-01"]
 
