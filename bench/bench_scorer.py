@@ -40,6 +40,7 @@ from shared.dev.generator import generate  # noqa: E402
 from shared.platform.kafka import ensure_topics, kafka_security  # noqa: E402
 from tests.helpers.ingest import fresh_database  # noqa: E402
 from tests.helpers.processes import free_port, memory_kb, percentile, run_probes  # noqa: E402
+from tests.helpers.waiting import wait_until  # noqa: E402
 
 END = date(2026, 6, 30)
 
@@ -270,15 +271,9 @@ def resource_children_peak() -> float:
 
 
 def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not become ready")
+    """Until `url` answers 200 (a minute at most; the service may still be starting)."""
+    wait_until(lambda: requests.get(url, timeout=2).status_code == 200, 60, f"{url} to be ready", interval_s=0.3,
+               retry_on=requests.RequestException)
 
 
 def end_to_end(env, database_url, ingest_port, api_port, seconds):
