@@ -46,6 +46,7 @@ from tests.helpers.browser import (
     screenshot,
 )
 from tests.helpers.processes import free_port
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -124,16 +125,14 @@ class Demo:
         return "\n".join(self.output().splitlines()[-lines:])
 
     def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        """The first match of `pattern` in the console; fails at once if the demo exits before printing it."""
+        def printed() -> re.Match | None:
             found = re.search(pattern, self.output(), re.MULTILINE)
-            if found:
-                return found
-            if self.process.poll() is not None:
+            if not found and self.process.poll() is not None:
                 pytest.fail(f"the demo exited ({self.process.returncode}) before printing {pattern!r}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the demo did not print {pattern!r} within {timeout_s:.0f}s:\n{self.tail()}")
-            time.sleep(0.5)
+            return found
+
+        return wait_until(printed, timeout_s, f"the demo to print {pattern!r}", interval_s=0.5, problems=self.tail)
 
     def records(self) -> list[dict]:
         """The JSON log records in the console (the notifier's, and the demo's own Kafka client's)."""
@@ -151,16 +150,17 @@ class Demo:
 
 def wait_for_scores(scores_api: str, timeout_s: float) -> dict:
     """The board once the backfill is scored: every window of the CityScore has a score, and it holds still."""
-    deadline = time.monotonic() + timeout_s
-    previous = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            board = api(scores_api, "")
-            if all(board["cityscore"][w] is not None for w in CATALOG.windows) and board == previous:
-                return board
-            previous = board
-        time.sleep(2)
-    pytest.fail(f"{scores_api} shows no complete, settled board after {timeout_s:.0f}s: {previous}")
+    last: dict = {}
+
+    def settled() -> dict | None:
+        board = api(scores_api, "")
+        if all(board["cityscore"][w] is not None for w in CATALOG.windows) and board == last.get("board"):
+            return board
+        last["board"] = board
+        return None
+
+    return wait_until(settled, timeout_s, f"{scores_api} to show a complete, settled board", interval_s=2,
+                      retry_on=(OSError, ValueError), problems=lambda: f"last board: {last.get('board')}")
 
 
 @pytest.fixture(scope="module")
@@ -229,15 +229,17 @@ def test_printed_addresses_answer(demo):
 
 def test_notifier_posts_appear_in_the_console(demo):
     """Realistic scores go below 1: the notifier's follow-up alerts show in the demo's console."""
-    deadline = time.monotonic() + 60
-    while True:
-        records = demo.records()
-        posts = {r["key"]: r for r in records
+    read: dict = {}
+
+    def alert_posts() -> dict:
+        read["records"] = demo.records()
+        posts = {r["key"]: r for r in read["records"]
                  if r.get("logger") == "cityscore.notifier.slack" and r.get("message", "").startswith("slack message")}
-        alerts = {k: r for k, r in posts.items() if re.fullmatch(r"alert:[^:]+:[^:]+:\d+:post", k)}
-        if alerts or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        return {k: r for k, r in posts.items() if re.fullmatch(r"alert:[^:]+:[^:]+:\d+:post", k)}
+
+    alerts = wait_until(alert_posts, 60, "a follow-up alert posted in the demo's console", interval_s=1,
+                        problems=demo.tail)
+    records = read["records"]
     assert alerts, f"no follow-up alert posted in the demo's console within a minute of the backfill:\n{demo.tail()}"
 
     fired = {(r["metric"], r["window"], r["seq"]): r for r in records
