@@ -51,7 +51,7 @@ def measure(name: str, trace: bool) -> dict:
     from shared.core.catalog import load_catalog
     from shared.store.engine import make_engine, migrate, session_factory
     from shared.store.tables.ingest import IdempotencyRecord
-    from shared.platform.settings import Settings
+    from services.ingest.settings import IngestSettings
 
     workdir = tempfile.mkdtemp(prefix="cityscore-bench-")
     catalog = load_catalog()
@@ -60,7 +60,7 @@ def measure(name: str, trace: bool) -> dict:
     with session_factory(engine)() as session:
         key = issue_department_keys(session, catalog, ["public-works"], label="bench")["public-works"]
         session.commit()
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+    settings = IngestSettings(KAFKA_BOOTSTRAP_SERVERS=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
                         INGEST_RATE_LIMIT="1000000/second")
     client = create_app(settings, engine=engine, catalog=catalog).test_client()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}

@@ -22,7 +22,6 @@ from shared.core.catalog import Catalog
 from shared.core.contract import Problem
 from shared.store.engine import session_factory
 from shared.platform.kafka import events_topic_configs, kafka_security
-from shared.platform.settings import Settings
 from shared.platform.web import json_response, wire
 
 from . import handlers
@@ -31,6 +30,7 @@ from .metrics import IngestMetrics
 from .openapi import DOCS_INIT, DOCS_PAGE, openapi_document
 from .publisher import EventPublisher, KafkaEventPublisher
 from .retention import IdempotencyPurger
+from .settings import IngestSettings
 
 log = logging.getLogger("cityscore.ingest")
 
@@ -54,13 +54,13 @@ def presented_key() -> str | None:
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: IngestSettings | None = None,
     *,
     engine: Engine | None = None,
     publisher: EventPublisher | None = None,
     catalog: Catalog | None = None,
 ) -> Flask:
-    settings, catalog, engine = wire(settings, engine, catalog)
+    settings, catalog, engine = wire(settings, engine, catalog, kind=IngestSettings)
     sessions = session_factory(engine)
     publisher = publisher or KafkaEventPublisher(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,

@@ -54,8 +54,9 @@ def purge() -> None:
     from shared.store.engine import make_engine
 
     from .retention import purge_idempotency_records
+    from .settings import IngestSettings
 
-    settings = get_settings()
+    settings = get_settings(IngestSettings)
     engine = make_engine(settings.database_url)
     purged = purge_idempotency_records(engine, settings.idempotency_ttl_hours)
     engine.dispose()

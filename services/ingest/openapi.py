@@ -6,7 +6,8 @@ from typing import Any
 
 from shared.core.catalog import Catalog
 from shared.core.contract import CONTRACT_VERSION, event_json_schema
-from shared.platform.settings import Settings
+
+from .settings import IngestSettings
 
 
 def _ref_schemas() -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before retrying"}}
 
 
-def openapi_document(settings: Settings, catalog: Catalog) -> dict[str, Any]:
+def openapi_document(settings: IngestSettings, catalog: Catalog) -> dict[str, Any]:
     schemas = _ref_schemas()
     # The contract allows any metric id; this city's API takes only its catalog's.
     metric_ids = [m.id for m in catalog.metrics]

@@ -15,11 +15,11 @@ from shared.core.catalog import Catalog
 from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
 from shared.core.scoring import Scoreboard, WindowScore
-from shared.platform.settings import Settings
 from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.web import json_response, wire
 
 from .metrics import ScorerMetrics
+from .settings import ScorerSettings
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -51,7 +51,7 @@ def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | Non
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: ScorerSettings | None = None,
     *,
     engine: Engine | None = None,
     catalog: Catalog | None = None,
@@ -60,7 +60,7 @@ def create_app(
     liveness: Callable[[], bool] | None = None,
 ) -> Flask:
     """The read API and pages; `liveness` (the consumer's, when both share a process) feeds /healthz."""
-    settings, catalog, engine = wire(settings, engine, catalog, reader=True)
+    settings, catalog, engine = wire(settings, engine, catalog, kind=ScorerSettings, reader=True)
     store = ScoreReader(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
     from prometheus_client import Histogram

@@ -11,6 +11,8 @@ import click
 
 from shared.platform.settings import get_settings
 
+from .settings import ScorerSettings
+
 log = logging.getLogger("cityscore.scorer")
 
 
@@ -20,7 +22,7 @@ def _parts():
     from shared.store.schema import SchemaNotCurrent, prepare_schema
     from shared.store.score_store import ScoreStore
 
-    settings = get_settings()
+    settings = get_settings(ScorerSettings)
     catalog = load_catalog(settings.catalog)
     engine = make_engine(settings.database_url)
     try:

@@ -2,12 +2,16 @@
 
 Twelve-factor: every setting is an environment variable (named in the field's
 alias); nothing needs a config file. Defaults: a SQLite file, Kafka on 127.0.0.1.
+
+This module holds what every service reads (the catalog, the database, Kafka and its
+security); each service's own settings are a class built on `Settings` in its own folder:
+services/ingest/settings.py, services/scorer/settings.py, services/notifier/settings.py.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,36 +65,6 @@ class Settings(BaseSettings):
     kafka_ssl_password: SecretStr | None = Field(None, alias="KAFKA_SSL_PASSWORD", description="Password of the key file")
     kafka_ssl_check_hostname: bool = Field(True, alias="KAFKA_SSL_CHECK_HOSTNAME")
 
-    # ingest
-    kafka_timeout_s: float = Field(5.0, alias="INGEST_KAFKA_TIMEOUT", gt=0,
-                                   description="How long ingest waits for Kafka to confirm before answering 503")
-    rate_limit: str = Field("50/second;2000/minute", alias="INGEST_RATE_LIMIT",
-                            description="Requests per API key (Flask-Limiter syntax)")
-    rate_limit_storage: str = Field("memory://", alias="INGEST_RATE_LIMIT_STORAGE",
-                                    description="Where rate-limit counters live (memory:// is per process)")
-    max_batch: int = Field(1000, alias="INGEST_MAX_BATCH", ge=1)
-    max_body_bytes: int = Field(1024 * 1024, alias="INGEST_MAX_BODY_BYTES", ge=1024)
-    idempotency_ttl_hours: int = Field(24, alias="INGEST_IDEMPOTENCY_TTL_HOURS", ge=1,
-                                       description="A retry with the same Idempotency-Key within this gets the "
-                                                   "first answer back; older records are purged")
-    purge_every_s: float = Field(600, alias="INGEST_PURGE_EVERY", ge=0,
-                                 description="Seconds between purges of expired idempotency records by each "
-                                             "ingest process (0: none; run `cityscore ingest purge` instead)")
-
-    # scorer
-    scorer_group: str = Field("cityscore-scorer", alias="SCORER_GROUP", description="Kafka consumer group")
-    batch_max: int = Field(20000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
-    batch_wait_s: float = Field(0.5, alias="SCORER_BATCH_WAIT", gt=0,
-                                description="Seconds a batch waits to fill before it is folded")
-    scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",
-                                    description="Verify record CRCs in the consumer (slow in kafka-python)")
-    # The notifier's posts (alert threads, staff notes, Slack user ids, channels) are internal;
-    # only a laptop without Slack (the demo) shows them, on a page of their own.
-    scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
-                                          description="Serve /slack-posts, the notifier's recent posts (laptop only)")
-    scorer_read_timeout_s: float = Field(5.0, alias="SCORER_READ_TIMEOUT", gt=0,
-                                         description="Seconds a score computed on request may take before a 503")
-
     @model_validator(mode="after")
     def _kafka_security_is_whole(self) -> "Settings":
         """Refuse a Kafka security setting that would be ignored or could not connect, naming it."""
@@ -117,6 +91,10 @@ class Settings(BaseSettings):
         return self
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+S = TypeVar("S", bound=Settings)
+
+
+@lru_cache(maxsize=None)
+def get_settings(kind: type[S] = Settings) -> S:
+    """The settings of `kind` (a service's own class, or the common ones) from the environment, read once."""
+    return kind()

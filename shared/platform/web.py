@@ -9,18 +9,18 @@ from sqlalchemy.engine import Engine
 from shared.core.catalog import Catalog, load_catalog
 from shared.store.engine import make_engine
 from shared.store.schema import check_schema, prepare_schema
-from shared.platform.settings import Settings, get_settings
+from shared.platform.settings import S, Settings, get_settings
 
 
-def wire(settings: Settings | None, engine: Engine | None, catalog: Catalog | None, *,
-         reader: bool = False) -> tuple[Settings, Catalog, Engine]:
-    """Fill in what a caller did not pass: settings from the environment, the catalog, an engine
-    on a schema at head (migrated first when MIGRATE_ON_START).
+def wire(settings: S | None, engine: Engine | None, catalog: Catalog | None, *,
+         kind: type[S] = Settings, reader: bool = False) -> tuple[S, Catalog, Engine]:
+    """Fill in what a caller did not pass: settings of `kind` (the service's own) from the environment,
+    the catalog, an engine on a schema at head (migrated first when MIGRATE_ON_START).
 
     `reader`: an app that only reads (the board and read API) connects with BOARD_DATABASE_URL
     when it is set, a role that may only SELECT: it never migrates, only checks the schema.
     """
-    settings = settings or get_settings()
+    settings = settings or get_settings(kind)
     catalog = catalog or load_catalog(settings.catalog)
     if engine is None:
         if reader and settings.board_database_url:

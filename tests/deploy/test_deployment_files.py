@@ -27,7 +27,9 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from services.cli.commands import main
+from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
+from services.scorer.settings import ScorerSettings
 from shared.dev.local_kafka import KAFKA_VERSION
 from shared.platform.settings import Settings
 
@@ -35,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-SETTINGS_VARS = {f.alias for f in Settings.model_fields.values() if f.alias}
+# The common settings and each service's own (the notifier's are a class of their own).
+SETTINGS_VARS = {f.alias for kind in (Settings, IngestSettings, ScorerSettings)
+                 for f in kind.model_fields.values() if f.alias}
 NOTIFIER_VARS = {f.alias for f in NotifierSettings.model_fields.values() if f.alias}
 # Read straight from os.environ, with the file that reads each.
 EXTRA_VARS = {
@@ -238,7 +242,8 @@ def validate_settings(env: dict[str, str], where: str) -> None:
     """The values are ones the settings classes accept (types, ranges, formats)."""
     unknown = set(env) - KNOWN_VARS
     assert not unknown, f"{where}: not settings the code reads: {sorted(unknown)}"
-    Settings(**{k: v for k, v in env.items() if k in SETTINGS_VARS})
+    for kind in (IngestSettings, ScorerSettings):  # each holds the common settings too
+        kind(**{k: v for k, v in env.items() if k in SETTINGS_VARS})
     NotifierSettings(**{k: v for k, v in env.items() if k in NOTIFIER_VARS})
     for name in ("WEB_CONCURRENCY", "WEB_THREADS"):
         if name in env:

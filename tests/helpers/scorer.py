@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from shared.platform.kafka import ensure_topics, make_producer
-from shared.platform.settings import Settings
+from services.scorer.settings import ScorerSettings
 
 from tests.fakes.clock import ManualClock
 
@@ -40,8 +40,8 @@ class Stream:
                 "CITYSCORE_DLQ_TOPIC": self.dlq_topic, "SCORER_GROUP": self.group,
                 "SCORER_BATCH_MAX": "2000", "SCORER_BATCH_WAIT": "0.2"}
 
-    def settings(self, **overrides) -> Settings:
-        return Settings(**{**self.env(), **overrides})
+    def settings(self, **overrides) -> ScorerSettings:
+        return ScorerSettings(**{**self.env(), **overrides})
 
     def send(self, events: list[dict], raw: list[tuple[bytes, bytes]] = ()) -> None:
         """Write events (keyed by metric, as ingest does) and raw messages; wait for every ack."""

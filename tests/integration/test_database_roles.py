@@ -26,7 +26,9 @@ from sqlalchemy.exc import DBAPIError
 from services.ingest.app import create_app as ingest_app
 from services.notifier.main import build as notifier_build
 from services.notifier.settings import NotifierSettings
+from services.ingest.settings import IngestSettings
 from services.scorer.app import create_app as board_app
+from services.scorer.settings import ScorerSettings
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.store.engine import alembic_config, make_engine, migrate
@@ -101,7 +103,7 @@ def publish_board(url: str) -> None:
 @pytest.mark.postgres
 def test_the_board_serves_everything_through_the_read_only_role(database_url, reader_url):
     publish_board(database_url)
-    settings = Settings(DATABASE_URL=database_url, BOARD_DATABASE_URL=reader_url, MIGRATE_ON_START="false")
+    settings = ScorerSettings(DATABASE_URL=database_url, BOARD_DATABASE_URL=reader_url, MIGRATE_ON_START="false")
     app = board_app(settings, catalog=CATALOG, clock=ManualClock(NOW))
     engine = app.extensions["cityscore"]["store"].engine
     assert engine.url.username == READER
@@ -110,7 +112,7 @@ def test_the_board_serves_everything_through_the_read_only_role(database_url, re
                  "/v1/metrics/pothole-on-time/history?window=week&days=30", "/readyz", "/healthz", "/metrics"):
         response = client.get(path)
         assert response.status_code == 200, (path, response.status_code, response.get_data(as_text=True)[:300])
-    reference = board_app(Settings(DATABASE_URL=database_url), catalog=CATALOG, clock=ManualClock(NOW)).test_client()
+    reference = board_app(ScorerSettings(DATABASE_URL=database_url), catalog=CATALOG, clock=ManualClock(NOW)).test_client()
     assert client.get(f"/v1/scoreboard?as_of={END}").json == reference.get(f"/v1/scoreboard?as_of={END}").json
 
 
@@ -147,7 +149,7 @@ def test_the_read_only_role_cannot_write(database_url, reader_url, statement):
 
 @pytest.mark.postgres
 def test_the_board_never_migrates_with_the_read_only_role(database_url, reader_url):
-    settings = Settings(DATABASE_URL=database_url, BOARD_DATABASE_URL=reader_url)  # MIGRATE_ON_START: true
+    settings = ScorerSettings(DATABASE_URL=database_url, BOARD_DATABASE_URL=reader_url)  # MIGRATE_ON_START: true
     with pytest.raises(SchemaNotCurrent, match="cityscore db upgrade"):
         board_app(settings, catalog=CATALOG)
     assert not tables(make_engine(database_url))
@@ -166,9 +168,10 @@ def database(request, tmp_path):
 
 def test_services_that_may_not_migrate_refuse_a_schema_not_at_head(database):
     engine = empty(database)
-    settings = Settings(DATABASE_URL=database, MIGRATE_ON_START="false")
-    for start in (lambda: board_app(settings, catalog=CATALOG), lambda: ingest_app(settings, catalog=CATALOG),
-                  lambda: notifier_build(settings, NotifierSettings(), catalog=CATALOG)):
+    env = {"DATABASE_URL": database, "MIGRATE_ON_START": "false"}
+    settings = ScorerSettings(**env)
+    for start in (lambda: board_app(settings, catalog=CATALOG), lambda: ingest_app(IngestSettings(**env), catalog=CATALOG),
+                  lambda: notifier_build(Settings(**env), NotifierSettings(), catalog=CATALOG)):
         with pytest.raises(SchemaNotCurrent) as refused:
             start()
         message = str(refused.value)
@@ -193,7 +196,7 @@ def test_services_that_may_not_migrate_refuse_a_schema_not_at_head(database):
 def test_the_laptop_default_still_migrates_on_start(tmp_path):
     url = f"sqlite:///{tmp_path}/laptop.db"
     assert Settings(DATABASE_URL=url).migrate_on_start is True
-    app = board_app(Settings(DATABASE_URL=url), catalog=CATALOG)
+    app = board_app(ScorerSettings(DATABASE_URL=url), catalog=CATALOG)
     assert current_revisions(app.extensions["cityscore"]["store"].engine) == head_revisions()
 
 

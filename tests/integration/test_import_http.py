@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from services.cli.commands import main
 from services.ingest.app import create_app
 from shared.core.catalog import load_catalog
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
 
@@ -27,7 +27,7 @@ def server(kafka_bootstrap, database_url):
     engine = fresh_database(database_url)
     keys = issue_keys(engine, CATALOG, ["public-works", "transportation", "parks"])
     topic = unique_topic()
-    app = create_app(Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
+    app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
                               CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_RATE_LIMIT="2/second"),
                      engine=engine, catalog=CATALOG)
     http = make_server("127.0.0.1", 0, app, threaded=True)

@@ -17,7 +17,7 @@ from shared.core.catalog import load_catalog
 from shared.store.engine import session_factory, utcnow
 from shared.store.tables.ingest import IdempotencyRecord
 from shared.platform.kafka import kafka_security
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import case_event, fresh_database, incident_event, issue_keys, read_topic, unique_topic
 from tests.helpers.waiting import wait_until
@@ -47,7 +47,7 @@ def keys(database):
 
 
 def make_settings(kafka_bootstrap, topic, **overrides):
-    return Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
+    return IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
                     CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_KAFKA_TIMEOUT=5, **overrides)
 
 
@@ -444,7 +444,7 @@ def test_health_readiness_metrics_docs_and_catalog(ingest, keys):
 
 
 def test_readyz_says_not_ready_when_kafka_is_unreachable(database):
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", INGEST_KAFKA_TIMEOUT=1)
+    settings = IngestSettings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", INGEST_KAFKA_TIMEOUT=1)
     client = create_app(settings, engine=database, catalog=CATALOG).test_client()
     started = time.monotonic()
     response = client.get("/readyz")

@@ -17,7 +17,7 @@ import pytest
 from services.ingest.app import create_app
 from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import case_event, fresh_database, issue_keys, read_topic, unique_topic
 from tests.helpers.waiting import wait_until
@@ -40,7 +40,7 @@ def setup(database_url, broker):
     engine = fresh_database(database_url)
     keys = issue_keys(engine, CATALOG, ["public-works"])
     topic = unique_topic()
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker, CITYSCORE_EVENTS_TOPIC=topic,
+    settings = IngestSettings(KAFKA_BOOTSTRAP_SERVERS=broker, CITYSCORE_EVENTS_TOPIC=topic,
                         CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_KAFKA_TIMEOUT=BOUND_S,
                         INGEST_RATE_LIMIT="100000/second")
     app = create_app(settings, engine=engine, catalog=CATALOG)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from services.ingest.app import create_app
 from shared.core.catalog import load_catalog
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import fresh_database, issue_keys, unique_topic
 
@@ -34,7 +34,7 @@ def ingest_app(kafka_bootstrap, database_url):
     engine = fresh_database(database_url)
     keys = issue_keys(engine, CATALOG, ["public-works"])
     topic = unique_topic()
-    app = create_app(Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
+    app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
                               CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_RATE_LIMIT="100000/second"),
                      engine=engine, catalog=CATALOG)
     app.config["FUZZ_KEY"] = keys["public-works"]

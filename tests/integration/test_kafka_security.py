@@ -24,7 +24,8 @@ from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
 from shared.platform.kafka import broker_reachable, ensure_topics, kafka_security, make_producer
 from shared.store.score_store import ScoreStore
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
+from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database, issue_keys
 from tests.helpers.scorer import clock_for
@@ -46,9 +47,13 @@ def sasl_bootstrap():
             local_kafka.stop(SASL_PORT)
 
 
-def settings_for(bootstrap: str, tag: str, **security: str) -> Settings:
+class DeploymentSettings(IngestSettings, ScorerSettings):
+    """Every service's settings from one environment, as a deployment's shared configuration gives them."""
+
+
+def settings_for(bootstrap: str, tag: str, **security: str) -> DeploymentSettings:
     """Settings as a deployment gives them: environment variable names and string values."""
-    return Settings(**{
+    return DeploymentSettings(**{
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": "sqlite://",
         "CITYSCORE_EVENTS_TOPIC": f"cityscore.events.sasl-{tag}", "CITYSCORE_SCORES_TOPIC": f"cityscore.scores.sasl-{tag}",
         "CITYSCORE_DLQ_TOPIC": f"cityscore.events.dlq.sasl-{tag}", "SCORER_GROUP": f"scorer-sasl-{tag}",

@@ -20,7 +20,7 @@ from shared.core.contract import parse_event
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
-from shared.platform.settings import Settings
+from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.scorer import clock_for
@@ -66,7 +66,7 @@ def store(engine):
 
 
 def client_for(engine, **settings):
-    return create_app(Settings(**settings), engine=engine, catalog=CATALOG, clock=clock_for(END)).test_client()
+    return create_app(ScorerSettings(**settings), engine=engine, catalog=CATALOG, clock=clock_for(END)).test_client()
 
 
 @pytest.fixture

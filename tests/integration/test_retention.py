@@ -29,7 +29,8 @@ from shared.core.catalog import load_catalog
 from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
 from shared.store.score_store import ScoreStore
-from shared.platform.settings import Settings
+from services.ingest.settings import IngestSettings
+from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.scorer import ROOT, Stream, clock_for
@@ -79,7 +80,7 @@ def folded(engine) -> int:
         return conn.scalar(select(func.count()).select_from(ProcessedEvent))
 
 
-def fold_all(stream: Stream, store: ScoreStore, settings: Settings | None = None) -> None:
+def fold_all(stream: Stream, store: ScoreStore, settings: ScorerSettings | None = None) -> None:
     """One scorer reads the topic to its end, folds it and commits its offsets."""
     scorer = Scorer(settings or stream.settings(), store, CATALOG, clock=clock_for(END))
     try:
@@ -104,12 +105,12 @@ def committed(stream: Stream, partition: int) -> int | None:
         consumer.close(autocommit=False)
 
 
-def fresh_settings(kafka_bootstrap, database_url, **overrides) -> Settings:
+def fresh_settings(kafka_bootstrap, database_url, kind=ScorerSettings, **overrides):
     tag = uuid.uuid4().hex[:10]
-    return Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=database_url,
-                    CITYSCORE_EVENTS_TOPIC=f"cityscore.events.r-{tag}",
-                    CITYSCORE_SCORES_TOPIC=f"cityscore.scores.r-{tag}",
-                    CITYSCORE_DLQ_TOPIC=f"cityscore.events.dlq.r-{tag}", SCORER_GROUP=f"scorer-r-{tag}", **overrides)
+    return kind(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, DATABASE_URL=database_url,
+                CITYSCORE_EVENTS_TOPIC=f"cityscore.events.r-{tag}",
+                CITYSCORE_SCORES_TOPIC=f"cityscore.scores.r-{tag}",
+                CITYSCORE_DLQ_TOPIC=f"cityscore.events.dlq.r-{tag}", SCORER_GROUP=f"scorer-r-{tag}", **overrides)
 
 
 # -- the events topic keeps every event ------------------------------------------------------
@@ -126,7 +127,7 @@ def test_the_scorer_creates_the_events_topic_keeping_every_event(kafka_bootstrap
 
 
 def test_ingest_creates_the_events_topic_keeping_every_event(kafka_bootstrap, database_url, engine, admin):
-    settings = fresh_settings(kafka_bootstrap, database_url)
+    settings = fresh_settings(kafka_bootstrap, database_url, IngestSettings)
     app = create_ingest_app(settings, engine=engine, catalog=CATALOG)
     assert app.extensions["cityscore"]["publisher"].ready()
     assert topic_configs(admin, settings.events_topic) == {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -229,7 +230,7 @@ def test_the_rebuild_command_says_why_it_refuses(stream, engine, admin):
 # -- a scorer that fell behind the log start ------------------------------------------------------
 
 
-def run_until_events_lost(settings: Settings, store: ScoreStore, caplog) -> tuple[EventsLost, list[str]]:
+def run_until_events_lost(settings: ScorerSettings, store: ScoreStore, caplog) -> tuple[EventsLost, list[str]]:
     """Run a scorer, which must stop with EventsLost; the error and the errors it logged."""
     scorer = Scorer(settings, store, CATALOG, clock=clock_for(END))
     with caplog.at_level(logging.ERROR, logger="cityscore.scorer"):

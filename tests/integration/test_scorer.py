@@ -323,10 +323,10 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_pa
     folded (they would count before it, and an older case version could win when it comes again)."""
     from shared.core.contract import parse_event
     from shared.store.engine import make_engine, migrate
-    from shared.platform.settings import Settings
+    from services.scorer.settings import ScorerSettings
 
     engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real
-    scorer = Scorer(Settings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))
+    scorer = Scorer(ScorerSettings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))
     sample = list(generate(CATALOG, 2, 1, END))[:50]
     first = [scorer.store.prepare(parse_event(orjson.dumps(e))) for e in sample]
     second = [scorer.store.prepare(parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})))

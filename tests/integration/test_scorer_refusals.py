@@ -22,7 +22,7 @@ from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from services.cli.offline import fold_lines
 from shared.store.score_store import ScoreStore
-from shared.platform.settings import Settings
+from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.boards import board_differences
@@ -169,7 +169,7 @@ def test_a_nul_and_an_overflow_that_slip_past_the_contract_are_isolated_by_the_f
     as a contract with a gap would let them through; the fold dead-letters exactly those two."""
     engine = fresh_database(database_url)
     store = ScoreStore(engine, CATALOG)
-    scorer = Scorer(Settings(), store, CATALOG, clock=clock_for(END))
+    scorer = Scorer(ScorerSettings(), store, CATALOG, clock=clock_for(END))
     moment = datetime(2026, 6, 20, 22, tzinfo=timezone.utc)
 
     def unchecked(event_id: str, count: int = 1) -> IncidentEvent:

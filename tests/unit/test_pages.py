@@ -439,20 +439,20 @@ INTERNAL_WORDS = ["#public-works", "U0PWDLEAD", "U0DISPATCH", "crew shortage", "
 def posts_client(tmp_path, enabled: bool):
     """A board over a database whose outbox holds the notifier's posts."""
     from services.notifier.outbox import enqueue_post
-    from shared.platform.settings import Settings
+    from services.scorer.settings import ScorerSettings
 
     engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
     migrate(engine)
     with engine.begin() as conn:
         for key, channel, parent, words in INTERNAL_POSTS:
             enqueue_post(conn, key, channel, {"text": words}, parent_key=parent)
-    return engine, create_app(Settings(SCORER_SHOW_SLACK_POSTS=enabled), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
+    return engine, create_app(ScorerSettings(SCORER_SHOW_SLACK_POSTS=enabled), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
 
 
 def test_showing_slack_posts_is_off_unless_enabled():
-    from shared.platform.settings import Settings
+    from services.scorer.settings import ScorerSettings
 
-    assert Settings.model_fields["scorer_show_slack_posts"].default is False
+    assert ScorerSettings.model_fields["scorer_show_slack_posts"].default is False
 
 
 @pytest.mark.parametrize("enabled", [False, True])
@@ -484,9 +484,9 @@ def test_slack_posts_page_shows_the_notifiers_recent_posts_when_enabled(tmp_path
 
     engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
     migrate(engine)
-    from shared.platform.settings import Settings
+    from services.scorer.settings import ScorerSettings
 
-    app = create_app(Settings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
+    app = create_app(ScorerSettings(SCORER_SHOW_SLACK_POSTS=True), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     with app.test_client() as test_client:
         empty = test_client.get("/slack-posts")
         assert empty.status_code == 200 and b"No posts yet" in empty.data

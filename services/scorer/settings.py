@@ -1,0 +1,23 @@
+"""The scorer's own settings (its consumer and its read API), from environment variables, on top of
+the common ones (shared/platform/settings.py)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.platform.settings import Settings
+
+
+class ScorerSettings(Settings):
+    scorer_group: str = Field("cityscore-scorer", alias="SCORER_GROUP", description="Kafka consumer group")
+    batch_max: int = Field(20000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
+    batch_wait_s: float = Field(0.5, alias="SCORER_BATCH_WAIT", gt=0,
+                                description="Seconds a batch waits to fill before it is folded")
+    scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",
+                                    description="Verify record CRCs in the consumer (slow in kafka-python)")
+    # The notifier's posts (alert threads, staff notes, Slack user ids, channels) are internal;
+    # only a laptop without Slack (the demo) shows them, on a page of their own.
+    scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
+                                          description="Serve /slack-posts, the notifier's recent posts (laptop only)")
+    scorer_read_timeout_s: float = Field(5.0, alias="SCORER_READ_TIMEOUT", gt=0,
+                                         description="Seconds a score computed on request may take before a 503")
