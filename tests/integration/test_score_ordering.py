@@ -17,7 +17,9 @@ from sqlalchemy import select
 from shared.store.tables.notifier import AlertTrack
 from shared.core.catalog import load_catalog
 from shared.store.engine import make_engine, migrate
-from shared.store.score_store import ScoreChange, ScoreStore
+from shared.core.score_change import ScoreChange
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings
 from tests.helpers.notifier import seed_scores
@@ -88,8 +90,8 @@ def test_a_sequence_that_is_not_a_positive_integer_is_refused_with_its_field():
     assert ScoreChange.from_payload(base).seq is None
 
 
-def published(store: ScoreStore) -> list[dict]:
-    with store.engine.begin() as conn:
+def published(store: PublishedScores) -> list[dict]:
+    with store.reader.engine.begin() as conn:
         pending = store.pending_outbox(conn)
         store.clear_outbox(conn, [row_id for row_id, _, _ in pending])
     return [orjson.loads(payload) for _, _, payload in pending]
@@ -97,7 +99,7 @@ def published(store: ScoreStore) -> list[dict]:
 
 def rescore_twice_and_publish(engine) -> tuple[list[dict], list[dict]]:
     catalog = load_catalog()
-    store = ScoreStore(engine, catalog)
+    store = PublishedScores(ScoreReader(engine, catalog))
     seed_scores(engine, catalog, AS_OF, days=40, years_of_history=0)
     with engine.begin() as conn:
         store.rescore(conn, AS_OF - timedelta(days=1))

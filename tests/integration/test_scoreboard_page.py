@@ -27,7 +27,9 @@ from shared.core.contract import parse_event
 from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
 from shared.dev.generator import generate
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.browser import (
     READ_CELLS,
@@ -54,13 +56,13 @@ def server(tmp_path_factory):
 
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('board')}/scores.db")
     migrate(engine)
-    store = ScoreStore(engine, CATALOG)
+    writer = ScoreWriter(engine, CATALOG)
     events = [parse_event(e) for e in generate(CATALOG, 120, 7, END)]
     for start in range(0, len(events), 5000):
         with engine.begin() as conn:
-            store.fold(conn, events[start:start + 5000])
+            writer.fold(conn, events[start:start + 5000])
     with engine.begin() as conn:
-        store.rescore(conn, END)
+        PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     http = make_server("127.0.0.1", 0, app, threaded=True)
