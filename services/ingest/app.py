@@ -22,7 +22,8 @@ from shared.core.catalog import Catalog
 from shared.core.contract import Problem
 from shared.store.engine import session_factory
 from shared.platform.kafka import events_topic_configs, kafka_security
-from shared.platform.web import json_response, wire
+from shared.platform.bootstrap import bootstrap
+from shared.platform.web import json_response
 
 from . import handlers
 from .keys import key_id_of, verify_key
@@ -60,7 +61,7 @@ def create_app(
     publisher: EventPublisher | None = None,
     catalog: Catalog | None = None,
 ) -> Flask:
-    settings, catalog, engine = wire(settings, engine, catalog, kind=IngestSettings)
+    settings, catalog, engine = bootstrap(IngestSettings, settings=settings, catalog=catalog, engine=engine)
     sessions = session_factory(engine)
     publisher = publisher or KafkaEventPublisher(
         settings.kafka_bootstrap_servers, settings.events_topic, settings.kafka_timeout_s,

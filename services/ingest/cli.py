@@ -8,15 +8,17 @@ from shared.platform.settings import get_settings
 
 
 def _sessions():
-    from shared.store.engine import make_engine, session_factory
-    from shared.store.schema import SchemaNotCurrent, prepare_schema
+    from shared.platform.bootstrap import bootstrap
+    from shared.store.engine import session_factory
+    from shared.store.schema import SchemaNotCurrent
 
-    engine = make_engine(get_settings().database_url)
+    from .settings import IngestSettings
+
     try:
-        prepare_schema(engine, get_settings().migrate_on_start)
+        foundation = bootstrap(IngestSettings)
     except SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from None
-    return session_factory(engine)
+    return session_factory(foundation.engine)
 
 
 def _catalog():

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from shared.core.catalog import Catalog, load_catalog
+from shared.core.catalog import Catalog
+from shared.platform.bootstrap import bootstrap
 from shared.platform.clock import Clock, SystemClock
-from shared.store.engine import make_engine
-from shared.store.schema import prepare_schema
-from shared.platform.settings import Settings, get_settings
+from shared.platform.settings import Settings
 
 from .app import NotifierMetrics, create_app
 from .health import CachedCheck, Liveness
@@ -50,12 +49,8 @@ def build(settings: Settings | None = None, notifier_settings: NotifierSettings 
           clock: Clock | None = None, engine: Engine | None = None, catalog: Catalog | None = None,
           gateway: SlackGateway | None = None) -> Runtime:
     """The notifier's parts wired from settings (tests pass their own clock or engine)."""
-    settings = settings or get_settings()
+    settings, catalog, engine = bootstrap(settings=settings, catalog=catalog, engine=engine)
     notifier_settings = notifier_settings or NotifierSettings()
-    catalog = catalog or load_catalog(settings.catalog)
-    if engine is None:
-        engine = make_engine(settings.database_url)
-        prepare_schema(engine, settings.migrate_on_start)
     clock = clock or SystemClock()
     routing = load_routing(notifier_settings.routing_file, catalog, notifier_settings.default_channel)
     gateway = gateway or make_gateway(notifier_settings.slack_bot_token, notifier_settings.slack_base_url,

@@ -15,8 +15,9 @@ from shared.core.catalog import Catalog
 from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
 from shared.core.scoring import Scoreboard, WindowScore
+from shared.platform.bootstrap import bootstrap
 from shared.platform.clock import Clock, current_as_of, system_clock
-from shared.platform.web import json_response, wire
+from shared.platform.web import json_response
 
 from .metrics import ScorerMetrics
 from .settings import ScorerSettings
@@ -60,7 +61,8 @@ def create_app(
     liveness: Callable[[], bool] | None = None,
 ) -> Flask:
     """The read API and pages; `liveness` (the consumer's, when both share a process) feeds /healthz."""
-    settings, catalog, engine = wire(settings, engine, catalog, kind=ScorerSettings, reader=True)
+    settings, catalog, engine = bootstrap(ScorerSettings, settings=settings, catalog=catalog, engine=engine,
+                                          reader=True)
     store = ScoreReader(engine, catalog)
     metrics = consumer_metrics or ScorerMetrics()
     from prometheus_client import Histogram

@@ -9,24 +9,18 @@ import threading
 
 import click
 
-from shared.platform.settings import get_settings
-
 from .settings import ScorerSettings
 
 log = logging.getLogger("cityscore.scorer")
 
 
 def _parts():
-    from shared.core.catalog import load_catalog
-    from shared.store.engine import make_engine
-    from shared.store.schema import SchemaNotCurrent, prepare_schema
+    from shared.platform.bootstrap import bootstrap
+    from shared.store.schema import SchemaNotCurrent
     from shared.store.score_store import ScoreStore
 
-    settings = get_settings(ScorerSettings)
-    catalog = load_catalog(settings.catalog)
-    engine = make_engine(settings.database_url)
     try:
-        prepare_schema(engine, settings.migrate_on_start)
+        settings, catalog, engine = bootstrap(ScorerSettings)
     except SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from None
     return settings, catalog, engine, ScoreStore(engine, catalog)
