@@ -1,25 +1,28 @@
 """The scorer's consumer: events from Kafka into daily totals and scores, exactly once in effect.
 
-For each batch (bounded by size and time):
-  1. decode and validate every message and work out what it adds; bad ones (and any the
-     fold could not take) go to the dead-letter topic with the reason;
-  2. fold the good ones in ONE database transaction (event ids are unique keys, so a
-     redelivered batch changes nothing) and commit it. Should the database refuse the
-     batch for its data (a NUL it cannot store, a number out of range, a constraint:
-     whatever slipped past the contract), fold it again in halves, in order, down to the
-     single events it refuses, and dead-letter just those with the reason;
-  3. rescore what the batch touched, writing changed scores and an outbox row in a
-     second short transaction (at most every 0.4 s: in a backlog, a batch may leave
-     its rescore to the next);
-  4. publish the outbox to `cityscore.scores`, then commit the Kafka offsets.
+This module is the Kafka loop alone: it reads batches (bounded by size and time), hands
+each to the batch steps (services/scorer/steps.py) and commits the offsets of the batches
+whose steps are done. For each batch, in order:
+  1. `Validate`: decode and validate every message and work out what it adds; bad ones go
+     to the dead-letter topic with the reason;
+  2. `FoldAndRescore`: claim and fold the good ones, rescore what they touched (when the
+     `RescoreRule` says: at most every 0.4 s, so in a backlog a batch may leave its rescore
+     to the next) and queue the score changes in the outbox, all in ONE database
+     transaction (event ids are unique keys, so a redelivered batch changes nothing).
+     Should the database refuse the batch for its data (a NUL it cannot store, a number out
+     of range, a constraint: whatever slipped past the contract), it is folded again in
+     halves, in order, down to the single events it refuses, which are dead-lettered with
+     the reason;
+  3. `PublishOutbox`: publish the outbox to `cityscore.scores`;
+  4. here: commit the Kafka offsets.
 A crash between any two steps is safe: the batch comes again and its events are
 already claimed; the outbox is published on the next start.
 
-While one batch is in the database (steps 2-4, on a worker thread that mostly waits
-for PostgreSQL), the loop fetches and validates the next ones, up to `queue_depth`
+While one batch is in the database (steps 2-3, on a worker thread that mostly waits for
+PostgreSQL: `InOrder`), the loop fetches and validates the next ones, up to `queue_depth`
 batches ahead, so that neither side waits for a slow batch of the other. Batches still
 reach the database one at a time and in order; one queued behind a batch that failed
-never does. A batch's offsets are committed only once its step 4 is done. If a
+never does. A batch's offsets are committed only once its step 3 is done. If a
 rebalance moves a partition while its batch is in the database, the new owner reads
 the batch again; its claim of the same event ids waits for ours to commit and then
 finds them taken, so the batch still counts once and in order. (No rebalance listener
@@ -33,82 +36,34 @@ import logging
 import signal
 import threading
 import time
-from array import array
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timezone
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from datetime import date
 
-import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from shared.core.catalog import Catalog
-from shared.core.contract import InvalidEvent, Problem, validate_event
 from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
-from shared.store.score_store import FoldOutcome, Folding, ScoreStore
 from shared.platform.settings import Settings
+from shared.store.score_store import ScoreStore
 
 from .metrics import ScorerMetrics
+from .steps import (BatchReport, DeadLetters, FoldAndRescore, InOrder, Origin, PublishOutbox, RescoreRule,
+                    StoreBatch, Validate)
 
 log = logging.getLogger("cityscore.scorer")
 
+
+# Records taken per poll while a batch fills (up to SCORER_BATCH_MAX): kafka-python hands out
+# 5,000 at a time faster than 20,000 (bench/bench_scorer.py's bare reader: 91,700 against
+# 81,000 events/s in five alternating pairs), and the batch is as large either way.
+POLL_RECORDS = 5000
+
+
 class EventsLost(RuntimeError):
     """Events the scorers had not folded are no longer in the topic: the scorer stops."""
-
-
-@dataclass
-class BatchReport:
-    messages: int
-    folded: int
-    duplicates: int
-    dead_letters: int
-    changes: int
-    fold_s: float
-
-
-class Origin(NamedTuple):
-    """Where a message came from, and what it held: all a dead letter needs of it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-class Origins:
-    """Where each event of a batch prepared for folding came from, in the same order: enough to
-    dead-letter one the database refuses. Cheap: partitions and offsets in arrays, the value
-    bytes the consumer already read (not copied) and one copy of each key (a metric's name):
-    about 270 bytes an event, most of it the value."""
-
-    __slots__ = ("topic", "partitions", "offsets", "keys", "values", "_key")
-
-    def __init__(self) -> None:
-        self.topic = ""  # the scorer reads one topic
-        self.partitions = array("i")
-        self.offsets = array("q")
-        self.keys: list[bytes | None] = []
-        self.values: list[bytes | None] = []
-        self._key: dict[bytes | None, bytes | None] = {}
-
-    def add(self, message) -> None:
-        self.topic = message.topic
-        self.partitions.append(message.partition)
-        self.offsets.append(message.offset)
-        self.keys.append(self._key.setdefault(message.key, message.key))
-        self.values.append(message.value)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def __getitem__(self, index: int) -> Origin:
-        return Origin(self.topic, self.partitions[index], self.offsets[index], self.keys[index], self.values[index])
 
 
 @dataclass
@@ -132,34 +87,61 @@ class Scorer:
         self.metrics = metrics or ScorerMetrics()
         self.client_id = client_id
         self.stopping = threading.Event()
-        self.as_of: date | None = None
         self.last_beat = time.monotonic()  # the loop's heartbeat, for the liveness probe
-        # A replay folds first and scores once at the end: no stream of intermediate changes.
-        self.rescore_each_batch = rescore_each_batch
-        self.totals = BatchReport(0, 0, 0, 0, 0, 0.0)
         self._consumer: KafkaConsumer | None = None
         self._producer = None
-        # One worker: batches reach the database one at a time, in the order read.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-db")
-        # Batches of prepared events waiting for the worker, oldest first, with their offsets to commit.
-        self._in_flight: deque[tuple[Future, Batch]] = deque()
-        self.queue_depth = queue_depth
         self._committed_async: dict[TopicPartition, int] = {}  # offsets committed without waiting
-        self._unscored: set[str] = set()  # metrics folded into but not rescored yet
-        self._last_rescore = 0.0
-        self.rescore_every_s = 0.4
-        self._failed = False
+
+        # The batch steps, top-down (services/scorer/steps.py). The producer they write
+        # through is made in connect(). A replay folds first and scores once at the end:
+        # no stream of intermediate changes (rescore_each_batch=False).
+        writer, scores = store.writer, store.published
+        self.rule = RescoreRule(lambda: current_as_of(self.clock, catalog), each_batch=rescore_each_batch)
+        self.dead_letters = DeadLetters(None, settings.dead_letter_topic, self.metrics)
+        self.validate = Validate(catalog, store.prepare, self.dead_letters)  # a test's store may refuse one
+        self.fold_and_rescore = FoldAndRescore(writer, scores, self.rule)
+        self.publish_outbox = PublishOutbox(scores, store.engine, None, settings.scores_topic, self.metrics)
+        self.store_batch = StoreBatch(self.fold_and_rescore, self.dead_letters, self.publish_outbox, self.metrics,
+                                      self.reread)
+        self.in_order = InOrder(self.store_batch, self.commit_offsets, depth=queue_depth)
+
+    @property
+    def totals(self) -> BatchReport:
+        return self.store_batch.totals
+
+    @property
+    def as_of(self) -> date | None:
+        """The as-of date last rescored."""
+        return self.rule.as_of
+
+    @property
+    def rescore_every_s(self) -> float:
+        return self.rule.every_s
+
+    @rescore_every_s.setter
+    def rescore_every_s(self, seconds: float) -> None:
+        self.rule.every_s = seconds
 
     # -- Kafka ----------------------------------------------------------------------
 
-    def connect(self) -> None:
+    def connect(self, join_group: bool = True) -> None:
+        """Make sure of the topics, make the producer, and (unless not `join_group`) join the group."""
         s = self.settings
         security = kafka_security(s)
+        if self._producer is None:
+            self._connect_producer(s, security)
+        if join_group and self._consumer is None:
+            self._join_group(s, security)
+
+    def _connect_producer(self, s: Settings, security: dict) -> None:
         ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
                                                    s.scores_topic: s.topic_partitions}, timeout_s=30,
                       security=security, configs={s.events_topic: events_topic_configs(s)})
         self._producer = make_producer(s.kafka_bootstrap_servers, 30, client_id=self.client_id + "-out",
                                        reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms, security=security)
+        self.dead_letters.producer = self.publish_outbox.producer = self._producer
+
+    def _join_group(self, s: Settings, security: dict) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             **security,
@@ -193,13 +175,38 @@ class Scorer:
             time.sleep(0.2)
         self._consumer.subscribe([s.events_topic])
 
+    def reread(self, origins: list[Origin]) -> list:
+        """These messages read again from the topic, in the order asked (the database worker's, for
+        the dead letters of events it refused: rare, so a consumer of its own each time)."""
+        s = self.settings
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, **kafka_security(s),
+                                 client_id=self.client_id + "-reread", enable_auto_commit=False,
+                                 check_crcs=s.scorer_check_crcs)
+        try:
+            found: dict[Origin, object] = {}
+            for origin in sorted(set(origins)):
+                tp = TopicPartition(origin.topic, origin.partition)
+                consumer.assign([tp])
+                consumer.seek(tp, origin.offset)
+                deadline = time.monotonic() + 60
+                while origin not in found:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"offset {origin.offset} of {tp} could not be read again")
+                    for record in poll(consumer, timeout_ms=1000, max_records=1).get(tp, ()):
+                        found[Origin(record.topic, record.partition, record.offset)] = record
+                        if record.offset > origin.offset:  # compacted or deleted meanwhile
+                            raise RuntimeError(f"offset {origin.offset} of {tp} is no longer in the topic")
+            return [found[origin] for origin in origins]
+        finally:
+            consumer.close(autocommit=False)
+
     def close(self) -> None:
-        if self._in_flight:
+        if self.in_order.in_flight:
             try:
                 self.finish_in_flight()
             except Exception:  # noqa: BLE001 - not committed: the batch comes again and is ignored
                 log.warning("the last batch did not finish", exc_info=True)
-        self._worker.shutdown(wait=True)
+        self.in_order.close()
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
             self._consumer = None
@@ -221,7 +228,7 @@ class Scorer:
             if remaining <= 0:
                 break
             polled = self._poll(timeout_ms=int(remaining * 1000) + 1,
-                                max_records=self.settings.batch_max - len(messages))
+                                max_records=min(POLL_RECORDS, self.settings.batch_max - len(messages)))
             for tp, records in polled.items():
                 messages.extend(records)
                 # A partition's records come in offset order: its last one says where to resume.
@@ -279,219 +286,36 @@ class Scorer:
             f"or accept the gap by moving the group past it (kafka-consumer-groups.sh --group {s.scorer_group} "
             f"--topic {s.events_topic} --reset-offsets --to-earliest --execute).")
 
-    # -- one batch ------------------------------------------------------------------------
-
-    def validate(self, messages: list) -> tuple[list[Folding], Origins, int]:
-        """The batch's valid events, prepared for folding, where each came from, and how many
-        others went to the dead-letter topic (now, before any commit)."""
-        events = []
-        origins = Origins()
-        dead = []
-        prepare = self.store.prepare
-        for message in messages:
-            try:
-                event = validate_event(message.value, self.catalog)
-            except InvalidEvent as exc:
-                dead.append((message, [p.as_dict() for p in exc.problems]))
-                continue
-            try:
-                # Prepared at once: the validated event is freed here, and the batch waits
-                # for the database holding only what the fold needs of it.
-                events.append(prepare(event))
-            except OverflowError as exc:
-                # The contract refuses the dates the fold cannot take (a due date past year
-                # 9999); should one slip through, it goes to the dead letters with the reason
-                # rather than stop the scorer on it at every restart. Only this error: any
-                # other is a bug, which should stop the scorer, not empty the scores quietly.
-                log.error("an event could not be folded; sent to the dead-letter topic", exc_info=True)
-                dead.append((message, [Problem("", f"cannot be folded: {exc}").as_dict()]))
-                continue
-            origins.add(message)
-        if dead:
-            self.dead_letter(dead)
-        return events, origins, len(dead)
-
-    def store_batch(self, events: list[Folding], message_count: int, started: float, dead: int,
-                    origins: Origins | None = None) -> BatchReport:
-        """Steps 2-4: fold in one transaction, rescore what it touched, publish the outbox.
-
-        `origins` says where each event came from (in the same order), to dead-letter those the
-        database refuses; without it, a refusal is raised."""
-        outcome = None
-        if events:
-            outcome, refused = self.fold(events)
-            if refused:
-                if origins is None or len(origins) != len(events):
-                    raise refused[0][1]
-                # Written (and acknowledged) before the batch's offsets are committed.
-                self.dead_letter([(origins[index], [Problem("", _refusal(error)).as_dict()])
-                                  for index, error in refused])
-                dead += len(refused)
-        as_of = current_as_of(self.clock, self.catalog)
-        changes = 0
-        if self.rescore_each_batch:
-            if outcome:
-                self._unscored.update(outcome.touched)
-            new_day = as_of != self.as_of
-            # A batch without events is the loop's: a new day, or it is idle with something unscored.
-            if new_day or (self._unscored and (not events or self._rescore_due())):
-                changes = self.rescore(as_of, None if new_day else sorted(self._unscored))
-                self._unscored.clear()
-                self._last_rescore = time.monotonic()
-        self.publish_outbox()
-
-        elapsed = time.perf_counter() - started
-        report = BatchReport(message_count, outcome.folded if outcome else 0, outcome.duplicates if outcome else 0,
-                             dead, changes, elapsed)
-        self.metrics.observe_batch(report)
-        for name in ("messages", "folded", "duplicates", "dead_letters", "changes", "fold_s"):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
-        return report
-
-    def fold(self, events: list[Folding]) -> tuple[FoldOutcome | None, list[tuple[int, DBAPIError]]]:
-        """Fold the events in one transaction. Should the database refuse them for their data, fold
-        them again in halves, each in its own transaction, down to the single events it refuses;
-        returns the outcome of what was folded and the refused events' indexes with the error.
-
-        Exactly once, in order: a refused transaction is rolled back whole, halves are folded
-        first half first (a case's later version still replaces its earlier one), and every
-        event's claim commits with what it adds, so a batch read again after a crash between
-        halves finds the folded ones claimed."""
-        outcome: FoldOutcome | None = None
-        refused: list[tuple[int, DBAPIError]] = []
-        ranges = [(0, len(events))]  # a stack: the next range to fold is the last
-        while ranges:
-            start, stop = ranges.pop()
-            part = events if stop - start == len(events) else events[start:stop]
-            try:
-                folded = self._in_transaction(lambda conn, part=part: self.store.fold_prepared(conn, part))
-            except DBAPIError as exc:
-                if not _refused(exc):
-                    raise  # a lost connection (after its retries) or a bug: stop, the batch comes again
-                if stop - start == 1:
-                    log.error("the database refused an event; sent to the dead-letter topic",
-                              extra={"error": _refusal(exc)})
-                    refused.append((start, exc))
-                else:
-                    log.warning("the database refused a batch; folding it again in halves",
-                                extra={"events": stop - start, "error": _refusal(exc)})
-                    middle = (start + stop) // 2
-                    ranges += [(middle, stop), (start, middle)]
-                continue
-            outcome = folded if outcome is None else _combined(outcome, folded)
-        return outcome, refused
-
-    def _rescore_due(self) -> bool:
-        """At most one rescore per `rescore_every_s` (0.4 s). Batches come every half second
-        or less often unless the scorer is behind, so this only thins the rescores of a
-        backlog, where each batch would otherwise reread the same windows. A rescore after
-        several batches gives the same scores as one after each. What a batch without a
-        rescore touched is rescored with a later batch, or by the loop once it is idle."""
-        return time.monotonic() - self._last_rescore >= self.rescore_every_s
+    # -- batches to the steps --------------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
         """Validate this batch here, then queue it for the database worker behind the ones before it."""
-        started = time.perf_counter()
-        events, origins, dead = self.validate(batch.messages)
-        self.finish_in_flight(done_only=True)
-        while len(self._in_flight) >= self.queue_depth:
-            self._finish_oldest(wait_for_commit=False)
-        future = self._worker.submit(self._store_in_order, events, len(batch.messages), started, dead, origins)
-        # Queued batches keep only their offsets (and, in `origins`, what a dead letter needs
-        # of each event): the records themselves are done with.
-        self._in_flight.append((future, Batch(offsets=batch.offsets)))
-
-    def _store_in_order(self, events: list[Folding], message_count: int, started: float, dead: int,
-                        origins: Origins | None = None) -> BatchReport:
-        # A batch queued behind one that failed must not reach the database: its events
-        # would be counted before the failed batch's, and a case's older version could
-        # then replace its newer one when the failed batch comes again.
-        if self._failed:
-            raise RuntimeError("an earlier batch failed; this one will be read again")
-        try:
-            return self.store_batch(events, message_count, started, dead, origins)
-        except BaseException:
-            self._failed = True
-            raise
+        self.in_order.submit(self.validate(batch.messages), batch.offsets)
 
     def finish_in_flight(self, done_only: bool = False) -> BatchReport | None:
         """Wait for the batches in the database (or, with `done_only`, take those already done) and
         commit their offsets in order; a batch's failure is raised here."""
-        report = None
-        while self._in_flight and (not done_only or self._in_flight[0][0].done()):
-            report = self._finish_oldest(wait_for_commit=not done_only)
+        report = self.in_order.finish(done_only)
         if not done_only and self._committed_async:
             # Make sure of what the loop committed without waiting (a lost one is covered here).
             self.commit_offsets(self._committed_async)
         return report
 
-    def _finish_oldest(self, wait_for_commit: bool = True) -> BatchReport:
-        future, batch = self._in_flight.popleft()
-        report = future.result()
-        self.commit_offsets(batch.offsets, wait=wait_for_commit)
-        if report.messages:
-            log.info("batch folded", extra={"messages": report.messages, "folded": report.folded,
-                                            "duplicates": report.duplicates, "dead_letters": report.dead_letters,
-                                            "changes": report.changes, "ms": round(report.fold_s * 1000, 1)})
-        return report
+    @property
+    def _in_flight(self):
+        return self.in_order.in_flight
+
+    def fold(self, events: list) -> tuple:
+        """Fold prepared events (in halves around those the database refuses): (outcome, refused)."""
+        return self.fold_and_rescore.fold_in_halves(events)
 
     def rescore(self, as_of: date, metric_ids: list[str] | None = None) -> int:
         """Rescore (these metrics, or all) as of `as_of` and queue the changes; returns how many."""
-        changes = len(self._in_transaction(lambda conn: self.store.rescore(conn, as_of, metric_ids)))
-        self.as_of = as_of
-        return changes
+        return self.fold_and_rescore.rescore(as_of, metric_ids)
 
     def _in_transaction(self, work, attempts: int = 5):
         """Run `work(conn)` in a transaction, again after a deadlock or a lost connection."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.store.engine.begin() as conn:
-                    return work(conn)
-            except (OperationalError, DBAPIError) as exc:
-                if attempt == attempts or not _retryable(exc):
-                    raise
-                log.warning("database transaction retried", extra={"attempt": attempt, "error": str(exc)[:200]})
-                time.sleep(0.05 * 2 ** attempt)
-        raise AssertionError("unreachable")
-
-    def dead_letter(self, dead: list) -> None:
-        assert self._producer is not None
-        futures = []
-        for message, problems in dead:
-            payload = {
-                "topic": message.topic, "partition": message.partition, "offset": message.offset,
-                "key": message.key.decode("utf-8", "replace") if message.key else None,
-                "value": message.value.decode("utf-8", "replace") if message.value else None,
-                "problems": problems,
-                "dead_at": datetime.now(timezone.utc).isoformat(),
-            }
-            futures.append(self._producer.send(self.settings.dead_letter_topic, key=message.key,
-                                               value=orjson.dumps(payload)))
-        self._producer.flush(timeout=30)
-        for future in futures:
-            future.get(timeout=30)  # a dead letter is written before its offset is committed
-        self.metrics.dead_letters.inc(len(dead))
-        log.warning("messages sent to the dead-letter topic", extra={"count": len(dead),
-                                                                     "first": dead[0][1][:3]})
-
-    def publish_outbox(self) -> int:
-        """Publish queued score changes (this batch's and any a crash left behind)."""
-        assert self._producer is not None
-        published = 0
-        while True:
-            with self.store.engine.connect() as conn:
-                pending = self.store.pending_outbox(conn)
-            if not pending:
-                return published
-            futures = [self._producer.send(self.settings.scores_topic, key=key.encode(), value=payload)
-                       for _, key, payload in pending]
-            self._producer.flush(timeout=30)
-            for future in futures:
-                future.get(timeout=30)
-            with self.store.engine.begin() as conn:
-                self.store.clear_outbox(conn, [row_id for row_id, _, _ in pending])
-            published += len(pending)
-            self.metrics.score_changes.inc(len(pending))
+        return self.fold_and_rescore.in_transaction(work)
 
     def commit_offsets(self, offsets: dict[TopicPartition, int], wait: bool = True) -> None:
         """Commit where to resume. Without `wait` the loop goes on at once (the broker's answer
@@ -537,17 +361,16 @@ class Scorer:
             while not self.stopping.is_set():
                 self.last_beat = time.monotonic()
                 batch = self.collect()
-                new_day = self.rescore_each_batch and current_as_of(self.clock, self.catalog) != self.as_of
-                # Idle with metrics unscored (the last batches left their rescore to a later
-                # one): an empty batch rescores them.
-                if batch.messages or new_day or self._unscored:
+                # Nothing read, but a new as-of date, or metrics the last batches left unscored:
+                # an empty batch goes through the steps to rescore them.
+                if batch.messages or self.rule.has_work_when_idle():
                     self.submit(batch)
                 else:
                     self.finish_in_flight()  # idle: nothing to overlap with, so don't hold its commit
                 self.metrics.observe_lag(self._consumer)
                 if until_idle:
                     idle_batches = 0 if batch.messages else idle_batches + 1
-                    if idle_batches >= 2 and not self._in_flight and self.caught_up():
+                    if idle_batches >= 2 and not self.in_order.in_flight and self.caught_up():
                         return
         finally:
             self.finish_in_flight()  # the database finishes the batch it has, then its offsets are committed
@@ -571,56 +394,6 @@ class Scorer:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-
-
-def _retryable(exc: Exception) -> bool:
-    if _refused(exc):
-        return False  # the same data is refused again (and its message may hold any word below)
-    text = str(exc).lower()
-    # A duplicate key: another scorer claimed one of the batch's event ids (or made one of its
-    # parts) while this transaction ran. Run again, the batch finds them and skips them.
-    return any(word in text for word in ("deadlock", "could not serialize", "database is locked",
-                                         "connection", "server closed", "duplicate key value"))
-
-
-def _refused(exc: Exception) -> bool:
-    """The database refused the data, not the work: a data exception (SQLSTATE class 22: a NUL
-    it cannot store, a number out of range, a string too long) or a constraint the data breaks
-    (class 23), but not a duplicate key, which is another scorer's claim racing ours (retried)."""
-    if isinstance(exc, DataError):
-        return True
-    if isinstance(exc, IntegrityError):
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            return False
-        text = str(exc.orig).lower()
-        return "duplicate key value" not in text and "unique constraint failed" not in text
-    return False
-
-
-def _refusal(exc: DBAPIError) -> str:
-    """The database's reason, for a dead letter: its message, detail and SQLSTATE."""
-    diag = getattr(exc.orig, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(exc.orig).strip().split("\n")[0]
-    detail = getattr(diag, "message_detail", None)
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    reason = f"refused by the database: {message}"
-    if detail:
-        reason += f" ({detail})"
-    if sqlstate:
-        reason += f" [SQLSTATE {sqlstate}]"
-    return reason[:1000]
-
-
-def _combined(outcome: FoldOutcome, more: FoldOutcome) -> FoldOutcome:
-    """Two folds' outcomes as one: counts added, touched days joined (whatever else it counts)."""
-    for name in (f.name for f in fields(outcome)):
-        mine, theirs = getattr(outcome, name), getattr(more, name)
-        if isinstance(mine, dict):
-            for metric, days in theirs.items():
-                mine.setdefault(metric, set()).update(days)
-        else:
-            setattr(outcome, name, mine + theirs)
-    return outcome
 
 
 def _log_failed_commit(offsets, response) -> None:

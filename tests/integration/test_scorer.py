@@ -19,6 +19,7 @@ from services.cli.commands import main
 from services.scorer.app import create_app
 from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
+from services.scorer.steps import Prepared
 from shared.core.catalog import load_catalog
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
@@ -333,10 +334,10 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_pa
               for e in sample]
     try:
         with pytest.raises(Exception, match="no such table"):
-            scorer._store_in_order(first, len(first), 0.0, 0)
+            scorer.in_order.store_in_order(Prepared.of(first))
         migrate(engine)  # the database is back, but the batch behind the failed one still waits its turn
         with pytest.raises(RuntimeError, match="earlier batch failed"):
-            scorer._store_in_order(second, len(second), 0.0, 0)
+            scorer.in_order.store_in_order(Prepared.of(second))
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM processed_events")) == 0
     finally:

@@ -5,7 +5,7 @@ import pytest
 import sqlite3
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-from services.scorer.consumer import _refusal, _refused, _retryable
+from services.scorer.steps import refusal as _refusal, refused_data as _refused, retryable as _retryable
 
 
 def wrapped(kind, error):
