@@ -18,6 +18,7 @@ from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.settings import Settings
 
 from .consumer import Scorer
+from .rebuild import CannotFoldInBulk, rebuild_in_bulk
 
 log = logging.getLogger("cityscore.scorer")
 
@@ -94,10 +95,13 @@ def rewind_group(settings: Settings) -> int:
 
 
 def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock = system_clock, *,
-           allow_partial_history: bool = False) -> ReplayReport:
+           allow_partial_history: bool = False, in_bulk: bool = True) -> ReplayReport:
     """Forget the folded state and fold the whole events topic again. Refuses (PartialHistory),
     before touching anything, when the topic no longer holds every event, unless
-    `allow_partial_history`: then the scores count only what the topic still holds."""
+    `allow_partial_history`: then the scores count only what the topic still holds.
+
+    `in_bulk`: fold the topic in memory and write the result at once (services/scorer/rebuild.py),
+    the same rows as the scorer's pipeline would write, faster; the pipeline when that cannot be."""
     started = time.perf_counter()
     missing = check_history(settings, store)
     if missing and not allow_partial_history:
@@ -107,16 +111,25 @@ def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock
                     "the topic still holds", extra={"topic": settings.events_topic, "missing": missing})
     # Offsets first: if we stop half-way, the state is still whole and re-reading changes nothing.
     rewind_group(settings)
-    with store.engine.begin() as conn:
-        store.reset(conn)
     scorer = Scorer(settings, store, catalog, clock=clock, client_id="cityscore-rebuild", rescore_each_batch=False)
     try:
-        scorer.run(until_idle=True)
+        bulk = None
+        if in_bulk:
+            scorer.connect(join_group=False)  # the topics and a producer, for dead letters and scores
+            try:
+                bulk = rebuild_in_bulk(settings, store.writer, catalog, scorer.dead_letters)
+            except CannotFoldInBulk as exc:
+                log.warning("rebuilding through the scorer's pipeline instead, which isolates what the fast "
+                            "path cannot", extra={"reason": str(exc)})
+        if bulk is None:
+            with store.engine.begin() as conn:
+                store.reset(conn)
+            scorer.run(until_idle=True)
         changes = scorer.rescore(current_as_of(clock, catalog))
         scorer.publish_outbox()
     finally:
         scorer.close()
-    totals = scorer.totals
+    totals = scorer.totals if bulk is None else bulk
     report = ReplayReport(totals.messages, totals.folded, totals.duplicates, totals.dead_letters, changes,
                           time.perf_counter() - started)
     log.info("replay finished", extra=report.__dict__)

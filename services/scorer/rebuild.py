@@ -1,0 +1,185 @@
+"""`cityscore rebuild`'s fast path: the whole events topic folded in memory with the offline
+command's core (`folding.Ledger`), then written to the database in one transaction.
+
+The scorer's pipeline folds a batch at a time and asks the database, for every event, whether
+it already has it: right for a live stream, slow for a rebuild, which starts from nothing and
+reads every event once. Here the `Ledger` answers that in memory, and the state it ends with
+is written in bulk: what each event counts (processed_events), each case's and tally's part
+(current_parts), each day's totals and the number of contributions behind them (day_totals),
+the kept measurements (measurement_values) and each metric's first day (metric_first_days).
+These are the rows the pipeline writes for the same events in the same order
+(tests/integration/test_rebuild.py compares the two paths, table by table).
+
+The forgetting and the writing are ONE transaction, so until it commits the database keeps the
+state it had. Messages the contract refuses go to the dead-letter topic as in the pipeline.
+Anything the fast path cannot isolate (an event the fold cannot take, data the database
+refuses) makes it give up before writing: `replay` then folds the topic with the pipeline,
+which dead-letters exactly those events (and the contract's refusals a second time).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from shared.core.catalog import Catalog
+from shared.core.contract import InvalidEvent, validate_event
+from shared.core.folding import Ledger
+from shared.platform.kafka import kafka_security
+from shared.platform.settings import Settings
+from shared.store.bulk_sql import EVENT_COLUMNS, event_row
+from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
+
+from .steps import DeadLetters, refusal, refused_data
+
+log = logging.getLogger("cityscore.scorer")
+
+
+class CannotFoldInBulk(Exception):
+    """The fast path met something only the pipeline isolates event by event."""
+
+
+@dataclass
+class LedgerFold:
+    """The topic folded in memory, and where each partition ended."""
+
+    ledger: Ledger
+    messages: int
+    folded: int
+    duplicates: int
+    dead_letters: int
+    ends: dict[TopicPartition, int]
+
+
+def fold_topic(settings: Settings, catalog: Catalog, dead_letters: DeadLetters, poll_records: int = 5000) -> LedgerFold:
+    """Read every partition of the events topic from its start to where it ends now, validating
+    and folding each event into a `Ledger` in the order read; refused messages to the dead letters."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             **kafka_security(settings), client_id="cityscore-rebuild",
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+                             check_crcs=settings.scorer_check_crcs)  # as the scorer reads (see its consumer)
+    try:
+        partitions = [TopicPartition(settings.events_topic, p)
+                      for p in sorted(consumer.partitions_for_topic(settings.events_topic) or ())]
+        consumer.assign(partitions)
+        starts = consumer.beginning_offsets(partitions)
+        ends = consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        ledger = Ledger(catalog)
+        fold = ledger.fold
+        messages = folded = dead_count = 0
+        reading = {tp for tp in partitions if starts[tp] < ends[tp]}
+        while reading:
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=poll_records).items():
+                dead = []
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break  # written after the rebuild began: the scorer folds it when it starts
+                    messages += 1
+                    try:
+                        event = validate_event(record.value, catalog)
+                    except InvalidEvent as exc:
+                        dead.append((record, [p.as_dict() for p in exc.problems]))
+                        continue
+                    try:
+                        folded += fold(event)
+                    except OverflowError as exc:
+                        # The ledger may have taken back what the event names before failing on
+                        # its own contribution; the pipeline checks first and dead-letters it.
+                        raise CannotFoldInBulk(f"an event cannot be folded: {exc}") from exc
+                if dead:
+                    dead_letters.send(dead)
+                    dead_count += len(dead)
+                if consumer.position(tp) >= ends[tp]:
+                    reading.discard(tp)
+        return LedgerFold(ledger, messages, folded, messages - folded - dead_count, dead_count, ends)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def load_ledger(conn: Connection, ledger: Ledger) -> None:
+    """Write a ledger's state into emptied scorer tables, in the caller's transaction: the rows the
+    pipeline's folds leave for the same events."""
+    # processed_events: what each event counts now (a withdrawn one, or one named by a
+    # withdrawal before it came, nothing).
+    events = (event_row(identity, record) for identity, record in ledger.seen.items())
+    parts = [(key, None, None, 0.0, 0.0, 0.0) if part is None else
+             (key, part.metric, part.day, part.numerator, part.denominator, part.count)
+             for key, part in ledger.current.items()]
+    days, values = [], []
+    for metric, by_day in ledger.days.items():
+        for day, totals in by_day.items():
+            days.append((metric, day, totals.numerator, totals.denominator, totals.count,
+                         ledger.parts[(metric, day)]))
+            values.extend((metric, day, value) for value in totals.values)
+    firsts = sorted(ledger.first_day.items())
+    if conn.dialect.name == "postgresql":
+        _copy(conn, "processed_events", EVENT_COLUMNS, events, pad=len(EVENT_COLUMNS))
+        _copy(conn, "current_parts", ("key", "metric", "day", "numerator", "denominator", "count"), parts)
+        _copy(conn, "day_totals", ("metric", "day", "numerator", "denominator", "count", "parts"), days)
+        _copy(conn, "measurement_values", ("metric", "day", "value"), values)
+        _copy(conn, "metric_first_days", ("metric", "first_day"), firsts)
+        return
+    for table, columns, rows in (
+            (ProcessedEvent, EVENT_COLUMNS, [row + (None,) * (len(EVENT_COLUMNS) - len(row)) for row in events]),
+            (CurrentPart, ("key", "metric", "day", "numerator", "denominator", "count"), parts),
+            (DayTotal, ("metric", "day", "numerator", "denominator", "count", "parts"), days),
+            (MeasurementValue, ("metric", "day", "value"), values),
+            (MetricFirstDay, ("metric", "first_day"), firsts)):
+        if rows:  # an empty executemany on SQLite inserts a row of defaults
+            conn.execute(insert(table.__table__), [dict(zip(columns, row)) for row in rows])
+
+
+def _copy(conn: Connection, table: str, columns, rows, pad: int = 0) -> None:
+    """COPY rows into a PostgreSQL table (psycopg adapts each value in C; INSERTs would plan and
+    bind row by row)."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                write = copy.write_row
+                if pad:
+                    for row in rows:
+                        write(row if len(row) == pad else row + (None,) * (pad - len(row)))
+                else:
+                    for row in rows:
+                        write(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy raises the driver's errors everywhere else (DataError, IntegrityError...).
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect) from exc
+
+
+def rebuild_in_bulk(settings: Settings, writer, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:
+    """Fold the topic in memory, then forget the folded state and write the ledger's in one
+    transaction; the scorer group's offsets move to where the fold ended. Raises
+    CannotFoldInBulk (having changed nothing) when the pipeline must do it instead."""
+    result = fold_topic(settings, catalog, dead_letters)
+    try:
+        with writer.engine.begin() as conn:
+            writer.reset(conn)
+            load_ledger(conn, result.ledger)
+    except DBAPIError as exc:
+        if not refused_data(exc):
+            raise
+        raise CannotFoldInBulk(refusal(exc)) from exc
+    commit_group(settings, result.ends)
+    return result
+
+
+def commit_group(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
+    """Commit the scorer group's offsets: the events before them are in the database."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.scorer_group,
+                             enable_auto_commit=False, **kafka_security(settings))
+    try:
+        if offsets:
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+    finally:
+        consumer.close(autocommit=False)
