@@ -120,8 +120,8 @@ def thread_note(noted_score: float | None, score: float | None, policy: Policy) 
 
 
 @dataclass(frozen=True)
-class AlertClock:
-    """The times of an open alert that decide its reminders."""
+class ReminderTimes:
+    """The times of an open alert that decide its reminders (not a clock: `now` is given to `reminder_due`)."""
 
     status: Status
     fired_at: datetime
@@ -129,7 +129,7 @@ class AlertClock:
     last_reminded_at: datetime | None = None
 
 
-def reminder_due(alert: AlertClock, now: datetime, policy: Policy) -> bool:
+def reminder_due(alert: ReminderTimes, now: datetime, policy: Policy) -> bool:
     """An unacknowledged alert reminds every repeat interval, never in quiet hours."""
     if alert.status is not Status.FIRING or policy.is_quiet(now):
         return False
@@ -196,8 +196,8 @@ class Alert:
         return f"{self.key}:post"
 
     @property
-    def clock(self) -> AlertClock:
-        return AlertClock(self.status, self.fired_at, self.held_until, self.last_reminded_at)
+    def reminder_times(self) -> ReminderTimes:
+        return ReminderTimes(self.status, self.fired_at, self.held_until, self.last_reminded_at)
 
 
 def fire(metric: str, window: str, seq: int, channel: str, reading: Reading, now: datetime,
@@ -242,7 +242,7 @@ def reply(alert: Alert) -> Alert:
     return replace(alert, replies=alert.replies + 1)
 
 
-Acknowledgeable = TypeVar("Acknowledgeable", Alert, AlertClock)
+Acknowledgeable = TypeVar("Acknowledgeable", Alert, ReminderTimes)
 
 
 def acknowledge(alert: Acknowledgeable, by: str | None = None, at: datetime | None = None) -> Acknowledgeable:

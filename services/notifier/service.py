@@ -276,7 +276,7 @@ class Notifier:
             for alert in firing:
                 if alert.post_key not in posted:
                     continue  # the alert itself has not reached Slack yet
-                if not reminder_due(alert.clock, now, self.policy):
+                if not reminder_due(alert.reminder_times, now, self.policy):
                     continue
                 alert = remind(alert, now)
                 work.alerts.save(alert)

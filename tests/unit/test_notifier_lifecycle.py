@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from services.notifier.lifecycle import (
-    Alert, AlertClock, Policy, QuietHours, Reading, Status, Streak, Transition, acknowledge, close, evaluate, fire,
+    Alert, Policy, QuietHours, Reading, ReminderTimes, Status, Streak, Transition, acknowledge, close, evaluate, fire,
     move, remind, reminder_due, reply, resolve, take_ownership, thread_note,
 )
 
@@ -85,22 +85,22 @@ def test_quiet_hours_hold_until_the_morning():
 
 def test_reminders_after_the_repeat_interval_unless_acknowledged_or_quiet():
     fired = datetime(2026, 7, 23, 9, 0, tzinfo=BOSTON)
-    alert = AlertClock(Status.FIRING, fired)
+    alert = ReminderTimes(Status.FIRING, fired)
     assert not reminder_due(alert, fired + timedelta(hours=3, minutes=59), POLICY)
     assert reminder_due(alert, fired + timedelta(hours=4), POLICY)
-    reminded = AlertClock(Status.FIRING, fired, last_reminded_at=fired + timedelta(hours=4))
+    reminded = ReminderTimes(Status.FIRING, fired, last_reminded_at=fired + timedelta(hours=4))
     assert not reminder_due(reminded, fired + timedelta(hours=7), POLICY)
     assert reminder_due(reminded, fired + timedelta(hours=8), POLICY)
     assert not reminder_due(acknowledge(alert), fired + timedelta(hours=9), POLICY)
     assert not reminder_due(alert, fired + timedelta(hours=12), POLICY)  # 21:00 is quiet
-    held = AlertClock(Status.FIRING, datetime(2026, 7, 22, 23, 0, tzinfo=BOSTON),
+    held = ReminderTimes(Status.FIRING, datetime(2026, 7, 22, 23, 0, tzinfo=BOSTON),
                       held_until=datetime(2026, 7, 23, 7, 30, tzinfo=BOSTON))
     assert not reminder_due(held, datetime(2026, 7, 23, 8, 0, tzinfo=BOSTON), POLICY)
     assert reminder_due(held, datetime(2026, 7, 23, 11, 30, tzinfo=BOSTON), POLICY)
 
 
 def test_acknowledging_a_resolved_alert_changes_nothing():
-    resolved = AlertClock(Status.RESOLVED, datetime(2026, 7, 23, tzinfo=BOSTON))
+    resolved = ReminderTimes(Status.RESOLVED, datetime(2026, 7, 23, tzinfo=BOSTON))
     assert acknowledge(resolved) == resolved
 
 
@@ -127,7 +127,7 @@ def test_a_fired_alert_remembers_its_first_score_and_names_its_outbox_keys():
         None, Status.FIRING, 0.8, 0.8, held)
     assert (alert.reminders, alert.replies) == (0, 0)
     assert alert.key == "alert:pothole-on-time:week:3" and alert.post_key == "alert:pothole-on-time:week:3:post"
-    assert alert.clock == AlertClock(Status.FIRING, FIRED, held, None)
+    assert alert.reminder_times == ReminderTimes(Status.FIRING, FIRED, held, None)
 
 
 def test_a_move_edits_the_alert_and_only_a_notable_one_is_told_in_the_thread():
@@ -156,7 +156,7 @@ def test_reminders_and_replies_are_counted_so_their_outbox_keys_never_repeat():
     reminded = remind(remind(an_alert(), FIRED + timedelta(hours=2)), later)
     assert (reminded.reminders, reminded.last_reminded_at) == (2, later)
     assert reply(reply(an_alert())).replies == 2
-    assert not reminder_due(reminded.clock, later + timedelta(hours=3), POLICY)
+    assert not reminder_due(reminded.reminder_times, later + timedelta(hours=3), POLICY)
 
 
 def test_acknowledging_records_who_did_it_first_and_a_second_click_changes_nothing():
@@ -168,7 +168,7 @@ def test_acknowledging_records_who_did_it_first_and_a_second_click_changes_nothi
     resolved = an_alert(status=Status.RESOLVED)
     assert acknowledge(resolved, "U0PWD1", at) == resolved
     # the same rule decides the reminders
-    assert not reminder_due(acknowledged.clock, FIRED + timedelta(hours=5), POLICY)
+    assert not reminder_due(acknowledged.reminder_times, FIRED + timedelta(hours=5), POLICY)
 
 
 def test_taking_ownership_of_an_open_alert_and_not_of_a_resolved_one():
