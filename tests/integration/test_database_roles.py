@@ -34,7 +34,9 @@ from shared.core.contract import parse_event
 from shared.store.engine import alembic_config, make_engine, migrate
 from shared.dev.generator import generate
 from shared.store.schema import SchemaNotCurrent, current_revisions, head_revisions
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
 from shared.platform.settings import Settings
 from tests.fakes.clock import ManualClock
 
@@ -91,12 +93,11 @@ def publish_board(url: str) -> None:
     """Migrate as the owner and fold 40 generated days, then score them (what the scorer does)."""
     engine = make_engine(url)
     migrate(engine)
-    store = ScoreStore(engine, CATALOG)
     events = [parse_event(e) for e in generate(CATALOG, 40, 3, END)]
     with engine.begin() as conn:
-        store.fold(conn, events)
+        ScoreWriter(engine, CATALOG).fold(conn, events)
     with engine.begin() as conn:
-        store.rescore(conn, END)
+        PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
     engine.dispose()
 
 

@@ -1,7 +1,8 @@
 """The scorer's tables: every event folded, the daily totals, and the published scores with their outbox.
 
 Created by migration 0002 (shared/store/migrations/versions/0002_scorer_*.py), per-department
-identities by 0005. Written by the scorer through shared/store/score_store.py.
+identities by 0005. Written by the scorer through shared/store/score_writer.py (folds) and
+published_scores.py (scores and outbox); read through score_reader.py.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class ScoreOutbox(Base):
     """Score changes written in the fold's transaction, published to Kafka after the commit."""
 
     __tablename__ = "score_outbox"
-    # The id is the change's published sequence (ScoreStore.pending_outbox), so it must never
+    # The id is the change's published sequence (PublishedScores.pending_outbox), so it must never
     # be reused: without AUTOINCREMENT SQLite numbers from 1 again once the outbox is emptied.
     __table_args__ = {"sqlite_autoincrement": True}
 
