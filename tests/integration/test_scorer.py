@@ -23,11 +23,12 @@ from services.scorer.steps import Prepared
 from shared.core.catalog import load_catalog
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
-from shared.store.score_store import CITY, ScoreStore
+from shared.core.score_change import CITY
+from shared.store.score_store import ScoreStore
 
 from tests.helpers.ingest import fresh_database
-from tests.fakes.clock import ManualClock
 from tests.helpers.boards import board_differences
+from tests.fakes.clock import ManualClock
 from tests.helpers.scorer import Stream, clock_for, run_in_thread
 from tests.helpers.waiting import wait_until
 
