@@ -20,7 +20,13 @@ which dead-letters exactly those events (and the contract's refusals a second ti
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -31,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, validate_event
 from shared.core.folding import Ledger
-from shared.platform.kafka import kafka_security
+from shared.platform.kafka import kafka_security, poll
 from shared.platform.settings import Settings
 from shared.store.bulk_sql import EVENT_COLUMNS, event_row
 from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
@@ -39,6 +45,8 @@ from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, 
 from .steps import DeadLetters, refusal, refused_data
 
 log = logging.getLogger("cityscore.scorer")
+
+ROOT = Path(__file__).resolve().parents[2]  # where the reader process imports the project from
 
 
 class CannotFoldInBulk(Exception):
@@ -57,49 +65,103 @@ class LedgerFold:
     ends: dict[TopicPartition, int]
 
 
-def fold_topic(settings: Settings, catalog: Catalog, dead_letters: DeadLetters, poll_records: int = 5000) -> LedgerFold:
-    """Read every partition of the events topic from its start to where it ends now, validating
-    and folding each event into a `Ledger` in the order read; refused messages to the dead letters."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-                             **kafka_security(settings), client_id="cityscore-rebuild",
-                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
-                             check_crcs=settings.scorer_check_crcs)  # as the scorer reads (see its consumer)
+class Record(NamedTuple):
+    """A message of the events topic as the reader hands it over (what a dead letter needs of it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def fold_topic(settings: Settings, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:
+    """Every partition of the events topic from its start to where it ends now, validated and
+    folded into a `Ledger` in the order read; refused messages to the dead letters.
+
+    The topic is read by a process of its own (`read_topic`): kafka-python decodes records in
+    Python, which took as long as validating and folding them, and the two now run side by
+    side on two cores."""
+    reader = subprocess.Popen([sys.executable, "-c", "from services.scorer.rebuild import reader_main; reader_main()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
-        partitions = [TopicPartition(settings.events_topic, p)
-                      for p in sorted(consumer.partitions_for_topic(settings.events_topic) or ())]
+        assert reader.stdin is not None and reader.stdout is not None
+        config = {"topic": settings.events_topic, "check_crcs": settings.scorer_check_crcs,
+                  "consumer": {"bootstrap_servers": settings.kafka_bootstrap_servers, **kafka_security(settings)}}
+        pickle.dump(config, reader.stdin)  # on a pipe, not the command line: it may hold a password
+        reader.stdin.close()
+        topic = settings.events_topic
+        ledger = Ledger(catalog)
+        fold = ledger.fold
+        messages = folded = dead_count = 0
+        load = pickle.Unpickler(reader.stdout).load
+        ends = None
+        while True:
+            try:
+                chunk = load()
+            except EOFError:
+                break
+            if isinstance(chunk, dict):  # the last word: where each partition ended
+                ends = {TopicPartition(topic, partition): end for partition, end in chunk.items()}
+                break
+            dead = []
+            for partition, offset, key, value in chunk:
+                messages += 1
+                try:
+                    event = validate_event(value, catalog)
+                except InvalidEvent as exc:
+                    dead.append((Record(topic, partition, offset, key, value), [p.as_dict() for p in exc.problems]))
+                    continue
+                try:
+                    folded += fold(event)
+                except OverflowError as exc:
+                    # The ledger may have taken back what the event names before failing on
+                    # its own contribution; the pipeline checks first and dead-letters it.
+                    raise CannotFoldInBulk(f"an event cannot be folded: {exc}") from exc
+            if dead:
+                dead_letters.send(dead)
+                dead_count += len(dead)
+        if reader.wait(timeout=60) != 0 or ends is None:
+            raise RuntimeError(f"the reader of {topic} stopped (exit status {reader.returncode}) before its end")
+        return LedgerFold(ledger, messages, folded, messages - folded - dead_count, dead_count, ends)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+
+
+def reader_main() -> None:
+    """The reader process: its settings come pickled on stdin, the records go pickled to stdout."""
+    config = pickle.load(sys.stdin.buffer)
+    read_topic(config["consumer"], config["topic"], config["check_crcs"], sys.stdout.buffer)
+
+
+def read_topic(consumer_config: dict, topic: str, check_crcs: bool, out, poll_records: int = 5000) -> None:
+    """Write every record of the topic, from each partition's start to where it ends now, to `out`
+    as pickled lists of (partition, offset, key, value); then a dict of each partition's end."""
+    consumer = KafkaConsumer(**consumer_config, enable_auto_commit=False, client_id="cityscore-rebuild-reader",
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+                             check_crcs=check_crcs)  # as the scorer reads (see its consumer)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         starts = consumer.beginning_offsets(partitions)
         ends = consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, starts[tp])
-        ledger = Ledger(catalog)
-        fold = ledger.fold
-        messages = folded = dead_count = 0
+        dump = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump
         reading = {tp for tp in partitions if starts[tp] < ends[tp]}
         while reading:
-            for tp, records in consumer.poll(timeout_ms=1000, max_records=poll_records).items():
-                dead = []
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        break  # written after the rebuild began: the scorer folds it when it starts
-                    messages += 1
-                    try:
-                        event = validate_event(record.value, catalog)
-                    except InvalidEvent as exc:
-                        dead.append((record, [p.as_dict() for p in exc.problems]))
-                        continue
-                    try:
-                        folded += fold(event)
-                    except OverflowError as exc:
-                        # The ledger may have taken back what the event names before failing on
-                        # its own contribution; the pipeline checks first and dead-letters it.
-                        raise CannotFoldInBulk(f"an event cannot be folded: {exc}") from exc
-                if dead:
-                    dead_letters.send(dead)
-                    dead_count += len(dead)
-                if consumer.position(tp) >= ends[tp]:
+            for tp, records in poll(consumer, timeout_ms=1000, max_records=poll_records).items():
+                end = ends[tp]
+                # Past the end: written after the rebuild began, for the scorer to fold when it starts.
+                dump([(r.partition, r.offset, r.key, r.value) for r in records if r.offset < end])
+                if consumer.position(tp) >= end:
                     reading.discard(tp)
-        return LedgerFold(ledger, messages, folded, messages - folded - dead_count, dead_count, ends)
+        dump({tp.partition: ends[tp] for tp in partitions})
+        out.flush()
     finally:
         consumer.close(autocommit=False)
 
