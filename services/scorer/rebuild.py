@@ -96,11 +96,13 @@ def fold_topic(settings: Settings, catalog: Catalog, dead_letters: DeadLetters) 
         ledger = Ledger(catalog)
         fold = ledger.fold
         messages = folded = dead_count = 0
-        load = pickle.Unpickler(reader.stdout).load
+        # A pickler or unpickler kept across chunks would remember every object it ever
+        # passed (its memo): each chunk gets fresh ones, so a chunk's records are freed once folded.
+        stdout = reader.stdout
         ends = None
         while True:
             try:
-                chunk = load()
+                chunk = pickle.load(stdout)
             except EOFError:
                 break
             if isinstance(chunk, dict):  # the last word: where each partition ended
@@ -151,7 +153,9 @@ def read_topic(consumer_config: dict, topic: str, check_crcs: bool, out, poll_re
         ends = consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, starts[tp])
-        dump = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump
+
+        def dump(chunk) -> None:
+            pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
         reading = {tp for tp in partitions if starts[tp] < ends[tp]}
         while reading:
             for tp, records in poll(consumer, timeout_ms=1000, max_records=poll_records).items():
