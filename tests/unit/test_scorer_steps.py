@@ -10,11 +10,12 @@ are committed only after the batch's score changes are published.
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import NamedTuple
 
 import orjson
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -221,8 +222,6 @@ def test_the_fold_the_rescore_and_the_outbox_are_one_transaction(engine):
     assert steps.rule.as_of is None  # and nothing counts as rescored
 
     commits = []
-    from sqlalchemy import event as sa_event
-
     sa_event.listen(engine, "commit", lambda conn: commits.append(1))
     folded = steps.fold(prepared.events)
     assert folded.outcome.folded == 5 and folded.changes > 0
