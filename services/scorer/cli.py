@@ -15,15 +15,19 @@ log = logging.getLogger("cityscore.scorer")
 
 
 def _parts():
+    """Settings, catalog and engine, and the two parts of the store the scorer's pipeline writes
+    through: the folds (ScoreWriter) and the published scores with their outbox (PublishedScores)."""
     from shared.platform.bootstrap import bootstrap
+    from shared.store.published_scores import PublishedScores
     from shared.store.schema import SchemaNotCurrent
-    from shared.store.score_store import ScoreStore
+    from shared.store.score_reader import ScoreReader
+    from shared.store.score_writer import ScoreWriter
 
     try:
         settings, catalog, engine = bootstrap(ScorerSettings)
     except SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from None
-    return settings, catalog, engine, ScoreStore(engine, catalog)
+    return settings, catalog, engine, ScoreWriter(engine, catalog), PublishedScores(ScoreReader(engine, catalog))
 
 
 def serve_in_thread(app, host: str, port: int):
@@ -77,8 +81,8 @@ def run(host: str, http_port: int) -> None:
 
     configure_logging()
     _tune_for_throughput()
-    settings, catalog, engine, store = _parts()
-    scorer = Scorer(settings, store, catalog)
+    settings, catalog, engine, writer, scores = _parts()
+    scorer = Scorer(settings, writer, scores, catalog)
     scorer.install_signal_handlers()
     server = None
     if http_port:
@@ -132,10 +136,10 @@ def rebuild(yes: bool, allow_partial_history: bool) -> None:
     configure_logging()
     if not yes:
         click.confirm("Stop all scorers first. Rebuild the scores from the whole events topic?", abort=True)
-    settings, catalog, engine, store = _parts()
+    settings, catalog, _, writer, scores = _parts()
     _tune_for_throughput()
     try:
-        report = replay(settings, store, catalog, allow_partial_history=allow_partial_history)
+        report = replay(settings, writer, scores, catalog, allow_partial_history=allow_partial_history)
     except (PartialHistory, EventsLost) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"replayed {report.messages} messages ({report.folded} folded, {report.duplicates} duplicates, "

@@ -46,10 +46,11 @@ from kafka.structs import OffsetAndMetadata
 from shared.core.catalog import Catalog
 from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
-from shared.platform.settings import Settings
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_writer import ScoreWriter
 
 from .metrics import ScorerMetrics
+from .settings import ScorerSettings
 from .steps import (BatchReport, DeadLetters, FoldAndRescore, InOrder, Origin, PublishOutbox, RescoreRule,
                     StoreBatch, Validate)
 
@@ -77,11 +78,12 @@ class Batch:
 class Scorer:
     """One scorer process: a member of the consumer group on the events topic."""
 
-    def __init__(self, settings: Settings, store: ScoreStore, catalog: Catalog, *,
+    def __init__(self, settings: ScorerSettings, writer: ScoreWriter, scores: PublishedScores, catalog: Catalog, *,
                  clock: Clock = system_clock, metrics: ScorerMetrics | None = None, client_id: str = "cityscore-scorer",
                  rescore_each_batch: bool = True, queue_depth: int = 2):
         self.settings = settings
-        self.store = store
+        self.writer = writer
+        self.scores = scores
         self.catalog = catalog
         self.clock = clock
         self.metrics = metrics or ScorerMetrics()
@@ -95,12 +97,11 @@ class Scorer:
         # The batch steps, top-down (services/scorer/steps.py). The producer they write
         # through is made in connect(). A replay folds first and scores once at the end:
         # no stream of intermediate changes (rescore_each_batch=False).
-        writer, scores = store.writer, store.published
         self.rule = RescoreRule(lambda: current_as_of(self.clock, catalog), each_batch=rescore_each_batch)
         self.dead_letters = DeadLetters(None, settings.dead_letter_topic, self.metrics)
-        self.validate = Validate(catalog, store.prepare, self.dead_letters)  # a test's store may refuse one
+        self.validate = Validate(catalog, writer.prepare, self.dead_letters)  # a test's writer may refuse one
         self.fold_and_rescore = FoldAndRescore(writer, scores, self.rule)
-        self.publish_outbox = PublishOutbox(scores, store.engine, None, settings.scores_topic, self.metrics)
+        self.publish_outbox = PublishOutbox(scores, writer.engine, None, settings.scores_topic, self.metrics)
         self.store_batch = StoreBatch(self.fold_and_rescore, self.dead_letters, self.publish_outbox, self.metrics,
                                       self.reread)
         self.in_order = InOrder(self.store_batch, self.commit_offsets, depth=queue_depth)
@@ -133,7 +134,7 @@ class Scorer:
         if join_group and self._consumer is None:
             self._join_group(s, security)
 
-    def _connect_producer(self, s: Settings, security: dict) -> None:
+    def _connect_producer(self, s: ScorerSettings, security: dict) -> None:
         ensure_topics(s.kafka_bootstrap_servers, {s.events_topic: s.topic_partitions, s.dead_letter_topic: 1,
                                                    s.scores_topic: s.topic_partitions}, timeout_s=30,
                       security=security, configs={s.events_topic: events_topic_configs(s)})
@@ -141,7 +142,7 @@ class Scorer:
                                        reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms, security=security)
         self.dead_letters.producer = self.publish_outbox.producer = self._producer
 
-    def _join_group(self, s: Settings, security: dict) -> None:
+    def _join_group(self, s: ScorerSettings, security: dict) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             **security,

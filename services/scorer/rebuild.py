@@ -38,10 +38,11 @@ from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, validate_event
 from shared.core.folding import Ledger
 from shared.platform.kafka import kafka_security, poll
-from shared.platform.settings import Settings
 from shared.store.bulk_sql import EVENT_COLUMNS, event_row
+from shared.store.score_writer import ScoreWriter
 from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
 
+from .settings import ScorerSettings
 from .steps import DeadLetters, refusal, refused_data
 
 log = logging.getLogger("cityscore.scorer")
@@ -75,7 +76,7 @@ class Record(NamedTuple):
     value: bytes | None
 
 
-def fold_topic(settings: Settings, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:
+def fold_topic(settings: ScorerSettings, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:
     """Every partition of the events topic from its start to where it ends now, validated and
     folded into a `Ledger` in the order read; refused messages to the dead letters.
 
@@ -203,7 +204,7 @@ def load_ledger(conn: Connection, ledger: Ledger) -> None:
             conn.execute(insert(table.__table__), [dict(zip(columns, row)) for row in rows])
 
 
-def forget(conn: Connection, writer) -> None:
+def forget(conn: Connection, writer: ScoreWriter) -> None:
     """The writer's reset (every folded row goes; published scores stay), in the caller's transaction.
 
     On PostgreSQL by TRUNCATE: a DELETE leaves every row's index entry behind until vacuum, and
@@ -240,7 +241,8 @@ def _copy(conn: Connection, table: str, columns, rows, pad: int = 0) -> None:
         raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect) from exc
 
 
-def rebuild_in_bulk(settings: Settings, writer, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:
+def rebuild_in_bulk(settings: ScorerSettings, writer: ScoreWriter, catalog: Catalog,
+                    dead_letters: DeadLetters) -> LedgerFold:
     """Fold the topic in memory, then forget the folded state and write the ledger's in one
     transaction; the scorer group's offsets move to where the fold ended. Raises
     CannotFoldInBulk (having changed nothing) when the pipeline must do it instead."""
@@ -257,7 +259,7 @@ def rebuild_in_bulk(settings: Settings, writer, catalog: Catalog, dead_letters: 
     return result
 
 
-def commit_group(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
+def commit_group(settings: ScorerSettings, offsets: dict[TopicPartition, int]) -> None:
     """Commit the scorer group's offsets: the events before them are in the database."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.scorer_group,
                              enable_auto_commit=False, **kafka_security(settings))

@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog
 from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
-from shared.store.score_store import ScoreStore
 from shared.platform.clock import Clock, current_as_of, system_clock
-from shared.platform.settings import Settings
+from shared.store.published_scores import PublishedScores
+from shared.store.score_writer import ScoreWriter
 
 from .consumer import Scorer
 from .rebuild import CannotFoldInBulk, rebuild_in_bulk
+from .settings import ScorerSettings
 
 log = logging.getLogger("cityscore.scorer")
 
@@ -61,8 +63,8 @@ def missing_history(topic: str, starts: dict[int, int], ends: dict[int, int], fo
     return reasons
 
 
-def check_history(settings: Settings, store: ScoreStore) -> list[str]:
-    """missing_history() of the events topic as it is now and the database's folded events."""
+def check_history(settings: ScorerSettings, engine: Engine) -> list[str]:
+    """missing_history() of the events topic as it is now and the events folded in the database."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
                              **kafka_security(settings))
     try:
@@ -72,13 +74,13 @@ def check_history(settings: Settings, store: ScoreStore) -> list[str]:
         ends = consumer.end_offsets(partitions) if partitions else {}
     finally:
         consumer.close(autocommit=False)
-    with store.engine.connect() as conn:
+    with engine.connect() as conn:
         folded = conn.scalar(select(func.count()).select_from(ProcessedEvent))
     return missing_history(settings.events_topic, {tp.partition: starts[tp] for tp in partitions},
                            {tp.partition: ends[tp] for tp in partitions}, folded)
 
 
-def rewind_group(settings: Settings) -> int:
+def rewind_group(settings: ScorerSettings) -> int:
     """Move the scorer group's committed offsets to the start of every partition."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.scorer_group,
                              enable_auto_commit=False, **kafka_security(settings))
@@ -94,8 +96,8 @@ def rewind_group(settings: Settings) -> int:
         consumer.close(autocommit=False)
 
 
-def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock = system_clock, *,
-           allow_partial_history: bool = False, in_bulk: bool = True) -> ReplayReport:
+def replay(settings: ScorerSettings, writer: ScoreWriter, scores: PublishedScores, catalog: Catalog,
+           clock: Clock = system_clock, *, allow_partial_history: bool = False, in_bulk: bool = True) -> ReplayReport:
     """Forget the folded state and fold the whole events topic again. Refuses (PartialHistory),
     before touching anything, when the topic no longer holds every event, unless
     `allow_partial_history`: then the scores count only what the topic still holds.
@@ -103,7 +105,7 @@ def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock
     `in_bulk`: fold the topic in memory and write the result at once (services/scorer/rebuild.py),
     the same rows as the scorer's pipeline would write, faster; the pipeline when that cannot be."""
     started = time.perf_counter()
-    missing = check_history(settings, store)
+    missing = check_history(settings, writer.engine)
     if missing and not allow_partial_history:
         raise PartialHistory(settings.events_topic, missing)
     if missing:
@@ -111,19 +113,20 @@ def replay(settings: Settings, store: ScoreStore, catalog: Catalog, clock: Clock
                     "the topic still holds", extra={"topic": settings.events_topic, "missing": missing})
     # Offsets first: if we stop half-way, the state is still whole and re-reading changes nothing.
     rewind_group(settings)
-    scorer = Scorer(settings, store, catalog, clock=clock, client_id="cityscore-rebuild", rescore_each_batch=False)
+    scorer = Scorer(settings, writer, scores, catalog, clock=clock, client_id="cityscore-rebuild",
+                    rescore_each_batch=False)
     try:
         bulk = None
         if in_bulk:
             scorer.connect(join_group=False)  # the topics and a producer, for dead letters and scores
             try:
-                bulk = rebuild_in_bulk(settings, store.writer, catalog, scorer.dead_letters)
+                bulk = rebuild_in_bulk(settings, writer, catalog, scorer.dead_letters)
             except CannotFoldInBulk as exc:
                 log.warning("rebuilding through the scorer's pipeline instead, which isolates what the fast "
                             "path cannot", extra={"reason": str(exc)})
         if bulk is None:
-            with store.engine.begin() as conn:
-                store.reset(conn)
+            with writer.engine.begin() as conn:
+                writer.reset(conn)
             scorer.run(until_idle=True)
         changes = scorer.rescore(current_as_of(clock, catalog))
         scorer.publish_outbox()

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from shared.core.contract import Event
-    from shared.store.score_store import FoldOutcome, Folding
+    from shared.store.score_writer import FoldOutcome, Folding
 
 log = logging.getLogger("cityscore.scorer")
 

@@ -23,11 +23,11 @@ from services.scorer.replay import rewind_group
 from shared.dev import local_kafka
 from shared.core.catalog import load_catalog
 from shared.platform.kafka import broker_reachable, ensure_topics, kafka_security, make_producer
-from shared.store.score_store import ScoreStore
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database, issue_keys
+from tests.helpers.score_parts import score_parts
 from tests.helpers.scorer import clock_for
 from tests.helpers.waiting import wait_until
 
@@ -87,8 +87,8 @@ def test_ingest_scorer_and_notifier_log_in_with_the_settings_credentials(sasl_bo
     assert client.get("/readyz").status_code == 200
 
     # the scorer: admin client, consumer in its group, producer of score changes
-    store = ScoreStore(engine, CATALOG)
-    scorer = Scorer(settings, store, CATALOG, clock=clock_for(AS_OF), client_id="scorer-sasl")
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(settings, store.writer, store.scores, CATALOG, clock=clock_for(AS_OF), client_id="scorer-sasl")
     try:
         scorer.run(until_idle=True)
     finally:

@@ -20,9 +20,9 @@ from sqlalchemy import text
 from services.scorer.replay import replay
 from shared.core.catalog import load_catalog
 from shared.dev.generator import generate
-from shared.store.score_store import ScoreStore
 
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import score_parts
 from tests.helpers.scorer import Stream, clock_for
 
 CATALOG = load_catalog()
@@ -67,7 +67,7 @@ def same_rows(a: list[tuple], b: list[tuple]) -> list[str]:
 def setup(kafka_bootstrap, database_url):
     engine = fresh_database(database_url)
     stream = Stream(kafka_bootstrap, database_url, partitions=1)
-    yield stream, ScoreStore(engine, CATALOG), engine
+    yield stream, score_parts(engine, CATALOG), engine
     stream.close()
     engine.dispose()
 
@@ -105,9 +105,9 @@ def test_a_rebuild_in_bulk_leaves_the_same_database_and_scores_as_the_pipeline(s
     settings = stream.settings()
     clock = clock_for(END)
 
-    through_pipeline = replay(settings, store, CATALOG, clock=clock, in_bulk=False)
+    through_pipeline = replay(settings, store.writer, store.scores, CATALOG, clock=clock, in_bulk=False)
     expected = snapshot(engine)
-    in_bulk = replay(settings, store, CATALOG, clock=clock, in_bulk=True)
+    in_bulk = replay(settings, store.writer, store.scores, CATALOG, clock=clock, in_bulk=True)
     found = snapshot(engine)
 
     assert expected["processed_events"] and expected["day_totals"] and expected["measurement_values"]
@@ -140,7 +140,7 @@ def test_a_rebuild_in_bulk_the_database_refuses_is_done_by_the_pipeline_which_is
              "occurred_at": "2026-06-29T22:00:00-04:00"} for i in range(50)]
     stream.send(good[:25] + [{**good[0], "event_id": "refused-check-1"}] + good[25:])
 
-    report = replay(stream.settings(), store, CATALOG, clock=clock_for(END))
+    report = replay(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
 
     assert (report.folded, report.dead_letters) == (50, 1)
     assert any("rebuilding through the scorer's pipeline instead" in m for m in caplog.messages)

@@ -28,11 +28,11 @@ from services.scorer.replay import PartialHistory, replay
 from shared.core.catalog import load_catalog
 from shared.store.tables.scorer import ProcessedEvent
 from shared.platform.kafka import kafka_security
-from shared.store.score_store import ScoreStore
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import ScoreParts, score_parts
 from tests.helpers.scorer import ROOT, Stream, clock_for
 
 CATALOG = load_catalog()
@@ -80,9 +80,9 @@ def folded(engine) -> int:
         return conn.scalar(select(func.count()).select_from(ProcessedEvent))
 
 
-def fold_all(stream: Stream, store: ScoreStore, settings: ScorerSettings | None = None) -> None:
+def fold_all(stream: Stream, store: ScoreParts, settings: ScorerSettings | None = None) -> None:
     """One scorer reads the topic to its end, folds it and commits its offsets."""
-    scorer = Scorer(settings or stream.settings(), store, CATALOG, clock=clock_for(END))
+    scorer = Scorer(settings or stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     try:
         scorer.run(until_idle=True)
     finally:
@@ -118,7 +118,8 @@ def fresh_settings(kafka_bootstrap, database_url, kind=ScorerSettings, **overrid
 
 def test_the_scorer_creates_the_events_topic_keeping_every_event(kafka_bootstrap, database_url, engine, admin):
     settings = fresh_settings(kafka_bootstrap, database_url)
-    scorer = Scorer(settings, ScoreStore(engine, CATALOG), CATALOG)
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(settings, store.writer, store.scores, CATALOG)
     try:
         scorer.connect()
     finally:
@@ -136,7 +137,8 @@ def test_ingest_creates_the_events_topic_keeping_every_event(kafka_bootstrap, da
 def test_the_events_topic_retention_is_a_setting(kafka_bootstrap, database_url, engine, admin):
     settings = fresh_settings(kafka_bootstrap, database_url, CITYSCORE_EVENTS_RETENTION_MS=str(400 * 86_400_000),
                               CITYSCORE_EVENTS_RETENTION_BYTES=str(2**40))
-    scorer = Scorer(settings, ScoreStore(engine, CATALOG), CATALOG)
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(settings, store.writer, store.scores, CATALOG)
     try:
         scorer.connect()
     finally:
@@ -149,7 +151,8 @@ def test_an_existing_events_topic_keeps_its_retention_and_the_scorer_warns(kafka
                                                                            admin, caplog):
     settings = fresh_settings(kafka_bootstrap, database_url)
     admin.create_topics([NewTopic(settings.events_topic, 2, -1, topic_configs={"retention.ms": "604800000"})])
-    scorer = Scorer(settings, ScoreStore(engine, CATALOG), CATALOG)
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(settings, store.writer, store.scores, CATALOG)
     with caplog.at_level(logging.WARNING):
         try:
             scorer.connect()
@@ -166,7 +169,7 @@ def test_an_existing_events_topic_keeps_its_retention_and_the_scorer_warns(kafka
 
 
 def test_rebuild_refuses_when_the_topic_lost_events_and_runs_when_told_to(stream, engine, admin):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     send_to(stream, 0, shootings("a", 20))
     send_to(stream, 1, shootings("b", 20))
     fold_all(stream, store)
@@ -174,7 +177,7 @@ def test_rebuild_refuses_when_the_topic_lost_events_and_runs_when_told_to(stream
     admin.delete_records({TopicPartition(stream.events_topic, 1): 12})  # as retention would
 
     with pytest.raises(PartialHistory) as refused:
-        replay(stream.settings(), store, CATALOG, clock=clock_for(END))
+        replay(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
 
     reason = str(refused.value)
     assert f"partition 1 of {stream.events_topic}" in reason and "starts at offset 12" in reason, reason
@@ -182,13 +185,14 @@ def test_rebuild_refuses_when_the_topic_lost_events_and_runs_when_told_to(stream
     assert folded(engine) == 40  # refused before anything was forgotten
     assert committed(stream, 1) == 20  # and before the offsets were moved
 
-    report = replay(stream.settings(), store, CATALOG, clock=clock_for(END), allow_partial_history=True)
+    report = replay(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END),
+                    allow_partial_history=True)
     assert (report.messages, report.folded) == (28, 28)
     assert folded(engine) == 28
 
 
 def test_rebuild_refuses_when_the_topic_holds_fewer_events_than_were_folded(stream, engine):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     send_to(stream, 0, shootings("a", 20))
     fold_all(stream, store)
     # The same database pointed at a topic that was deleted and made again: its log starts
@@ -197,7 +201,7 @@ def test_rebuild_refuses_when_the_topic_holds_fewer_events_than_were_folded(stre
     try:
         send_to(recreated, 0, shootings("new", 5))
         with pytest.raises(PartialHistory) as refused:
-            replay(recreated.settings(), store, CATALOG, clock=clock_for(END))
+            replay(recreated.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     finally:
         recreated.close()
     assert "the database folded 20 events" in str(refused.value) and "holds 5" in str(refused.value)
@@ -211,7 +215,7 @@ def run_rebuild(stream: Stream, *flags: str) -> subprocess.CompletedProcess:
 
 
 def test_the_rebuild_command_says_why_it_refuses(stream, engine, admin):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     send_to(stream, 1, shootings("b", 10))
     fold_all(stream, store)
     admin.delete_records({TopicPartition(stream.events_topic, 1): 4})
@@ -230,9 +234,9 @@ def test_the_rebuild_command_says_why_it_refuses(stream, engine, admin):
 # -- a scorer that fell behind the log start ------------------------------------------------------
 
 
-def run_until_events_lost(settings: ScorerSettings, store: ScoreStore, caplog) -> tuple[EventsLost, list[str]]:
+def run_until_events_lost(settings: ScorerSettings, store: ScoreParts, caplog) -> tuple[EventsLost, list[str]]:
     """Run a scorer, which must stop with EventsLost; the error and the errors it logged."""
-    scorer = Scorer(settings, store, CATALOG, clock=clock_for(END))
+    scorer = Scorer(settings, store.writer, store.scores, CATALOG, clock=clock_for(END))
     with caplog.at_level(logging.ERROR, logger="cityscore.scorer"):
         try:
             with pytest.raises(EventsLost) as stopped:
@@ -243,7 +247,7 @@ def run_until_events_lost(settings: ScorerSettings, store: ScoreStore, caplog) -
 
 
 def test_a_scorer_whose_next_event_was_deleted_stops_and_says_so(stream, engine, admin, caplog):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     send_to(stream, 0, shootings("a", 20))
     send_to(stream, 1, shootings("b", 20))
     fold_all(stream, store)
@@ -262,7 +266,7 @@ def test_a_scorer_whose_next_event_was_deleted_stops_and_says_so(stream, engine,
 
 
 def test_a_new_scorer_group_starts_at_the_beginning_unless_events_are_gone(stream, engine, admin, caplog):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     send_to(stream, 0, shootings("a", 15))
     fold_all(stream, store)  # a group without committed offsets starts at the topic's beginning
     assert folded(engine) == 15 and committed(stream, 0) == 15
@@ -277,7 +281,7 @@ def test_a_new_scorer_group_starts_at_the_beginning_unless_events_are_gone(strea
 
 def test_the_scorer_command_exits_with_the_reason(stream, engine, admin):
     send_to(stream, 1, shootings("b", 10))
-    fold_all(stream, ScoreStore(engine, CATALOG))
+    fold_all(stream, score_parts(engine, CATALOG))
     send_to(stream, 1, shootings("c", 10))
     admin.delete_records({TopicPartition(stream.events_topic, 1): 15})
     env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING"}

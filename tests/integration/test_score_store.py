@@ -203,20 +203,19 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
 
     from services.scorer.consumer import Scorer
     from services.scorer.settings import ScorerSettings
-    from shared.store.score_store import ScoreStore  # what the scorer's pipeline takes for now
 
     engine = fresh_database(database_url)
-    store = ScoreStore(engine, CATALOG)
-    scorer = Scorer(ScorerSettings(), store, CATALOG)
+    writer, reader = ScoreWriter(engine, CATALOG), ScoreReader(engine, CATALOG)
+    scorer = Scorer(ScorerSettings(), writer, PublishedScores(reader), CATALOG)
     try:
         first, second = generated[:3000], generated[2000:5000]  # 1,000 events in both
         outcomes, errors = [], []
         with engine.begin() as conn:
-            store.fold(conn, first)  # holds its claim until this block commits
+            writer.fold(conn, first)  # holds its claim until this block commits
 
             def fold_second():
                 try:
-                    outcomes.append(scorer._in_transaction(lambda c: store.fold(c, second)))
+                    outcomes.append(scorer._in_transaction(lambda c: writer.fold(c, second)))
                 except Exception as exc:  # noqa: BLE001 - collected for the assertion
                     errors.append(exc)
 
@@ -230,7 +229,7 @@ def test_a_claim_racing_another_scorers_transaction_is_run_again_and_counts_each
         ledger = Ledger(CATALOG)
         for event in generated[:5000]:
             ledger.fold(event)
-        assert board_differences(ledger.scoreboard(END), store.scoreboard(END)) == []
+        assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []
     finally:
         scorer.close()
         engine.dispose()

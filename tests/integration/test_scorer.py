@@ -24,10 +24,11 @@ from shared.core.catalog import load_catalog
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
 from shared.core.score_change import CITY
-from shared.store.score_store import ScoreStore
+from shared.store.score_writer import ScoreWriter
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.boards import board_differences
+from tests.helpers.score_parts import ScoreParts, score_parts
 from tests.fakes.clock import ManualClock
 from tests.helpers.scorer import Stream, clock_for, run_in_thread
 from tests.helpers.waiting import wait_until
@@ -73,7 +74,7 @@ def api_board(client, as_of) -> dict:
     return response.json
 
 
-def folded(store: ScoreStore) -> int:
+def folded(store: ScoreParts) -> int:
     from sqlalchemy import func, select
 
     from shared.store.tables.scorer import ProcessedEvent
@@ -95,9 +96,9 @@ def read_all(bootstrap, topic):
 
 
 def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, tmp_path):
-    store = ScoreStore(database, CATALOG)
+    store = score_parts(database, CATALOG)
     clock = clock_for(END)
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
     thread = run_in_thread(scorer)
     client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
     try:
@@ -154,9 +155,9 @@ def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_s
         stream, database, events, tmp_path):
     """In a backlog the scorer rescores at most every `rescore_every_s`; what the batches in
     between touched must still reach the published board when the stream goes quiet."""
-    store = ScoreStore(database, CATALOG)
+    store = score_parts(database, CATALOG)
     clock = clock_for(END)
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
     scorer.rescore_every_s = 3600  # only the first batch (a new as-of date) and the idle loop rescore
     client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
     sent = events[:30000]
@@ -174,8 +175,8 @@ def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_s
         scorer.close()
 
 
-class StoreThatCannotFoldOne(ScoreStore):
-    """A real store, except that one event id cannot be folded (as an event the contract let
+class WriterThatCannotFoldOne(ScoreWriter):
+    """A real writer, except that one event id cannot be folded (as an event the contract let
     through by mistake would not be)."""
 
     def prepare(self, event):
@@ -185,8 +186,8 @@ class StoreThatCannotFoldOne(ScoreStore):
 
 
 def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_ones(stream, database):
-    store = StoreThatCannotFoldOne(database, CATALOG)
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
+    store = score_parts(database, CATALOG, WriterThatCannotFoldOne)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     good = [{"event_id": f"g{i}", "type": "incident", "metric": "shootings",
              "occurred_at": "2026-06-29T22:00:00-04:00"} for i in range(5)]
     poison = [(b"shootings", b"{not json"),
@@ -234,13 +235,13 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_do_not_stop_the_good_on
 
 def test_midnight_moves_the_windows_without_events(stream, database):
     """No event arrives, yet at local midnight the as-of date moves and the scores change."""
-    store = ScoreStore(database, CATALOG)
+    store = score_parts(database, CATALOG)
     # 23:59 in Boston on 1 July: 'yesterday' is 30 June.
     clock = ManualClock(datetime(2026, 7, 2, 3, 59, tzinfo=timezone.utc))
     closed = [{"event_id": f"c{i}", "type": "case", "metric": "pothole-on-time", "case_id": f"c{i}",
                "opened_at": "2026-06-30T09:00:00-04:00", "closed_at": "2026-06-30T11:00:00-04:00"} for i in range(4)]
     stream.send(closed)
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
     thread = run_in_thread(scorer)
     client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
     try:
@@ -267,11 +268,11 @@ def test_midnight_moves_the_windows_without_events(stream, database):
 
 
 def test_rebuild_replays_the_topic_to_the_same_scores(stream, database, events):
-    store = ScoreStore(database, CATALOG)
+    store = score_parts(database, CATALOG)
     clock = clock_for(END)
     sample = events[-40000:]
     stream.send(sample)
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
     scorer.run_until = None
     thread = run_in_thread(scorer)
     try:
@@ -281,18 +282,18 @@ def test_rebuild_replays_the_topic_to_the_same_scores(stream, database, events):
         scorer.stopping.set()
         thread.join(timeout=30)
         scorer.close()
-    before = store.scoreboard(END).as_dict(CATALOG)
+    before = store.reader.scoreboard(END).as_dict(CATALOG)
     with database.connect() as conn:
-        published_before = {k: (r.score, r.as_of) for k, r in store.current(conn).items()}
+        published_before = {k: (r.score, r.as_of) for k, r in store.reader.current(conn).items()}
 
-    report = replay(stream.settings(), store, CATALOG, clock=clock)
+    report = replay(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
 
     assert report.messages == len(sample)
     assert report.folded == len({e["event_id"] for e in sample})
     assert report.changes == 0  # nothing published: the scores are the same
-    assert board_differences(before, store.scoreboard(END).as_dict(CATALOG)) == []
+    assert board_differences(before, store.reader.scoreboard(END).as_dict(CATALOG)) == []
     with database.connect() as conn:
-        assert {k: (r.score, r.as_of) for k, r in store.current(conn).items()} == published_before
+        assert {k: (r.score, r.as_of) for k, r in store.reader.current(conn).items()} == published_before
 
 
 def test_api_errors_and_history(stream, database):
@@ -314,7 +315,8 @@ def test_healthz_follows_the_consumer_loop(stream, database):
     assert client.get("/healthz").status_code == 200
     beats["alive"] = False
     assert client.get("/healthz").status_code == 503
-    scorer = Scorer(stream.settings(), ScoreStore(database, CATALOG), CATALOG, clock=clock_for(END))
+    store = score_parts(database, CATALOG)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     assert scorer.alive()
     scorer.last_beat -= 600
     assert not scorer.alive()
@@ -328,10 +330,11 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database(tmp_pa
     from services.scorer.settings import ScorerSettings
 
     engine = make_engine(f"sqlite:///{tmp_path}/queued.db")  # no tables yet: the first fold fails for real
-    scorer = Scorer(ScorerSettings(), ScoreStore(engine, CATALOG), CATALOG, clock=clock_for(END))
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(ScorerSettings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     sample = list(generate(CATALOG, 2, 1, END))[:50]
-    first = [scorer.store.prepare(parse_event(orjson.dumps(e))) for e in sample]
-    second = [scorer.store.prepare(parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})))
+    first = [store.writer.prepare(parse_event(orjson.dumps(e))) for e in sample]
+    second = [store.writer.prepare(parse_event(orjson.dumps({**e, "event_id": "again-" + e["event_id"]})))
               for e in sample]
     try:
         with pytest.raises(Exception, match="no such table"):

@@ -24,11 +24,11 @@ from shared.store.tables.scorer import ProcessedEvent
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
-from shared.store.score_store import ScoreStore
 
 from tests.helpers.broker import kill_broker, start_broker_again
 from tests.helpers.ingest import fresh_database
 from tests.helpers.boards import board_differences
+from tests.helpers.score_parts import score_parts
 from tests.helpers.scorer import Stream, clock_for, scorer_process
 from tests.helpers.waiting import wait_until
 
@@ -53,7 +53,7 @@ def expected(events):
 def setup(kafka_bootstrap, database_url):
     engine = fresh_database(database_url)
     stream = Stream(kafka_bootstrap, database_url)
-    yield stream, ScoreStore(engine, CATALOG)
+    yield stream, score_parts(engine, CATALOG)
     stream.close()
     engine.dispose()
 
@@ -75,7 +75,7 @@ def stop(process) -> None:
 
 def assert_matches_offline(store, expected) -> None:
     for as_of, board in expected.items():
-        assert board_differences(board, store.scoreboard(as_of).as_dict(CATALOG)) == [], as_of
+        assert board_differences(board, store.reader.scoreboard(as_of).as_dict(CATALOG)) == [], as_of
 
 
 def test_sigkill_at_any_moment_loses_and_doubles_nothing(setup, events, expected):
@@ -127,7 +127,7 @@ def test_a_broker_outage_mid_stream_neither_stops_the_scorer_nor_loses_an_event(
                                                                                 expected, tmp_path):
     engine = fresh_database(database_url)
     stream = Stream(own_broker, database_url)
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     log = tmp_path / "scorer.log"
     # Trying the broker again every 20 ms, the scorer meets (within seconds of the outage) the
     # error kafka-python raises out of poll() when the group coordinator lookup and the
@@ -165,10 +165,10 @@ def test_offsets_whose_waited_commit_failed_are_committed_once_the_broker_is_bac
     good (its lag never reached 0)."""
     engine = fresh_database(database_url)
     stream = Stream(own_broker, database_url)
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     sample = events[:3000]
     unique = len({event["event_id"] for event in sample})
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     try:
         stream.send(sample)
         scorer.connect()

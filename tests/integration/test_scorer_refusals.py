@@ -21,11 +21,11 @@ from shared.store.tables.scorer import DayTotal, ProcessedEvent
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from services.cli.offline import fold_lines
-from shared.store.score_store import ScoreStore
 from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.boards import board_differences
+from tests.helpers.score_parts import score_parts
 from tests.helpers.scorer import Stream, clock_for, run_in_thread
 from tests.helpers.waiting import wait_until
 
@@ -87,7 +87,7 @@ def test_events_the_database_refuses_go_to_the_dead_letter_topic_and_every_other
     with engine.begin() as conn:
         for statement in REFUSALS:
             conn.exec_driver_sql(statement)
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     good = list(generate(CATALOG, 20, 31, END))
     # One case in three versions with a refused event between them, one partition (the
     # metric's): the fold in halves must keep their order, so the last version (closed
@@ -115,7 +115,7 @@ def test_events_the_database_refuses_go_to_the_dead_letter_topic_and_every_other
     stream.send(good[half + 500:])
     accepted = good + [v for v in versions if not v["event_id"].startswith("refused-")]
 
-    scorer = Scorer(stream.settings(), store, CATALOG, clock=clock_for(END))
+    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     thread = run_in_thread(scorer)
     total = len({e["event_id"] for e in accepted})
     expected_dead = len(refused_by_database) + 2 + len(refused_by_contract)
@@ -139,7 +139,7 @@ def test_events_the_database_refuses_go_to_the_dead_letter_topic_and_every_other
     assert report.invalid == len(refused_by_contract)  # offline refuses them too
     for as_of in (END, date(2026, 6, 23)):
         assert board_differences(ledger.scoreboard(as_of).as_dict(CATALOG),
-                                 store.scoreboard(as_of).as_dict(CATALOG)) == [], as_of
+                                 store.reader.scoreboard(as_of).as_dict(CATALOG)) == [], as_of
 
     dead = read_dead_letters(stream)
     assert len(dead) == expected_dead
@@ -168,8 +168,8 @@ def test_a_nul_and_an_overflow_that_slip_past_the_contract_are_isolated_by_the_f
     day's count past float8's range (SQLSTATE 22003). The events are built without validation,
     as a contract with a gap would let them through; the fold dead-letters exactly those two."""
     engine = fresh_database(database_url)
-    store = ScoreStore(engine, CATALOG)
-    scorer = Scorer(ScorerSettings(), store, CATALOG, clock=clock_for(END))
+    store = score_parts(engine, CATALOG)
+    scorer = Scorer(ScorerSettings(), store.writer, store.scores, CATALOG, clock=clock_for(END))
     moment = datetime(2026, 6, 20, 22, tzinfo=timezone.utc)
 
     def unchecked(event_id: str, count: int = 1) -> IncidentEvent:
@@ -180,7 +180,7 @@ def test_a_nul_and_an_overflow_that_slip_past_the_contract_are_isolated_by_the_f
              [unchecked(f"ok-{i}") for i in range(5, 9)] + [unchecked("huge-1", 10 ** 308)] + \
              [unchecked(f"ok-{i}") for i in range(9, 12)] + [unchecked("huge-2", 10 ** 308)] + [unchecked("ok-12")]
     try:
-        outcome, refused = scorer.fold([store.prepare(event) for event in events])
+        outcome, refused = scorer.fold([store.writer.prepare(event) for event in events])
         assert [index for index, _ in refused] == [5, 14]
         assert [error.orig.sqlstate for _, error in refused] == ["22P05", "22003"]
         assert outcome.folded == 13 + 1  # the good ones, and the first huge count (alone it fits)

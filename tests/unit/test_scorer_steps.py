@@ -24,7 +24,10 @@ from services.scorer.steps import (DeadLetters, FoldAndRescore, InOrder, Prepare
                                    RescoreRule, StoreBatch, Validate)
 from shared.core.catalog import load_catalog
 from shared.store.engine import make_engine, migrate
-from shared.store.score_store import ScoreStore
+from shared.store.published_scores import PublishedScores
+from shared.store.score_writer import ScoreWriter
+
+from tests.helpers.score_parts import ScoreParts, score_parts
 
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)
@@ -105,7 +108,7 @@ def incident(event_id: str, day: int = 29, metric: str = "shootings") -> dict:
 class Steps:
     """The steps wired as services/scorer/consumer.py wires them, around in-memory Kafka."""
 
-    def __init__(self, store: ScoreStore, writer=None):
+    def __init__(self, store: ScoreParts, writer=None):
         self.store = store
         self.topic = InMemoryTopic()
         self.journal: list = []
@@ -113,9 +116,9 @@ class Steps:
         self.metrics = ScorerMetrics()
         self.rule = RescoreRule(lambda: AS_OF)
         self.dead_letters = DeadLetters(self.producer, DLQ, self.metrics)
-        self.validate = Validate(CATALOG, store.prepare, self.dead_letters)
-        self.fold = FoldAndRescore(writer or store.writer, store.published, self.rule)
-        self.publish = PublishOutbox(store.published, store.engine, self.producer, SCORES, self.metrics)
+        self.validate = Validate(CATALOG, store.writer.prepare, self.dead_letters)
+        self.fold = FoldAndRescore(writer or store.writer, store.scores, self.rule)
+        self.publish = PublishOutbox(store.scores, store.engine, self.producer, SCORES, self.metrics)
         self.store_batch = StoreBatch(self.fold, self.dead_letters, self.publish, self.metrics, self.topic.reread)
         self.in_order = InOrder(self.store_batch, self.commit)
 
@@ -142,8 +145,8 @@ def count(engine, table: str) -> int:
 # -- step 1: validation and dead letters ----------------------------------------------------
 
 
-class StoreThatCannotFoldOne(ScoreStore):
-    """A real store, except that one event cannot be prepared (as one the contract let through by
+class WriterThatCannotFoldOne(ScoreWriter):
+    """A real writer, except that one event cannot be prepared (as one the contract let through by
     mistake, with a date past what Python holds, could not be)."""
 
     def prepare(self, event):
@@ -153,7 +156,7 @@ class StoreThatCannotFoldOne(ScoreStore):
 
 
 def test_bad_messages_go_to_the_dead_letters_with_field_and_reason_and_the_good_ones_on_in_order(engine):
-    steps = Steps(StoreThatCannotFoldOne(engine, CATALOG))
+    steps = Steps(score_parts(engine, CATALOG, WriterThatCannotFoldOne))
     topic = steps.topic
     messages = topic.messages(incident("g0"), b"{not json", {"event_id": "p1", "type": "incident", "metric": "shootings"},
                               incident("p2", metric="potholes"), incident("g1"), incident("unfoldable"), incident("g2"))
@@ -177,7 +180,7 @@ def test_events_the_database_refuses_are_dead_lettered_and_the_rest_of_the_batch
     with engine.begin() as conn:  # the database refuses these ids, as PostgreSQL refuses a NUL
         conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON processed_events "
                           "WHEN NEW.event_id LIKE 'refused-%' BEGIN SELECT RAISE(ABORT, 'refused by a check'); END"))
-    steps = Steps(ScoreStore(engine, CATALOG))
+    steps = Steps(score_parts(engine, CATALOG))
     ids = ["a", "b", "refused-1", "c", "d", "e", "refused-2", "f"]
     prepared = steps.validate(steps.topic.messages(*[incident(i) for i in ids]))
 
@@ -199,22 +202,22 @@ def test_events_the_database_refuses_are_dead_lettered_and_the_rest_of_the_batch
 
 
 class ScoresThatFail:
-    """The store's published scores, except that the rescore fails after writing its changes."""
+    """Real published scores, except that the rescore fails after writing its changes."""
 
-    def __init__(self, store: ScoreStore):
-        self.store = store
+    def __init__(self, scores: PublishedScores):
+        self.scores = scores
 
     def rescore(self, conn, as_of, metric_ids=None):
-        self.store.published.rescore(conn, as_of, metric_ids)
+        self.scores.rescore(conn, as_of, metric_ids)
         raise OperationalError("UPDATE current_scores ...", {}, Exception("disk I/O error"))
 
 
 def test_the_fold_the_rescore_and_the_outbox_are_one_transaction(engine):
-    store = ScoreStore(engine, CATALOG)
+    store = score_parts(engine, CATALOG)
     steps = Steps(store)
     prepared = steps.validate(steps.topic.messages(*[incident(f"e{i}") for i in range(5)]))
 
-    failing = FoldAndRescore(store.writer, ScoresThatFail(store), steps.rule)
+    failing = FoldAndRescore(store.writer, ScoresThatFail(store.scores), steps.rule)
     with pytest.raises(OperationalError, match="disk I/O error"):
         failing(prepared.events)
     assert [count(engine, t) for t in ("processed_events", "day_totals", "current_scores", "score_outbox")] == [
@@ -291,9 +294,9 @@ class WriterThatLosesItsDisk:
 
     broken = False
 
-    def __init__(self, store: ScoreStore):
-        self.writer = store.writer
-        self.engine = store.engine
+    def __init__(self, writer: ScoreWriter):
+        self.writer = writer
+        self.engine = writer.engine
 
     def fold_prepared(self, conn, batch):
         if self.broken:
@@ -302,8 +305,8 @@ class WriterThatLosesItsDisk:
 
 
 def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database_and_neither_commits(engine):
-    store = ScoreStore(engine, CATALOG)
-    writer = WriterThatLosesItsDisk(store)
+    store = score_parts(engine, CATALOG)
+    writer = WriterThatLosesItsDisk(store.writer)
     steps = Steps(store, writer)
     topic = steps.topic
     first = steps.validate(topic.messages(*[incident(f"first-{i}") for i in range(3)]))
@@ -334,7 +337,7 @@ def test_a_batch_queued_behind_one_that_failed_never_reaches_the_database_and_ne
 
 
 def test_offsets_are_committed_only_after_the_batch_s_score_changes_are_published(engine):
-    steps = Steps(ScoreStore(engine, CATALOG))
+    steps = Steps(score_parts(engine, CATALOG))
     topic = steps.topic
     steps.in_order.submit(steps.validate(topic.messages(*[incident(f"e{i}") for i in range(4)])), {"p0": 4})
     steps.in_order.finish()
@@ -347,7 +350,7 @@ def test_offsets_are_committed_only_after_the_batch_s_score_changes_are_publishe
 
 
 def test_a_batch_whose_changes_cannot_be_published_commits_no_offset_and_keeps_its_outbox(engine):
-    steps = Steps(ScoreStore(engine, CATALOG))
+    steps = Steps(score_parts(engine, CATALOG))
     steps.producer.refusing.add(SCORES)
     steps.in_order.submit(steps.validate(steps.topic.messages(incident("e0"), incident("e1"))), {"p0": 2})
     with pytest.raises(ConnectionError):
