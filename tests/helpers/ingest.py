@@ -12,8 +12,8 @@ from shared.store.engine import make_engine, migrate, session_factory
 from shared.platform.kafka import kafka_security
 
 
-def fresh_database(url: str):
-    """An engine on `url` with every table dropped (whatever migration made it) and migrated anew."""
+def empty_database(url: str):
+    """An engine on `url` with every table dropped (whatever migration made it): a database never migrated."""
     from sqlalchemy import MetaData
 
     engine = make_engine(url)
@@ -21,6 +21,12 @@ def fresh_database(url: str):
         existing = MetaData()
         existing.reflect(connection)
         existing.drop_all(connection)
+    return engine
+
+
+def fresh_database(url: str):
+    """An engine on `url` with every table dropped and migrated anew."""
+    engine = empty_database(url)
     migrate(engine)
     return engine
 

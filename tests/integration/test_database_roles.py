@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import MetaData, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -39,6 +39,7 @@ from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from shared.platform.settings import Settings
 from tests.fakes.clock import ManualClock
+from tests.helpers.ingest import empty_database
 
 ROOT = Path(__file__).resolve().parents[2]
 GRANTS = ROOT / "deploy" / "postgres" / "grant-reader.sql"
@@ -46,16 +47,6 @@ READER, READER_PASSWORD = "cityscore_reader", "cityscore_reader"  # deploy/postg
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
 NOW = datetime(2026, 7, 1, 13, 30, tzinfo=timezone.utc)
-
-
-def empty(url: str):
-    """An engine on `url` with every table dropped: a database that was never migrated."""
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        existing = MetaData()
-        existing.reflect(conn)
-        existing.drop_all(conn)
-    return engine
 
 
 def tables(engine) -> set[str]:
@@ -70,7 +61,7 @@ def grant_statements() -> list[str]:
 @pytest.fixture
 def reader_url(database_url):
     """The URL of the read-only role on an emptied database whose owner granted it grant-reader.sql."""
-    owner = empty(database_url)
+    owner = empty_database(database_url)
     with owner.connect() as conn:
         exists = conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": READER})
     if not exists:
@@ -168,7 +159,7 @@ def database(request, tmp_path):
 
 
 def test_services_that_may_not_migrate_refuse_a_schema_not_at_head(database):
-    engine = empty(database)
+    engine = empty_database(database)
     env = {"DATABASE_URL": database, "MIGRATE_ON_START": "false"}
     settings = ScorerSettings(**env)
     for start in (lambda: board_app(settings, catalog=CATALOG), lambda: ingest_app(IngestSettings(**env), catalog=CATALOG),
