@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--e2e-seconds", type=float, default=30)
     parser.add_argument("--scorers", type=int, default=1, help="scorer processes in the group for the fold rate")
+    parser.add_argument("--fold-only", action="store_true",
+                        help="stop after the fold rate and the scorer's memory: no end-to-end run, "
+                             "no rebuild; for comparing changes to the scorer quickly")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
@@ -233,7 +236,7 @@ def main() -> None:
     unique = processed(url)
     print(f"{args.scorers} scorer process(es) (PostgreSQL, rescoring as it goes): {final} of {count} messages "
           f"folded and committed ({unique} distinct events), {rate_fold:,.0f} events/s (goal >= 20,000); "
-          f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.5)")
+          f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.6 in every run)")
     print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {end[2]:.0f} MB at the end, "
           f"peak {peak:.0f} MB (goal < 300 MB, flat)")
     if args.scorers > 1:
@@ -241,6 +244,10 @@ def main() -> None:
         rate_group = bare_group(bootstrap, topic, args.scorers)
         print(f"  {args.scorers} bare readers in processes of their own: {rate_group:,.0f} events/s; "
               f"ratio of {args.scorers} scorers to them {rate_fold / rate_group:.2f}")
+    if args.fold_only:
+        stop_all(scorers)
+        events_file.unlink()
+        return
 
     # 3 and 4 run against this scorer: ingest and the read API beside it
     ingest_port, api_port = free_port(), free_port()
@@ -254,13 +261,7 @@ def main() -> None:
         end_to_end(env, url, ingest_port, api_port, args.e2e_seconds)
         scoreboard_latency(api_port)
     finally:
-        for process in (ingest, api, *scorers):
-            process.terminate()
-        for process in (ingest, api, *scorers):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all([ingest, api, *scorers])
 
     # 2. replay the whole topic, against the offline fold of the same events in this same run
     # (`cityscore score`, no servers: the fastest the scoring core folds them): issue 14's
@@ -281,6 +282,17 @@ def main() -> None:
           f"mean {offline_rate:,.0f} events/s; rebuild ratio to offline {count / elapsed / offline_rate:.2f} "
           f"(goal >= 0.8)")
     events_file.unlink()
+
+
+def stop_all(processes: list) -> None:
+    """Terminate the processes, and kill any still there after 30 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def offline_seconds(events_file: Path) -> float:
