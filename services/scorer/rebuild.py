@@ -26,7 +26,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -43,7 +42,7 @@ from shared.store.score_writer import ScoreWriter
 from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
 
 from .settings import ScorerSettings
-from .steps import DeadLetters, refusal, refused_data
+from .steps import DeadLetters, Record, refusal, refused_data
 
 log = logging.getLogger("cityscore.scorer")
 
@@ -64,16 +63,6 @@ class LedgerFold:
     duplicates: int
     dead_letters: int
     ends: dict[TopicPartition, int]
-
-
-class Record(NamedTuple):
-    """A message of the events topic as the reader hands it over (what a dead letter needs of it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def fold_topic(settings: ScorerSettings, catalog: Catalog, dead_letters: DeadLetters) -> LedgerFold:

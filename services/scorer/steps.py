@@ -57,6 +57,17 @@ class Message(Protocol):
     value: bytes | None
 
 
+class Record(NamedTuple):
+    """A `Message` held in memory: what the rebuild's reader process hands over (pickled), and
+    what the steps' unit tests feed them."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 class Producer(Protocol):
     """Where dead letters and score changes go (kafka-python's KafkaProducer)."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from datetime import date, timedelta
-from typing import NamedTuple
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from services.scorer.metrics import ScorerMetrics
-from services.scorer.steps import (DeadLetters, FoldAndRescore, InOrder, Prepared, PublishOutbox, Rescore,
+from services.scorer.steps import (DeadLetters, FoldAndRescore, InOrder, Prepared, PublishOutbox, Record, Rescore,
                                    RescoreRule, StoreBatch, Validate)
 from shared.core.catalog import load_catalog
 from shared.store.engine import make_engine, migrate
@@ -32,16 +31,6 @@ from tests.helpers.score_parts import ScoreParts, score_parts
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)
 EVENTS, DLQ, SCORES = "cityscore.events", "cityscore.events.dlq", "cityscore.scores"
-
-
-class Record(NamedTuple):
-    """A message as the consumer reads it (kafka-python's ConsumerRecord has these fields)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class InMemoryTopic:
