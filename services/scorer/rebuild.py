@@ -37,10 +37,11 @@ from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, validate_event
 from shared.core.folding import Ledger
 from shared.platform.kafka import kafka_security, poll
-from shared.store.bulk_sql import EVENT_COLUMNS, event_row
-from shared.store.score_writer import ScoreWriter
+from shared.store.bulk_sql import EVENT_COLUMNS, event_dict, event_row
+from shared.store.score_writer import FOLDED_TABLES, ScoreWriter
 from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
 
+from .consumer import FETCH_SIZES, POLL_RECORDS
 from .settings import ScorerSettings
 from .steps import DeadLetters, Record, refusal, refused_data
 
@@ -130,12 +131,11 @@ def reader_main() -> None:
     read_topic(config["consumer"], config["topic"], config["check_crcs"], sys.stdout.buffer)
 
 
-def read_topic(consumer_config: dict, topic: str, check_crcs: bool, out, poll_records: int = 5000) -> None:
+def read_topic(consumer_config: dict, topic: str, check_crcs: bool, out, poll_records: int = POLL_RECORDS) -> None:
     """Write every record of the topic, from each partition's start to where it ends now, to `out`
     as pickled lists of (partition, offset, key, value); then a dict of each partition's end."""
     consumer = KafkaConsumer(**consumer_config, enable_auto_commit=False, client_id="cityscore-rebuild-reader",
-                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
-                             check_crcs=check_crcs)  # as the scorer reads (see its consumer)
+                             check_crcs=check_crcs, **FETCH_SIZES)  # as the scorer reads (see its consumer)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
@@ -176,20 +176,21 @@ def load_ledger(conn: Connection, ledger: Ledger) -> None:
                          ledger.parts[(metric, day)]))
             values.extend((metric, day, value) for value in totals.values)
     firsts = sorted(ledger.first_day.items())
+    loads = ((CurrentPart, ("key", "metric", "day", "numerator", "denominator", "count"), parts),
+             (DayTotal, ("metric", "day", "numerator", "denominator", "count", "parts"), days),
+             (MeasurementValue, ("metric", "day", "value"), values),
+             (MetricFirstDay, ("metric", "first_day"), firsts))
     if conn.dialect.name == "postgresql":
-        _copy(conn, "processed_events", EVENT_COLUMNS, events, pad=len(EVENT_COLUMNS))
-        _copy(conn, "current_parts", ("key", "metric", "day", "numerator", "denominator", "count"), parts)
-        _copy(conn, "day_totals", ("metric", "day", "numerator", "denominator", "count", "parts"), days)
-        _copy(conn, "measurement_values", ("metric", "day", "value"), values)
-        _copy(conn, "metric_first_days", ("metric", "first_day"), firsts)
+        _copy(conn, ProcessedEvent.__table__.name, EVENT_COLUMNS, events, pad=len(EVENT_COLUMNS))
+        for table, columns, rows in loads:
+            _copy(conn, table.__table__.name, columns, rows)
         return
-    for table, columns, rows in (
-            (ProcessedEvent, EVENT_COLUMNS, [row + (None,) * (len(EVENT_COLUMNS) - len(row)) for row in events]),
-            (CurrentPart, ("key", "metric", "day", "numerator", "denominator", "count"), parts),
-            (DayTotal, ("metric", "day", "numerator", "denominator", "count", "parts"), days),
-            (MeasurementValue, ("metric", "day", "value"), values),
-            (MetricFirstDay, ("metric", "first_day"), firsts)):
-        if rows:  # an empty executemany on SQLite inserts a row of defaults
+    # An empty executemany on SQLite inserts a row of defaults: only tables with rows.
+    rows = [event_dict(row) for row in events]
+    if rows:
+        conn.execute(insert(ProcessedEvent.__table__), rows)
+    for table, columns, rows in loads:
+        if rows:
             conn.execute(insert(table.__table__), [dict(zip(columns, row)) for row in rows])
 
 
@@ -205,9 +206,7 @@ def forget(conn: Connection, writer: ScoreWriter) -> None:
     if conn.dialect.name != "postgresql":
         writer.reset(conn)
         return
-    tables = [model.__table__.name for model in (ProcessedEvent, CurrentPart, DayTotal, MeasurementValue,
-                                                 MetricFirstDay)]
-    conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
+    conn.exec_driver_sql(f"TRUNCATE {', '.join(model.__table__.name for model in FOLDED_TABLES)}")
 
 
 def _copy(conn: Connection, table: str, columns, rows, pad: int = 0) -> None:

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -19,7 +18,7 @@ from shared.store.published_scores import PublishedScores
 from shared.store.score_writer import ScoreWriter
 
 from .consumer import Scorer
-from .rebuild import CannotFoldInBulk, rebuild_in_bulk
+from .rebuild import CannotFoldInBulk, commit_group, rebuild_in_bulk
 from .settings import ScorerSettings
 
 log = logging.getLogger("cityscore.scorer")
@@ -90,10 +89,10 @@ def rewind_group(settings: ScorerSettings) -> int:
         if not assigned:
             return 0
         starts = consumer.beginning_offsets(assigned)
-        consumer.commit({tp: OffsetAndMetadata(starts[tp], "", -1) for tp in assigned})
-        return len(assigned)
     finally:
         consumer.close(autocommit=False)
+    commit_group(settings, starts)
+    return len(assigned)
 
 
 def replay(settings: ScorerSettings, writer: ScoreWriter, scores: PublishedScores, catalog: Catalog,

@@ -186,8 +186,8 @@ class Validate:
         self.prepare = prepare
         self.dead_letters = dead_letters
 
-    def __call__(self, messages: list[Message], started: float | None = None) -> Prepared:
-        started = time.perf_counter() if started is None else started
+    def __call__(self, messages: list[Message]) -> Prepared:
+        started = time.perf_counter()
         events = []
         origins = Origins()
         dead = []

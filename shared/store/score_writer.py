@@ -57,6 +57,10 @@ def _record_of(row) -> Record:
     return Contribution(row.metric, row.day, row.numerator, row.denominator, row.count, row.value)
 
 
+# The tables a fold writes: what a rebuild forgets and writes anew (published scores stay).
+FOLDED_TABLES = (ProcessedEvent, CurrentPart, DayTotal, MeasurementValue, MetricFirstDay)
+
+
 class ScoreWriter:
     """Folds validated events into day totals, parts and kept values, in the caller's transaction."""
 
@@ -309,5 +313,5 @@ class ScoreWriter:
 
     def reset(self, conn: Connection) -> None:
         """Forget everything folded (for a replay); published scores stay to compare against."""
-        for model in (ProcessedEvent, CurrentPart, DayTotal, MeasurementValue, MetricFirstDay):
+        for model in FOLDED_TABLES:
             conn.execute(delete(model.__table__))
