@@ -157,8 +157,6 @@ class PostgresBulkSQL(PortableReads):
     """PostgreSQL: each bulk step is one statement with the batch as one JSON parameter, and
     reads come back as a few rows of arrays."""
 
-    postgres = True
-
     # A past board reads about 4,000 day_totals rows and 10,000 measurements (a 1M-event
     # history): made into Python one row at a time, that was most of the board's time. Arrays,
     # one row per metric (per metric and day for the measurements), carry the same values
@@ -234,8 +232,6 @@ class PostgresBulkSQL(PortableReads):
 
 class SQLiteBulkSQL(PortableReads):
     """SQLite: executemany and IN lists of at most 500 (its bound-parameter limit)."""
-
-    postgres = False
 
     def claim(self, conn: Connection, identities: list[Identity], records: dict[Identity, Record]) -> set[Identity]:
         existing: set[Identity] = set()

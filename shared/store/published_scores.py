@@ -7,7 +7,6 @@ relay reads the queue oldest first and deletes what Kafka acknowledged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Iterable
 
@@ -41,7 +40,8 @@ class PublishedScores:
         all_ids = [m.id for m in self.catalog.metrics]
         if metric_ids is None or any(row.as_of != as_of for row in stored.values()) or len(stored) < len(all_ids):
             metric_ids = all_ids  # a new day (or a first run): every score moves
-        metric_ids = [m for m in all_ids if m in set(metric_ids)]
+        wanted = set(metric_ids)
+        metric_ids = [m for m in all_ids if m in wanted]
         if not metric_ids:
             return []
         fresh = self.reader.score_metrics(conn, metric_ids, as_of)
@@ -66,7 +66,7 @@ class PublishedScores:
         for metric_id, scores in fresh.items():
             for window, result in scores.items():
                 store(metric_id, window, result)
-                stored[(metric_id, window)] = _Row(metric_id, window, as_of, *result)
+                stored[(metric_id, window)] = result  # its .score, for the overall CityScore below
         # Every metric now has a score as of `as_of` (all were rescored on a new day).
         windows = self.catalog.windows
         city = overall(({w: WindowScore(stored[(m, w)].score, None, None) for w in windows} for m in all_ids), windows)
@@ -101,15 +101,3 @@ def _sequenced(payload: str, seq: int) -> bytes:
     body = orjson.loads(payload)
     body["seq"] = seq
     return orjson.dumps(body)
-
-
-@dataclass
-class _Row:
-    """A stand-in for a stored current_scores row within one rescore."""
-
-    metric: str
-    window: str
-    as_of: date
-    score: float | None
-    numerator: float | None
-    denominator: float | None
