@@ -160,8 +160,5 @@ class FollowUps:
 
     def add_note(self, alert_id: int, user: str, text: str, digest: str, at: datetime) -> bool:
         """Keep a note; False when the alert has this note (the same `digest`) already."""
-        stmt = dialect.insert(self.conn, NOTES).values(alert_id=alert_id, user_id=user, text=text, created_at=at,
-                                                       digest=digest)
-        added = self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["alert_id", "digest"])
-                                  .returning(NOTES.c.id)).first()
-        return added is not None
+        return dialect.insert_new(self.conn, NOTES, ["alert_id", "digest"], alert_id=alert_id, user_id=user,
+                                  text=text, created_at=at, digest=digest)

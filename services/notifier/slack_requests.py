@@ -31,8 +31,5 @@ def first_sight(conn: Connection, timestamp: int, signature: str, now: datetime)
     """
     digest = hashlib.sha256(f"{timestamp}:{signature}".encode()).hexdigest()
     conn.execute(SLACK_REQUESTS.delete().where(SLACK_REQUESTS.c.requested_at < now - 2 * SIGNATURE_WINDOW))
-    stmt = dialect.insert(conn, SLACK_REQUESTS).values(
-        digest=digest, requested_at=datetime.fromtimestamp(timestamp, timezone.utc), received_at=now)
-    inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["digest"])
-                            .returning(SLACK_REQUESTS.c.digest)).first()
-    return inserted is not None
+    return dialect.insert_new(conn, SLACK_REQUESTS, ["digest"], digest=digest,
+                              requested_at=datetime.fromtimestamp(timestamp, timezone.utc), received_at=now)

@@ -232,8 +232,6 @@ class Sender:
     def __init__(self, engine: Engine, gateway: SlackGateway, *, city_now: Callable[[], datetime],
                  retry_base_s: float = 2.0, retry_max_s: float = 300.0, lease_s: float = 300.0,
                  on_result: OnResult | None = None) -> None:
-        self.engine = engine
-        self.gateway = gateway
         on_result = on_result or (lambda kind, outcome: None)
         self.due = Due(engine, city_now)
         self.claim = Claim(engine, timedelta(seconds=lease_s))

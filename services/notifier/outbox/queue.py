@@ -47,9 +47,7 @@ class Queue:
         `not_before`: held until then (quiet hours), in the city's time.
         """
         row = _new(key, "post", channel, parent_key, orjson.dumps(message).decode(), utcnow(), not_before=not_before)
-        result = self.conn.execute(dialect.insert(self.conn, T).values(**row)
-                                   .on_conflict_do_nothing(index_elements=["key"]).returning(T.c.id))
-        return result.first() is not None
+        return dialect.insert_new(self.conn, T, ["key"], **row)
 
     def update(self, key: str, parent_key: str, message: dict) -> None:
         """Edit the parent post to `message`; a newer edit replaces an unsent older one."""
@@ -65,9 +63,7 @@ class Queue:
         """A file (the board's chart) into the parent's thread; False if the key exists."""
         payload = orjson.dumps({"filename": filename, "title": title, "comment": comment}).decode()
         row = _new(key, "upload", channel, parent_key, payload, utcnow(), file_data=data)
-        result = self.conn.execute(dialect.insert(self.conn, T).values(**row)
-                                   .on_conflict_do_nothing(index_elements=["key"]).returning(T.c.id))
-        return result.first() is not None
+        return dialect.insert_new(self.conn, T, ["key"], **row)
 
     def cancel_unsent(self, key: str) -> bool:
         """Withdraw a post (and what hangs on it) that has certainly not reached Slack; False otherwise."""
