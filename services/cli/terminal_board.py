@@ -9,7 +9,7 @@ from rich.text import Text
 
 from shared.core import wording
 from shared.core.catalog import Catalog
-from shared.core.scoring import Scoreboard, standing
+from shared.core.scoring import Scoreboard, needing_follow_up, standing
 
 # The window whose follow-ups are spelled out under the table, as in the notifier's daily board.
 FOLLOW_UP_WINDOW = "week"
@@ -51,12 +51,11 @@ def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = 
         )
     console.print(table)
     console.print(wording.legend(), style="dim")
-    below = sorted(((board.metrics[m.id][FOLLOW_UP_WINDOW], index, m) for index, m in enumerate(catalog.metrics)
-                    if standing(board.metrics[m.id][FOLLOW_UP_WINDOW].score) == "below"),
-                   key=lambda item: (item[0].score, item[1]))
+    below = needing_follow_up(board, catalog, FOLLOW_UP_WINDOW)
     if below:
         console.print(f"\n{wording.FOLLOW_UP.capitalize()} (below 1 this {FOLLOW_UP_WINDOW}), lowest first:",
                       style="bold")
-        for result, _, metric in below:
+        for metric in below:
+            result = board.metrics[metric.id][FOLLOW_UP_WINDOW]
             # Plain text: a catalog's names and units are data, never rich markup.
             console.print(Text(f"  {metric.name}: {wording.score_line(metric, FOLLOW_UP_WINDOW, result)}"))

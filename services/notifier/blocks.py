@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Sequence
 
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
-from shared.core.scoring import Scoreboard, WindowScore, standing
+from shared.core.scoring import Scoreboard, WindowScore, needing_follow_up, standing
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
 MAX_BLOCKS = 50
@@ -115,13 +115,9 @@ def long_date(day: date) -> str:
 
 def follow_up_order(board: Scoreboard, catalog: Catalog, window: str) -> list[Metric]:
     """Metrics below 1 in `window` first (lowest first), then the rest in catalog order."""
-    def key(item: tuple[int, Metric]):
-        index, metric = item
-        score = board.metrics[metric.id][window].score
-        below = standing(score) == "below"
-        return (0, score, index) if below else (1, 0.0, index)
-
-    return [metric for _, metric in sorted(enumerate(catalog.metrics), key=key)]
+    below = needing_follow_up(board, catalog, window)
+    named = {metric.id for metric in below}
+    return below + [metric for metric in catalog.metrics if metric.id not in named]
 
 
 def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catalog, public_url: str,
@@ -129,7 +125,7 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     """The daily scoreboard for the mayor's office: text fallback and blocks."""
     windows = list(catalog.windows)
     ordered = follow_up_order(board, catalog, follow_up_window)
-    below = [m for m in ordered if standing(board.metrics[m.id][follow_up_window].score) == "below"]
+    below = needing_follow_up(board, catalog, follow_up_window)
     title = f"{catalog.city} CityScore — {long_date(board.as_of)}"
     overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))}" for w in windows)
     text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 this "

@@ -265,3 +265,11 @@ def score_city(
         for metric in catalog.metrics
     }
     return Scoreboard(as_of, overall(metrics.values(), catalog.windows), metrics)
+
+
+def needing_follow_up(board: Scoreboard, catalog: Catalog, window: str) -> list[Metric]:
+    """The metrics below 1 in `window` as shown (someone must follow up), lowest first, ties in
+    catalog order: the order of the Slack board and the terminal's list."""
+    below = [(board.metrics[metric.id][window].score, index, metric) for index, metric in enumerate(catalog.metrics)
+             if standing(board.metrics[metric.id][window].score) == "below"]
+    return [metric for _, _, metric in sorted(below, key=lambda item: item[:2])]
