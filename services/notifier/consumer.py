@@ -9,7 +9,7 @@ from typing import Callable
 import orjson
 from kafka import KafkaConsumer
 
-from shared.platform.kafka import kafka_security, poll
+from shared.platform.kafka import METADATA_MAX_AGE_MS, kafka_security, poll, subscribe_once_known
 from shared.platform.settings import KAFKA_RECONNECT_BACKOFF_MAX_MS
 
 from .service import Notifier
@@ -20,13 +20,19 @@ log = logging.getLogger("cityscore.notifier.consumer")
 def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000,
                   reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS,
                   security: dict | None = None) -> KafkaConsumer:
-    """`security`: kafka_security() of the settings (default: the environment's)."""
-    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
+    """A member of `group` reading `topic`, subscribed once it knows the topic's partitions.
+
+    `security`: kafka_security() of the settings (default: the environment's).
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
                          **(kafka_security() if security is None else security),
                          enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
                          session_timeout_ms=session_timeout_ms,
                          heartbeat_interval_ms=max(1000, session_timeout_ms // 6),
+                         metadata_max_age_ms=METADATA_MAX_AGE_MS,
                          reconnect_backoff_max_ms=reconnect_backoff_max_ms)
+    subscribe_once_known(consumer, topic)
+    return consumer
 
 
 def consume(consumer: KafkaConsumer, notifier: Notifier, stop: threading.Event, poll_ms: int = 500,

@@ -45,7 +45,8 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.core.catalog import Catalog
 from shared.platform.clock import Clock, current_as_of, system_clock
-from shared.platform.kafka import ensure_topics, events_topic_configs, kafka_security, make_producer, poll
+from shared.platform.kafka import (METADATA_MAX_AGE_MS, ensure_topics, events_topic_configs, kafka_security, make_producer,
+                                   poll, subscribe_once_known)
 from shared.store.published_scores import PublishedScores
 from shared.store.score_writer import ScoreWriter
 
@@ -166,17 +167,10 @@ class Scorer:
             # it, TCP checksums the wire, and a damaged record fails validation and goes to
             # the dead-letter topic, so the check is off unless SCORER_CHECK_CRCS=true.
             check_crcs=s.scorer_check_crcs,
-            # A member whose metadata lacked the topic when the group formed gets no partitions
-            # until its next metadata refresh: 30 s rather than kafka-python's 5 minutes.
-            metadata_max_age_ms=30_000,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
             reconnect_backoff_max_ms=s.kafka_reconnect_backoff_max_ms,
         )
-        # Join the group only once this client knows the topic's partitions: a topic created
-        # a moment ago is otherwise assigned to nobody ("No partition metadata").
-        deadline = time.monotonic() + 30
-        while not self._consumer.partitions_for_topic(s.events_topic) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        self._consumer.subscribe([s.events_topic])
+        subscribe_once_known(self._consumer, s.events_topic)
 
     def reread(self, origins: list[Origin]) -> list:
         """These messages read again from the topic, in the order asked (the database worker's, for

@@ -161,6 +161,25 @@ def broker_reachable(bootstrap: str, timeout_s: float = 3.0, security: dict | No
         admin.close()
 
 
+# A group member whose metadata lacked its topic when the group formed is assigned nothing
+# until its next metadata refresh: 30 s with this, rather than kafka-python's 5 minutes.
+METADATA_MAX_AGE_MS = 30_000
+
+
+def subscribe_once_known(consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0) -> None:
+    """Subscribe `consumer` to `topic` once this client knows the topic's partitions.
+
+    A topic created a moment ago may not be in a broker's metadata yet; a member that joins
+    its group then is assigned no partitions ("No partition metadata for topic") and reads
+    nothing until the next refresh. After `timeout_s` it subscribes anyway, and the refresh
+    (METADATA_MAX_AGE_MS) picks the topic up.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    consumer.subscribe([topic])
+
+
 def poll(consumer: KafkaConsumer, timeout_ms: int, max_records: int | None = None) -> dict:
     """`consumer.poll()`, where a broker that is away means "no records yet" rather than an error.
 

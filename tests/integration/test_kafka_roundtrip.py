@@ -153,3 +153,26 @@ def test_keyed_roundtrip_with_committed_offsets(kafka_bootstrap, topic):
             second.close()
     finally:
         producer.close(timeout=10)
+
+
+def test_a_notifier_that_joins_as_its_topic_is_created_reads_every_partition(kafka_bootstrap):
+    """The CI failure of 1 December: the notifier's group formed before its client had the new
+    topic's metadata, it was assigned nothing ("No partition metadata for topic") and read
+    nothing for kafka-python's 5-minute metadata age. It now subscribes once it knows the
+    partitions, and refreshes metadata every 30 s should a broker still be behind."""
+    from services.notifier.consumer import make_consumer
+    from shared.platform.kafka import METADATA_MAX_AGE_MS, ensure_topics
+
+    for _ in range(5):
+        topic = f"cityscore.scores.join-{uuid.uuid4().hex[:8]}"
+        ensure_topics(kafka_bootstrap, {topic: PARTITIONS})
+        consumer = make_consumer(kafka_bootstrap, topic, f"join-{uuid.uuid4().hex[:8]}", session_timeout_ms=10000)
+        try:
+            assert consumer.config["metadata_max_age_ms"] == METADATA_MAX_AGE_MS <= 30_000
+            assert consumer.partitions_for_topic(topic) == set(range(PARTITIONS))
+            deadline = time.monotonic() + 30
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200)
+            assert {tp.partition for tp in consumer.assignment()} == set(range(PARTITIONS))
+        finally:
+            consumer.close()
