@@ -71,9 +71,11 @@ def catalog_check(file: str) -> None:
         kinds[metric.kind.value] = kinds.get(metric.kind.value, 0) + 1
     click.echo(
         f"{file}: OK. {loaded.city} ({loaded.timezone}): {len(loaded.metrics)} metrics, "
-        f"{len(loaded.departments)} departments, windows "
-        + ", ".join(f"{name} {days}d" for name, days in loaded.windows.items())
+        f"{len(loaded.departments)} departments"
     )
+    click.echo("  windows:")
+    for name, window in loaded.windows.items():
+        click.echo(f"    {name}: {window.describe()}")
     for kind, count in sorted(kinds.items()):
         click.echo(f"  {kind}: {count}")
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from shared.core.catalog import Catalog
 from shared.store.score_reader import ScoreReader
 from shared.core.scoring import overall, score_metric, window_dates
+from shared.core.windows import earliest_start
 
 
 def city_history(store: ScoreReader, window: str, days: int, end: date) -> list[tuple[date, float | None]]:
@@ -17,12 +18,11 @@ def city_history(store: ScoreReader, window: str, days: int, end: date) -> list[
     numbers as `ScoreReader.scoreboard(d).cityscore[window]`, without a query per day).
     """
     catalog: Catalog = store.catalog
-    longest = max(catalog.windows.values())
     start = end - timedelta(days=days - 1)
     ids = [m.id for m in catalog.metrics]
     with store.engine.connect() as conn:
         first_days = store.first_days(conn)
-        loaded = store.load_days(conn, ids, start - timedelta(days=longest - 1), end, first_days)
+        loaded = store.load_days(conn, ids, earliest_start(catalog.windows, start), end, first_days)
     series = []
     for as_of in window_dates(end, days):
         scores = [score_metric(catalog.by_id[m], loaded[m], as_of, catalog.windows, first_days.get(m)) for m in ids]

@@ -100,7 +100,7 @@ def create_app(
     read_timeout_s = settings.scorer_read_timeout_s
     # The earliest as_of any date arithmetic can serve: a history's first window starts
     # MAX_HISTORY_DAYS plus the longest window (and a day) before its as_of.
-    floor = date.min + timedelta(days=MAX_HISTORY_DAYS + max(catalog.windows.values()) + 2)
+    floor = date.min + timedelta(days=MAX_HISTORY_DAYS + max(w.reach_days for w in catalog.windows.values()) + 2)
 
     def as_of_range() -> tuple[date | None, date, date]:
         """The first day with data (None: no data yet), the current as-of day, and the last as_of

@@ -22,6 +22,7 @@ from shared.core import wording
 from shared.core.catalog import Catalog
 from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import WindowScore, standing
+from shared.core.windows import Window
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                   static_url_path="/assets")
@@ -183,11 +184,9 @@ def local_time(moment: datetime, catalog: Catalog) -> str:
     return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'} {local:%Z}"
 
 
-def window_span(as_of: date, days: int) -> str:
-    if days == 1:
-        return short_date(as_of)
-    start = as_of - timedelta(days=days - 1)
-    return f"{short_date(start)} – {short_date(as_of)}"
+def window_span(as_of: date, window: Window) -> str:
+    """The days `window` covers as of `as_of`, in words ('3–9 February 2025')."""
+    return wording.span_in_words(*window.span(as_of), year=True)
 
 
 # -- the views ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from shared.core.windows import Window
 
 DEFAULT_CATALOG = "boston.yaml"
 WINDOW_NAMES = ("day", "week", "month", "quarter")
@@ -111,12 +114,20 @@ class SLAByAttribute(_Strict):
     values: dict[str, SLA] = Field(min_length=1)
 
 
+class TargetFrom(_Strict):
+    """A target and the local day it took effect (targets change over the years)."""
+
+    from_: date = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from")
+    target: PositiveFloat
+
+
 class Metric(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
     name: str = Field(min_length=1)
     description: str = ""
     kind: Kind
-    target: PositiveFloat | None = None
+    # A number, or the targets over time: [{from: 2016-01-01, target: 0.8}, {from: 2019-07-01, target: 0.85}].
+    target: PositiveFloat | tuple[TargetFrom, ...] | None = None
     department: str = Field(min_length=1)
     feed: Feed
     threshold: float | None = None
@@ -152,7 +163,42 @@ class Metric(_Strict):
             raise ValueError("sla, sla_by_attribute and case_types only apply to feed 'cases'")
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError("min_value is above max_value")
+        if isinstance(self.target, tuple):
+            if not self.target:
+                raise ValueError("target: give a number or at least one {from: DATE, target: NUMBER}")
+            starts = [change.from_ for change in self.target]
+            if starts != sorted(set(starts)):
+                raise ValueError("target: the dates each target took effect must be in order, each once")
         return self
+
+    @property
+    def targets(self) -> tuple[TargetFrom, ...]:
+        """Every target with the day it took effect; a plain number has been in force always."""
+        if self.target is None:
+            return ()
+        if isinstance(self.target, tuple):
+            return self.target
+        return (TargetFrom(from_=date.min, target=self.target),)
+
+    def target_on(self, day: date) -> float | None:
+        """The target in force on local day `day` (a window is scored with the one of its last day).
+
+        Before the first listed date the first target applies: it is the oldest one known.
+        """
+        targets = self.targets
+        if not targets:
+            return None
+        chosen = targets[0].target
+        for change in targets:
+            if change.from_ > day:
+                break
+            chosen = change.target
+        return chosen
+
+    @property
+    def latest_target(self) -> float | None:
+        """The newest target (what the metric aims at now, whatever day is shown)."""
+        return self.targets[-1].target if self.targets else None
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -204,7 +250,10 @@ class Catalog(BaseModel):
 
     city: str = Field(min_length=1)
     timezone: str
-    windows: dict[str, PositiveInt] = Field(default_factory=lambda: {"day": 1, "week": 7, "month": 30, "quarter": 90})
+    # Trailing days (`week: 7`) or calendar periods (`week: {period: week, starts: monday}`), per
+    # window (shared/core/windows.py).
+    windows: dict[str, Window] = Field(default_factory=lambda: {
+        name: Window(days=days) for name, days in (("day", 1), ("week", 7), ("month", 30), ("quarter", 90))})
     business_hours: BusinessHours = BusinessHours()
     holidays: HolidayCalendar = HolidayCalendar()
     # The first local day any metric's data can plausibly fall on (see Metric.history_start).
@@ -223,7 +272,7 @@ class Catalog(BaseModel):
 
     @field_validator("windows")
     @classmethod
-    def _windows(cls, value: dict[str, int]) -> dict[str, int]:
+    def _windows(cls, value: dict[str, Window]) -> dict[str, Window]:
         if "week" not in value:
             # Trend day scores use the week's historical mean as their baseline (docs/scoring.md §3).
             raise ValueError("a 'week' window is required")

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
+from shared.core.windows import Window, years_back
 
 
 @dataclass(slots=True)
@@ -71,14 +72,6 @@ def window_dates(as_of: date, length: int) -> list[date]:
     return [as_of - timedelta(days=offset) for offset in range(length - 1, -1, -1)]
 
 
-def years_back(day: date, years: int) -> date:
-    """The same calendar date `years` earlier; 29 February becomes 28 February."""
-    year = day.year - years
-    if day.month == 2 and day.day == 29:
-        return date(year, 2, 28)
-    return day.replace(year=year)
-
-
 # -- the five kinds ---------------------------------------------------------
 
 
@@ -123,28 +116,31 @@ def score_target_over_median(days: DaysOf, dates: Iterable[date], target: float)
     return WindowScore(target / median, target, median)
 
 
-def historical_mean(days: DaysOf, dates: list[date], first_day: date | None) -> float | None:
-    """Mean daily count over the same calendar window of every prior year with data.
+def historical_mean(days: DaysOf, window: Window, as_of: date, first_day: date | None) -> float | None:
+    """Mean daily count over the same window of every prior year with data.
 
     A prior year counts when the metric's first day with data is on or before the
-    earliest date of the window moved back to that year; None when no year counts.
+    earliest date of the window moved back to that year; None when no year counts. A
+    calendar month is that year's whole month, so a February divides by 28 or 29 days.
     """
-    if first_day is None or not dates:
+    if first_day is None:
         return None
     total = 0.0
-    years = 0
+    length = 0
+    years = 1
     while True:
-        moved = [years_back(day, years + 1) for day in dates]
+        moved = window.past_year_dates(as_of, years)
         if min(moved) < first_day:
             break
-        years += 1
+        length += len(moved)
         for day in moved:
             totals = days.get(day)
             if totals is not None:
                 total += totals.count
-    if years == 0:
+        years += 1
+    if length == 0:
         return None
-    return total / (len(dates) * years)
+    return total / length
 
 
 def current_mean(days: DaysOf, dates: list[date]) -> float:
@@ -176,33 +172,30 @@ def score_metric(
     metric: Metric,
     days: DaysOf,
     as_of: date,
-    windows: Mapping[str, int],
+    windows: Mapping[str, Window],
     first_day: date | None = None,
 ) -> dict[str, WindowScore]:
     """Every window's score for one metric, as of the local date `as_of`.
 
     `days` maps local dates to that metric's totals; `first_day` is the first date
-    the metric had data (found from `days` when not given).
+    the metric had data (found from `days` when not given). A window is scored with the
+    target in force on its last day.
     """
     scores: dict[str, WindowScore] = {}
     if metric.kind.is_trend:
         if first_day is None and days:
             first_day = min(days)
-        # The day score compares yesterday with the week's historical baseline (Boston's rule).
-        week_dates = window_dates(as_of, windows["week"])
-        baselines: dict[int, float | None] = {windows["week"]: historical_mean(days, week_dates, first_day)}
-        for name, length in windows.items():
-            dates = window_dates(as_of, length)
-            baseline_length = windows["week"] if name == "day" else length
-            if baseline_length not in baselines:
-                baselines[baseline_length] = historical_mean(days, dates, first_day)
-            scores[name] = score_trend(metric.kind, current_mean(days, dates), baselines[baseline_length])
+        # The day score compares the as-of day with the week's historical baseline (Boston's rule).
+        week_baseline = historical_mean(days, windows["week"], as_of, first_day)
+        for name, window in windows.items():
+            baseline = week_baseline if name == "day" else historical_mean(days, window, as_of, first_day)
+            scores[name] = score_trend(metric.kind, current_mean(days, window.dates(as_of)), baseline)
         return scores
 
-    assert metric.target is not None
     scorer = _TARGET_KINDS[metric.kind]
-    for name, length in windows.items():
-        scores[name] = scorer(days, window_dates(as_of, length), metric.target)
+    for name, window in windows.items():
+        dates = window.dates(as_of)
+        scores[name] = scorer(days, dates, metric.target_on(dates[-1]))
     return scores
 
 
@@ -232,18 +225,33 @@ class Scoreboard(NamedTuple):
     metrics: dict[str, dict[str, WindowScore]]
 
     def as_dict(self, catalog: Catalog) -> dict:
-        """The JSON shape of docs/contract.md ("Scores")."""
+        """The JSON shape of docs/contract.md ("Scores"): each window with the dates it covers."""
+        spans = {name: window_span(catalog, name, self.as_of) for name in catalog.windows}
         return {
             "as_of": self.as_of.isoformat(),
             "cityscore": dict(self.cityscore),
+            "windows": {name: span for name, span in spans.items()},
             "metrics": {
                 metric_id: {
                     "name": catalog.by_id[metric_id].name,
-                    **{window: score.as_dict() for window, score in scores.items()},
+                    "target": catalog.by_id[metric_id].target_on(self.as_of),
+                    **{window: {**score.as_dict(), **spans[window],
+                                "target": _window_target(catalog.by_id[metric_id], spans[window])}
+                       for window, score in scores.items()},
                 }
                 for metric_id, scores in self.metrics.items()
             },
         }
+
+
+def window_span(catalog: Catalog, window: str, as_of: date) -> dict[str, str]:
+    """{"start": …, "end": …}: the local dates (inclusive) a window covers as of `as_of`."""
+    start, end = catalog.windows[window].span(as_of)
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def _window_target(metric: Metric, span: dict[str, str]) -> float | None:
+    return metric.target_on(date.fromisoformat(span["end"]))
 
 
 def score_city(

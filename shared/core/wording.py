@@ -11,6 +11,7 @@ columns, the JSON); these words are how a person reads them.
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 
 from shared.core.catalog import SLA, Feed, Kind, Metric
 from shared.core.scoring import WindowScore, standing
@@ -65,28 +66,38 @@ def _is_share(metric: Metric) -> bool:
     return metric.kind in (Kind.RATIO, Kind.MEAN_DAILY_RATIO) and metric.feed is not Feed.RATING
 
 
-def target_short(metric: Metric) -> str:
-    """The target after 'target' in a line: '80%', '4', '6 minutes', 'fewer than in past years'."""
+def _target(metric: Metric, on: date | None) -> float | None:
+    """The target in force on `on` (the newest when no day is given)."""
+    return metric.latest_target if on is None else metric.target_on(on)
+
+
+def target_short(metric: Metric, on: date | None = None) -> str:
+    """The target after 'target' in a line: '80%', '4', '6 minutes', 'fewer than in past years'.
+
+    `on`: the window's last day, whose target the score was computed with (the newest when None).
+    """
     if metric.kind is Kind.TREND_LOWER_BETTER:
         return "fewer than in past years"
     if metric.kind is Kind.TREND_HIGHER_BETTER:
         return "more than in past years"
-    assert metric.target is not None
-    if _is_share(metric) and metric.target <= 1:
-        return percent(metric.target)
-    return f"{metric.target:g}{_unit(metric)}"
+    target = _target(metric, on)
+    assert target is not None
+    if _is_share(metric) and target <= 1:
+        return percent(target)
+    return f"{target:g}{_unit(metric)}"
 
 
-def target_sentence(metric: Metric) -> str:
+def target_sentence(metric: Metric, on: date | None = None) -> str:
     """The target as the metric's page states it: '80% of cases closed on time'."""
-    if metric.kind.is_trend or metric.target is None:
+    target = _target(metric, on)
+    if metric.kind.is_trend or target is None:
         return "Compared with past years (no fixed target)"
     if metric.kind is Kind.TARGET_OVER_MEDIAN:
-        return f"A median of {metric.target:g}{_unit(metric)}"
+        return f"A median of {target:g}{_unit(metric)}"
     if metric.feed is Feed.RATING:
         top = f" out of {metric.max_value:g}" if metric.max_value is not None else ""
-        return f"An average rating of {metric.target:g}{top}"
-    share = f"{metric.target * 100:g}%"
+        return f"An average rating of {target:g}{top}"
+    share = f"{target * 100:g}%"
     if metric.kind is Kind.MEAN_DAILY_RATIO:
         return f"{share} on an average day"
     if metric.feed is Feed.CASES:
@@ -226,7 +237,47 @@ def figures(metric: Metric, result: WindowScore) -> str:
     return f"{amount(current)}{each} a day against {amount(past)} a day in past years"
 
 
-def score_line(metric: Metric, window: str, result: WindowScore) -> str:
+def score_line(metric: Metric, window: str, result: WindowScore, span: tuple[date, date] | None = None) -> str:
     """One window in one line, as a notification reads:
-    'week score 0.89 (average rating 3.55 from 143 surveys; target 4)'."""
-    return f"{window} score {score_text(result.score)} ({figures(metric, result)}; target {target_short(metric)})"
+    'week score 0.89 for 3–9 February (average rating 3.55 from 143 surveys; target 4)'.
+
+    `span`: the window's first and last day; the target is the one in force on the last.
+    """
+    dates = f" for {span_in_words(*span)}" if span is not None else ""
+    on = span[1] if span is not None else None
+    return (f"{window} score {score_text(result.score)}{dates} "
+            f"({figures(metric, result)}; target {target_short(metric, on)})")
+
+
+# -- dates ------------------------------------------------------------------------------------
+
+
+def day_in_words(day: date, year: bool = True) -> str:
+    """'9 February 2025' (or '9 February')."""
+    return f"{day.day} {day:%B}" + (f" {day.year}" if year else "")
+
+
+def span_in_words(start: date, end: date, year: bool = False) -> str:
+    """The days a window covers as a person says them: '9 February', '3–9 February',
+    '27 January – 2 February', 'February 2025', 'February – April 2026',
+    '29 December 2024 – 4 January 2025'. `year`: say the year even within one year."""
+    if start == end:
+        return day_in_words(start, year)
+    whole_months = start.day == 1 and (end + timedelta(days=1)).day == 1
+    if whole_months:
+        if (start.year, start.month) == (end.year, end.month):
+            return f"{start:%B} {start.year}"
+        if start.year == end.year:
+            return f"{start:%B} – {end:%B} {end.year}"
+        return f"{start:%B} {start.year} – {end:%B} {end.year}"
+    if start.year != end.year:
+        return f"{day_in_words(start)} – {day_in_words(end)}"
+    tail = f" {end.year}" if year else ""
+    if start.month == end.month:
+        return f"{start.day}–{end.day} {end:%B}{tail}"
+    return f"{day_in_words(start, False)} – {day_in_words(end, False)}{tail}"
+
+
+def window_in_words(window: str, start: date, end: date) -> str:
+    """'week of 3–9 February', 'month of February 2025', 'day of 9 February': a window and its dates."""
+    return f"{window} of {span_in_words(start, end)}"

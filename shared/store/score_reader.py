@@ -14,7 +14,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog, Kind
-from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates, years_back
+from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates
+from shared.core.windows import earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
 from shared.store.tables.scorer import CurrentScore, DayTotal, MetricFirstDay
 
@@ -79,8 +80,7 @@ class ScoreReader:
                       first_days: dict[str, date] | None = None) -> dict[str, dict[str, WindowScore]]:
         metric_ids = list(metric_ids)
         first_days = self.first_days(conn) if first_days is None else first_days
-        longest = max(self.catalog.windows.values())
-        days = self.load_days(conn, metric_ids, as_of - timedelta(days=longest - 1), as_of, first_days)
+        days = self.load_days(conn, metric_ids, earliest_start(self.catalog.windows, as_of), as_of, first_days)
         return {metric_id: score_metric(self.catalog.by_id[metric_id], days[metric_id], as_of, self.catalog.windows,
                                         first_days.get(metric_id))
                 for metric_id in metric_ids}
@@ -115,13 +115,12 @@ class ScoreReader:
 
         deadline = None if timeout_s is None else monotonic() + timeout_s
         metric = self.catalog.by_id[metric_id]
-        longest = max(self.catalog.windows.values())
         start = end - timedelta(days=days - 1)
         with self.engine.connect() as conn:
             try:
                 self.sql.bound_reads(conn, timeout_s)
                 first_days = self.first_days(conn)
-                loaded = self.load_days(conn, [metric_id], start - timedelta(days=longest - 1), end, first_days)
+                loaded = self.load_days(conn, [metric_id], earliest_start(self.catalog.windows, start), end, first_days)
             except OperationalError as exc:
                 if timeout_s is not None and ReadTimedOut.cancelled(exc):
                     raise ReadTimedOut(timeout_s) from exc

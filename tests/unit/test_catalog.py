@@ -21,7 +21,8 @@ def boston_data():
 def test_boston_has_its_23_metrics_with_published_targets():
     assert len(BOSTON.metrics) == 23
     assert BOSTON.timezone == "America/New_York"
-    assert BOSTON.windows == {"day": 1, "week": 7, "month": 30, "quarter": 90}
+    assert {name: w.days for name, w in BOSTON.windows.items()} == {"day": 1, "week": 7, "month": 30, "quarter": 90}
+    assert not any(w.is_calendar for w in BOSTON.windows.values())
     assert BOSTON.metric("311-call-center").target == 0.95
     assert BOSTON.metric("ems-response-time").kind is Kind.TARGET_OVER_MEDIAN
     assert BOSTON.metric("library-users").kind is Kind.TREND_HIGHER_BETTER

@@ -6,6 +6,7 @@ from math import isclose
 import pytest
 
 from shared.core.catalog import Kind, load_catalog
+from shared.core.windows import Window
 from shared.core.scoring import (
     DayTotals,
     overall,
@@ -18,7 +19,7 @@ from shared.core.scoring import (
     years_back,
 )
 
-WINDOWS = {"day": 1, "week": 7, "month": 30, "quarter": 90}
+WINDOWS = {name: Window(days=days) for name, days in (("day", 1), ("week", 7), ("month", 30), ("quarter", 90))}
 BOSTON = load_catalog()
 D = date(2026, 7, 23)
 
