@@ -368,22 +368,129 @@ def parse_catalog(data: object, source: str = "<catalog>") -> Catalog:
         raise CatalogError(source, problems) from None
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Load and validate a catalog file; None loads Boston's shipped default."""
+# A catalog may start from another and replace some of its top-level keys
+# (`extends: boston.yaml` then `windows: ...`): Boston's calendar catalog is its rolling one
+# with other windows, and a copy of the 23 metrics would drift from the original.
+EXTENDS = "extends"
+
+
+def shipped_catalogs() -> list[str]:
+    """The names of the catalogs that ship with the code (shared/catalogs), e.g. boston.yaml."""
+    return sorted(entry.name for entry in resources.files("shared.catalogs").iterdir()
+                  if entry.name.endswith(".yaml"))
+
+
+def _is_shipped(name: str) -> bool:
+    # Only a bare file name can name a shipped catalog; a path always means a file.
+    return name == Path(name).name and name in shipped_catalogs()
+
+
+def _shipped_names() -> str:
+    return ", ".join(shipped_catalogs())
+
+
+class _Found:
+    """One catalog file found: how errors name it, what a cycle is told by, and its text."""
+
+    def __init__(self, label: str, key: str, text: str, folder: Path | None):
+        self.label = label
+        self.key = key
+        self.text = text
+        # Where the file's own `extends` is looked for; None for a shipped catalog, whose
+        # `extends` can only name another shipped catalog.
+        self.folder = folder
+
+
+def _shipped(name: str, label: str | None = None) -> _Found:
+    text = resources.files("shared.catalogs").joinpath(name).read_text(encoding="utf-8")
+    return _Found(label or f"shipped catalog ({name})", f"shipped:{name}", text, None)
+
+
+def _file(path: Path) -> _Found:
+    """Read a catalog file; OSError is left to the caller, which knows how the file was named."""
+    return _Found(str(path), str(path.resolve()), path.read_text(encoding="utf-8"), path.parent)
+
+
+def _top(path: str | Path | None) -> _Found:
+    """The catalog load_catalog was asked for: a file, or else a shipped catalog's bare name."""
     if path is None:
-        text = resources.files("shared.catalogs").joinpath(DEFAULT_CATALOG).read_text(encoding="utf-8")
-        source = f"default catalog ({DEFAULT_CATALOG})"
-    else:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CatalogError(str(path), [f"cannot read: {exc.strerror}"]) from None
-        source = str(path)
+        return _shipped(DEFAULT_CATALOG, f"default catalog ({DEFAULT_CATALOG})")
+    path = Path(path)
     try:
-        data = yaml.safe_load(text)
+        return _file(path)
+    except FileNotFoundError:
+        if _is_shipped(str(path)):
+            return _shipped(str(path))
+        if str(path) == path.name:
+            raise CatalogError(str(path), [f"cannot read: no such file, and no catalog shipped with CityScore "
+                                           f"has that name (shipped: {_shipped_names()})"]) from None
+        raise CatalogError(str(path), ["cannot read: No such file or directory"]) from None
+    except OSError as exc:
+        raise CatalogError(str(path), [f"cannot read: {exc.strerror}"]) from None
+
+
+def _base(found: _Found, reference: object) -> _Found:
+    """The catalog that `found` extends: a file relative to it if there is one, else a shipped one."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise CatalogError(found.label, [f"{EXTENDS}: give the name of a shipped catalog ({_shipped_names()}) "
+                                         f"or a path relative to this file, not {reference!r}"])
+    if found.folder is None:
+        if _is_shipped(reference):
+            return _shipped(reference)
+        raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} is not a shipped catalog "
+                                         f"(shipped: {_shipped_names()})"])
+    path = found.folder / reference
+    try:
+        return _file(path)
+    except FileNotFoundError:
+        if _is_shipped(reference):
+            return _shipped(reference)
+        if reference == Path(reference).name:
+            raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} is neither a file beside this one "
+                                             f"nor a shipped catalog (shipped: {_shipped_names()})"]) from None
+        raise CatalogError(found.label, [f"{EXTENDS}: {reference!r}: cannot read {path}: "
+                                         "No such file or directory"]) from None
+    except OSError as exc:
+        raise CatalogError(found.label, [f"{EXTENDS}: {reference!r}: cannot read {path}: {exc.strerror}"]) from None
+
+
+def _mapping(found: _Found) -> dict:
+    try:
+        data = yaml.safe_load(found.text)
     except yaml.YAMLError as exc:
-        raise CatalogError(source, [f"not valid YAML: {exc}"]) from None
+        raise CatalogError(found.label, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
-        raise CatalogError(source, ["the file must hold a mapping with city, timezone, departments and metrics"])
+        raise CatalogError(found.label, ["the file must hold a mapping with city, timezone, departments and metrics"])
+    return data
+
+
+def _merged(found: _Found, chain: tuple[_Found, ...] = ()) -> tuple[dict, list[str]]:
+    """The catalog's data with every `extends` applied, and the bases' names as written.
+
+    Each top-level key of the extending file replaces the base's value as a whole (the
+    extending file's `windows:` are all the windows; its `metrics:` all the metrics). Only
+    the final result must be a complete catalog, so a base may be a partial one.
+    """
+    data = _mapping(found)
+    if EXTENDS not in data:
+        return data, []
+    reference = data.pop(EXTENDS)
+    base = _base(found, reference)
+    seen = chain + (found,)
+    if any(earlier.key == base.key for earlier in seen):
+        loop = " -> ".join([earlier.label for earlier in seen] + [base.label])
+        raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} leads back to {base.label} (a cycle: {loop})"])
+    base_data, bases = _merged(base, seen)
+    return {**base_data, **data}, [reference, *bases]
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate a catalog; None loads Boston's shipped default.
+
+    `path` is a file, or the bare name of a shipped catalog (boston-calendar.yaml) when no
+    file of that name is there. A catalog may extend another (`extends: boston.yaml`).
+    """
+    found = _top(path)
+    data, bases = _merged(found)
+    source = found.label if not bases else f"{found.label} (extends {' -> '.join(bases)})"
     return parse_catalog(data, source)
