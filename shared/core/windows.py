@@ -66,6 +66,10 @@ class Window(BaseModel):
         # `week: 7` is today's form; keep it, and read it as trailing days.
         if isinstance(value, int) and not isinstance(value, bool):
             return {"days": value}
+        if not isinstance(value, (dict, Window)):
+            # pydantic would say "a valid dictionary or instance of Window": say what to write.
+            raise ValueError("give a number of trailing days (week: 7) or a calendar period "
+                             "(week: {period: week, starts: monday})")
         return value
 
     @model_validator(mode="after")
