@@ -372,6 +372,9 @@ def parse_catalog(data: object, source: str = "<catalog>") -> Catalog:
 # (`extends: boston.yaml` then `windows: ...`): Boston's calendar catalog is its rolling one
 # with other windows, and a copy of the 23 metrics would drift from the original.
 EXTENDS = "extends"
+# A few fields of a few metrics, by id (`metric_overrides: {311-call-center: {target: [...]}}`):
+# a target history or an SLA changed without copying the metric.
+METRIC_OVERRIDES = "metric_overrides"
 
 
 def shipped_catalogs() -> list[str]:
@@ -415,13 +418,14 @@ def _top(path: str | Path | None) -> _Found:
     """The catalog load_catalog was asked for: a file, or else a shipped catalog's bare name."""
     if path is None:
         return _shipped(DEFAULT_CATALOG, f"default catalog ({DEFAULT_CATALOG})")
+    given = str(path)  # as written: Path would turn ./boston.yaml, a path, into a bare name
     path = Path(path)
     try:
         return _file(path)
     except FileNotFoundError:
-        if _is_shipped(str(path)):
-            return _shipped(str(path))
-        if str(path) == path.name:
+        if _is_shipped(given):
+            return _shipped(given)
+        if given == path.name:
             raise CatalogError(str(path), [f"cannot read: no such file, and no catalog shipped with CityScore "
                                            f"has that name (shipped: {_shipped_names()})"]) from None
         raise CatalogError(str(path), ["cannot read: No such file or directory"]) from None
@@ -468,20 +472,55 @@ def _merged(found: _Found, chain: tuple[_Found, ...] = ()) -> tuple[dict, list[s
     """The catalog's data with every `extends` applied, and the bases' names as written.
 
     Each top-level key of the extending file replaces the base's value as a whole (the
-    extending file's `windows:` are all the windows; its `metrics:` all the metrics). Only
-    the final result must be a complete catalog, so a base may be a partial one.
+    extending file's `windows:` are all the windows; its `metrics:` all the metrics); then
+    its `metric_overrides` change single fields of single metrics. Only the final result
+    must be a complete catalog, so a base may be a partial one.
     """
     data = _mapping(found)
-    if EXTENDS not in data:
-        return data, []
-    reference = data.pop(EXTENDS)
-    base = _base(found, reference)
-    seen = chain + (found,)
-    if any(earlier.key == base.key for earlier in seen):
-        loop = " -> ".join([earlier.label for earlier in seen] + [base.label])
-        raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} leads back to {base.label} (a cycle: {loop})"])
-    base_data, bases = _merged(base, seen)
-    return {**base_data, **data}, [reference, *bases]
+    has_overrides = METRIC_OVERRIDES in data
+    overrides = data.pop(METRIC_OVERRIDES, None)
+    bases: list[str] = []
+    if EXTENDS in data:
+        reference = data.pop(EXTENDS)
+        base = _base(found, reference)
+        seen = chain + (found,)
+        if any(earlier.key == base.key for earlier in seen):
+            loop = " -> ".join([earlier.label for earlier in seen] + [base.label])
+            raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} leads back to {base.label} "
+                                             f"(a cycle: {loop})"])
+        base_data, base_bases = _merged(base, seen)
+        data = {**base_data, **data}
+        bases = [reference, *base_bases]
+    if has_overrides:
+        data["metrics"] = _overridden(found, data.get("metrics"), overrides)
+    return data, bases
+
+
+def _overridden(found: _Found, metrics: object, overrides: object) -> list:
+    """The metrics with `metric_overrides` applied: each given field replaces the metric's own."""
+    shape = (f"{METRIC_OVERRIDES}: give a mapping of metric id to the fields to change, "
+             "e.g. {311-call-center: {target: 0.9}}")
+    if not isinstance(overrides, dict):
+        raise CatalogError(found.label, [shape])
+    if not isinstance(metrics, list):
+        raise CatalogError(found.label, [f"{METRIC_OVERRIDES}: there are no metrics to change"])
+    changed = list(metrics)
+    index = {metric.get("id"): at for at, metric in enumerate(metrics) if isinstance(metric, dict)}
+    problems = []
+    for metric_id, fields in overrides.items():
+        where = f"{METRIC_OVERRIDES}.{metric_id}"
+        if not isinstance(fields, dict):
+            problems.append(f"{where}: give a mapping of the fields to change, e.g. {{target: 0.9}}")
+        elif metric_id not in index:
+            problems.append(f"{where}: no metric has this id")
+        elif "id" in fields:
+            problems.append(f"{where}.id: a metric's id cannot be overridden "
+                            "(give the whole metric under metrics: instead)")
+        else:
+            changed[index[metric_id]] = {**changed[index[metric_id]], **fields}
+    if problems:
+        raise CatalogError(found.label, problems)
+    return changed
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

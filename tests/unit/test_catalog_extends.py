@@ -185,3 +185,67 @@ def test_catalog_check_explains_the_calendar_windows(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["catalog", "check", "bostn-calendar.yaml"])
     assert result.exit_code == 1
     assert "catalog bostn-calendar.yaml is not valid" in result.output and "cannot read" in result.output
+
+
+# -- metric_overrides: change a few fields of a few metrics, by id, without copying them --------
+
+
+def test_metric_overrides_change_the_named_fields_of_the_named_metrics(tmp_path):
+    child = write(tmp_path / "targets.yaml", {
+        "extends": "boston-calendar.yaml",
+        "metric_overrides": {
+            "311-call-center": {"target": [{"from": date(2016, 1, 1), "target": 0.9},
+                                           {"from": date(2019, 7, 1), "target": 0.95}]},
+            "pothole-on-time": {"sla": {"business_days": 2}, "name": "POTHOLES"},
+        },
+    })
+    catalog = load_catalog(child)
+    assert catalog.windows == CALENDAR_WINDOWS
+    call_center = catalog.metric("311-call-center")
+    assert call_center.model_copy(update={"target": 0.95}) == BOSTON.metric("311-call-center")
+    assert (call_center.target_on(date(2019, 6, 30)), call_center.target_on(date(2019, 7, 1))) == (0.9, 0.95)
+    pothole = catalog.metric("pothole-on-time")
+    assert (pothole.name, pothole.sla.business_days, pothole.case_types) == (
+        "POTHOLES", 2, BOSTON.metric("pothole-on-time").case_types)
+    assert [m.id for m in catalog.metrics] == [m.id for m in BOSTON.metrics]
+    untouched = [m for m in catalog.metrics if m.id not in ("311-call-center", "pothole-on-time")]
+    assert untouched == [m for m in BOSTON.metrics if m.id not in ("311-call-center", "pothole-on-time")]
+
+
+def test_metric_overrides_of_an_unknown_metric_or_of_an_id_are_refused(tmp_path):
+    unknown = write(tmp_path / "unknown.yaml", {"extends": "boston.yaml",
+                                                "metric_overrides": {"311-call-centre": {"target": 0.9}}})
+    error = refusal(unknown)
+    assert error.source == str(unknown)
+    assert error.problems == ["metric_overrides.311-call-centre: no metric has this id"]
+
+    renamed = write(tmp_path / "renamed.yaml", {"extends": "boston.yaml",
+                                                "metric_overrides": {"homicides": {"id": "murders"}}})
+    assert refusal(renamed).problems == ["metric_overrides.homicides.id: a metric's id cannot be overridden "
+                                         "(give the whole metric under metrics: instead)"]
+
+    for value in (["311-call-center"], {"311-call-center": 0.9}):
+        shapeless = write(tmp_path / "shapeless.yaml", {"extends": "boston.yaml", "metric_overrides": value})
+        assert refusal(shapeless).problems[0].startswith("metric_overrides")
+        assert "give a mapping" in refusal(shapeless).problems[0]
+
+
+def test_an_invalid_override_names_the_metric_the_field_and_the_files(tmp_path):
+    child = write(tmp_path / "child.yaml", {"extends": "boston.yaml",
+                                            "metric_overrides": {"homicides": {"target": 0.9}}})
+    error = refusal(child)
+    assert error.source == f"{child} (extends boston.yaml)"
+    assert error.problems == ["metrics[10] (homicides): trend metrics compare with past years and take no target"]
+
+
+def test_a_path_never_falls_back_to_a_shipped_catalog(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    error = refusal("./boston-calendar.yaml")
+    assert error.problems == ["cannot read: No such file or directory"]
+    child = write(tmp_path / "child.yaml", {"extends": "./boston.yaml"})
+    assert refusal(child).problems[0].startswith("extends: './boston.yaml': cannot read")
+
+
+def test_metric_overrides_null_is_refused(tmp_path):
+    child = write(tmp_path / "child.yaml", {"extends": "boston.yaml", "metric_overrides": None})
+    assert refusal(child).problems[0].startswith("metric_overrides: give a mapping of metric id")
