@@ -19,7 +19,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from shared.core import wording
-from shared.core.catalog import Catalog
+from shared.core.catalog import Catalog, Metric
 from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import WindowScore, standing
 from shared.core.windows import Window
@@ -189,6 +189,29 @@ def window_span(as_of: date, window: Window) -> str:
     return wording.span_in_words(*window.span(as_of), year=True)
 
 
+@dataclass(frozen=True)
+class WindowDates:
+    """The days a window of the board covers: for machines (start, end) and in words ('3–9 February')."""
+
+    start: date
+    end: date
+    words: str
+
+
+def window_dates(catalog: Catalog, as_of: date) -> dict[str, WindowDates]:
+    """Each window's days as of `as_of`, as the catalog defines the window (trailing or calendar)."""
+    spans = {name: window.span(as_of) for name, window in catalog.windows.items()}
+    return {name: WindowDates(start, end, wording.span_in_words(start, end)) for name, (start, end) in spans.items()}
+
+
+def in_force_since(metric: Metric, as_of: date) -> date | None:
+    """The day the target in force on `as_of` took effect (the first one's before any took effect)."""
+    targets = metric.targets
+    if not targets:
+        return None
+    return max((change.from_ for change in targets if change.from_ <= as_of), default=targets[0].from_)
+
+
 # -- the views ---------------------------------------------------------------------------------
 
 
@@ -283,6 +306,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         current=current,
         explicit=asked is not None and asked != current,
         city_cells={window: cell(scoreboard.cityscore.get(window)) for window in catalog.windows},
+        dates=window_dates(catalog, as_of),
         rows=rows,
         updated_words=updated_words,
         updated_iso=updated_iso,
@@ -348,7 +372,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         metric=found,
         department=department.name if department else found.department,
         how_scored=wording.how_scored(found),
-        target=wording.target_sentence(found),
+        target=wording.target_sentence(found, on=as_of),
+        # The history of targets only when there is one: a single target is the Target above.
+        targets=wording.target_history(found) if len(found.targets) > 1 else [],
+        in_force_since=in_force_since(found, as_of),
         threshold=wording.threshold_words(found),
         sla=wording.sla_words(found),
         numerator_words=numerator_words,

@@ -107,6 +107,14 @@ def target_sentence(metric: Metric, on: date | None = None) -> str:
     return share
 
 
+def target_history(metric: Metric) -> list[tuple[date, str]]:
+    """Each target the metric has had, with the local day it took effect, oldest first:
+    [(1 January 2016, '80% of cases closed on time'), …]. Empty for a trend (no fixed target)."""
+    if metric.kind.is_trend:
+        return []
+    return [(change.from_, target_sentence(metric, on=change.from_)) for change in metric.targets]
+
+
 def threshold_words(metric: Metric) -> str | None:
     """'30 seconds or less': what a measurement must be to count (feed 'threshold' only)."""
     if metric.threshold is None:

@@ -26,6 +26,7 @@ from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from shared.core.scoring import WindowScore
 from tests.fakes.clock import ManualClock
+from tests.helpers.catalogs import CALENDAR_WINDOWS, variant
 
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)  # a Tuesday; the clock below makes it 'yesterday'
@@ -136,18 +137,35 @@ def events() -> list[dict]:
     ]
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def scored_client(tmp_path_factory, catalog):
+    """The pages over the events above, scored with `catalog`."""
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('pages')}/scores.db")
     migrate(engine)
     with engine.begin() as conn:
-        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
-        PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, AS_OF)
+        ScoreWriter(engine, catalog).fold(conn, [parse_event(e) for e in events()])
+        PublishedScores(ScoreReader(engine, catalog)).rescore(conn, AS_OF)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
-    app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
-    with app.test_client() as test_client:
-        yield test_client
+    app = create_app(engine=engine, catalog=catalog, clock=ManualClock(NOW))
+    # No `with`: a client that keeps its last request's context would clash with the other
+    # catalog's client when a test asks both.
+    yield app.test_client()
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    yield from scored_client(tmp_path_factory, CATALOG)
+
+
+# Boston's published calendar windows, and a pothole target raised on Monday 29 June 2026: the
+# day (30 June) is scored against 85%, the week (22-28 June) still against 80%.
+CALENDAR = variant(CATALOG, windows=CALENDAR_WINDOWS, targets={"pothole-on-time": [
+    {"from": date(2016, 1, 1), "target": 0.8}, {"from": date(2026, 6, 29), "target": 0.85}]})
+
+
+@pytest.fixture(scope="module")
+def calendar_client(tmp_path_factory):
+    yield from scored_client(tmp_path_factory, CALENDAR)
 
 
 def api_board(client, as_of: str | None = None) -> dict:
@@ -186,7 +204,9 @@ def test_board_has_one_row_per_metric_matching_the_api(client):
     api = api_board(client)
     table = page.one("table", cls="board")
     assert "as of Tuesday 30 June 2026" in table.one("caption").text()
-    assert [th.text().strip() for th in table.one("thead").all("th")] == ["Metric", "Day", "Week", "Month", "Quarter"]
+    # Each window's heading says the days it covers (30 days up to 30 June are the whole of June).
+    assert [" ".join(th.text().split()) for th in table.one("thead").all("th")] == [
+        "Metric", "Day 30 June", "Week 24–30 June", "Month June 2026", "Quarter 2 April – 30 June"]
     assert all(th.attrs.get("scope") == "col" for th in table.one("thead").all("th"))
     rows = table.one("tbody").all("tr")
     assert [row.attrs["data-metric"] for row in rows] == [m.id for m in CATALOG.metrics]
@@ -355,6 +375,83 @@ def test_unknown_metric_is_a_404_page(client):
     assert response.mimetype == "text/html"
     assert "no-such-metric" in response.get_data(as_text=True)
     assert any("scoreboard" in a.text() for a in parse(response.data).one("main").all("a", href="/"))
+
+
+# -- each window's dates, and the targets over time -------------------------------------------
+
+
+def window_headings(page: Node) -> list[str]:
+    return [" ".join(th.text().split()) for th in page.one("table", cls="board").one("thead").all("th")]
+
+
+def check_window_dates(page: Node, api: dict) -> None:
+    """Each column and tile of the board covers the dates the API gives its window, and says them."""
+    headings = page.one("table", cls="board").one("thead").all("th")[1:]
+    assert [th.attrs["data-window"] for th in headings] == list(api["windows"])
+    for th in headings:
+        dates = api["windows"][th.attrs["data-window"]]
+        assert (th.attrs["data-start"], th.attrs["data-end"]) == (dates["start"], dates["end"])
+        tile = page.one("li", cls="tile", data_window=th.attrs["data-window"])
+        assert tile.one("span", cls="tile-dates").text() == th.one("span", cls="span").text()
+    for node in page.one("table", cls="board").all("td"):
+        check_cell(node, api["metrics"][node.attrs["data-metric"]][node.attrs["data-window"]]["score"])
+
+
+def test_board_says_the_days_each_trailing_window_covers(client):
+    page = parse(client.get("/?as_of=2026-06-25").data)
+    assert window_headings(page) == ["Metric", "Day 25 June", "Week 19–25 June", "Month 27 May – 25 June",
+                                     "Quarter 28 March – 25 June"]
+    check_window_dates(page, api_board(client, "2026-06-25"))
+
+
+def test_board_of_calendar_windows_says_the_calendar_periods(calendar_client):
+    """Thursday 25 June: the last complete Monday-to-Sunday week, and whole months (docs/scoring.md §3b)."""
+    page = parse(calendar_client.get("/?as_of=2026-06-25").data)
+    assert window_headings(page) == ["Metric", "Day 25 June", "Week 15–21 June", "Month May 2026",
+                                     "Quarter March – May 2026"]
+    check_window_dates(page, api_board(calendar_client, "2026-06-25"))
+    # The last day of June completes June.
+    current = parse(calendar_client.get("/").data)
+    assert window_headings(current) == ["Metric", "Day 30 June", "Week 22–28 June", "Month June 2026",
+                                        "Quarter April – June 2026"]
+    check_window_dates(current, api_board(calendar_client))
+
+
+def audit_spans(page: Node) -> dict[str, str]:
+    return {row.attrs["data-window"]: row.one("span", cls="span").text()
+            for row in page.one("table", cls="audit").one("tbody").all("tr")}
+
+
+def test_metric_page_says_each_windows_days_trailing_or_calendar(client, calendar_client):
+    trailing = parse(client.get("/metric/pothole-on-time?as_of=2026-06-25").data)
+    assert audit_spans(trailing) == {"day": "25 June 2026", "week": "19–25 June 2026",
+                                     "month": "27 May – 25 June 2026", "quarter": "28 March – 25 June 2026"}
+    calendar = parse(calendar_client.get("/metric/pothole-on-time?as_of=2026-06-25").data)
+    assert audit_spans(calendar) == {"day": "25 June 2026", "week": "15–21 June 2026", "month": "May 2026",
+                                     "quarter": "March – May 2026"}
+
+
+def facts_of(page: Node) -> dict[str, str]:
+    return {dt.text(): " ".join(dt.parent.one("dd").text().split()) for dt in page.one("dl", cls="facts").all("dt")}
+
+
+def test_metric_page_shows_the_targets_over_time_and_states_the_one_in_force(calendar_client):
+    page = parse(calendar_client.get("/metric/pothole-on-time").data)  # as of 30 June: the raised target
+    assert facts_of(page)["Target"] == "85% of cases closed on time"
+    history = page.one("ul", cls="targets")
+    assert [li.attrs["data-from"] for li in history.all("li")] == ["2016-01-01", "2026-06-29"]
+    assert [" ".join(li.text().split()) for li in history.all("li")] == [
+        "From 1 January 2016: 80% of cases closed on time",
+        "From 29 June 2026: 85% of cases closed on time (in force on 30 June 2026)"]
+    # A past board states the target of its own day.
+    before = parse(calendar_client.get("/metric/pothole-on-time?as_of=2026-06-25").data)
+    assert facts_of(before)["Target"] == "80% of cases closed on time"
+    assert "(in force on 25 June 2026)" in before.one("ul", cls="targets").all("li")[0].text()
+
+
+def test_a_metric_with_one_target_has_no_history_of_targets(client, calendar_client):
+    assert parse(client.get("/metric/pothole-on-time").data).all("ul", cls="targets") == []
+    assert parse(calendar_client.get("/metric/311-call-center").data).all("ul", cls="targets") == []
 
 
 # -- presenting scores, without a database ----------------------------------------------------

@@ -164,3 +164,46 @@ def test_the_terminal_board_spells_out_the_weeks_follow_ups_in_the_same_words():
         "311 CONSTITUENT EXPERIENCE SURVEYS: week score 0.89 (average rating 3.55 from 143 surveys; target 4)",
     ]
     assert wording.legend() in out
+
+
+# -- the days a window covers, and the targets over time ------------------------------------------
+
+
+@pytest.mark.parametrize("start, end, words, with_year", [
+    (date(2025, 2, 9), date(2025, 2, 9), "9 February", "9 February 2025"),
+    (date(2025, 2, 3), date(2025, 2, 9), "3–9 February", "3–9 February 2025"),
+    (date(2025, 1, 27), date(2025, 2, 2), "27 January – 2 February", "27 January – 2 February 2025"),
+    (date(2025, 2, 1), date(2025, 2, 28), "February 2025", "February 2025"),  # a whole month says its year
+    (date(2024, 2, 1), date(2024, 2, 29), "February 2024", "February 2024"),
+    (date(2026, 2, 1), date(2026, 4, 30), "February – April 2026", "February – April 2026"),
+    (date(2024, 11, 1), date(2025, 1, 31), "November 2024 – January 2025", "November 2024 – January 2025"),
+    (date(2024, 12, 29), date(2025, 1, 4), "29 December 2024 – 4 January 2025",
+     "29 December 2024 – 4 January 2025"),  # across a year end, always both years
+])
+def test_the_days_a_window_covers_in_words(start, end, words, with_year):
+    assert wording.span_in_words(start, end) == words
+    assert wording.span_in_words(start, end, year=True) == with_year
+
+
+def test_a_window_and_its_days_in_a_line():
+    assert wording.window_in_words("week", date(2025, 2, 3), date(2025, 2, 9)) == "week of 3–9 February"
+    assert wording.window_in_words("month", date(2025, 2, 1), date(2025, 2, 28)) == "month of February 2025"
+    pothole = BY_ID["pothole-on-time"]
+    result = WindowScore(39 / 60 / 0.8, 39.0, 60.0)
+    assert wording.score_line(pothole, "week", result, span=(date(2025, 2, 3), date(2025, 2, 9))) == \
+        "week score 0.81 for 3–9 February (39 of 60 cases closed on time (65%); target 80%)"
+
+
+def test_targets_over_time_each_with_the_day_it_took_effect():
+    raised = metric(kind="ratio", feed="cases", sla={"hours": 24},
+                    target=[{"from": "2016-01-01", "target": 0.8}, {"from": "2019-07-01", "target": 0.85}])
+    assert wording.target_history(raised) == [(date(2016, 1, 1), "80% of cases closed on time"),
+                                              (date(2019, 7, 1), "85% of cases closed on time")]
+    # The target of a line and of the page is the one in force on the day asked.
+    assert wording.target_short(raised, on=date(2019, 6, 30)) == "80%"
+    assert wording.target_short(raised, on=date(2019, 7, 1)) == "85%"
+    assert wording.target_sentence(raised, on=date(2019, 6, 30)) == "80% of cases closed on time"
+    assert wording.score_line(raised, "week", WindowScore(0.9, 9.0, 10.0),
+                              span=(date(2019, 6, 24), date(2019, 6, 30))).endswith("target 80%)")
+    assert wording.target_history(BY_ID["pothole-on-time"]) == [(date.min, "80% of cases closed on time")]
+    assert wording.target_history(BY_ID["shootings"]) == []
