@@ -88,7 +88,8 @@ def catalog_check(file: str) -> None:
               help="JSONL file of events ('-' for standard input).")
 @click.option("--as-of", "as_of", required=True, callback=_parse_date, help="Score as of this local date (YYYY-MM-DD).")
 @catalog_option
-@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "table", "csv"]), default="json", show_default=True,
+              help="csv: Boston's open-data columns (its Full Metric List), one row per metric.")
 @click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
 def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool) -> None:
     """Score a JSONL file of events offline, as of a date."""
@@ -113,6 +114,12 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
     click.echo(summary, err=True)
     if fmt == "json":
         click.echo(orjson.dumps(board.as_dict(loaded), option=orjson.OPT_INDENT_2).decode())
+    elif fmt == "csv":
+        from shared.core.open_data import full_metric_list
+        from shared.platform.clock import system_clock
+
+        # score_calculated_ts: the scores were computed just now, by this run.
+        click.echo(full_metric_list([board], loaded, system_clock.now()), nl=False)
     else:
         from services.cli.terminal_board import render_table
 
