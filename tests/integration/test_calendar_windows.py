@@ -1,0 +1,168 @@
+"""The scorer, its read API and `cityscore rebuild` follow a catalog's calendar windows, on the
+real broker and PostgreSQL.
+
+Boston's published 311 call center days of Monday 3 to Sunday 9 February 2025 as tallies: with
+Boston's calendar windows, as of Saturday 15 February, the week published is 4579/4996 of 3-9
+February; with the shipped trailing windows it is 308/321 of 9-15 February. Changing the
+catalog's windows and rebuilding gives the calendar numbers and publishes them as changes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import text
+
+from services.scorer.app import create_app
+from services.scorer.consumer import Scorer
+from services.scorer.replay import replay
+from shared.core.catalog import Catalog, load_catalog
+from shared.platform.kafka import kafka_security
+
+from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import score_parts
+from tests.helpers.scorer import ROOT, Stream, clock_for
+from tests.helpers.waiting import wait_until
+
+TRAILING = load_catalog()
+CALENDAR_WINDOWS = {"day": {"period": "day"}, "week": {"period": "week", "starts": "monday"},
+                    "month": {"period": "month"}, "quarter": {"period": "month", "count": 3}}
+PUBLISHED_DAYS = [(829, 886), (664, 805), (720, 795), (821, 848), (721, 752), (516, 589), (308, 321)]
+MONDAY = date(2025, 2, 3)
+SATURDAY = date(2025, 2, 15)
+
+
+def calendar_catalog_file(directory: Path) -> Path:
+    """Boston's catalog with Boston's published windows of 2025-2026."""
+    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
+    data["windows"] = CALENDAR_WINDOWS
+    path = directory / "boston-calendar.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def calendar_file(tmp_path) -> Path:
+    return calendar_catalog_file(tmp_path)
+
+
+@pytest.fixture
+def engine(database_url):
+    made = fresh_database(database_url)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture
+def stream(kafka_bootstrap, engine):
+    made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
+    yield made
+    made.close()
+
+
+def tallies(first: date, numbers: list[tuple[int, int]], tag: str = "") -> list[dict]:
+    return [{"event_id": f"311-call-center{tag}-{first + timedelta(days=n)}", "type": "tally",
+             "metric": "311-call-center", "date": (first + timedelta(days=n)).isoformat(),
+             "numerator": numerator, "denominator": denominator}
+            for n, (numerator, denominator) in enumerate(numbers)]
+
+
+def run_scorer(stream: Stream, engine, catalog: Catalog, as_of: date) -> None:
+    """A scorer with `catalog` folds the topic to its end and publishes its scores as of `as_of`."""
+    store = score_parts(engine, catalog)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, catalog, clock=clock_for(as_of))
+    try:
+        scorer.run(until_idle=True)
+    finally:
+        scorer.close()
+
+
+def published(stream: Stream) -> list[dict]:
+    """Every score change on the stream's scores topic, oldest first per partition."""
+    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, **kafka_security(), enable_auto_commit=False,
+                             consumer_timeout_ms=2000)
+    partitions = consumer.partitions_for_topic(stream.scores_topic) or set()
+    assigned = [TopicPartition(stream.scores_topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    records = [orjson.loads(m.value) for m in consumer]
+    consumer.close()
+    return sorted(records, key=lambda change: change["seq"])
+
+
+def latest(changes: list[dict], metric: str, window: str) -> dict:
+    return [c for c in changes if (c["metric"], c["window"]) == (metric, window)][-1]
+
+
+def stored(engine, metric: str, window: str) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(text('SELECT as_of, numerator, denominator FROM current_scores '
+                                       'WHERE metric = :m AND "window" = :w'), {"m": metric, "w": window}).one())
+
+
+def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, engine, calendar_file):
+    calendar = load_catalog(calendar_file)
+    stream.send(tallies(MONDAY, PUBLISHED_DAYS))
+    run_scorer(stream, engine, calendar, SATURDAY)
+
+    wait_until(lambda: any(c["metric"] == "311-call-center" for c in published(stream)), 60, "scores published")
+    week = latest(published(stream), "311-call-center", "week")
+    assert (week["as_of"], week["numerator"], week["denominator"]) == ("2025-02-15", 4579, 4996)
+    assert week["score"] == pytest.approx(4579 / 4996 / 0.95, rel=1e-12)
+    assert latest(published(stream), "311-call-center", "month")["score"] is None  # January: no data
+    assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
+
+    # The read API's default board is the board the scorer published, with its dates.
+    client = create_app(stream.settings(), engine=engine, catalog=calendar, clock=clock_for(SATURDAY)).test_client()
+    board = client.get("/v1/scoreboard").json
+    assert board["updated_at"] is not None  # the stored board, not one scored on request
+    shown = board["metrics"]["311-call-center"]["week"]
+    assert (shown["numerator"], shown["denominator"], shown["start"], shown["end"]) == (
+        4579, 4996, "2025-02-03", "2025-02-09")
+
+
+def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(stream, engine, calendar_file):
+    stream.send(tallies(MONDAY, PUBLISHED_DAYS))
+    run_scorer(stream, engine, TRAILING, SATURDAY)
+    assert stored(engine, "311-call-center", "week") == (SATURDAY, 308, 321)  # 9-15 February: the Sunday only
+    trailing_week = latest(published(stream), "311-call-center", "week")
+
+    calendar = load_catalog(calendar_file)
+    store = score_parts(engine, calendar)
+    report = replay(stream.settings(), store.writer, store.scores, calendar, clock=clock_for(SATURDAY))
+
+    assert report.changes > 0
+    assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
+    week = latest(published(stream), "311-call-center", "week")
+    assert (week["numerator"], week["denominator"]) == (4579, 4996)
+    assert week["previous_score"] == trailing_week["score"]
+
+
+def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine, calendar_file):
+    # The command scores as of its own yesterday: 120 days of tallies up to it, each day's
+    # numbers its own, so each window's sums say which days it took.
+    yesterday = datetime.now(TRAILING.zone).date() - timedelta(days=1)
+    first = yesterday - timedelta(days=119)
+    numbers = [(n + 1, 2 * n + 3) for n in range(120)]
+    stream.send(tallies(first, numbers, "-daily"))
+    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", "CITYSCORE_CATALOG": str(calendar_file)}
+    done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "--yes"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    by_day = {first + timedelta(days=n): pair for n, pair in enumerate(numbers)}
+    calendar = load_catalog(calendar_file)
+    for name, window in calendar.windows.items():
+        as_of, numerator, denominator = stored(engine, "311-call-center", name)
+        assert as_of == yesterday
+        days = window.dates(as_of)
+        assert (numerator, denominator) == (sum(by_day[d][0] for d in days), sum(by_day[d][1] for d in days)), name
