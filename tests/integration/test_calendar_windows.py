@@ -13,12 +13,9 @@ import os
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
-from importlib import resources
-from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import text
 
@@ -34,25 +31,12 @@ from tests.helpers.scorer import ROOT, Stream, clock_for
 from tests.helpers.waiting import wait_until
 
 TRAILING = load_catalog()
-CALENDAR_WINDOWS = {"day": {"period": "day"}, "week": {"period": "week", "starts": "monday"},
-                    "month": {"period": "month"}, "quarter": {"period": "month", "count": 3}}
+# Boston's published windows of 2025-2026: the shipped catalog, by its bare name.
+CALENDAR_FILE = "boston-calendar.yaml"
+CALENDAR = load_catalog(CALENDAR_FILE)
 PUBLISHED_DAYS = [(829, 886), (664, 805), (720, 795), (821, 848), (721, 752), (516, 589), (308, 321)]
 MONDAY = date(2025, 2, 3)
 SATURDAY = date(2025, 2, 15)
-
-
-def calendar_catalog_file(directory: Path) -> Path:
-    """Boston's catalog with Boston's published windows of 2025-2026."""
-    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
-    data["windows"] = CALENDAR_WINDOWS
-    path = directory / "boston-calendar.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def calendar_file(tmp_path) -> Path:
-    return calendar_catalog_file(tmp_path)
 
 
 @pytest.fixture
@@ -109,10 +93,9 @@ def stored(engine, metric: str, window: str) -> tuple:
                                        'WHERE metric = :m AND "window" = :w'), {"m": metric, "w": window}).one())
 
 
-def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, engine, calendar_file):
-    calendar = load_catalog(calendar_file)
+def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, engine):
     stream.send(tallies(MONDAY, PUBLISHED_DAYS))
-    run_scorer(stream, engine, calendar, SATURDAY)
+    run_scorer(stream, engine, CALENDAR, SATURDAY)
 
     wait_until(lambda: any(c["metric"] == "311-call-center" for c in published(stream)), 60, "scores published")
     week = latest(published(stream), "311-call-center", "week")
@@ -122,7 +105,7 @@ def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, 
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
 
     # The read API's default board is the board the scorer published, with its dates.
-    client = create_app(stream.settings(), engine=engine, catalog=calendar, clock=clock_for(SATURDAY)).test_client()
+    client = create_app(stream.settings(), engine=engine, catalog=CALENDAR, clock=clock_for(SATURDAY)).test_client()
     board = client.get("/v1/scoreboard").json
     assert board["updated_at"] is not None  # the stored board, not one scored on request
     shown = board["metrics"]["311-call-center"]["week"]
@@ -130,15 +113,14 @@ def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, 
         4579, 4996, "2025-02-03", "2025-02-09")
 
 
-def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(stream, engine, calendar_file):
+def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(stream, engine):
     stream.send(tallies(MONDAY, PUBLISHED_DAYS))
     run_scorer(stream, engine, TRAILING, SATURDAY)
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 308, 321)  # 9-15 February: the Sunday only
     trailing_week = latest(published(stream), "311-call-center", "week")
 
-    calendar = load_catalog(calendar_file)
-    store = score_parts(engine, calendar)
-    report = replay(stream.settings(), store.writer, store.scores, calendar, clock=clock_for(SATURDAY))
+    store = score_parts(engine, CALENDAR)
+    report = replay(stream.settings(), store.writer, store.scores, CALENDAR, clock=clock_for(SATURDAY))
 
     assert report.changes > 0
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
@@ -147,21 +129,20 @@ def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(strea
     assert week["previous_score"] == trailing_week["score"]
 
 
-def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine, calendar_file):
+def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine):
     # The command scores as of its own yesterday: 120 days of tallies up to it, each day's
     # numbers its own, so each window's sums say which days it took.
     yesterday = datetime.now(TRAILING.zone).date() - timedelta(days=1)
     first = yesterday - timedelta(days=119)
     numbers = [(n + 1, 2 * n + 3) for n in range(120)]
     stream.send(tallies(first, numbers, "-daily"))
-    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", "CITYSCORE_CATALOG": str(calendar_file)}
+    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", "CITYSCORE_CATALOG": CALENDAR_FILE}
     done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "--yes"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
     by_day = {first + timedelta(days=n): pair for n, pair in enumerate(numbers)}
-    calendar = load_catalog(calendar_file)
-    for name, window in calendar.windows.items():
+    for name, window in CALENDAR.windows.items():
         as_of, numerator, denominator = stored(engine, "311-call-center", name)
         assert as_of == yesterday
         days = window.dates(as_of)
