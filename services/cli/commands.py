@@ -27,7 +27,8 @@ catalog_option = click.option(
     "catalog_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Catalog YAML file (default: $CITYSCORE_CATALOG, else Boston's).",
+    help="Catalog YAML file, or a shipped catalog's name such as boston-calendar.yaml "
+         "(default: $CITYSCORE_CATALOG, else Boston's).",
 )
 
 

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     # Errors name the setting but do not echo the input: it holds passwords (DATABASE_URL, KAFKA_SASL_PASSWORD).
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", hide_input_in_errors=True)
 
-    catalog: str | None = Field(None, alias="CITYSCORE_CATALOG", description="Catalog YAML file; default Boston's")
+    catalog: str | None = Field(None, alias="CITYSCORE_CATALOG",
+                                description="Catalog YAML file, or a shipped catalog's name (boston-calendar.yaml); "
+                                            "default Boston's")
     database_url: str = Field("sqlite:///cityscore.db", alias="DATABASE_URL")
     # The public board and read API (services.scorer.wsgi) read through this URL when it is set:
     # in production a role that may only SELECT (deploy/postgres/start.sh makes cityscore_reader).
