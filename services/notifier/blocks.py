@@ -2,6 +2,8 @@
 
 Marks never rely on colour alone: 🔴 below 1 ▼, ⚪ at 1 =, 🟢 above 1 ▲, — no score. A metric's
 figures and target are worded by shared.core.wording, as on the public page and in the terminal.
+Every score says the days its window covers, as the catalog defines the window (trailing days or
+a calendar period), and a target beside a score is the one in force on the window's last day.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Iterable, Mapping, Sequence
 
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
-from shared.core.scoring import Scoreboard, WindowScore, needing_follow_up, standing
+from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
+from shared.core.windows import Window
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
 MAX_BLOCKS = 50
@@ -45,11 +48,14 @@ def shown(score: float | None) -> str:
 _DOTS = {"below": "🔴", "at": "⚪", "above": "🟢"}
 
 
-def mark(score: float | None) -> str:
-    """A score with a mark that reads without colour (the dot repeats the mark for a glance)."""
+def mark(score: float | None, state: str | None = None) -> str:
+    """A score with a mark that reads without colour (the dot repeats the mark for a glance).
+
+    `state` (WindowScore.state) tells a window with data it cannot score ("insufficient data")
+    from one with no score."""
     place = standing(score)
     if place == "none":
-        return f"— {wording.STANDING_WORDS['none']}"
+        return f"— {wording.no_score_words(state)}"
     return f"{_DOTS[place]} {score:.2f} {wording.MARKS[place]}"
 
 
@@ -110,6 +116,32 @@ def long_date(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
+# -- the days a window covers -------------------------------------------------------------
+
+Span = tuple[date, date]
+
+
+def window_span(catalog: Catalog, window: str, as_of: date | None) -> Span | None:
+    """The first and last day `window` covers as of `as_of`, as the catalog defines it; None when
+    there is no as-of date or the catalog no longer has the window (an old alert still open)."""
+    found = catalog.windows.get(window)
+    return None if found is None or as_of is None else found.span(as_of)
+
+
+def spans(windows: Mapping[str, Window], as_of: date) -> dict[str, Span]:
+    return {name: window.span(as_of) for name, window in windows.items()}
+
+
+def for_window(window: str, span: Span | None) -> str:
+    """'for the week of 17–23 July', or 'this week' when the days are not known."""
+    return f"for the {wording.window_in_words(window, *span)}" if span is not None else f"this {window}"
+
+
+def in_window(window: str, span: Span | None) -> str:
+    """'in the week of 17–23 July', or 'this week' when the days are not known."""
+    return f"in the {wording.window_in_words(window, *span)}" if span is not None else f"this {window}"
+
+
 # -- the daily scoreboard -----------------------------------------------------------------
 
 
@@ -126,31 +158,38 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     windows = list(catalog.windows)
     ordered = follow_up_order(board, catalog, follow_up_window)
     below = needing_follow_up(board, catalog, follow_up_window)
+    days = {window: wording.span_in_words(*span) for window, span in spans(catalog.windows, board.as_of).items()}
+    follow_up_days = in_window(follow_up_window, window_span(catalog, follow_up_window, board.as_of))
     title = f"{catalog.city} CityScore — {long_date(board.as_of)}"
-    overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))}" for w in windows)
-    text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 this "
-            f"{follow_up_window} need follow-up.")
+    overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))} ({days[w]})" for w in windows)
+    text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 "
+            f"{follow_up_days} need follow-up.")
     fields = []
     for window in windows[:MAX_FIELDS]:
         score = board.cityscore.get(window)
         before = previous.cityscore.get(window) if previous is not None else None
-        fields.append({"type": "mrkdwn", "text": f"*{window.title()}*\n{mark(score)}\n_{change(score, before)}_"})
+        fields.append({"type": "mrkdwn",
+                       "text": f"*{window.title()}* · {days[window]}\n{mark(score)}\n_{change(score, before)}_"})
     blocks: list[dict] = [header(title), {"type": "section", "fields": fields}]
     if below:
         names = ", ".join(f"*{m.name.title()}* {shown(board.metrics[m.id][follow_up_window].score)}" for m in below)
-        blocks.append(section(f":warning: *Needs follow-up* (below 1 this {follow_up_window}): {names}"))
+        blocks.append(section(f":warning: *Needs follow-up* (below 1 {follow_up_days}): {names}"))
     else:
-        blocks.append(section(f":white_check_mark: Every metric with a score is at or above 1 this {follow_up_window}."))
+        blocks.append(section(f":white_check_mark: Every metric with a score is at or above 1 {follow_up_days}."))
     rows = [[_cell("Metric")] + [_cell(w.title()) for w in windows]]
     shown_metrics = ordered[: MAX_TABLE_ROWS - 1]
     for metric in shown_metrics:
-        rows.append([_cell(metric.name.title())] + [_cell(mark(board.metrics[metric.id][w].score)) for w in windows])
+        results = board.metrics[metric.id]
+        rows.append([_cell(metric.name.title())] + [_cell(mark(results[w].score, results[w].state)) for w in windows])
     blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
                    "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
     hidden = len(ordered) - len(shown_metrics)
     words = wording.STANDING_WORDS
     notes = [f"🔴 {words['below']}, {wording.FOLLOW_UP} · ⚪ {words['at']} · 🟢 {words['above']} · — {words['none']}",
-             f"Scores as of {board.as_of.isoformat()}, the last full day."]
+             f"Scores as of {board.as_of.isoformat()}, the last full day: "
+             + ", ".join(f"{window} {words}" for window, words in days.items()) + "."]
+    if any(board.metrics[m.id][w].state == INSUFFICIENT_DATA for m in shown_metrics for w in windows):
+        notes.append(f"— {wording.INSUFFICIENT}: data came in, but not enough to score.")
     if hidden:
         notes.append(f"{hidden} more metrics on the public board.")
     if chart:
@@ -197,12 +236,15 @@ def _recap_text(lines: list[RecapLine]) -> str:
 
 def recap_message(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequence[str]], public_url: str) -> dict:
     exceeding, follow_up = recap_lines(board, catalog, owners)
-    title = f"{catalog.city} CityScore weekly recap — week ending {long_date(board.as_of)}"
-    text = (f"{title}: CityScore this week {shown(board.cityscore.get('week'))}; "
+    # The week the catalog defines as of the board's day: the trailing 7 days, or the last
+    # complete calendar week (which a recap on a Monday reports in full).
+    week = window_span(catalog, "week", board.as_of)
+    title = f"{catalog.city} CityScore weekly recap — week of {wording.span_in_words(*week, year=True)}"
+    text = (f"{title}: CityScore {for_window('week', week)} {shown(board.cityscore.get('week'))}; "
             f"{len(follow_up)} of the metrics most in need of follow-up listed.")
     blocks = [
         header(title),
-        section(f"*CityScore this week:* {mark(board.cityscore.get('week'))}"),
+        section(f"*CityScore {for_window('week', week)}:* {mark(board.cityscore.get('week'))}"),
         section("*Exceeding target most*\n" + _recap_text(exceeding)),
         section("*Most in need of follow-up*\n" + _recap_text(follow_up)),
         context("By weekly score: 1.0 is on target.", f"<{public_url}|The public scoreboard>"),
@@ -231,6 +273,13 @@ class AlertView:
     acknowledged_by: str | None = None
     owner: str | None = None
     as_of: date | None = None
+    # The first and last day the window covers as of `as_of` (window_span), when known.
+    span: Span | None = None
+
+    @property
+    def target_day(self) -> date | None:
+        """The day whose target the score was computed with: the window's last."""
+        return self.span[1] if self.span is not None else self.as_of
 
 
 def alert_message(view: AlertView) -> dict:
@@ -240,16 +289,17 @@ def alert_message(view: AlertView) -> dict:
     if view.previous_score is not None and view.score is not None:
         arrow = "▲" if view.score > view.previous_score else ("▼" if view.score < view.previous_score else "=")
         trend = f"{shown(view.previous_score)} → {shown(view.score)} {arrow}"
+    period = for_window(view.window, view.span)
     if view.status == "resolved":
-        lead = f"✅ *Resolved:* *{metric.name.title()}* is back at {mark(view.score)} this {view.window}."
+        lead = f"✅ *Resolved:* *{metric.name.title()}* is back at {mark(view.score)} {period}."
     else:
-        lead = (f"🔴 *{metric.name.title()}* scores {mark(view.score)} this {view.window} "
-                f"and needs follow-up.")
+        lead = f"🔴 *{metric.name.title()}* scores {mark(view.score)} {period} and needs follow-up."
     mentions = " ".join(f"<@{owner}>" for owner in view.owners)
+    named = (wording.window_in_words(view.window, *view.span) if view.span is not None else view.window)
     fields = [
-        {"type": "mrkdwn", "text": f"*Score ({view.window})*\n{shown(view.score)}"},
+        {"type": "mrkdwn", "text": f"*Score ({named})*\n{shown(view.score)}"},
         {"type": "mrkdwn", "text": f"*Figures ({view.window})*\n{wording.figures(metric, result)}"},
-        {"type": "mrkdwn", "text": f"*Target*\n{wording.target_short(metric)}"},
+        {"type": "mrkdwn", "text": f"*Target*\n{wording.target_short(metric, on=view.target_day)}"},
         {"type": "mrkdwn", "text": f"*Trend*\n{trend or 'first evaluation'}"},
     ]
     status = {"firing": "Firing", "acknowledged": "Acknowledged", "resolved": "Resolved"}[view.status]
@@ -273,7 +323,7 @@ def alert_message(view: AlertView) -> dict:
         elements.append(button("Add a note", ADD_NOTE, value))
         blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
     text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} "
-            f"{wording.score_line(metric, view.window, result)}")
+            f"{wording.score_line(metric, view.window, result, span=view.span)}")
     if view.status == "firing" and mentions:
         text += f" {mentions}"
     return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
@@ -287,7 +337,7 @@ def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: 
         "recovering": f"📈 Back at {mark(view.score)}; it resolves if it holds.",
         "better": f"↗️ Up to {mark(view.score)}, still below 1.",
         "worse": f"📉 Down to {mark(view.score)} (from {shown(view.first_score)} when it fired).",
-        "resolved": f"✅ Resolved: {name} is at {mark(view.score)} this {view.window}.",
+        "resolved": f"✅ Resolved: {name} is at {mark(view.score)} {for_window(view.window, view.span)}.",
         "acknowledged": f"👀 <@{user}> acknowledged this; reminders stop.",
         "owner": f"🙋 <@{user}> took ownership.",
         "note": f"📝 <@{user}>: {escape(note or '')}",
@@ -310,12 +360,16 @@ def note_modal(alert_id: int, metric: Metric) -> dict:
 # -- slash command ------------------------------------------------------------------------
 
 
-def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_of: date) -> dict:
-    lines = [f"*{window.title()}* {mark(result.score)}  ({wording.figures(metric, result)})"
+def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_of: date,
+                          windows: Mapping[str, Window] | None = None) -> dict:
+    """One metric's scores, each with the days of its window when the catalog's `windows` are given."""
+    days = spans(windows, as_of) if windows is not None else {}
+    lines = [f"*{window.title()}*" + (f" · {wording.span_in_words(*days[window])}" if window in days else "")
+             + f" {mark(result.score, result.state)}  ({wording.figures(metric, result)})"
              for window, result in scores.items()]
     text = f"{metric.name.title()} as of {as_of.isoformat()}"
     return {"text": text, "blocks": [header(text), section("\n".join(lines)),
-                                     context(f"Target: {wording.target_short(metric)}. {metric.description}")]}
+                                     context(f"Target: {wording.target_short(metric, on=as_of)}. {metric.description}")]}
 
 
 # -- limits -------------------------------------------------------------------------------

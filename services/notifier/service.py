@@ -28,6 +28,7 @@ from shared.store.score_reader import ScoreReader
 from . import slack_requests
 from .blocks import (
     AlertView, alert_message, board_message, escape, metric_scores_message, note_modal, recap_message, reply_message,
+    window_span,
 )
 from .follow_ups import FollowUps
 from .lifecycle import (
@@ -213,7 +214,7 @@ class Notifier:
                          reading.denominator, previous if previous is not None else alert.first_score,
                          alert.first_score, self.departments.get(metric.department, metric.department),
                          self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,
-                         reading.as_of)
+                         reading.as_of, window_span(self.catalog, alert.window, reading.as_of))
 
     def _hold(self) -> datetime | None:
         now = self._now()
@@ -412,7 +413,7 @@ class Notifier:
             return {"response_type": "ephemeral",
                     "text": f"No metric matches “{escape(words)}”. Try `/cityscore help`."}
         scores = self.store.scoreboard(as_of).metrics[metric.id]
-        return {"response_type": "ephemeral", **metric_scores_message(metric, scores, as_of)}
+        return {"response_type": "ephemeral", **metric_scores_message(metric, scores, as_of, self.catalog.windows)}
 
     # -- boards ----------------------------------------------------------------------------------
 

@@ -116,6 +116,8 @@ def test_a_drop_fires_one_alert_flapping_fires_none_and_recovery_resolves_in_pla
         assert len(posted) == 1, [m["text"] for m in posted]  # pothole only; graffiti flapped
         alert = posted[0]
         assert "Pothole" in alert["text"] and "<@U0POTHOLE>" in alert["text"]
+        # The days of the week scored as of 23 July, as the catalog's window defines them.
+        assert "week score 0.89 for 17–23 July" in alert["text"]
         assert "0.89" in json.dumps(alert["blocks"])  # the small move edited the message
         assert slack.thread("C0PWD", alert["ts"]) == []  # ... and told the thread nothing
         assert [(a.metric, a.window, a.status) for a in alerts(schema.engine)] == [

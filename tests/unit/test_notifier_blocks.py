@@ -7,11 +7,12 @@ import pytest
 
 from services.notifier.blocks import (
     AlertView, alert_message, all_messages_fit, board_message, escape, follow_up_order, limit_problems, mark,
-    metric_scores_message, recap_lines, recap_message, reply_message,
+    metric_scores_message, recap_lines, recap_message, reply_message, window_span,
 )
 from services.notifier.routing import RoutingError, load_routing, parse_routing
 from shared.core.catalog import load_catalog
 from shared.core.scoring import Scoreboard, WindowScore, overall
+from tests.helpers.catalogs import CALENDAR_WINDOWS, variant
 
 CATALOG = load_catalog()
 
@@ -186,3 +187,88 @@ def test_the_chart_is_a_png():
     days = [date(2026, 4, 25) + timedelta(days=i) for i in range(90)]
     png = chart_png([(d, 0.9 + (i % 20) / 100 if i != 5 else None) for i, d in enumerate(days)], "CityScore")
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+# -- each window's dates, trailing or calendar ----------------------------------------------------
+
+# Boston's published calendar windows, and a pothole target raised on Monday 20 July 2026: a
+# trailing week to Thursday 23 July is scored against 85%, the calendar week 13-19 July against 80%.
+CALENDAR = variant(CATALOG, windows=CALENDAR_WINDOWS, targets={"pothole-on-time": [
+    {"from": date(2016, 1, 1), "target": 0.8}, {"from": date(2026, 7, 20), "target": 0.85}]})
+RAISED = variant(CATALOG, targets={"pothole-on-time": [
+    {"from": date(2016, 1, 1), "target": 0.8}, {"from": date(2026, 7, 20), "target": 0.85}]})
+THURSDAY = date(2026, 7, 23)
+
+
+def board_of(catalog, seed: int, as_of: date = THURSDAY) -> Scoreboard:
+    rng = random.Random(seed)
+    metrics = {m.id: {w: WindowScore(rng.uniform(0.6, 1.4), rng.uniform(10, 100), rng.uniform(50, 120))
+                      for w in catalog.windows} for m in catalog.metrics}
+    return Scoreboard(as_of, overall(metrics.values(), catalog.windows), metrics)
+
+
+def fields_of(message: dict) -> list[str]:
+    return [field["text"] for block in message["blocks"] if "fields" in block for field in block["fields"]]
+
+
+def context_of(message: dict) -> str:
+    return " ".join(e["text"] for block in message["blocks"] if block["type"] == "context" for e in block["elements"])
+
+
+@pytest.mark.parametrize("catalog, dates", [
+    (CATALOG, {"day": "23 July", "week": "17–23 July", "month": "24 June – 23 July", "quarter": "25 April – 23 July"}),
+    (CALENDAR, {"day": "23 July", "week": "13–19 July", "month": "June 2026", "quarter": "April – June 2026"}),
+])
+def test_the_board_says_the_days_of_each_window_as_the_catalog_defines_it(catalog, dates):
+    message = board_message(board_of(catalog, 6), board_of(catalog, 7, THURSDAY - timedelta(days=1)), catalog,
+                            "https://x/")
+    assert limit_problems(message) == []
+    assert [field.split("\n")[0] for field in fields_of(message)] == [
+        f"*{window.title()}* · {words}" for window, words in dates.items()]
+    assert ("Scores as of 2026-07-23, the last full day: " + ", ".join(
+        f"{window} {words}" for window, words in dates.items()) + ".") in context_of(message)
+    assert f"in the week of {dates['week']}" in texts(message)  # the follow-ups name the week's days
+    for window, words in dates.items():  # the notification's own text too
+        assert f"{window.title()} " in message["text"] and f"({words})" in message["text"]
+
+
+@pytest.mark.parametrize("catalog, week", [(CATALOG, "17–23 July 2026"), (CALENDAR, "13–19 July 2026")])
+def test_the_weekly_recap_says_which_week(catalog, week):
+    message = recap_message(board_of(catalog, 8), catalog, {}, "https://x/")
+    assert limit_problems(message) == []
+    assert message["blocks"][0]["text"]["text"] == f"Boston CityScore weekly recap — week of {week}"
+    assert message["text"].startswith(f"Boston CityScore weekly recap — week of {week}: CityScore for the week ")
+    assert f"*CityScore for the week of {week.removesuffix(' 2026')}:*" in texts(message)
+
+
+@pytest.mark.parametrize("catalog, days, target", [
+    (RAISED, "17–23 July", "85%"),  # the trailing week ends after the target was raised
+    (CALENDAR, "13–19 July", "80%"),  # the calendar week ended before
+])
+def test_an_alert_says_the_days_of_its_window_and_the_target_it_was_scored_with(catalog, days, target):
+    span = window_span(catalog, "week", THURSDAY)
+    assert span is not None and span[1] - span[0] == timedelta(days=6)
+    pothole = catalog.by_id["pothole-on-time"]
+    message = alert_message(alert_view(span=span, metric=pothole))
+    assert limit_problems(message) == []
+    assert message["text"].startswith(f"Pothole On-Time % week score 0.81 for {days} (39 of 60 cases closed on time "
+                                      f"(65%); target {target})")
+    body = texts(message)
+    assert f"for the week of {days} and needs follow-up" in body
+    assert f"*Target*\\n{target}" in body
+    resolved = alert_message(alert_view("resolved", score=1.05, span=span, metric=pothole))
+    assert f"back at 🟢 1.05 ▲ for the week of {days}" in texts(resolved)
+    assert reply_message("resolved", alert_view("resolved", score=1.05, span=span, metric=pothole))["text"] == \
+        f"✅ Resolved: Pothole On-Time % is at 🟢 1.05 ▲ for the week of {days}."
+    # A window the catalog no longer has, or an alert with no as-of date, has no days to say.
+    assert window_span(catalog, "fortnight", THURSDAY) is None and window_span(catalog, "week", None) is None
+
+
+def test_the_slash_command_says_each_windows_days():
+    pothole = CALENDAR.by_id["pothole-on-time"]
+    message = metric_scores_message(pothole, {w: WindowScore(0.9, 9, 10) for w in CALENDAR.windows}, THURSDAY,
+                                    CALENDAR.windows)
+    lines = message["blocks"][1]["text"]["text"].split("\n")
+    assert [line.split(" 🔴")[0] for line in lines] == [
+        "*Day* · 23 July", "*Week* · 13–19 July", "*Month* · June 2026", "*Quarter* · April – June 2026"]
+    assert "Target: 85%." in context_of(message)  # the target in force on the as-of date
