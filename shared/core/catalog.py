@@ -8,6 +8,7 @@ file without reading code.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import date, time
 from functools import cached_property
 from importlib import resources
@@ -392,16 +393,16 @@ def _shipped_names() -> str:
     return ", ".join(shipped_catalogs())
 
 
+@dataclass(frozen=True)
 class _Found:
     """One catalog file found: how errors name it, what a cycle is told by, and its text."""
 
-    def __init__(self, label: str, key: str, text: str, folder: Path | None):
-        self.label = label
-        self.key = key
-        self.text = text
-        # Where the file's own `extends` is looked for; None for a shipped catalog, whose
-        # `extends` can only name another shipped catalog.
-        self.folder = folder
+    label: str
+    key: str
+    text: str
+    # Where the file's own `extends` is looked for; None for a shipped catalog, whose
+    # `extends` can only name another shipped catalog.
+    folder: Path | None
 
 
 def _shipped(name: str, label: str | None = None) -> _Found:
