@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterable
 from shared.core.catalog import Catalog
 from shared.core.contract import InvalidEvent, validate_event
 from shared.core.folding import Ledger
+from shared.core.percentile import with_percentiles
 from shared.core.scoring import Scoreboard
 
 
@@ -63,7 +64,8 @@ def fold_lines(lines: Iterable[bytes], ledger: Ledger, report: FoldReport | None
 
 
 def score_file(stream: BinaryIO, catalog: Catalog, as_of: date) -> tuple[Scoreboard, FoldReport, Ledger]:
-    """Fold every line of a JSONL stream and score it as of `as_of`."""
+    """Fold every line of a JSONL stream and score it as of `as_of`, each metric with its percentile
+    (the read API gives the same with `?percentile=1`)."""
     ledger = Ledger(catalog)
     report = fold_lines(stream, ledger)
-    return ledger.scoreboard(as_of), report, ledger
+    return with_percentiles(ledger.scoreboard(as_of), catalog, ledger.days, ledger.first_day), report, ledger

@@ -31,18 +31,35 @@ class DayTotals:
     values: list[float] = field(default_factory=list)
 
 
+# A window's state beside its score (docs/scoring.md, "No data and insufficient data"): scored; no
+# data at all in the window; or data the kind cannot score (a trend with no past year to compare
+# with, a median of 0, days whose denominators are all 0).
+SCORED, NO_DATA, INSUFFICIENT_DATA = "scored", "no_data", "insufficient_data"
+
+
 class WindowScore(NamedTuple):
     """A score with the numerator and denominator Boston publishes beside it."""
 
     score: float | None
     numerator: float | None
     denominator: float | None
+    # A null score whose window has data, just not enough to score: "insufficient data", which a
+    # reader must not take for "nothing happened". Ignored when there is a score.
+    insufficient: bool = False
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {"score": self.score, "numerator": self.numerator, "denominator": self.denominator}
+    @property
+    def state(self) -> str:
+        if self.score is not None:
+            return SCORED
+        return INSUFFICIENT_DATA if self.insufficient else NO_DATA
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        return {"score": self.score, "numerator": self.numerator, "denominator": self.denominator,
+                "state": self.state}
 
 
 NULL = WindowScore(None, None, None)
+INSUFFICIENT = WindowScore(None, None, None, True)
 
 DaysOf = Mapping[date, DayTotals]
 
@@ -78,25 +95,30 @@ def window_dates(as_of: date, length: int) -> list[date]:
 def score_ratio(days: DaysOf, dates: Iterable[date], target: float) -> WindowScore:
     """(Σ numerator ÷ Σ denominator) ÷ target, pooled over the window."""
     numerator = denominator = 0.0
+    seen = False
     for day in dates:
         totals = days.get(day)
         if totals is not None:
+            seen = True
             numerator += totals.numerator
             denominator += totals.denominator
     if denominator == 0:
-        return NULL
+        return INSUFFICIENT if seen else NULL  # days of 0 of 0 (a tally) are data, but no share
     return WindowScore(numerator / denominator / target, numerator, denominator)
 
 
 def score_mean_daily_ratio(days: DaysOf, dates: Iterable[date], target: float) -> WindowScore:
     """Mean over days with data of (day numerator ÷ day denominator), ÷ target."""
     rates = []
+    seen = False
     for day in dates:
         totals = days.get(day)
-        if totals is not None and totals.denominator > 0:
-            rates.append(totals.numerator / totals.denominator)
+        if totals is not None:
+            seen = True
+            if totals.denominator > 0:
+                rates.append(totals.numerator / totals.denominator)
     if not rates:
-        return NULL
+        return INSUFFICIENT if seen else NULL  # e.g. a school's days with nobody enrolled
     mean = sum(rates) / len(rates)
     return WindowScore(mean / target, mean, target)
 
@@ -112,7 +134,7 @@ def score_target_over_median(days: DaysOf, dates: Iterable[date], target: float)
         return NULL
     median = statistics.median(values)
     if median == 0:
-        return NULL
+        return INSUFFICIENT  # measurements, but target ÷ 0 is no score
     return WindowScore(target / median, target, median)
 
 
@@ -189,17 +211,26 @@ def score_metric(
         week_baseline = historical_mean(days, windows["week"], as_of, first_day)
         for name, window in windows.items():
             baseline = week_baseline if name == "day" else historical_mean(days, window, as_of, first_day)
-            scores[name] = score_trend(metric.kind, current_mean(days, window.dates(as_of)), baseline)
+            dates = window.dates(as_of)
+            scores[name] = insufficient_if_data(score_trend(metric.kind, current_mean(days, dates), baseline), days, dates)
         return scores
 
-    scorer = _TARGET_KINDS[metric.kind]
+    scorer = TARGET_KINDS[metric.kind]
     for name, window in windows.items():
         dates = window.dates(as_of)
         scores[name] = scorer(days, dates, metric.target_on(dates[-1]))
     return scores
 
 
-_TARGET_KINDS = {
+def insufficient_if_data(result: WindowScore, days: DaysOf, dates: Iterable[date]) -> WindowScore:
+    """A trend's null score is insufficient data when the window has data (no past year to compare
+    with, nothing counted to divide by), and no data when it has none."""
+    if result.score is None and any(day in days for day in dates):
+        return INSUFFICIENT
+    return result
+
+
+TARGET_KINDS = {
     Kind.RATIO: score_ratio,
     Kind.MEAN_DAILY_RATIO: score_mean_daily_ratio,
     Kind.TARGET_OVER_MEDIAN: score_target_over_median,
@@ -223,10 +254,14 @@ class Scoreboard(NamedTuple):
     as_of: date
     cityscore: dict[str, float | None]
     metrics: dict[str, dict[str, WindowScore]]
+    # Each metric's percentile (shared/core/percentile.py), when it was asked for: None when not.
+    percentiles: dict[str, float | None] | None = None
 
     def as_dict(self, catalog: Catalog) -> dict:
-        """The JSON shape of docs/contract.md ("Scores"): each window with the dates it covers."""
+        """The JSON shape of docs/contract.md ("Scores"): each window with the dates it covers and
+        its state; each metric's "percentile" too when the board has them."""
         spans = {name: window_span(catalog, name, self.as_of) for name in catalog.windows}
+        ranked = {} if self.percentiles is None else self.percentiles
         return {
             "as_of": self.as_of.isoformat(),
             "cityscore": dict(self.cityscore),
@@ -235,6 +270,7 @@ class Scoreboard(NamedTuple):
                 metric_id: {
                     "name": catalog.by_id[metric_id].name,
                     "target": catalog.by_id[metric_id].target_on(self.as_of),
+                    **({"percentile": ranked.get(metric_id)} if self.percentiles is not None else {}),
                     **{window: {**score.as_dict(), **spans[window],
                                 "target": _window_target(catalog.by_id[metric_id], spans[window])}
                        for window, score in scores.items()},

@@ -14,7 +14,7 @@ import math
 from datetime import date, timedelta
 
 from shared.core.catalog import SLA, Feed, Kind, Metric
-from shared.core.scoring import WindowScore, standing
+from shared.core.scoring import INSUFFICIENT_DATA, WindowScore, standing
 
 # -- a score and its standing ----------------------------------------------------------------
 
@@ -22,6 +22,14 @@ from shared.core.scoring import WindowScore, standing
 MARKS = {"below": "▼", "at": "=", "above": "▲", "none": ""}
 STANDING_WORDS = {"below": "below target", "at": "on target", "above": "above target", "none": "no score"}
 FOLLOW_UP = "needs follow-up"
+# A null score whose window has data, just not enough to score it (docs/scoring.md, "No data and
+# insufficient data"): shown apart from "no score", which means nothing came in.
+INSUFFICIENT = "insufficient data"
+
+
+def no_score_words(state: str | None) -> str:
+    """What a window without a score shows: 'insufficient data', or 'no score'."""
+    return INSUFFICIENT if state == INSUFFICIENT_DATA else STANDING_WORDS["none"]
 
 
 def score_text(score: float | None, none: str = "—") -> str:
@@ -215,10 +223,35 @@ def no_data(metric: Metric) -> str:
     return "no past years to compare with"
 
 
+def insufficient_data(metric: Metric) -> str:
+    """Why a window with data still has no score, in the words of the metric's kind."""
+    kind, feed = metric.kind, metric.feed
+    if kind is Kind.RATIO:
+        return "data in the window, but nothing to take a share of (every denominator is 0)"
+    if kind is Kind.MEAN_DAILY_RATIO:
+        return "data in the window, but no day with a denominator above 0"
+    if kind is Kind.TARGET_OVER_MEDIAN:
+        return "measurements in the window, but their median is 0"
+    if kind is Kind.TREND_LOWER_BETTER:
+        none = "no incidents" if feed is Feed.INCIDENTS else "a count of 0"
+        return f"data in the window, but no complete past year to compare with, or {none} to divide by"
+    return "data in the window, but no complete past year to compare with, or past years that counted 0"
+
+
+def percentile_words(value: float | None) -> str:
+    """The percentile in a sentence (docs/scoring.md, "Percentile"): 'Percentile 87: the day score
+    is at or above 87% of the day scores of the 365 days before.'"""
+    if value is None:
+        return "No percentile: no day score on this date, or none in the 365 days before to compare with."
+    return f"Percentile {value:.0f}: the day score is at or above {value:.0f}% of the day scores of the 365 days before."
+
+
 def figures(metric: Metric, result: WindowScore) -> str:
     """A window's numerator and denominator as a person reads them, e.g. 'average rating 3.55 from
     143 surveys', '39 of 60 cases closed on time (65%)', '2.43 incidents a day against 3.14 in past years'."""
     n, d = result.numerator, result.denominator
+    if result.state == INSUFFICIENT_DATA:
+        return insufficient_data(metric)
     if result.score is None or n is None or d is None or not (math.isfinite(n) and math.isfinite(d)):
         return no_data(metric)
     kind, feed = metric.kind, metric.feed

@@ -15,6 +15,7 @@ from services.cli.commands import main
 from shared.core.catalog import load_catalog
 from shared.core.contract import InvalidEvent, parse_event, validate_event
 from shared.core.folding import Ledger
+from shared.core.percentile import with_percentiles
 
 BOSTON = load_catalog()
 AS_OF = date(2026, 7, 25)
@@ -190,7 +191,9 @@ def test_cityscore_score_counts_colliding_ids_of_two_departments_and_names_a_bad
     assert f"{path}:5: count:" in result.stderr
     assert "4 events folded" in result.stderr and "1 invalid" in result.stderr
     expected = ledger_of(case("dup-test-1", "PW-1", "pothole-on-time"), incident("dup-test-1", metric="homicides"))
-    assert json.loads(result.stdout) == json.loads(json.dumps(board(expected), default=str))
+    # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md, "Percentile")
+    printed = with_percentiles(expected.scoreboard(AS_OF), BOSTON, expected.days, expected.first_day).as_dict(BOSTON)
+    assert json.loads(result.stdout) == json.loads(json.dumps(printed, default=str))
 
 
 def test_the_allowed_days_run_from_the_first_local_instant_of_the_history_to_the_last_of_tomorrow():

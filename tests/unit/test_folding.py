@@ -153,12 +153,15 @@ def test_score_command_prints_the_contract_shape(tmp_path):
     pothole = board["metrics"]["pothole-on-time"]
     assert pothole["name"] == "POTHOLE ON-TIME %"
     assert pothole["target"] == 0.8
-    assert pothole["day"] == {"score": 0.0, "numerator": 0.0, "denominator": 1.0,
+    assert pothole["day"] == {"score": 0.0, "numerator": 0.0, "denominator": 1.0, "state": "scored",
                               "start": "2026-07-22", "end": "2026-07-22", "target": 0.8}
-    assert pothole["week"] == {"score": 0.5 / 0.8, "numerator": 1.0, "denominator": 2.0,
+    assert pothole["week"] == {"score": 0.5 / 0.8, "numerator": 1.0, "denominator": 2.0, "state": "scored",
                                "start": "2026-07-16", "end": "2026-07-22", "target": 0.8}
     assert board["metrics"]["homicides"]["week"] == {"score": None, "numerator": None, "denominator": None,
+                                                     "state": "no_data",
                                                      "start": "2026-07-16", "end": "2026-07-22", "target": None}
+    # the day before (1 of 1 on time) is the only past day score: today's 0 is below it
+    assert pothole["percentile"] == 0.0 and board["metrics"]["homicides"]["percentile"] is None
     assert board["windows"]["quarter"] == {"start": "2026-04-24", "end": "2026-07-22"}
     assert board["cityscore"]["week"] == 0.5 / 0.8  # the only metric with a score
     assert len(board["metrics"]) == 23

@@ -67,7 +67,9 @@ def test_ratio_is_never_capped():
 
 def test_ratio_is_null_without_a_denominator():
     assert score_ratio({}, [D], 0.8).score is None
-    assert score_ratio({D: totals(0, 0, count=3)}, [D], 0.8) == (None, None, None)
+    # the published fields are null; the state says the day had data (docs/scoring.md, "No data …")
+    nothing = score_ratio({D: totals(0, 0, count=3)}, [D], 0.8)
+    assert nothing[:3] == (None, None, None) and nothing.state == "insufficient_data"
 
 
 def test_survey_ratio_against_target_4():
@@ -210,7 +212,7 @@ def test_trend_null_rules():
     assert all(lower[w].score is None for w in WINDOWS)
     # no history at all: null
     only_now = score_metric(trend_metric(), {D: totals(count=3)}, D, WINDOWS)
-    assert all(only_now[w] == (None, None, None) for w in WINDOWS)
+    assert all(only_now[w][:3] == (None, None, None) and only_now[w].state == "insufficient_data" for w in WINDOWS)
     # higher is better: null when the historical mean is 0, even with current activity
     zero_history = {day: totals(count=0) for day in window_dates(years_back(D, 1), 90)}
     zero_history[D] = totals(count=100)
