@@ -1,5 +1,6 @@
-"""A scoreboard for a terminal: the overall CityScore on top, then one row per metric, then the
-metrics that need follow-up this week in words (shared.core.wording, as in Slack and on the page)."""
+"""A scoreboard for a terminal: the overall CityScore on top, then one row per metric, the days
+each window covers, then the metrics that need follow-up this week in words (shared.core.wording,
+as in Slack and on the page)."""
 
 from __future__ import annotations
 
@@ -51,11 +52,16 @@ def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = 
         )
     console.print(table)
     console.print(wording.legend(), style="dim")
+    # The windows as the catalog defines them: trailing days, or the last complete calendar periods.
+    spans = {window: catalog.windows[window].span(board.as_of) for window in windows}
+    console.print(Text("Days each window covers: "
+                       + " · ".join(f"{window} {wording.span_in_words(*span)}" for window, span in spans.items())))
     below = needing_follow_up(board, catalog, FOLLOW_UP_WINDOW)
     if below:
-        console.print(f"\n{wording.FOLLOW_UP.capitalize()} (below 1 this {FOLLOW_UP_WINDOW}), lowest first:",
-                      style="bold")
+        week = spans[FOLLOW_UP_WINDOW]
+        console.print(f"\n{wording.FOLLOW_UP.capitalize()} (below 1 in the "
+                      f"{wording.window_in_words(FOLLOW_UP_WINDOW, *week)}), lowest first:", style="bold")
         for metric in below:
             result = board.metrics[metric.id][FOLLOW_UP_WINDOW]
             # Plain text: a catalog's names and units are data, never rich markup.
-            console.print(Text(f"  {metric.name}: {wording.score_line(metric, FOLLOW_UP_WINDOW, result)}"))
+            console.print(Text(f"  {metric.name}: {wording.score_line(metric, FOLLOW_UP_WINDOW, result, span=week)}"))

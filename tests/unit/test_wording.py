@@ -16,6 +16,7 @@ from services.notifier.blocks import AlertView, alert_message, metric_scores_mes
 from shared.core import wording
 from shared.core.catalog import Metric, load_catalog
 from shared.core.scoring import NULL, Scoreboard, WindowScore, overall
+from tests.helpers.catalogs import CALENDAR_WINDOWS, variant
 
 CATALOG = load_catalog()
 BY_ID = CATALOG.by_id
@@ -158,10 +159,11 @@ def test_the_terminal_board_spells_out_the_weeks_follow_ups_in_the_same_words():
     out = console.export_text()
     assert "0.89 ▼" in out and "1.25 ▲" in out
     lines = [line.strip() for line in out.splitlines()]
-    follow_ups = lines[lines.index("Needs follow-up (below 1 this week), lowest first:") + 1:]
+    follow_ups = lines[lines.index("Needs follow-up (below 1 in the week of 17–23 July), lowest first:") + 1:]
     assert [line for line in follow_ups if line] == [
-        "POTHOLE ON-TIME %: week score 0.81 (39 of 60 cases closed on time (65%); target 80%)",
-        "311 CONSTITUENT EXPERIENCE SURVEYS: week score 0.89 (average rating 3.55 from 143 surveys; target 4)",
+        "POTHOLE ON-TIME %: week score 0.81 for 17–23 July (39 of 60 cases closed on time (65%); target 80%)",
+        "311 CONSTITUENT EXPERIENCE SURVEYS: week score 0.89 for 17–23 July (average rating 3.55 from 143 surveys; "
+        "target 4)",
     ]
     assert wording.legend() in out
 
@@ -207,3 +209,20 @@ def test_targets_over_time_each_with_the_day_it_took_effect():
                               span=(date(2019, 6, 24), date(2019, 6, 30))).endswith("target 80%)")
     assert wording.target_history(BY_ID["pothole-on-time"]) == [(date.min, "80% of cases closed on time")]
     assert wording.target_history(BY_ID["shootings"]) == []
+
+
+@pytest.mark.parametrize("windows, days, week", [
+    (None, "day 23 July · week 17–23 July · month 24 June – 23 July · quarter 25 April – 23 July", "17–23 July"),
+    (CALENDAR_WINDOWS, "day 23 July · week 13–19 July · month June 2026 · quarter April – June 2026", "13–19 July"),
+])
+def test_the_terminal_board_says_the_days_of_each_window_as_the_catalog_defines_it(windows, days, week):
+    catalog = variant(CATALOG, windows=windows)
+    metrics = {m.id: {w: NULL for w in catalog.windows} for m in catalog.metrics}
+    metrics["pothole-on-time"]["week"] = WindowScore(39 / 60 / 0.8, 39.0, 60.0)
+    board = Scoreboard(date(2026, 7, 23), overall(metrics.values(), catalog.windows), metrics)
+    console = Console(record=True, width=200)
+    render_table(board, catalog, console)
+    lines = [line.strip() for line in console.export_text().splitlines()]
+    assert f"Days each window covers: {days}" in lines
+    assert f"Needs follow-up (below 1 in the week of {week}), lowest first:" in lines
+    assert f"POTHOLE ON-TIME %: week score 0.81 for {week} (39 of 60 cases closed on time (65%); target 80%)" in lines
