@@ -144,6 +144,7 @@ def create_app(
     app.extensions["cityscore"]["board_for"] = board_for
     app.extensions["cityscore"]["as_of_range"] = as_of_range
     app.extensions["cityscore"]["read_timeout_s"] = read_timeout_s
+    app.extensions["cityscore"]["parse_as_of"] = parse_as_of
 
     # -- the API ------------------------------------------------------------------------
 
@@ -209,4 +210,7 @@ def create_app(
     from .pages import pages
 
     app.register_blueprint(pages)
+    from .exports import exports
+
+    app.register_blueprint(exports)
     return app

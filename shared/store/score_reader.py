@@ -133,6 +133,37 @@ class ScoreReader:
             series.append((as_of, scores[window]))
         return series
 
+    def scoreboards(self, start: date, end: date, timeout_s: float | None = None) -> list[Scoreboard]:
+        """Every metric's board as of each date from `start` to `end` (inclusive), oldest first.
+
+        The day totals are loaded once for the whole range and each date is scored from them
+        (the same boards as `scoreboard(d)`, without a query per day); bounded like `history`.
+        """
+        from time import monotonic
+
+        from sqlalchemy.exc import OperationalError
+
+        deadline = None if timeout_s is None else monotonic() + timeout_s
+        ids = [m.id for m in self.catalog.metrics]
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                first_days = self.first_days(conn)
+                loaded = self.load_days(conn, ids, earliest_start(self.catalog.windows, start), end, first_days)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
+        boards = []
+        for as_of in window_dates(end, (end - start).days + 1):
+            if deadline is not None and monotonic() > deadline:
+                raise ReadTimedOut(timeout_s)
+            metrics = {metric_id: score_metric(self.catalog.by_id[metric_id], loaded[metric_id], as_of,
+                                               self.catalog.windows, first_days.get(metric_id))
+                       for metric_id in ids}
+            boards.append(Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics))
+        return boards
+
     # -- the scores the scorer published ----------------------------------------------------
 
     def current(self, conn: Connection) -> dict[tuple[str, str], CurrentScore]:
