@@ -463,7 +463,8 @@ class Notifier:
         return key, queued
 
     def post_recap(self, as_of: date, channel: str | None = None) -> tuple[str, bool]:
-        """Queue the weekly recap for the week ending `as_of`."""
+        """Queue the weekly recap of the catalog's week as of `as_of` (its trailing days to it, or the last
+        complete calendar week: a Monday's recap, as of Sunday, reports the week that ended then)."""
         channel = channel or self.settings.mayor_channel
         key = f"recap:{channel}:{as_of.isoformat()}"
         if self._queued_before(key):
