@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
-from shared.core.scoring import Scoreboard, WindowScore, needing_follow_up, standing
+from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
 from shared.core.windows import Window
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
@@ -48,11 +48,14 @@ def shown(score: float | None) -> str:
 _DOTS = {"below": "🔴", "at": "⚪", "above": "🟢"}
 
 
-def mark(score: float | None) -> str:
-    """A score with a mark that reads without colour (the dot repeats the mark for a glance)."""
+def mark(score: float | None, state: str | None = None) -> str:
+    """A score with a mark that reads without colour (the dot repeats the mark for a glance).
+
+    `state` (WindowScore.state) tells a window with data it cannot score ("insufficient data")
+    from one with no score."""
     place = standing(score)
     if place == "none":
-        return f"— {wording.STANDING_WORDS['none']}"
+        return f"— {wording.no_score_words(state)}"
     return f"{_DOTS[place]} {score:.2f} {wording.MARKS[place]}"
 
 
@@ -176,7 +179,8 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     rows = [[_cell("Metric")] + [_cell(w.title()) for w in windows]]
     shown_metrics = ordered[: MAX_TABLE_ROWS - 1]
     for metric in shown_metrics:
-        rows.append([_cell(metric.name.title())] + [_cell(mark(board.metrics[metric.id][w].score)) for w in windows])
+        results = board.metrics[metric.id]
+        rows.append([_cell(metric.name.title())] + [_cell(mark(results[w].score, results[w].state)) for w in windows])
     blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
                    "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
     hidden = len(ordered) - len(shown_metrics)
@@ -184,6 +188,8 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     notes = [f"🔴 {words['below']}, {wording.FOLLOW_UP} · ⚪ {words['at']} · 🟢 {words['above']} · — {words['none']}",
              f"Scores as of {board.as_of.isoformat()}, the last full day: "
              + ", ".join(f"{window} {words}" for window, words in days.items()) + "."]
+    if any(board.metrics[m.id][w].state == INSUFFICIENT_DATA for m in shown_metrics for w in windows):
+        notes.append(f"— {wording.INSUFFICIENT}: data came in, but not enough to score.")
     if hidden:
         notes.append(f"{hidden} more metrics on the public board.")
     if chart:
@@ -359,7 +365,7 @@ def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_
     """One metric's scores, each with the days of its window when the catalog's `windows` are given."""
     days = spans(windows, as_of) if windows is not None else {}
     lines = [f"*{window.title()}*" + (f" · {wording.span_in_words(*days[window])}" if window in days else "")
-             + f" {mark(result.score)}  ({wording.figures(metric, result)})"
+             + f" {mark(result.score, result.state)}  ({wording.figures(metric, result)})"
              for window, result in scores.items()]
     text = f"{metric.name.title()} as of {as_of.isoformat()}"
     return {"text": text, "blocks": [header(text), section("\n".join(lines)),

@@ -137,7 +137,8 @@ def create_app(
         if as_of is None or as_of == current:
             found = stored_board(store, current)
             if found is not None:
-                return found
+                board, updated = found
+                return store.with_states(board, read_timeout_s), updated
             as_of = current
         return store.scoreboard(as_of, read_timeout_s), None
 
@@ -154,6 +155,9 @@ def create_app(
         if refusal is not None:
             return refusal
         board, updated = board_for(as_of)
+        if request.args.get("percentile") in ("1", "true"):
+            # Asked for only: it reads a year of day totals (docs/scoring.md, "Percentile").
+            board = board._replace(percentiles=store.percentiles(board.as_of, timeout_s=read_timeout_s))
         body = board.as_dict(catalog)
         body["updated_at"] = updated
         return json_response(200, body, {"Cache-Control": "public, max-age=30"})

@@ -50,16 +50,24 @@ class Cell:
     standing: str  # below, at, above or none
     mark: str
     label: str
+    # No score, but the window had data: shown as "insufficient data", apart from "no score".
+    insufficient: bool = False
 
     @property
     def data_score(self) -> str:
         return "" if self.score is None else repr(self.score)
 
 
-def cell(score: float | None) -> Cell:
+def cell(score: float | None, state: str | None = None) -> Cell:
+    """`state`: the window's (WindowScore.state), which tells insufficient data from no score."""
     shown = standing(score)
+    label = wording.STANDING_WORDS[shown] if shown != "none" else wording.no_score_words(state)
     return Cell(None if shown == "none" else score, wording.score_text(score, none=""), shown,
-                wording.MARKS[shown], wording.STANDING_WORDS[shown])
+                wording.MARKS[shown], label, shown == "none" and label == wording.INSUFFICIENT)
+
+
+def window_cell(result: WindowScore) -> Cell:
+    return cell(result.score, result.state)
 
 
 def figure(value: float | None) -> str:
@@ -255,6 +263,7 @@ def asset(filename: str) -> str:
 @pages.context_processor
 def _helpers() -> dict:
     return {"asset": asset, "long_date": long_date, "short_date": short_date, "cell": cell, "figure": figure,
+            "window_cell": window_cell,
             "city": _parts()["catalog"].city, "show_slack_posts": _show_slack_posts()}
 
 
@@ -295,7 +304,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         now = parts["clock"].now()
         updated_words = f"Computed on request at {local_time(now, catalog)}"
         updated_iso = now.isoformat()
-    rows = [(metric, {window: cell(scoreboard.metrics[metric.id][window].score) for window in catalog.windows})
+    rows = [(metric, {window: window_cell(scoreboard.metrics[metric.id][window]) for window in catalog.windows})
             for metric in catalog.metrics]
     as_of = scoreboard.as_of
     html = render_template(
@@ -364,6 +373,8 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     scoreboard, _ = parts["board_for"](asked)
     as_of = scoreboard.as_of
     series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of, parts["read_timeout_s"])
+    # One metric's year of day scores: cheap enough for its page (docs/scoring.md, "Percentile").
+    ranked = parts["store"].percentiles(as_of, [metric_id], parts["read_timeout_s"])[metric_id]
     department = catalog.departments_by_id.get(found.department)
     scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
     numerator_words, denominator_words = wording.audit_terms(found)
@@ -382,6 +393,8 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         denominator_words=denominator_words,
         scores=scores,
         in_words={window: wording.figures(found, result) for window, _, result in scores},
+        percentile=ranked,
+        percentile_words=wording.percentile_words(ranked),
         window_span=window_span,
         as_of=as_of,
         board_as_of=as_of if asked is not None and asked != current else None,

@@ -26,7 +26,7 @@ from shared.core.scoring import (
     insufficient_if_data,
     score_trend,
 )
-from shared.core.windows import Window, earliest_start
+from shared.core.windows import Period, Window, earliest_start, years_back
 
 # A year of as-of dates: every season once, a cost that does not grow with the metric's age,
 # and a ranking against today's operations rather than those of a decade ago.
@@ -67,14 +67,12 @@ def day_scores(metric: Metric, days: DaysOf, as_of_dates: Iterable[date], window
     window = windows[DAY]
     scores: dict[date, float | None] = {}
     if metric.kind.is_trend:
+        as_of_dates = list(as_of_dates)
         week = windows["week"]
-        baselines: dict[tuple[date, date], float | None] = {}
+        baselines = week_baselines(days, week, as_of_dates, first_day)
         for as_of in as_of_dates:
-            span = week.span(as_of)
-            if span not in baselines:
-                baselines[span] = historical_mean(days, week, as_of, first_day)
             dates = window.dates(as_of)
-            result = score_trend(metric.kind, current_mean(days, dates), baselines[span])
+            result = score_trend(metric.kind, current_mean(days, dates), baselines[week.span(as_of)])
             scores[as_of] = insufficient_if_data(result, days, dates).score
         return scores
     scorer = TARGET_KINDS[metric.kind]
@@ -82,6 +80,54 @@ def day_scores(metric: Metric, days: DaysOf, as_of_dates: Iterable[date], window
         dates = window.dates(as_of)
         scores[as_of] = scorer(days, dates, metric.target_on(dates[-1])).score
     return scores
+
+
+def week_baselines(days: DaysOf, week: Window, as_of_dates: list[date],
+                   first_day: date | None) -> dict[tuple[date, date], float | None]:
+    """`scoring.historical_mean` of `week` as of each date, keyed by the week's span (first, last day).
+
+    A year of trailing weeks would move 7 days back to every past year 365 times over; instead
+    each past year's counts are moved once, for the whole run of days, and each week is a
+    difference of running sums: the same means, a fraction of the work. Calendar months (whole
+    months of each year, not moved days) are few in a year and computed as they are.
+    """
+    if first_day is None:
+        return {week.span(as_of): None for as_of in as_of_dates}
+    if week.period is Period.MONTH:
+        found: dict[tuple[date, date], float | None] = {}
+        for as_of in as_of_dates:
+            span = week.span(as_of)
+            if span not in found:
+                found[span] = historical_mean(days, week, as_of, first_day)
+        return found
+    spans = {week.span(as_of) for as_of in as_of_dates}
+    first = min(start for start, _ in spans)
+    length = (max(end for _, end in spans) - first).days + 1
+    run = [first + timedelta(days=offset) for offset in range(length)]
+    latest_start = max(start for start, _ in spans)
+    running: list[list[float]] = []  # per past year y (index y-1): running sums of the moved counts
+    while years_back(latest_start, len(running) + 1) >= first_day:
+        total, sums = 0.0, [0.0]
+        for day in run:
+            totals = days.get(years_back(day, len(running) + 1))
+            if totals is not None:
+                total += totals.count
+            sums.append(total)
+        running.append(sums)
+    found = {}
+    for start, end in spans:
+        # As historical_mean: a year counts when the window's earliest moved date is on or after
+        # the first day with data.
+        years = 0
+        while years < len(running) and years_back(start, years + 1) >= first_day:
+            years += 1
+        if years == 0:
+            found[(start, end)] = None
+            continue
+        low, high = (start - first).days, (end - first).days + 1
+        total = sum(sums[high] - sums[low] for sums in running[:years])
+        found[(start, end)] = total / ((high - low) * years)
+    return found
 
 
 def percentile(metric: Metric, days: DaysOf, as_of: date, windows: Mapping[str, Window],

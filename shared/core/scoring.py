@@ -11,7 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Iterable, Mapping, NamedTuple
+from typing import Container, Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
 from shared.core.windows import Window, years_back
@@ -222,12 +222,19 @@ def score_metric(
     return scores
 
 
+def unscored(days_with_data: Container[date], dates: Iterable[date]) -> WindowScore:
+    """A window without a score: insufficient data when one of its days has data, else no data.
+
+    The rule of every kind (docs/scoring.md, "No data and insufficient data"); the read API uses
+    it to give a published null its state from which days have data.
+    """
+    return INSUFFICIENT if any(day in days_with_data for day in dates) else NULL
+
+
 def insufficient_if_data(result: WindowScore, days: DaysOf, dates: Iterable[date]) -> WindowScore:
     """A trend's null score is insufficient data when the window has data (no past year to compare
     with, nothing counted to divide by), and no data when it has none."""
-    if result.score is None and any(day in days for day in dates):
-        return INSUFFICIENT
-    return result
+    return unscored(days, dates) if result.score is None else result
 
 
 TARGET_KINDS = {

@@ -14,7 +14,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog, Kind
-from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, window_dates
+from shared.core.percentile import DAY, percentile, reach as percentile_reach
+from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
+                                 window_dates)
 from shared.core.windows import earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
 from shared.store.tables.scorer import CurrentScore, DayTotal, MetricFirstDay
@@ -163,6 +165,71 @@ class ScoreReader:
                        for metric_id in ids}
             boards.append(Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics))
         return boards
+
+    def percentiles(self, as_of: date, metric_ids: Iterable[str] | None = None,
+                    timeout_s: float | None = None) -> dict[str, float | None]:
+        """Each metric's percentile as of `as_of` (shared/core/percentile.py): the same numbers as
+        `cityscore score`. One load of the year's day totals (trends: their past years too), then
+        each past date scored in memory; bounded like `history`."""
+        from time import monotonic
+
+        from sqlalchemy.exc import OperationalError
+
+        deadline = None if timeout_s is None else monotonic() + timeout_s
+        ids = [m.id for m in self.catalog.metrics] if metric_ids is None else list(metric_ids)
+        if DAY not in self.catalog.windows:
+            return {metric_id: None for metric_id in ids}
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                first_days = self.first_days(conn)
+                loaded = self.load_days(conn, ids, percentile_reach(self.catalog.windows, as_of), as_of, first_days)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
+        ranked = {}
+        for metric_id in ids:
+            if deadline is not None and monotonic() > deadline:
+                raise ReadTimedOut(timeout_s)
+            ranked[metric_id] = percentile(self.catalog.by_id[metric_id], loaded[metric_id], as_of,
+                                           self.catalog.windows, first_days.get(metric_id))
+        return ranked
+
+    def with_states(self, board: Scoreboard, timeout_s: float | None = None) -> Scoreboard:
+        """A published board with each null score's state: no data, or insufficient data.
+
+        The scorer publishes scores, not states. A null is insufficient data when one of its
+        window's days has data (`scoring.unscored`, the rule of every kind), so one query for
+        which days of the windows have data is enough, with no scoring again.
+        """
+        from sqlalchemy.exc import OperationalError
+
+        nulls = [metric_id for metric_id, scores in board.metrics.items()
+                 if any(result.score is None for result in scores.values())]
+        if not nulls:
+            return board
+        table = DayTotal.__table__
+        with_data: dict[str, set[date]] = {metric_id: set() for metric_id in nulls}
+        query = select(table.c.metric, table.c.day).where(
+            table.c.metric.in_(nulls), table.c.day.between(earliest_start(self.catalog.windows, board.as_of),
+                                                           board.as_of))
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                for metric_id, day in conn.execute(query):
+                    with_data[metric_id].add(day)
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
+        metrics = dict(board.metrics)
+        for metric_id in nulls:
+            metrics[metric_id] = {
+                window: (unscored(with_data[metric_id], self.catalog.windows[window].dates(board.as_of))
+                         if result.score is None else result)
+                for window, result in board.metrics[metric_id].items()}
+        return board._replace(metrics=metrics)
 
     # -- the scores the scorer published ----------------------------------------------------
 

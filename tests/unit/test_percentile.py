@@ -115,3 +115,23 @@ def test_the_board_carries_each_metric_percentile_in_its_json():
     assert shape["metrics"]["311-call-center"]["percentile"] == 100.0
     assert shape["metrics"]["homicides"]["percentile"] is None
     assert set(board.percentiles) == {m.id for m in BOSTON.metrics}
+
+
+@pytest.mark.parametrize("week", [Window(days=7), Window(period="week", starts="monday"), Window(period="month")])
+def test_week_baselines_of_a_year_equal_the_historical_mean_of_each_date(week):
+    import random
+
+    from shared.core.percentile import week_baselines
+    from shared.core.scoring import historical_mean
+
+    rng = random.Random(7)
+    first = date(2021, 3, 3)  # a year's window counts only from the first day with data on
+    days = {first + timedelta(days=k): totals(count=float(rng.randrange(0, 50))) for k in range(1400)
+            if rng.random() < 0.9}
+    dates = [date(2024, 1, 1) + timedelta(days=k) for k in range(366)]  # across 29 February 2024
+    found = week_baselines(days, week, dates, first)
+    for as_of in dates:
+        expected = historical_mean(days, week, as_of, first)
+        got = found[week.span(as_of)]
+        assert (got is None and expected is None) or got == pytest.approx(expected, rel=1e-12), as_of
+    assert week_baselines(days, week, dates, None) == {week.span(d): None for d in dates}

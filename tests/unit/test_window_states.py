@@ -109,3 +109,24 @@ def test_a_trend_kind_is_insufficient_whatever_the_window_form():
     # the last complete week and month end before D and hold no day with data
     assert result["week"].state == NO_DATA and result["month"].state == NO_DATA
     assert Kind.TREND_LOWER_BETTER is BOSTON.metric("homicides").kind
+
+
+def test_every_kind_follows_the_one_rule_the_read_api_uses_for_a_published_null():
+    # The read API gives a published null its state from which days have data (scoring.unscored);
+    # it must be the state scoring gives, for every kind and window, data or none.
+    import random
+
+    from shared.core.scoring import unscored
+
+    rng = random.Random(3)
+    for metric in BOSTON.metrics:
+        for trial in range(40):
+            days = {}
+            for back in rng.sample(range(0, 800), rng.choice([0, 1, 3, 30])):
+                zero = rng.random() < 0.5
+                days[D - timedelta(days=back)] = totals(
+                    0 if zero else 3, 0 if zero else 4, 0 if zero else 2,
+                    [0.0] if zero else [0.0, 5.0, 6.0])
+            for window, result in score_metric(metric, days, D, WINDOWS).items():
+                if result.score is None:
+                    assert result == unscored(days, WINDOWS[window].dates(D)), (metric.id, trial, window)
