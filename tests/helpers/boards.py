@@ -11,6 +11,7 @@ import math
 from shared.core.scoring import Scoreboard
 
 FIELDS = ("score", "numerator", "denominator")
+DATED_FIELDS = ("start", "end", "target")
 
 
 def same(a: float | None, b: float | None, abs_tol: float = 1e-9) -> bool:
@@ -45,11 +46,14 @@ def board_differences(expected: Scoreboard | dict, actual: Scoreboard | dict, ab
         elif not same(value, actual["cityscore"][window], abs_tol):
             found.append(f"cityscore {window}: {value} != {actual['cityscore'][window]}")
     for metric, windows in expected["metrics"].items():
-        for window, result in windows.items():
-            if window == "name":
-                continue
-            got = actual["metrics"][metric][window]
+        # The board's windows are the CityScore's; beside them a metric has its name, target...
+        for window in expected["cityscore"]:
+            result, got = windows[window], actual["metrics"][metric][window]
             for field in FIELDS:
                 if not same(result[field], got[field], abs_tol):
                     found.append(f"{metric} {window} {field}: {result[field]} != {got[field]}")
+            # The dates a window covers and the target it was scored with, where it says them.
+            for field in DATED_FIELDS:
+                if field in result and result[field] != got.get(field):
+                    found.append(f"{metric} {window} {field}: {result[field]} != {got.get(field)}")
     return found

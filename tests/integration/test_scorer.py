@@ -36,6 +36,9 @@ from tests.helpers.waiting import wait_until
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
 AS_OF_DATES = [END, date(2026, 6, 14), date(2026, 5, 31), date(2026, 4, 2)]
+# Calendar windows move on Mondays and on the first and last days of months: Sundays 14 June
+# and 31 May (a month end), Mondays 15 June and 1 June (a month's first day), Tuesday 30 June.
+CALENDAR_AS_OF_DATES = AS_OF_DATES + [date(2026, 6, 15), date(2026, 6, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +63,11 @@ def stream(kafka_bootstrap, database):
     made.close()
 
 
-def offline(tmp_path, events, as_of) -> dict:
+def offline(tmp_path, events, as_of, catalog: str | None = None) -> dict:
     path = tmp_path / f"offline-{as_of}.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    result = CliRunner().invoke(main, ["score", "--events", str(path), "--as-of", as_of.isoformat()])
+    result = CliRunner().invoke(main, ["score", "--events", str(path), "--as-of", as_of.isoformat()]
+                                + (["--catalog", catalog] if catalog else []))
     assert result.exit_code == 0, result.stderr
     return orjson.loads(result.stdout)
 
@@ -95,19 +99,25 @@ def read_all(bootstrap, topic):
     return records
 
 
-def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, tmp_path):
-    store = score_parts(database, CATALOG)
+@pytest.mark.parametrize("catalog_name, as_of_dates", [
+    ("boston.yaml", AS_OF_DATES),                    # trailing windows
+    ("boston-calendar.yaml", CALENDAR_AS_OF_DATES),  # Boston's calendar windows
+])
+def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, tmp_path,
+                                                                          catalog_name, as_of_dates):
+    catalog = load_catalog(catalog_name)
+    store = score_parts(database, catalog)
     clock = clock_for(END)
-    scorer = Scorer(stream.settings(), store.writer, store.scores, CATALOG, clock=clock)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, catalog, clock=clock)
     thread = run_in_thread(scorer)
-    client = create_app(stream.settings(), engine=database, catalog=CATALOG, clock=clock).test_client()
+    client = create_app(stream.settings(), engine=database, catalog=catalog, clock=clock).test_client()
     try:
         first, later = events[: len(events) * 3 // 4], events[len(events) * 3 // 4:]
         stream.send(first)
         expected_count = len({e["event_id"] for e in first})
         wait_until(lambda: folded(store) >= expected_count, 120, "the first part folded")
         for as_of in (END, date(2026, 5, 31)):
-            assert board_differences(offline(tmp_path, first, as_of), api_board(client, as_of)) == []
+            assert board_differences(offline(tmp_path, first, as_of, catalog_name), api_board(client, as_of)) == []
 
         # The rest arrives out of order (late events), with case corrections and repeats.
         rng = random.Random(9)
@@ -123,8 +133,9 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         stream.send(tail)
         everything = first + tail
         wait_until(lambda: folded(store) >= len({e["event_id"] for e in everything}), 120, "everything folded")
-        for as_of in AS_OF_DATES:
-            assert board_differences(offline(tmp_path, everything, as_of), api_board(client, as_of)) == [], as_of
+        for as_of in as_of_dates:
+            assert board_differences(offline(tmp_path, everything, as_of, catalog_name),
+                                     api_board(client, as_of)) == [], as_of
         non_null = sum(1 for m in api_board(client, END)["metrics"].values() if m["week"]["score"] is not None)
         assert non_null >= 21
 
@@ -132,7 +143,7 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         wait_until(lambda: client.get("/v1/scoreboard").json["updated_at"] is not None, 120, "published board")
         default = client.get("/v1/scoreboard").json
         assert default["as_of"] == END.isoformat()
-        assert board_differences(offline(tmp_path, everything, END), default) == []
+        assert board_differences(offline(tmp_path, everything, END, catalog_name), default) == []
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)

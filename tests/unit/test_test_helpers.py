@@ -68,3 +68,27 @@ def test_wait_until_retries_only_the_errors_it_is_told_are_not_yet():
                    interval_s=0.01, retry_on=ConnectionError)
     with pytest.raises(KeyError):  # a broken predicate fails at once, not after the timeout
         wait_until(lambda: {}["missing"], 60, "a key")
+
+
+def test_a_metric_s_own_fields_beside_its_windows_are_not_windows():
+    # The JSON shape gives each metric its name, target (and more) beside its windows.
+    shown = board_json()
+    shown["metrics"]["pothole-on-time"].update(name="POTHOLE ON-TIME %", target=0.8)
+    assert board_differences(shown, board()) == []
+    assert board_differences(board(), shown) == []
+
+
+def test_the_dates_and_target_of_a_window_that_says_them_are_compared():
+    def dated(start: str, target: float = 0.8) -> dict:
+        shown = board_json()
+        shown["metrics"]["pothole-on-time"]["week"].update(start=start, end="2026-06-28", target=target)
+        return shown
+
+    assert board_differences(dated("2026-06-22"), dated("2026-06-22")) == []
+    assert board_differences(dated("2026-06-22"), dated("2026-06-24")) == [
+        "pothole-on-time week start: 2026-06-22 != 2026-06-24"]
+    assert board_differences(dated("2026-06-22"), dated("2026-06-22", 0.85)) == [
+        "pothole-on-time week target: 0.8 != 0.85"]
+    assert board_differences(dated("2026-06-22"), board_json()) == [
+        "pothole-on-time week start: 2026-06-22 != None", "pothole-on-time week end: 2026-06-28 != None",
+        "pothole-on-time week target: 0.8 != None"]
