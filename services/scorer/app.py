@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from shared.core.catalog import Catalog
 from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
-from shared.core.scoring import Scoreboard, WindowScore
+from shared.core.scoring import Scoreboard, WindowScore, window_span
 from shared.platform.bootstrap import bootstrap
 from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.web import json_response
@@ -183,10 +183,18 @@ def create_app(
         end = as_of or current_as_of(clock, catalog)
         series = store.history(metric_id, window, days, end, read_timeout_s)
         metric = catalog.by_id[metric_id]
+
+        def entry(as_of: date, score: WindowScore) -> dict:
+            # A calendar window is the score of several as-of dates in a row: each says its days,
+            # and the target in force on its last day (the one it was scored with), as the board.
+            span = window_span(catalog, window, as_of)
+            return {"as_of": as_of.isoformat(), **score.as_dict(), **span,
+                    "target": metric.target_on(date.fromisoformat(span["end"]))}
+
         return json_response(200, {
             "metric": metric_id, "name": metric.name, "window": window, "kind": metric.kind.value,
-            "target": metric.target,
-            "history": [{"as_of": d.isoformat(), **s.as_dict()} for d, s in series],
+            "target": metric.target_on(end),
+            "history": [entry(d, s) for d, s in series],
         })
 
     # -- operations -----------------------------------------------------------------------
