@@ -194,7 +194,7 @@ def catalog_for(catalog: Catalog, department: str) -> dict[str, Any]:
             "name": metric.name,
             "description": metric.description,
             "kind": metric.kind.value,
-            "target": metric.target,
+            "target": metric.latest_target,  # a target history's newest
             "unit": metric.unit,
             "event_types": {
                 event_type: {

@@ -215,7 +215,7 @@ class Generator:
             # Ratings lean high, as Boston's 311 surveys do (around 4 of 5).
             return float(min(high, max(low, round(rng.triangular(low, high, high) + self.drift[metric.id] * 4))))
         # Response times: median near the target, longer on a bad week.
-        target = metric.target or 1.0
+        target = metric.latest_target or 1.0
         return round(rng.lognormvariate(math.log(target * (0.95 - self.drift[metric.id])), 0.35), 2)
 
     def tally(self, metric: Metric, day: date) -> dict | None:
