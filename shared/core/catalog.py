@@ -142,9 +142,14 @@ class Metric(_Strict):
     # history_start when unset): an event dated earlier is a department's mistake, and
     # one such event would move a trend metric's baseline years for good.
     history_start: date | None = None
+    # A ratio window pooling a smaller denominator (fewer cases closed, say) is insufficient
+    # data rather than a score (docs/scoring.md §4a). Unset: any denominator above 0 scores.
+    min_denominator: PositiveFloat | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "Metric":
+        if self.min_denominator is not None and self.kind is not Kind.RATIO:
+            raise ValueError("min_denominator only applies to kind 'ratio' (the denominator it pools)")
         if self.feed not in _FEEDS_BY_KIND[self.kind]:
             allowed = ", ".join(sorted(f.value for f in _FEEDS_BY_KIND[self.kind]))
             raise ValueError(f"feed {self.feed.value!r} does not fit kind {self.kind.value!r} (use one of: {allowed})")

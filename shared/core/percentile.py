@@ -18,12 +18,12 @@ from typing import Iterable, Mapping
 
 from shared.core.catalog import Catalog, Metric
 from shared.core.scoring import (
-    TARGET_KINDS,
     DaysOf,
     Scoreboard,
     current_mean,
     historical_mean,
     insufficient_if_data,
+    score_target_window,
     score_trend,
 )
 from shared.core.windows import Period, Window, earliest_start, years_back
@@ -75,10 +75,8 @@ def day_scores(metric: Metric, days: DaysOf, as_of_dates: Iterable[date], window
             result = score_trend(metric.kind, current_mean(days, dates), baselines[week.span(as_of)])
             scores[as_of] = insufficient_if_data(result, days, dates).score
         return scores
-    scorer = TARGET_KINDS[metric.kind]
     for as_of in as_of_dates:
-        dates = window.dates(as_of)
-        scores[as_of] = scorer(days, dates, metric.target_on(dates[-1])).score
+        scores[as_of] = score_target_window(metric, days, window.dates(as_of)).score
     return scores
 
 

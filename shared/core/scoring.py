@@ -215,11 +215,19 @@ def score_metric(
             scores[name] = insufficient_if_data(score_trend(metric.kind, current_mean(days, dates), baseline), days, dates)
         return scores
 
-    scorer = TARGET_KINDS[metric.kind]
     for name, window in windows.items():
-        dates = window.dates(as_of)
-        scores[name] = scorer(days, dates, metric.target_on(dates[-1]))
+        scores[name] = score_target_window(metric, days, window.dates(as_of))
     return scores
+
+
+def score_target_window(metric: Metric, days: DaysOf, dates: list[date]) -> WindowScore:
+    """One window of a metric with a target, scored with the target in force on its last day; a
+    ratio pooling less than the metric's `min_denominator` is insufficient data (§4a)."""
+    result = TARGET_KINDS[metric.kind](days, dates, metric.target_on(dates[-1]))
+    minimum = metric.min_denominator
+    if minimum is not None and result.denominator is not None and result.denominator < minimum:
+        return INSUFFICIENT
+    return result
 
 
 def unscored(days_with_data: Container[date], dates: Iterable[date]) -> WindowScore:

@@ -7,6 +7,8 @@ scores themselves are the same as before (the oracle tests check them).
 
 from datetime import date, timedelta
 
+import pytest
+
 from shared.core.catalog import Kind, load_catalog
 from shared.core.scoring import (
     INSUFFICIENT,
@@ -130,3 +132,48 @@ def test_every_kind_follows_the_one_rule_the_read_api_uses_for_a_published_null(
             for window, result in score_metric(metric, days, D, WINDOWS).items():
                 if result.score is None:
                     assert result == unscored(days, WINDOWS[window].dates(D)), (metric.id, trial, window)
+
+
+# -- a catalog's minimum denominator ---------------------------------------------------------------
+
+
+def with_minimum(metric_id: str, minimum: float):
+    return BOSTON.metric(metric_id).model_copy(update={"min_denominator": minimum})
+
+
+def test_a_ratio_window_below_its_min_denominator_is_insufficient_data():
+    metric = with_minimum("pothole-on-time", 30)
+    days = {D: totals(9, 10), D - timedelta(days=3): totals(18, 20), D - timedelta(days=20): totals(1, 1)}
+    found = score_metric(metric, days, D, WINDOWS)
+    assert found["day"][:3] == (None, None, None) and found["day"].state == INSUFFICIENT_DATA  # 10 cases
+    assert found["week"].score == pytest.approx(27 / 30 / 0.8)  # 30 cases: enough
+    assert found["month"].score == pytest.approx(28 / 31 / 0.8)
+    # the same window without a minimum scores, as before
+    assert score_metric(BOSTON.metric("pothole-on-time"), days, D, WINDOWS)["day"].score == pytest.approx(0.9 / 0.8)
+
+
+def test_the_percentile_ranks_only_days_with_enough_cases():
+    from shared.core.percentile import percentile
+
+    metric = with_minimum("pothole-on-time", 5)
+    days = {D - timedelta(days=2): totals(1, 1), D - timedelta(days=1): totals(9, 10), D: totals(9, 10)}
+    # the day of 1 case (a score of 1.25 without a minimum) is not ranked: 9/10 ties with 9/10 only
+    assert percentile(metric, days, D, WINDOWS) == 100.0
+    assert percentile(BOSTON.metric("pothole-on-time"), days, D, WINDOWS) == 50.0
+    days[D] = totals(1, 1)
+    assert percentile(metric, days, D, WINDOWS) is None  # today's day is insufficient data
+    assert percentile(BOSTON.metric("pothole-on-time"), days, D, WINDOWS) == 100.0
+
+
+def test_the_catalog_takes_min_denominator_for_ratio_metrics_only():
+    from pydantic import ValidationError
+
+    from shared.core.catalog import Metric
+
+    raw = BOSTON.metric("pothole-on-time").model_dump(by_alias=True)
+    assert Metric.model_validate({**raw, "min_denominator": 30}).min_denominator == 30
+    with pytest.raises(ValidationError, match="min_denominator"):
+        Metric.model_validate({**raw, "min_denominator": 0})
+    trend = BOSTON.metric("homicides").model_dump(by_alias=True)
+    with pytest.raises(ValidationError, match="min_denominator only applies to kind 'ratio'"):
+        Metric.model_validate({**trend, "min_denominator": 3})
