@@ -25,6 +25,7 @@ import holidays
 WINDOW_ORDER = ("day", "week", "month", "quarter")
 TREND_KINDS = ("trend_lower_better", "trend_higher_better")
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ONE_DAY = timedelta(days=1)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -64,6 +65,33 @@ def mean(values: list[float]) -> float:
 def parse_clock(text: str) -> time:
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
+
+
+def days_from(first: date, last: date) -> list[date]:
+    days = []
+    while first <= last:
+        days.append(first)
+        first += ONE_DAY
+    return days
+
+
+def last_of_month(year: int, month: int) -> date:
+    next_month = date(year + month // 12, month % 12 + 1, 1)
+    return next_month - ONE_DAY
+
+
+def target_on(metric: dict, day: date) -> float | None:
+    """The catalog's `target`: a number, or [{from, target}, ...], the one in force on `day`
+    (before the first `from`, the first)."""
+    target = metric.get("target")
+    if not isinstance(target, list):
+        return target
+    chosen = target[0]["target"]
+    for change in target:
+        since = change["from"] if isinstance(change["from"], date) else date.fromisoformat(change["from"])
+        if since <= day:
+            chosen = change["target"]
+    return chosen
 
 
 def move_back(day: date, years: int) -> date:
@@ -248,8 +276,38 @@ class Reference:
     # -- windows -------------------------------------------------------------------
 
     def window_days(self, as_of: date, window: str) -> list[date]:
-        n = self.windows[window]
-        return [as_of - timedelta(days=offset) for offset in range(n - 1, -1, -1)]
+        """The spec's §3: N trailing days ending on the as-of date, or the last complete
+        calendar period (day, week from its `starts` day, month; `count` of them) ending
+        on or before it (the spec's §3b)."""
+        spec = self.windows[window]
+        if isinstance(spec, int):
+            return days_from(as_of - timedelta(days=spec - 1), as_of)
+        count = spec.get("count", 1)
+        if spec["period"] == "day":
+            return days_from(as_of - timedelta(days=count - 1), as_of)
+        if spec["period"] == "week":
+            first_weekday = WEEKDAY_NAMES.index(spec.get("starts", "monday")[:3])
+            last = as_of
+            while (last + ONE_DAY).weekday() != first_weekday:  # a week ends the day before one starts
+                last -= ONE_DAY
+            return days_from(last - timedelta(days=7 * count - 1), last)
+        if spec["period"] == "month":
+            last = as_of if (as_of + ONE_DAY).day == 1 else as_of.replace(day=1) - ONE_DAY
+            first = last.replace(day=1)
+            for _ in range(count - 1):
+                first = (first - ONE_DAY).replace(day=1)
+            return days_from(first, last)
+        raise ValueError(f"unknown window {spec!r}")
+
+    def window_in_past_year(self, as_of: date, window: str, years: int) -> list[date]:
+        """The same calendar window `years` earlier: a calendar month is that year's whole
+        month (a February of 28 or 29 days); other windows move each day back."""
+        days = self.window_days(as_of, window)
+        spec = self.windows[window]
+        if isinstance(spec, dict) and spec["period"] == "month":
+            first, last = days[0], days[-1]
+            return days_from(date(first.year - years, first.month, 1), last_of_month(last.year - years, last.month))
+        return [move_back(day, years) for day in days]  # a multiset: 28 Feb may appear twice
 
     def in_days(self, metric_id: str, days: list[date]) -> list[Contribution]:
         wanted = set(days)
@@ -265,7 +323,10 @@ class Reference:
                 score, numerator, denominator = self.metric_score(metric, as_of, window)
                 if score is None:
                     numerator = denominator = None
-                entry[window] = {"score": score, "numerator": numerator, "denominator": denominator}
+                days = self.window_days(as_of, window)
+                entry[window] = {"score": score, "numerator": numerator, "denominator": denominator,
+                                 "start": days[0].isoformat(), "end": days[-1].isoformat(),
+                                 "target": target_on(metric, days[-1])}
             metrics_out[metric_id] = entry
         cityscore = {}
         for window in WINDOW_ORDER:
@@ -291,7 +352,7 @@ class Reference:
         den = sum(c.denominator for c in contributions if c.denominator is not None)
         if den == 0:
             return None, None, None
-        return (num / den) / metric["target"], num, den
+        return (num / den) / target_on(metric, days[-1]), num, den
 
     def mean_daily_ratio(self, metric, days):
         contributions = self.in_days(metric["id"], days)
@@ -304,7 +365,8 @@ class Reference:
         if not day_rates:
             return None, None, None
         rate = mean(day_rates)
-        return rate / metric["target"], rate, metric["target"]
+        target = target_on(metric, days[-1])
+        return rate / target, rate, target
 
     def target_over_median(self, metric, days):
         values = [c.value for c in self.in_days(metric["id"], days) if c.value is not None]
@@ -313,7 +375,8 @@ class Reference:
         m = median(values)
         if m == 0:
             return None, None, None
-        return metric["target"] / m, metric["target"], m
+        target = target_on(metric, days[-1])
+        return target / m, target, m
 
     # -- trends ------------------------------------------------------------------------
 
@@ -333,32 +396,32 @@ class Reference:
             self._daily_counts[metric_id] = daily
         return self._daily_counts[metric_id].get(day, 0)
 
-    def historical_mean(self, metric_id: str, days: list[date]) -> float | None:
+    def historical_mean(self, metric_id: str, as_of: date, window: str) -> float | None:
         """Mean daily count over the same calendar window of every prior year that counts,
-        or None when no prior year counts ("no history")."""
+        or None when no prior year counts ("no history"). Each year's days count: a past
+        February of 29 days adds 29."""
         first = self.first_day_with_data(metric_id)
         if first is None:
             return None
-        total, years = 0, 0
+        total, days_counted = 0, 0
         k = 1
         while True:
-            moved = [move_back(day, k) for day in days]  # a multiset: 28 Feb may appear twice
+            moved = self.window_in_past_year(as_of, window, k)
             if first > min(moved):
                 break  # moved further back only gets earlier: no more years count
             total += sum(self.count_on(metric_id, day) for day in moved)
-            years += 1
+            days_counted += len(moved)
             k += 1
-        if years == 0:
+        if days_counted == 0:
             return None
-        return total / (len(days) * years)
+        return total / days_counted
 
     def trend(self, metric, as_of: date, window: str):
         metric_id = metric["id"]
         days = self.window_days(as_of, window)
         current = sum(self.count_on(metric_id, day) for day in days) / len(days)
         # The day score uses the week's historical mean as its baseline.
-        baseline_days = self.window_days(as_of, "week") if window == "day" else days
-        historical = self.historical_mean(metric_id, baseline_days)
+        historical = self.historical_mean(metric_id, as_of, "week" if window == "day" else window)
         if historical is None:
             return None, None, None
         if metric["kind"] == "trend_lower_better":

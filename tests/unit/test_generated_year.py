@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.core.catalog import load_catalog
+from shared.core.catalog import load_catalog, parse_catalog
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
 from shared.dev.generator import generate
@@ -138,6 +138,76 @@ def test_whole_year_non_vacuous(year):
     for metric in ("pothole-on-time", "311-call-center", "311-surveys", "ems-response-time",
                    "bfd-incidents", "library-users", "bps-attendance", "parks-maintenance-on-time"):
         assert reference_scores["metrics"][metric]["month"]["score"] is not None, metric
+
+
+# ------------------------------------------- calendar windows and targets that changed
+
+
+# Targets that changed during the generated year: on a Monday, on a Sunday that is a month's
+# first day, and on a month's last day (a Saturday).
+TARGET_CHANGES = {
+    "pothole-on-time": [{"from": date(2016, 1, 1), "target": 0.8}, {"from": date(2026, 2, 23), "target": 0.85}],
+    "ems-response-time": [{"from": date(2016, 1, 1), "target": 6.0}, {"from": date(2026, 3, 1), "target": 5.5}],
+    "bps-attendance": [{"from": date(2016, 1, 1), "target": 0.95}, {"from": date(2026, 2, 28), "target": 0.9}],
+}
+
+
+class CalendarYear(Year):
+    """The same generated year, scored with Boston's calendar windows (boston-calendar.yaml)
+    and the target changes above, by the Ledger and by the reference."""
+
+    def __init__(self, year: Year, raw_catalog: dict):
+        calendar = yaml.safe_load((CATALOG_PATH.parent / "boston-calendar.yaml").read_text(encoding="utf-8"))
+        raw = {**raw_catalog, "windows": calendar["windows"],
+               "metrics": [{**m, "target": TARGET_CHANGES.get(m["id"], m.get("target"))} for m in
+                           raw_catalog["metrics"]]}
+        raw["metrics"] = [{k: v for k, v in m.items() if v is not None} for m in raw["metrics"]]
+        self.catalog = parse_catalog(raw)
+        self.events = year.events
+        self.ledger = Ledger(self.catalog)
+        for event in self.events:
+            self.ledger.fold(parse_event(event))
+        self.reference = Reference(self.events, raw)
+
+
+@pytest.fixture(scope="module")
+def calendar_year(year, raw_catalog):
+    return CalendarYear(year, raw_catalog)
+
+
+CALENDAR_AS_OF = {
+    "end-tuesday-month-end": END,
+    "saturday-28-feb": date(2026, 2, 28),  # February complete (28 days); baselines hold 29 Feb 2024
+    "sunday-1-mar": date(2026, 3, 1),  # a Sunday and a month's first day
+    "monday-2-mar": date(2026, 3, 2),
+    "monday-after-spring-dst": date(2026, 3, 9),  # the week of 2-8 March holds the 23-hour day
+    "monday-after-fall-dst": date(2025, 11, 3),
+    "year-end": date(2025, 12, 31),
+    "new-year": date(2026, 1, 1),
+    "sunday-mid-month": date(2026, 5, 17),
+}
+
+
+@pytest.mark.parametrize("as_of", list(CALENDAR_AS_OF.values()), ids=list(CALENDAR_AS_OF))
+def test_ledger_matches_reference_with_calendar_windows_and_target_changes(calendar_year, as_of):
+    ledger_scores, reference_scores, problems = calendar_year.compare(as_of)
+    assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems[:40])
+    week = [m["week"]["score"] for m in reference_scores["metrics"].values()]
+    assert sum(score is not None for score in week) >= 20, "comparison is vacuous: too few week scores"
+    month = [m["month"]["score"] for m in reference_scores["metrics"].values()]
+    assert sum(score is not None for score in month) >= 20
+
+
+def test_the_calendar_comparison_sees_each_target_change(calendar_year):
+    """Not vacuous: the reference scores pothole's week with 0.8 as of Sunday 22 February and
+    0.85 as of Sunday 1 March, and both sides agree on those days."""
+    shown = []
+    for as_of in (date(2026, 2, 22), date(2026, 3, 1)):
+        _, reference_scores, problems = calendar_year.compare(as_of)
+        assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems[:40])
+        week = reference_scores["metrics"]["pothole-on-time"]["week"]
+        shown.append((week["end"], week["target"], week["score"] is not None))
+    assert shown == [("2026-02-22", 0.8, True), ("2026-03-01", 0.85, True)]
 
 
 # ------------------------------------------------------------ 29 February, by hand
