@@ -73,3 +73,14 @@ def test_a_history_from_the_database_is_the_ledger_s_day_by_day(folded, window):
     for as_of, result in series:
         assert tuple(result) == pytest.approx(tuple(ledger.scoreboard(as_of).metrics["library-users"][window]),
                                               rel=1e-12), as_of
+
+
+@pytest.mark.parametrize("window", ["day", "week", "month", "quarter"])
+def test_the_slack_chart_s_city_history_is_the_board_s_cityscore_day_by_day(folded, window):
+    from services.notifier.chart import city_history
+
+    reader, _ = folded
+    series = city_history(reader, window, 40, date(2025, 3, 2))
+    assert [as_of for as_of, _ in series][0] == date(2025, 1, 22)
+    for as_of, value in series:
+        assert value == pytest.approx(reader.scoreboard(as_of).cityscore[window], rel=1e-12), as_of
