@@ -84,3 +84,11 @@ def test_the_slack_chart_s_city_history_is_the_board_s_cityscore_day_by_day(fold
     assert [as_of for as_of, _ in series][0] == date(2025, 1, 22)
     for as_of, value in series:
         assert value == pytest.approx(reader.scoreboard(as_of).cityscore[window], rel=1e-12), as_of
+
+
+def test_boards_for_a_range_of_dates_are_the_ledger_s(folded):
+    reader, ledger = folded
+    boards = reader.scoreboards(date(2025, 2, 20), date(2025, 3, 3))  # the open-data history export's read
+    assert [board.as_of for board in boards][0] == date(2025, 2, 20) and len(boards) == 12
+    for board in boards:
+        assert board_differences(ledger.scoreboard(board.as_of).as_dict(CALENDAR), board.as_dict(CALENDAR)) == []
