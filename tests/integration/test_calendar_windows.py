@@ -147,3 +147,19 @@ def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine):
         assert as_of == yesterday
         days = window.dates(as_of)
         assert (numerator, denominator) == (sum(by_day[d][0] for d in days), sum(by_day[d][1] for d in days)), name
+
+
+def test_a_scorer_restarted_with_calendar_windows_rescores_without_a_rebuild(stream, engine):
+    # docs/scoring.md: a change of windows needs no rebuild; the scorer rescores every metric
+    # when it starts and publishes each score that moved.
+    stream.send(tallies(MONDAY, PUBLISHED_DAYS))
+    run_scorer(stream, engine, TRAILING, SATURDAY)
+    assert stored(engine, "311-call-center", "week") == (SATURDAY, 308, 321)
+    before = len(published(stream))
+
+    run_scorer(stream, engine, CALENDAR, SATURDAY)  # no new event
+
+    assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
+    changes = published(stream)[before:]
+    week = latest(changes, "311-call-center", "week")
+    assert (week["numerator"], week["denominator"]) == (4579, 4996)
