@@ -253,6 +253,7 @@ def refusals(windows) -> list[str]:
     ({"week": 7, "month": {"period": "month", "starts": "monday"}},
      "windows.month: starts only applies to period: week"),
     ({"week": {"days": 7, "starts": "monday"}}, "windows.week: starts and count only apply to a calendar period"),
+    ({"week": {"days": 7, "count": 1}}, "windows.week: starts and count only apply to a calendar period"),
     ({"week": {"period": "week", "count": 0}}, "windows.week.count: Input should be greater than 0"),
     ({"week": {"period": "fortnight"}}, "windows.week.period: Input should be 'day', 'week' or 'month'"),
     ({"week": {"period": "week", "starts": "funday"}},
