@@ -77,8 +77,8 @@ class Window(BaseModel):
         if (self.days is None) == (self.period is None):
             raise ValueError("give a number of trailing days (week: 7) or a calendar period "
                              "(week: {period: week, starts: monday}), not both or neither")
-        # `count` as written, even `count: 1`: on trailing days it says the author misread the form.
-        if self.days is not None and (self.starts is not None or "count" in self.model_fields_set):
+        # count: 1 is let through: it is the default, and a dumped catalog (model_dump) writes it.
+        if self.days is not None and (self.starts is not None or self.count != 1):
             raise ValueError("starts and count only apply to a calendar period")
         if self.starts is not None and self.period is not Period.WEEK:
             raise ValueError("starts only applies to period: week")
