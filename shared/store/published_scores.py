@@ -52,8 +52,8 @@ class PublishedScores:
         def store(metric: str, window: str, result: WindowScore) -> None:
             previous = stored.get((metric, window))
             if previous is not None and previous.as_of == as_of and (previous.score, previous.numerator,
-                                                                     previous.denominator) == tuple(result):
-                return
+                                                                     previous.denominator) == result[:3]:
+                return  # the published figures (a window's state is not published: docs/scoring.md §4a)
             changes.append(ScoreChange(metric, window, as_of, result.score, result.numerator, result.denominator,
                                        previous.score if previous is not None else None, now))
             values = {"as_of": as_of, "score": result.score, "numerator": result.numerator,
