@@ -134,9 +134,8 @@ class Window(BaseModel):
         other windows move each day back (29 February becomes 28 February).
         """
         if self.period is Period.MONTH:
-            start, end = self.span(as_of)
-            return Window(period=Period.MONTH, count=self.count).dates(
-                month_end(end.year - years, end.month))
+            end = self.span(as_of)[1]
+            return self.dates(month_end(end.year - years, end.month))
         return [years_back(day, years) for day in self.dates(as_of)]
 
     def describe(self) -> str:
