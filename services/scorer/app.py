@@ -156,7 +156,7 @@ def create_app(
             return refusal
         board, updated = board_for(as_of)
         if request.args.get("percentile") in ("1", "true"):
-            # Asked for only: it reads a year of day totals (docs/scoring.md, "Percentile").
+            # Asked for only: it reads a year of day totals (docs/scoring.md §4b).
             board = board._replace(percentiles=store.percentiles(board.as_of, timeout_s=read_timeout_s))
         body = board.as_dict(catalog)
         body["updated_at"] = updated

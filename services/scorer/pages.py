@@ -373,7 +373,7 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     scoreboard, _ = parts["board_for"](asked)
     as_of = scoreboard.as_of
     series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of, parts["read_timeout_s"])
-    # One metric's year of day scores: cheap enough for its page (docs/scoring.md, "Percentile").
+    # One metric's year of day scores: cheap enough for its page (docs/scoring.md §4b).
     ranked = parts["store"].percentiles(as_of, [metric_id], parts["read_timeout_s"])[metric_id]
     department = catalog.departments_by_id.get(found.department)
     scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]

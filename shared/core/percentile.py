@@ -2,7 +2,7 @@
 
 Boston's open-source CityScore toolkit (2016) showed, beside each metric's score, a
 "percentile": where today's score ranks among the metric's past scores. Ours
-(docs/scoring.md, "Percentile"): the share, 0 to 100, of the metric's `day` scores as of
+(docs/scoring.md §4b): the share, 0 to 100, of the metric's `day` scores as of
 each of the 365 dates before the as-of date (the dates with a score) that are at or below
 the as-of date's own day score. Null when the as-of date has no day score, when none of
 those dates has one, or when the catalog has no `day` window.

@@ -22,8 +22,8 @@ from shared.core.scoring import INSUFFICIENT_DATA, WindowScore, standing
 MARKS = {"below": "▼", "at": "=", "above": "▲", "none": ""}
 STANDING_WORDS = {"below": "below target", "at": "on target", "above": "above target", "none": "no score"}
 FOLLOW_UP = "needs follow-up"
-# A null score whose window has data, just not enough to score it (docs/scoring.md, "No data and
-# insufficient data"): shown apart from "no score", which means nothing came in.
+# A null score whose window has data, just not enough to score it (docs/scoring.md §4a): shown
+# apart from "no score", which means nothing came in.
 INSUFFICIENT = "insufficient data"
 
 
@@ -239,7 +239,7 @@ def insufficient_data(metric: Metric) -> str:
 
 
 def percentile_words(value: float | None) -> str:
-    """The percentile in a sentence (docs/scoring.md, "Percentile"): 'Percentile 87: the day score
+    """The percentile in a sentence (docs/scoring.md §4b): 'Percentile 87: the day score
     is at or above 87% of the day scores of the 365 days before.'"""
     if value is None:
         return "No percentile: no day score on this date, or none in the 365 days before to compare with."

@@ -191,7 +191,7 @@ def test_cityscore_score_counts_colliding_ids_of_two_departments_and_names_a_bad
     assert f"{path}:5: count:" in result.stderr
     assert "4 events folded" in result.stderr and "1 invalid" in result.stderr
     expected = ledger_of(case("dup-test-1", "PW-1", "pothole-on-time"), incident("dup-test-1", metric="homicides"))
-    # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md, "Percentile")
+    # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md §4b)
     printed = with_percentiles(expected.scoreboard(AS_OF), BOSTON, expected.days, expected.first_day).as_dict(BOSTON)
     assert json.loads(result.stdout) == json.loads(json.dumps(printed, default=str))
 

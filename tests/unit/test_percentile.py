@@ -1,4 +1,4 @@
-"""The percentile (docs/scoring.md, "Percentile"): where the as-of date's day score ranks among the
+"""The percentile (docs/scoring.md §4b): where the as-of date's day score ranks among the
 day scores of the 365 dates before it, 0-100, as Boston's 2016 toolkit showed beside each score."""
 
 from datetime import date, timedelta

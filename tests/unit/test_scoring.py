@@ -67,7 +67,7 @@ def test_ratio_is_never_capped():
 
 def test_ratio_is_null_without_a_denominator():
     assert score_ratio({}, [D], 0.8).score is None
-    # the published fields are null; the state says the day had data (docs/scoring.md, "No data …")
+    # the published fields are null; the state says the day had data (docs/scoring.md §4a)
     nothing = score_ratio({D: totals(0, 0, count=3)}, [D], 0.8)
     assert nothing[:3] == (None, None, None) and nothing.state == "insufficient_data"
 

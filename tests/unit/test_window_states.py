@@ -1,6 +1,6 @@
 """A window's state beside its score: scored, no data, or insufficient data, per kind.
 
-docs/scoring.md, "No data and insufficient data": a null score is "no data" when the window
+docs/scoring.md §4a: a null score is "no data" when the window
 has no day with data, and "insufficient data" when it has data the kind cannot score. The
 scores themselves are the same as before (the oracle tests check them).
 """
