@@ -154,8 +154,12 @@ def create_app(
         as_of, refusal = parse_as_of()
         if refusal is not None:
             return refusal
+        ranked = request.args.get("percentile", "0")
+        if ranked not in ("0", "1"):
+            return json_response(400, {"error": "invalid percentile", "errors": [
+                {"field": "percentile", "reason": f"{ranked!r}: must be 1 (each metric's percentile) or 0"}]})
         board, updated = board_for(as_of)
-        if request.args.get("percentile") in ("1", "true"):
+        if ranked == "1":
             # Asked for only: it reads a year of day totals (docs/scoring.md §4b).
             board = board._replace(percentiles=store.percentiles(board.as_of, timeout_s=read_timeout_s))
         body = board.as_dict(catalog)

@@ -89,6 +89,14 @@ def test_the_board_json_has_the_percentile_only_when_asked(client):
                                                       "state": INSUFFICIENT_DATA}
 
 
+def test_a_percentile_other_than_0_or_1_is_refused_naming_the_field(client):
+    response = client.get("/v1/scoreboard?percentile=yes")
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [{"field": "percentile",
+                                              "reason": "'yes': must be 1 (each metric's percentile) or 0"}]
+    assert "percentile" not in api(client, "?percentile=0")["metrics"]["pothole-on-time"]
+
+
 # -- the pages -----------------------------------------------------------------------------------
 
 
