@@ -31,9 +31,9 @@ class DayTotals:
     values: list[float] = field(default_factory=list)
 
 
-# A window's state beside its score (docs/scoring.md, "No data and insufficient data"): scored; no
-# data at all in the window; or data the kind cannot score (a trend with no past year to compare
-# with, a median of 0, days whose denominators are all 0).
+# A window's state beside its score (docs/scoring.md §4a): scored; no data at all in the window;
+# or data the kind cannot score (a trend with no past year to compare with, a median of 0, days
+# whose denominators are all 0, a ratio below the metric's min_denominator).
 SCORED, NO_DATA, INSUFFICIENT_DATA = "scored", "no_data", "insufficient_data"
 
 
@@ -149,17 +149,14 @@ def historical_mean(days: DaysOf, window: Window, as_of: date, first_day: date |
         return None
     total = 0.0
     length = 0
-    years = 1
-    while True:
-        moved = window.past_year_dates(as_of, years)
-        if min(moved) < first_day:
+    for moved in window.past_years(as_of):
+        if moved[0] < first_day:  # the oldest day of that year's window
             break
         length += len(moved)
         for day in moved:
             totals = days.get(day)
             if totals is not None:
                 total += totals.count
-        years += 1
     if length == 0:
         return None
     return total / length
@@ -210,7 +207,7 @@ def score_metric(
         # The day score compares the as-of day with the week's historical baseline (Boston's rule).
         week_baseline = historical_mean(days, windows["week"], as_of, first_day)
         for name, window in windows.items():
-            baseline = week_baseline if name == "day" else historical_mean(days, window, as_of, first_day)
+            baseline = week_baseline if name in ("day", "week") else historical_mean(days, window, as_of, first_day)
             dates = window.dates(as_of)
             scores[name] = insufficient_if_data(score_trend(metric.kind, current_mean(days, dates), baseline), days, dates)
         return scores
@@ -233,7 +230,7 @@ def score_target_window(metric: Metric, days: DaysOf, dates: list[date]) -> Wind
 def unscored(days_with_data: Container[date], dates: Iterable[date]) -> WindowScore:
     """A window without a score: insufficient data when one of its days has data, else no data.
 
-    The rule of every kind (docs/scoring.md, "No data and insufficient data"); the read API uses
+    The rule of every kind (docs/scoring.md §4a); the read API uses
     it to give a published null its state from which days have data.
     """
     return INSUFFICIENT if any(day in days_with_data for day in dates) else NULL

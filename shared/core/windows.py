@@ -17,7 +17,8 @@ from __future__ import annotations
 import calendar
 import enum
 from datetime import date, timedelta
-from typing import Literal
+import itertools
+from typing import Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
@@ -133,10 +134,18 @@ class Window(BaseModel):
         Calendar months are whole months of that year (a February of 28 or 29 days);
         other windows move each day back (29 February becomes 28 February).
         """
+        return next(itertools.islice(self.past_years(as_of), years - 1, None))
+
+    def past_years(self, as_of: date) -> Iterator[list[date]]:
+        """past_year_dates for 1, 2, 3… years back, oldest dates first within each year; the
+        window's own dates are worked out once (a trend's baseline asks for every past year)."""
         if self.period is Period.MONTH:
             end = self.span(as_of)[1]
-            return self.dates(month_end(end.year - years, end.month))
-        return [years_back(day, years) for day in self.dates(as_of)]
+            for years in itertools.count(1):
+                yield self.dates(month_end(end.year - years, end.month))
+        dates = self.dates(as_of)
+        for years in itertools.count(1):
+            yield [years_back(day, years) for day in dates]
 
     def describe(self) -> str:
         """The window in words, for `catalog check` and the pages."""
