@@ -38,12 +38,17 @@ def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | Non
         rows = store.current(conn)
         updated = store.last_updated(conn)
     windows = list(store.catalog.windows)
+    spans = {name: window.span(as_of) for name, window in store.catalog.windows.items()}
     metrics: dict[str, dict[str, WindowScore]] = {}
     for metric in store.catalog.metrics:
         scores = {}
         for window in windows:
             row = rows.get((metric.id, window))
             if row is None or row.as_of != as_of:
+                return None
+            # Scored over other days or against another target than this catalog says (its windows
+            # or targets changed, and the scorer has not rescored since): not this board.
+            if (row.window_start, row.window_end) != spans[window] or row.target != metric.target_on(spans[window][1]):
                 return None
             scores[window] = WindowScore(row.score, row.numerator, row.denominator)
         metrics[metric.id] = scores

@@ -49,15 +49,23 @@ class PublishedScores:
         now = utcnow()
         table = CurrentScore.__table__
 
+        spans = {name: window.span(as_of) for name, window in self.catalog.windows.items()}
+
         def store(metric: str, window: str, result: WindowScore) -> None:
             previous = stored.get((metric, window))
+            start, end = spans[window]
+            target = self.catalog.by_id[metric].target_on(end) if metric != CITY else None
+            # The published figures (a window's state is not published: docs/scoring.md §4a), and
+            # what they were computed over and against.
             if previous is not None and previous.as_of == as_of and (previous.score, previous.numerator,
-                                                                     previous.denominator) == result[:3]:
-                return  # the published figures (a window's state is not published: docs/scoring.md §4a)
+                                                                     previous.denominator) == result[:3] \
+                    and (previous.window_start, previous.window_end, previous.target) == (start, end, target):
+                return
             changes.append(ScoreChange(metric, window, as_of, result.score, result.numerator, result.denominator,
                                        previous.score if previous is not None else None, now))
             values = {"as_of": as_of, "score": result.score, "numerator": result.numerator,
-                      "denominator": result.denominator, "updated_at": now}
+                      "denominator": result.denominator, "window_start": start, "window_end": end,
+                      "target": target, "updated_at": now}
             if previous is None:
                 conn.execute(table.insert().values(metric=metric, window=window, **values))
             else:

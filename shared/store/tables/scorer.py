@@ -104,6 +104,11 @@ class CurrentScore(Base):
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     numerator: Mapped[float | None] = mapped_column(Float, nullable=True)
     denominator: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # What the score was computed over and against (migration 0007; NULL on rows published
+    # before it): a reader whose catalog now says other dates or another target recomputes.
+    window_start: Mapped[date | None] = mapped_column(Date, nullable=True)
+    window_end: Mapped[date | None] = mapped_column(Date, nullable=True)
+    target: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
