@@ -92,14 +92,17 @@ def catalog_check(file: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json", "table", "csv"]), default="json", show_default=True,
               help="csv: Boston's open-data columns (its Full Metric List), one row per metric.")
 @click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
-def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool) -> None:
+@click.option("--percentile/--no-percentile", default=True, show_default=True,
+              help="Rank each metric's day score within its past year (docs/scoring.md §4b).")
+def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool,
+          percentile: bool) -> None:
     """Score a JSONL file of events offline, as of a date."""
     from services.cli.offline import score_file
 
     loaded = _load_catalog(catalog_path)
     started = time.perf_counter()
     with click.open_file(events_path, "rb") as stream:
-        board, report, _ = score_file(stream, loaded, as_of)
+        board, report, _ = score_file(stream, loaded, as_of, percentile=percentile)
     elapsed = time.perf_counter() - started
     for bad in report.reasons:
         click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)

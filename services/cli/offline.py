@@ -63,9 +63,13 @@ def fold_lines(lines: Iterable[bytes], ledger: Ledger, report: FoldReport | None
     return report
 
 
-def score_file(stream: BinaryIO, catalog: Catalog, as_of: date) -> tuple[Scoreboard, FoldReport, Ledger]:
+def score_file(stream: BinaryIO, catalog: Catalog, as_of: date,
+               percentile: bool = True) -> tuple[Scoreboard, FoldReport, Ledger]:
     """Fold every line of a JSONL stream and score it as of `as_of`, each metric with its percentile
-    (the read API gives the same with `?percentile=1`)."""
+    (the read API gives the same with `?percentile=1`) unless `percentile` is False."""
     ledger = Ledger(catalog)
     report = fold_lines(stream, ledger)
-    return with_percentiles(ledger.scoreboard(as_of), catalog, ledger.days, ledger.first_day), report, ledger
+    board = ledger.scoreboard(as_of)
+    if percentile:
+        board = with_percentiles(board, catalog, ledger.days, ledger.first_day)
+    return board, report, ledger

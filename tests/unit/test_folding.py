@@ -167,6 +167,17 @@ def test_score_command_prints_the_contract_shape(tmp_path):
     assert len(board["metrics"]) == 23
 
 
+def test_score_command_leaves_the_percentile_out_when_asked(tmp_path):
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, [case("a", "1", "2026-07-20T09:00:00-04:00", "2026-07-21T08:59:00-04:00")])
+    args = ["score", "--events", str(events), "--as-of", "2026-07-22"]
+    with_it, without = (json.loads(CliRunner().invoke(main, args + extra).stdout) for extra in ([], ["--no-percentile"]))
+    assert "percentile" in with_it["metrics"]["pothole-on-time"]
+    assert all("percentile" not in metric for metric in without["metrics"].values())
+    for metric_id, metric in without["metrics"].items():  # the scores themselves are the same
+        assert {k: v for k, v in with_it["metrics"][metric_id].items() if k != "percentile"} == metric
+
+
 def test_score_command_refuses_invalid_lines_with_their_numbers(tmp_path):
     events = tmp_path / "events.jsonl"
     write_jsonl(events, [incident("a", "2026-07-22T10:00:00-04:00")],
