@@ -122,8 +122,9 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
         from shared.core.open_data import full_metric_list
         from shared.platform.clock import system_clock
 
-        # score_calculated_ts: the scores were computed just now, by this run.
-        click.echo(full_metric_list([board], loaded, system_clock.now()), nl=False)
+        # score_calculated_ts: the scores were computed just now, by this run; its board is the
+        # latest there is, whatever its as-of date.
+        click.echo(full_metric_list([board], loaded, system_clock.now(), latest=board.as_of), nl=False)
     else:
         from services.cli.terminal_board import render_table
 

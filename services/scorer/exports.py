@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 
 from shared.core.catalog import Catalog
 from shared.core.open_data import CONTENT_TYPE, full_metric_list
+from shared.platform.clock import current_as_of
 from shared.platform.web import json_response
 
 from .app import MAX_HISTORY_DAYS
@@ -44,7 +45,14 @@ def scoreboard_csv() -> Response:
     board, updated = parts["board_for"](as_of)
     # A board computed on request was calculated now; the published one when the scorer wrote it.
     calculated = datetime.fromisoformat(updated) if updated is not None else parts["clock"].now()
-    return _csv(full_metric_list([board], parts["catalog"], calculated), parts["catalog"], board.as_of.isoformat())
+    text = full_metric_list([board], parts["catalog"], calculated, latest=_latest(parts))
+    return _csv(text, parts["catalog"], board.as_of.isoformat())
+
+
+def _latest(parts: dict) -> date:
+    """The as-of date of the latest scores (the current board's): only its rows are flagged latest,
+    so a past board, or a portal that loads several exports, has no second latest run."""
+    return current_as_of(parts["clock"], parts["catalog"])
 
 
 def _date_range() -> tuple[tuple[date, date] | None, list[dict[str, str]]]:
@@ -83,7 +91,8 @@ def _date_range() -> tuple[tuple[date, date] | None, list[dict[str, str]]]:
 
 @exports.get("/v1/scores.csv")
 def scores_csv() -> Response:
-    """One row per metric per as-of date from `from` to `to` inclusive; the last date's rows are flagged latest."""
+    """One row per metric per as-of date from `from` to `to` inclusive; the current as-of date's rows
+    (if in the range) are flagged latest."""
     parts = _parts()
     dates, problems = _date_range()
     if dates is None:
@@ -92,4 +101,5 @@ def scores_csv() -> Response:
     start, end = dates
     calculated = parts["clock"].now()  # every board of a range is computed on request
     boards = parts["store"].scoreboards(start, end, parts["read_timeout_s"])
-    return _csv(full_metric_list(boards, parts["catalog"], calculated), parts["catalog"], f"{start}-to-{end}")
+    text = full_metric_list(boards, parts["catalog"], calculated, latest=_latest(parts))
+    return _csv(text, parts["catalog"], f"{start}-to-{end}")

@@ -12,8 +12,11 @@ city load the export where it loads Boston's, and lets anyone compare the two.
   cell. A catalog window of another name has no column (Boston's names are the
   contract); a Boston window the catalog lacks is left empty.
 - `score_calculated_ts` is when the scores were computed, ISO 8601 in the city's time
-  with its offset; `latest_score_flag` is 1 on the rows of the newest as-of date in the
-  file, 0 on older ones (a history export), as Boston flags its latest run.
+  with its offset; `latest_score_flag` is 1 on the rows of the latest as-of date (the
+  caller says which: the read API's current as-of date, the board of `cityscore score`)
+  and 0 on any other, as Boston flags its latest run. Not the newest date in the file: a
+  portal that loads several exports, as Boston's does, must find one latest run, and a
+  history that ends in the past has none.
 
 Pure: boards in, text out.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable
 
@@ -80,16 +83,16 @@ def metric_rows(board: Scoreboard, catalog: Catalog, calculated_at: datetime, la
     return rows
 
 
-def full_metric_list(boards: Iterable[Scoreboard], catalog: Catalog, calculated_at: datetime) -> str:
+def full_metric_list(boards: Iterable[Scoreboard], catalog: Catalog, calculated_at: datetime, *,
+                     latest: date) -> str:
     """The CSV text (header, then every board's rows in the order given) of Boston's Full Metric List.
 
-    The rows of the newest as-of date among `boards` carry latest_score_flag 1.
+    The rows of the as-of date `latest` (the latest scores there are) carry latest_score_flag 1,
+    every other row 0.
     """
-    boards = list(boards)
-    newest = max((board.as_of for board in boards), default=None)
     out = io.StringIO()
     writer = csv.writer(out)  # quotes a name with a comma or a quote in it, as RFC 4180 says
     writer.writerow(COLUMNS)
     for board in boards:
-        writer.writerows(metric_rows(board, catalog, calculated_at, board.as_of == newest))
+        writer.writerows(metric_rows(board, catalog, calculated_at, board.as_of == latest))
     return out.getvalue()

@@ -4,7 +4,8 @@
 scorer would; the CSVs' header must be Boston's "Full Metric List" header and every
 value the JSON board's of the same date, with the trailing windows Boston shipped in
 2016 and the calendar windows it publishes today. A history has one row per metric per
-as-of date, flagged latest only on the last date; its refusals name the field.
+as-of date; only the current as-of date's rows are flagged latest, in a history or a
+board, so an export of the past has no latest run; its refusals name the field.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def test_a_board_scored_on_request_as_csv_is_the_jsons(server, as_of):
     headers, rows = get_csv(f"{base}/v1/scoreboard.csv?as_of={as_of}")
     assert_rows_equal_board(rows, get_json(f"{base}/v1/scoreboard?as_of={as_of}"), catalog)
     assert {row["score_calculated_ts"] for row in rows} == {NOW.astimezone(BOSTON.zone).isoformat()}
+    # Not the latest scores: those are END's (the current as-of date), whether before or after it.
+    assert {row["latest_score_flag"] for row in rows} == {"0"}
     assert f'filename="boston-cityscore-{as_of}.csv"' in headers["Content-Disposition"]
 
 
@@ -144,8 +147,17 @@ def test_a_history_of_one_day_is_that_days_board(server):
     base, catalog = server
     day = END - timedelta(days=4)
     _, rows = get_csv(f"{base}/v1/scores.csv?from={day}&to={day}")
-    assert {row["latest_score_flag"] for row in rows} == {"1"}
+    # A past day's board, not the latest: a portal loading this beside today's export finds one latest run.
+    assert {row["latest_score_flag"] for row in rows} == {"0"}
     assert_rows_equal_board(rows, get_json(f"{base}/v1/scoreboard?as_of={day}"), catalog)
+
+
+def test_a_history_past_the_current_date_flags_only_the_current_dates_rows(server):
+    base, catalog = server
+    start = END - timedelta(days=2)
+    _, rows = get_csv(f"{base}/v1/scores.csv?from={start}&to={END + timedelta(days=1)}")  # to today
+    per_day = len(catalog.metrics)
+    assert [row["latest_score_flag"] for row in rows] == ["0"] * 2 * per_day + ["1"] * per_day + ["0"] * per_day
 
 
 def refusals(url: str) -> dict[str, str]:

@@ -55,7 +55,7 @@ def board_of(catalog, events, as_of: date) -> Scoreboard:
 
 
 def test_the_header_is_bostons_full_metric_list(events):
-    header, rows = read_csv(full_metric_list([board_of(BOSTON, events[:50], END)], BOSTON, CALCULATED))
+    header, rows = read_csv(full_metric_list([board_of(BOSTON, events[:50], END)], BOSTON, CALCULATED, latest=END))
     assert header == BOSTON_COLUMNS
     assert len(rows) == len(BOSTON.metrics)
 
@@ -63,7 +63,7 @@ def test_the_header_is_bostons_full_metric_list(events):
 @pytest.mark.parametrize("catalog", [BOSTON, CALENDAR], ids=["trailing", "calendar"])
 def test_every_value_is_the_jsons(events, catalog):
     board = board_of(catalog, events, END)
-    _, rows = read_csv(full_metric_list([board], catalog, CALCULATED))
+    _, rows = read_csv(full_metric_list([board], catalog, CALCULATED, latest=END))
     # Through JSON text, as a reader of the API would have it.
     assert_rows_equal_board(rows, json.loads(json.dumps(board.as_dict(catalog))), catalog)
     assert {row["latest_score_flag"] for row in rows} == {"1"}
@@ -71,7 +71,7 @@ def test_every_value_is_the_jsons(events, catalog):
 
 
 def test_metric_logic_is_written_as_boston_writes_it_for_every_kind(events):
-    _, rows = read_csv(full_metric_list([board_of(BOSTON, events[:50], END)], BOSTON, CALCULATED))
+    _, rows = read_csv(full_metric_list([board_of(BOSTON, events[:50], END)], BOSTON, CALCULATED, latest=END))
     logic = {metric.kind.value: row["metric_logic"] for metric, row in zip(BOSTON.metrics, rows)}
     assert logic == BOSTON_LOGIC  # all five kinds are in Boston's catalog
     by_name = {row["metric_name"]: row for row in rows}
@@ -86,7 +86,7 @@ def test_the_target_is_the_one_in_force_on_the_as_of_date():
     catalog = parse_catalog(data)
     first = catalog.metrics[0].name
     for as_of, target in ((date(2026, 6, 30), "0.8"), (date(2026, 7, 1), "0.85")):
-        _, rows = read_csv(full_metric_list([board_of(catalog, [], as_of)], catalog, CALCULATED))
+        _, rows = read_csv(full_metric_list([board_of(catalog, [], as_of)], catalog, CALCULATED, latest=as_of))
         assert (rows[0]["metric_name"], rows[0]["target"]) == (first, target)
 
 
@@ -102,12 +102,13 @@ def test_numbers_are_written_plainly_and_read_back_the_same():
     assert plain_number(None) == plain_number(float("nan")) == plain_number(float("inf")) == ""
 
 
-def test_a_history_flags_only_the_newest_dates_rows_as_latest(events):
+def test_a_history_flags_only_the_latest_dates_rows_as_latest(events):
     ledger = Ledger(BOSTON)
     for event in events:
         ledger.fold(parse_event(event))
     days = [END - timedelta(days=2), END - timedelta(days=1), END]
-    header, rows = read_csv(full_metric_list([ledger.scoreboard(d) for d in days], BOSTON, CALCULATED))
+    boards = [ledger.scoreboard(d) for d in days]
+    header, rows = read_csv(full_metric_list(boards, BOSTON, CALCULATED, latest=END))
     assert header == BOSTON_COLUMNS
     assert len(rows) == 3 * len(BOSTON.metrics)
     flags = [row["latest_score_flag"] for row in rows]
@@ -117,11 +118,27 @@ def test_a_history_flags_only_the_newest_dates_rows_as_latest(events):
         assert_rows_equal_board(block, ledger.scoreboard(day).as_dict(BOSTON), BOSTON)
 
 
+def test_a_history_that_ends_before_the_latest_date_flags_no_row(events):
+    """The newest date of a past range is not the latest run: a portal loading this export beside
+    the current one must not find two latest runs."""
+    ledger = Ledger(BOSTON)
+    for event in events:
+        ledger.fold(parse_event(event))
+    boards = [ledger.scoreboard(END - timedelta(days=back)) for back in (3, 2, 1)]
+    _, rows = read_csv(full_metric_list(boards, BOSTON, CALCULATED, latest=END))
+    assert len(rows) == 3 * len(BOSTON.metrics)
+    assert {row["latest_score_flag"] for row in rows} == {"0"}
+    # Nor is the latest date's board flagged only because it is the last in the file.
+    _, rows = read_csv(full_metric_list(list(reversed(boards)), BOSTON, CALCULATED, latest=END - timedelta(days=2)))
+    flags = [row["latest_score_flag"] for row in rows]
+    assert flags == ["0"] * len(BOSTON.metrics) + ["1"] * len(BOSTON.metrics) + ["0"] * len(BOSTON.metrics)
+
+
 def test_a_name_with_a_comma_or_a_quote_is_quoted():
     data = boston_data()
     data["metrics"][0]["name"] = 'CALLS, "ANSWERED"'
     catalog = parse_catalog(data)
-    text = full_metric_list([board_of(catalog, [], END)], catalog, CALCULATED)
+    text = full_metric_list([board_of(catalog, [], END)], catalog, CALCULATED, latest=END)
     assert text.splitlines()[1].startswith('"CALLS, ""ANSWERED""",')
     assert read_csv(text)[1][0]["metric_name"] == 'CALLS, "ANSWERED"'
 
@@ -132,7 +149,7 @@ def test_windows_of_other_names_keep_bostons_columns():
     metric = catalog.metrics[0]
     scores = {"week": WindowScore(1.0, 9.0, 9.5), "month": NULL, "quarter": NULL, "fortnight": WindowScore(2.0, 1, 1)}
     board = Scoreboard(END, {}, {m.id: scores for m in catalog.metrics})
-    header, rows = read_csv(full_metric_list([board], catalog, CALCULATED))
+    header, rows = read_csv(full_metric_list([board], catalog, CALCULATED, latest=END))
     assert header == BOSTON_COLUMNS
     row = rows[catalog.metrics.index(metric)]
     assert [row[f"day_{part}"] for part in ("score", "numerator", "denominator")] == ["", "", ""]
@@ -142,7 +159,7 @@ def test_windows_of_other_names_keep_bostons_columns():
 
 def test_a_time_without_an_offset_is_refused(events):
     with pytest.raises(ValueError, match="calculated_at"):
-        full_metric_list([board_of(BOSTON, [], END)], BOSTON, datetime(2026, 7, 1, 4))
+        full_metric_list([board_of(BOSTON, [], END)], BOSTON, datetime(2026, 7, 1, 4), latest=END)
 
 
 # -- `cityscore score --format csv` -------------------------------------------------
