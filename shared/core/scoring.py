@@ -219,21 +219,24 @@ def score_metric(
 
 def score_target_window(metric: Metric, days: DaysOf, dates: list[date]) -> WindowScore:
     """One window of a metric with a target, scored with the target in force on its last day; a
-    ratio pooling less than the metric's `min_denominator` is insufficient data (§4a)."""
+    ratio pooling less than the metric's `min_denominator` is insufficient data (§4a), and keeps the
+    numerator and denominator it pooled: Boston publishes them beside a blank score, and a reader
+    needs them to see how far the window was from enough to judge by."""
     result = TARGET_KINDS[metric.kind](days, dates, metric.target_on(dates[-1]))
     minimum = metric.min_denominator
     if minimum is not None and result.denominator is not None and result.denominator < minimum:
-        return INSUFFICIENT
+        return WindowScore(None, result.numerator, result.denominator, True)
     return result
 
 
-def unscored(days_with_data: Container[date], dates: Iterable[date]) -> WindowScore:
+def unscored(days_with_data: Container[date], dates: Iterable[date], published: WindowScore = NULL) -> WindowScore:
     """A window without a score: insufficient data when one of its days has data, else no data.
 
-    The rule of every kind (docs/scoring.md §4a); the read API uses
-    it to give a published null its state from which days have data.
+    The rule of every kind (docs/scoring.md §4a); the read API uses it to give a published null
+    its state from which days have data, keeping the `published` numerator and denominator (a
+    ratio below its min_denominator has them).
     """
-    return INSUFFICIENT if any(day in days_with_data for day in dates) else NULL
+    return published._replace(insufficient=any(day in days_with_data for day in dates))
 
 
 def insufficient_if_data(result: WindowScore, days: DaysOf, dates: Iterable[date]) -> WindowScore:

@@ -223,9 +223,15 @@ def no_data(metric: Metric) -> str:
     return "no past years to compare with"
 
 
-def insufficient_data(metric: Metric) -> str:
-    """Why a window with data still has no score, in the words of the metric's kind."""
+def insufficient_data(metric: Metric, result: WindowScore | None = None) -> str:
+    """Why a window with data still has no score, in the words of the metric's kind; a ratio
+    below the metric's min_denominator says so with the figures it pooled (`result`)."""
     kind, feed = metric.kind, metric.feed
+    minimum = metric.min_denominator
+    if kind is Kind.RATIO and minimum is not None and result is not None and result.denominator:
+        counted = {Feed.CASES: "case", Feed.THRESHOLD: "measurement", Feed.RATING: "survey"}.get(feed)
+        what = f" {_plural(minimum, counted)}" if counted else ""
+        return f"{_ratio_figures(metric, result.numerator, result.denominator)}: fewer than {amount(minimum)}{what} to judge by"
     if kind is Kind.RATIO:
         return "data in the window, but nothing to take a share of (every denominator is 0)"
     if kind is Kind.MEAN_DAILY_RATIO:
@@ -251,19 +257,12 @@ def figures(metric: Metric, result: WindowScore) -> str:
     143 surveys', '39 of 60 cases closed on time (65%)', '2.43 incidents a day against 3.14 in past years'."""
     n, d = result.numerator, result.denominator
     if result.state == INSUFFICIENT_DATA:
-        return insufficient_data(metric)
+        return insufficient_data(metric, result)
     if result.score is None or n is None or d is None or not (math.isfinite(n) and math.isfinite(d)):
         return no_data(metric)
     kind, feed = metric.kind, metric.feed
     if kind is Kind.RATIO:
-        if feed is Feed.RATING:
-            return f"average rating {n / d:.2f} from {amount(d)} {_plural(d, 'survey')}"
-        of = f"{amount(n)} of {amount(d)}"
-        if feed is Feed.CASES:
-            return f"{of} {_plural(d, 'case')} closed on time ({percent(n / d)})"
-        if feed is Feed.THRESHOLD:
-            return f"{of} {_plural(d, 'measurement')} {_within(metric)} ({percent(n / d)})"
-        return f"{of} ({percent(n / d)})"
+        return _ratio_figures(metric, n, d)
     if kind is Kind.MEAN_DAILY_RATIO:  # the numerator is the average day's rate, the denominator the target
         if feed is Feed.RATING:
             return f"average rating {n:.2f} on an average day"
@@ -276,6 +275,19 @@ def figures(metric: Metric, result: WindowScore) -> str:
     noun = _counted(metric)
     each = f" {_plural(current, noun)}" if noun else ""
     return f"{amount(current)}{each} a day against {amount(past)} a day in past years"
+
+
+def _ratio_figures(metric: Metric, n: float, d: float) -> str:
+    """A ratio's pooled numerator and denominator: '39 of 60 cases closed on time (65%)'."""
+    feed = metric.feed
+    if feed is Feed.RATING:
+        return f"average rating {n / d:.2f} from {amount(d)} {_plural(d, 'survey')}"
+    of = f"{amount(n)} of {amount(d)}"
+    if feed is Feed.CASES:
+        return f"{of} {_plural(d, 'case')} closed on time ({percent(n / d)})"
+    if feed is Feed.THRESHOLD:
+        return f"{of} {_plural(d, 'measurement')} {_within(metric)} ({percent(n / d)})"
+    return f"{of} ({percent(n / d)})"
 
 
 def score_line(metric: Metric, window: str, result: WindowScore, span: tuple[date, date] | None = None) -> str:

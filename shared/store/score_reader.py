@@ -226,7 +226,7 @@ class ScoreReader:
         metrics = dict(board.metrics)
         for metric_id in nulls:
             metrics[metric_id] = {
-                window: (unscored(with_data[metric_id], self.catalog.windows[window].dates(board.as_of))
+                window: (unscored(with_data[metric_id], self.catalog.windows[window].dates(board.as_of), result)
                          if result.score is None else result)
                 for window, result in board.metrics[metric_id].items()}
         return board._replace(metrics=metrics)

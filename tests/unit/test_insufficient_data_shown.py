@@ -148,3 +148,61 @@ def test_slack_metric_scores_say_insufficient_data_and_why():
     text = message["blocks"][1]["text"]["text"]
     assert text.count("— insufficient data") == len(CATALOG.windows)
     assert "no complete past year to compare with" in text
+
+
+# -- a ratio below its min_denominator -----------------------------------------------------------
+
+
+def with_minimum(minimum: float):
+    from shared.core.catalog import parse_catalog
+
+    data = CATALOG.model_dump(by_alias=True, exclude_none=True)
+    for metric in data["metrics"]:
+        if metric["id"] == "pothole-on-time":
+            metric["min_denominator"] = minimum
+    return parse_catalog(data, "test catalog")
+
+
+FEW_CASES = with_minimum(100)  # every window of the pothole metric has 10 to 40 cases
+
+
+@pytest.fixture(scope="module")
+def few_cases_client(tmp_path_factory):
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('few-cases')}/scores.db")
+    migrate(engine)
+    with engine.begin() as conn:
+        ScoreWriter(engine, FEW_CASES).fold(conn, [parse_event(e) for e in events()])
+        PublishedScores(ScoreReader(engine, FEW_CASES)).rescore(conn, AS_OF)
+    yield create_app(engine=engine, catalog=FEW_CASES, clock=ManualClock(NOW)).test_client()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("query", ["", f"?as_of={AS_OF}"])
+def test_a_window_below_its_min_denominator_keeps_its_figures_in_the_api_and_cityscore_score(few_cases_client, query):
+    # without as_of: the board the scorer published (its nulls' states found again); with: computed
+    lines = io.BytesIO(b"\n".join(orjson.dumps(event) for event in events()))
+    offline = score_file(lines, FEW_CASES, AS_OF)[0].as_dict(FEW_CASES)["metrics"]["pothole-on-time"]
+    served = api(few_cases_client, query)["metrics"]["pothole-on-time"]
+    assert offline["day"] == {**offline["day"], "score": None, "numerator": 8, "denominator": 10,
+                              "state": INSUFFICIENT_DATA}
+    assert offline["week"] == {**offline["week"], "score": None, "numerator": 29, "denominator": 40,
+                               "state": INSUFFICIENT_DATA}
+    for window in FEW_CASES.windows:
+        assert served[window] == offline[window], window
+
+
+def test_the_page_and_slack_say_a_window_has_too_few_cases_to_judge_by(few_cases_client):
+    page = parse(few_cases_client.get("/metric/pothole-on-time").data)
+    assert page.one("td", data_metric="pothole-on-time", data_window="day").visible_text().strip() \
+        == "insufficient data"
+    assert page.one("td", data_denominator="10.0").text().strip() == "10"  # the day's cases, kept
+    day = page.one("li", data_window="day").text()
+    assert "8 of 10 cases closed on time (80%)" in day and "fewer than 100 cases to judge by" in day
+    assert "denominator is 0" not in day
+    from shared.core.scoring import DayTotals, score_metric
+
+    scores = score_metric(FEW_CASES.metric("pothole-on-time"), {AS_OF: DayTotals(5, 10)}, AS_OF, FEW_CASES.windows)
+    text = metric_scores_message(FEW_CASES.metric("pothole-on-time"), scores, AS_OF,
+                                 FEW_CASES.windows)["blocks"][1]["text"]["text"]
+    assert "5 of 10 cases closed on time (50%): fewer than 100 cases to judge by" in text
+    assert "denominator is 0" not in text

@@ -226,3 +226,13 @@ def test_the_terminal_board_says_the_days_of_each_window_as_the_catalog_defines_
     assert f"Days each window covers: {days}" in lines
     assert f"Needs follow-up (below 1 in the week of {week}), lowest first:" in lines
     assert f"POTHOLE ON-TIME %: week score 0.81 for {week} (39 of 60 cases closed on time (65%); target 80%)" in lines
+
+
+def test_a_ratio_below_its_min_denominator_says_it_has_too_few_to_judge_by():
+    from shared.core.scoring import INSUFFICIENT
+
+    few = BY_ID["pothole-on-time"].model_copy(update={"min_denominator": 100})
+    assert wording.figures(few, WindowScore(None, 5.0, 10.0, True)) == \
+        "5 of 10 cases closed on time (50%): fewer than 100 cases to judge by"
+    # days of 0 of 0 are still nothing to take a share of, minimum or not
+    assert "every denominator is 0" in wording.figures(few, INSUFFICIENT)
