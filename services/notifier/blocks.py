@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
 from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
-from shared.core.windows import Window
+from shared.core.windows import Window, spans
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
 MAX_BLOCKS = 50
@@ -121,15 +121,11 @@ def long_date(day: date) -> str:
 Span = tuple[date, date]
 
 
-def window_span(catalog: Catalog, window: str, as_of: date | None) -> Span | None:
+def span_if_known(catalog: Catalog, window: str, as_of: date | None) -> Span | None:
     """The first and last day `window` covers as of `as_of`, as the catalog defines it; None when
     there is no as-of date or the catalog no longer has the window (an old alert still open)."""
     found = catalog.windows.get(window)
     return None if found is None or as_of is None else found.span(as_of)
-
-
-def spans(windows: Mapping[str, Window], as_of: date) -> dict[str, Span]:
-    return {name: window.span(as_of) for name, window in windows.items()}
 
 
 def for_window(window: str, span: Span | None) -> str:
@@ -159,7 +155,7 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     ordered = follow_up_order(board, catalog, follow_up_window)
     below = needing_follow_up(board, catalog, follow_up_window)
     days = {window: wording.span_in_words(*span) for window, span in spans(catalog.windows, board.as_of).items()}
-    follow_up_days = in_window(follow_up_window, window_span(catalog, follow_up_window, board.as_of))
+    follow_up_days = in_window(follow_up_window, span_if_known(catalog, follow_up_window, board.as_of))
     title = f"{catalog.city} CityScore — {long_date(board.as_of)}"
     overall = "  ·  ".join(f"{w.title()} {shown(board.cityscore.get(w))} ({days[w]})" for w in windows)
     text = (f"{title}: {overall}. {len(below)} metric{'s' if len(below) != 1 else ''} below 1 "
@@ -238,7 +234,7 @@ def recap_message(board: Scoreboard, catalog: Catalog, owners: Mapping[str, Sequ
     exceeding, follow_up = recap_lines(board, catalog, owners)
     # The week the catalog defines as of the board's day: the trailing 7 days, or the last
     # complete calendar week (which a recap on a Monday reports in full).
-    week = window_span(catalog, "week", board.as_of)
+    week = span_if_known(catalog, "week", board.as_of)
     title = f"{catalog.city} CityScore weekly recap — week of {wording.span_in_words(*week, year=True)}"
     text = (f"{title}: CityScore {for_window('week', week)} {shown(board.cityscore.get('week'))}; "
             f"{len(follow_up)} of the metrics most in need of follow-up listed.")
@@ -273,7 +269,7 @@ class AlertView:
     acknowledged_by: str | None = None
     owner: str | None = None
     as_of: date | None = None
-    # The first and last day the window covers as of `as_of` (window_span), when known.
+    # The first and last day the window covers as of `as_of` (span_if_known), when known.
     span: Span | None = None
 
     @property
@@ -362,11 +358,18 @@ def note_modal(alert_id: int, metric: Metric) -> dict:
 
 def metric_scores_message(metric: Metric, scores: Mapping[str, WindowScore], as_of: date,
                           windows: Mapping[str, Window] | None = None) -> dict:
-    """One metric's scores, each with the days of its window when the catalog's `windows` are given."""
+    """One metric's scores, each with the days of its window when the catalog's `windows` are given,
+    and the target it was scored with when that is not the one in force on `as_of` (stated below)."""
     days = spans(windows, as_of) if windows is not None else {}
-    lines = [f"*{window.title()}*" + (f" · {wording.span_in_words(*days[window])}" if window in days else "")
-             + f" {mark(result.score, result.state)}  ({wording.figures(metric, result)})"
-             for window, result in scores.items()]
+
+    def line(window: str, result: WindowScore) -> str:
+        span = days.get(window)
+        earlier = wording.earlier_target(metric, span, as_of) if span is not None else None
+        return (f"*{window.title()}*" + (f" · {wording.span_in_words(*span)}" if span is not None else "")
+                + f" {mark(result.score, result.state)}  ({wording.figures(metric, result)}"
+                + (f"; {earlier})" if earlier else ")"))
+
+    lines = [line(window, result) for window, result in scores.items()]
     text = f"{metric.name.title()} as of {as_of.isoformat()}"
     return {"text": text, "blocks": [header(text), section("\n".join(lines)),
                                      context(f"Target: {wording.target_short(metric, on=as_of)}. {metric.description}")]}

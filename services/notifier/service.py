@@ -28,7 +28,7 @@ from shared.store.score_reader import ScoreReader
 from . import slack_requests
 from .blocks import (
     AlertView, alert_message, board_message, escape, metric_scores_message, note_modal, recap_message, reply_message,
-    window_span,
+    span_if_known,
 )
 from .follow_ups import FollowUps
 from .lifecycle import (
@@ -214,7 +214,7 @@ class Notifier:
                          reading.denominator, previous if previous is not None else alert.first_score,
                          alert.first_score, self.departments.get(metric.department, metric.department),
                          self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,
-                         reading.as_of, window_span(self.catalog, alert.window, reading.as_of))
+                         reading.as_of, span_if_known(self.catalog, alert.window, reading.as_of))
 
     def _hold(self) -> datetime | None:
         now = self._now()

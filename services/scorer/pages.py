@@ -22,7 +22,7 @@ from shared.core import wording
 from shared.core.catalog import Catalog, Metric
 from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import WindowScore, standing
-from shared.core.windows import Window
+from shared.core.windows import spans
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                   static_url_path="/assets")
@@ -192,9 +192,9 @@ def local_time(moment: datetime, catalog: Catalog) -> str:
     return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'} {local:%Z}"
 
 
-def window_span(as_of: date, window: Window) -> str:
-    """The days `window` covers as of `as_of`, in words ('3–9 February 2025')."""
-    return wording.span_in_words(*window.span(as_of), year=True)
+def span_words(span: tuple[date, date]) -> str:
+    """A window's first and last day in words, with the year ('3–9 February 2025')."""
+    return wording.span_in_words(*span, year=True)
 
 
 @dataclass(frozen=True)
@@ -206,10 +206,10 @@ class WindowDates:
     words: str
 
 
-def window_dates(catalog: Catalog, as_of: date) -> dict[str, WindowDates]:
+def board_window_dates(catalog: Catalog, as_of: date) -> dict[str, WindowDates]:
     """Each window's days as of `as_of`, as the catalog defines the window (trailing or calendar)."""
-    spans = {name: window.span(as_of) for name, window in catalog.windows.items()}
-    return {name: WindowDates(start, end, wording.span_in_words(start, end)) for name, (start, end) in spans.items()}
+    return {name: WindowDates(start, end, wording.span_in_words(start, end))
+            for name, (start, end) in spans(catalog.windows, as_of).items()}
 
 
 def in_force_since(metric: Metric, as_of: date) -> date | None:
@@ -315,7 +315,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         current=current,
         explicit=asked is not None and asked != current,
         city_cells={window: cell(scoreboard.cityscore.get(window)) for window in catalog.windows},
-        dates=window_dates(catalog, as_of),
+        dates=board_window_dates(catalog, as_of),
         rows=rows,
         updated_words=updated_words,
         updated_iso=updated_iso,
@@ -376,7 +376,8 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     # One metric's year of day scores: cheap enough for its page (docs/scoring.md §4b).
     ranked = parts["store"].percentiles(as_of, [metric_id], parts["read_timeout_s"])[metric_id]
     department = catalog.departments_by_id.get(found.department)
-    scores = [(window, catalog.windows[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
+    days = spans(catalog.windows, as_of)
+    scores = [(window, days[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
     numerator_words, denominator_words = wording.audit_terms(found)
     html = render_template(
         "pages/metric.html",
@@ -395,7 +396,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         in_words={window: wording.figures(found, result) for window, _, result in scores},
         percentile=ranked,
         percentile_words=wording.percentile_words(ranked),
-        window_span=window_span,
+        span_words=span_words,
+        # A window scored with another target than the one stated above (it ended before a change)
+        # says so beside its score; the JSON gives every window's "target".
+        window_targets={window: wording.earlier_target(found, span, as_of, year=True) for window, span, _ in scores},
         as_of=as_of,
         board_as_of=as_of if asked is not None and asked != current else None,
         series=series,

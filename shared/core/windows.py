@@ -18,7 +18,7 @@ import calendar
 import enum
 from datetime import date, timedelta
 import itertools
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
 
@@ -162,6 +162,12 @@ class Window(BaseModel):
         return f"the last complete {months} ending on or before the as-of day"
 
 
-def earliest_start(windows: dict[str, Window], as_of: date) -> date:
+def spans(windows: Mapping[str, Window], as_of: date) -> dict[str, tuple[date, date]]:
+    """Each window's first and last local day as of `as_of` (both inclusive), by the window's name:
+    what the board, the read API, the pages, Slack and the terminal say each score covers."""
+    return {name: window.span(as_of) for name, window in windows.items()}
+
+
+def earliest_start(windows: Mapping[str, Window], as_of: date) -> date:
     """The first local day any of these windows covers as of `as_of` (what must be read)."""
-    return min(window.span(as_of)[0] for window in windows.values())
+    return min(start for start, _ in spans(windows, as_of).values())

@@ -95,6 +95,19 @@ def target_short(metric: Metric, on: date | None = None) -> str:
     return f"{target:g}{_unit(metric)}"
 
 
+def earlier_target(metric: Metric, span: tuple[date, date], as_of: date, year: bool = False) -> str | None:
+    """The target a window was scored with, when it is not the one in force on `as_of` (the one a
+    page or message states once): 'target 80% (in force on 28 June)'. None when it is the same.
+
+    A window is scored with the target of its last day, so a calendar week that ended before a
+    target changed keeps the old one while the as-of date has the new.
+    """
+    end = span[1]
+    if metric.target_on(end) == metric.target_on(as_of):
+        return None
+    return f"target {target_short(metric, on=end)} (in force on {day_in_words(end, year=year)})"
+
+
 def target_sentence(metric: Metric, on: date | None = None) -> str:
     """The target as the metric's page states it: '80% of cases closed on time'."""
     target = _target(metric, on)

@@ -7,7 +7,7 @@ import pytest
 
 from services.notifier.blocks import (
     AlertView, alert_message, all_messages_fit, board_message, escape, follow_up_order, limit_problems, mark,
-    metric_scores_message, recap_lines, recap_message, reply_message, window_span,
+    metric_scores_message, recap_lines, recap_message, reply_message, span_if_known,
 )
 from services.notifier.routing import RoutingError, load_routing, parse_routing
 from shared.core.catalog import load_catalog
@@ -246,7 +246,7 @@ def test_the_weekly_recap_says_which_week(catalog, week):
     (CALENDAR, "13–19 July", "80%"),  # the calendar week ended before
 ])
 def test_an_alert_says_the_days_of_its_window_and_the_target_it_was_scored_with(catalog, days, target):
-    span = window_span(catalog, "week", THURSDAY)
+    span = span_if_known(catalog, "week", THURSDAY)
     assert span is not None and span[1] - span[0] == timedelta(days=6)
     pothole = catalog.by_id["pothole-on-time"]
     message = alert_message(alert_view(span=span, metric=pothole))
@@ -261,7 +261,7 @@ def test_an_alert_says_the_days_of_its_window_and_the_target_it_was_scored_with(
     assert reply_message("resolved", alert_view("resolved", score=1.05, span=span, metric=pothole))["text"] == \
         f"✅ Resolved: Pothole On-Time % is at 🟢 1.05 ▲ for the week of {days}."
     # A window the catalog no longer has, or an alert with no as-of date, has no days to say.
-    assert window_span(catalog, "fortnight", THURSDAY) is None and window_span(catalog, "week", None) is None
+    assert span_if_known(catalog, "fortnight", THURSDAY) is None and span_if_known(catalog, "week", None) is None
 
 
 def test_the_slash_command_says_each_windows_days():
@@ -272,3 +272,22 @@ def test_the_slash_command_says_each_windows_days():
     assert [line.split(" 🔴")[0] for line in lines] == [
         "*Day* · 23 July", "*Week* · 13–19 July", "*Month* · June 2026", "*Quarter* · April – June 2026"]
     assert "Target: 85%." in context_of(message)  # the target in force on the as-of date
+
+
+def test_the_slash_command_says_the_target_of_each_window_scored_with_an_earlier_one():
+    # Raised on Monday 20 July: the day (23 July) has the 85% stated below; the calendar week, month
+    # and quarter ended before it, so each says the 80% it was scored with.
+    pothole = CALENDAR.by_id["pothole-on-time"]
+    message = metric_scores_message(pothole, {w: WindowScore(0.9, 9, 10) for w in CALENDAR.windows}, THURSDAY,
+                                    CALENDAR.windows)
+    lines = dict(zip(CALENDAR.windows, message["blocks"][1]["text"]["text"].split("\n")))
+    assert "target" not in lines["day"]
+    assert lines["week"].endswith("(9 of 10 cases closed on time (90%); target 80% (in force on 19 July))")
+    assert lines["month"].endswith("; target 80% (in force on 30 June))")
+    assert lines["quarter"].endswith("; target 80% (in force on 30 June))")
+    assert "Target: 85%." in context_of(message)
+    # Trailing windows all end on the as-of date: one target, stated once.
+    trailing = metric_scores_message(RAISED.by_id["pothole-on-time"], {w: WindowScore(0.9, 9, 10)
+                                                                        for w in RAISED.windows}, THURSDAY,
+                                     RAISED.windows)
+    assert "; target" not in trailing["blocks"][1]["text"]["text"]

@@ -449,6 +449,24 @@ def test_metric_page_shows_the_targets_over_time_and_states_the_one_in_force(cal
     assert "(in force on 25 June 2026)" in before.one("ul", cls="targets").all("li")[0].text()
 
 
+def window_targets(page: Node) -> dict[str, str]:
+    return {row.attrs["data-window"]: " ".join(span.text().split())
+            for row in page.one("table", cls="audit").one("tbody").all("tr")
+            for span in row.all("span", cls="window-target")}
+
+
+def test_metric_page_says_a_windows_target_beside_its_score_when_not_the_one_stated(calendar_client):
+    # As of Tuesday 30 June the page states 85% (raised on Monday 29 June); the week of 22-28 June
+    # ended before, and was scored with 80%, as the JSON's "target" of that window says.
+    page = parse(calendar_client.get("/metric/pothole-on-time").data)
+    assert facts_of(page)["Target"] == "85% of cases closed on time"
+    assert window_targets(page) == {"week": "target 80% (in force on 28 June 2026)"}
+    api = api_board(calendar_client)["metrics"]["pothole-on-time"]
+    assert [w for w in CALENDAR.windows if api[w]["target"] != api["target"]] == ["week"]
+    # Every window of a metric with one target is scored with it: nothing to add.
+    assert window_targets(parse(calendar_client.get("/metric/311-call-center").data)) == {}
+
+
 def test_a_metric_with_one_target_has_no_history_of_targets(client, calendar_client):
     assert parse(client.get("/metric/pothole-on-time").data).all("ul", cls="targets") == []
     assert parse(calendar_client.get("/metric/311-call-center").data).all("ul", cls="targets") == []
