@@ -1,6 +1,7 @@
 """A scoreboard for a terminal: the overall CityScore on top, then one row per metric, the days
-each window covers, then the metrics that need follow-up this week in words (shared.core.wording,
-as in Slack and on the page)."""
+each window covers, then the metrics that need follow-up in the week window (the last 7 days, or
+the last complete calendar week, as the catalog defines it) in words (shared.core.wording, as in
+Slack and on the page)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.text import Text
 from shared.core import wording
 from shared.core.catalog import Catalog
 from shared.core.scoring import Scoreboard, needing_follow_up, standing
+from shared.core.windows import spans
 
 # The window whose follow-ups are spelled out under the table, as in the notifier's daily board.
 FOLLOW_UP_WINDOW = "week"
@@ -53,12 +55,12 @@ def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = 
     console.print(table)
     console.print(wording.legend(), style="dim")
     # The windows as the catalog defines them: trailing days, or the last complete calendar periods.
-    spans = {window: catalog.windows[window].span(board.as_of) for window in windows}
+    days = spans(catalog.windows, board.as_of)
     console.print(Text("Days each window covers: "
-                       + " · ".join(f"{window} {wording.span_in_words(*span)}" for window, span in spans.items())))
+                       + " · ".join(f"{window} {wording.span_in_words(*span)}" for window, span in days.items())))
     below = needing_follow_up(board, catalog, FOLLOW_UP_WINDOW)
     if below:
-        week = spans[FOLLOW_UP_WINDOW]
+        week = days[FOLLOW_UP_WINDOW]
         console.print(f"\n{wording.FOLLOW_UP.capitalize()} (below 1 in the "
                       f"{wording.window_in_words(FOLLOW_UP_WINDOW, *week)}), lowest first:", style="bold")
         for metric in below:

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from shared.core.catalog import Catalog
 from shared.store.score_reader import ScoreReader
-from shared.core.scoring import overall, score_metric, window_dates
+from shared.core.scoring import days_up_to, overall, score_metric
 from shared.core.windows import earliest_start
 
 
@@ -24,7 +24,7 @@ def city_history(store: ScoreReader, window: str, days: int, end: date) -> list[
         first_days = store.first_days(conn)
         loaded = store.load_days(conn, ids, earliest_start(catalog.windows, start), end, first_days)
     series = []
-    for as_of in window_dates(end, days):
+    for as_of in days_up_to(end, days):
         scores = [score_metric(catalog.by_id[m], loaded[m], as_of, catalog.windows, first_days.get(m)) for m in ids]
         series.append((as_of, overall(scores, [window])[window]))
     return series

@@ -14,7 +14,8 @@ from werkzeug.exceptions import HTTPException
 from shared.core.catalog import Catalog
 from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
-from shared.core.scoring import Scoreboard, WindowScore, window_span
+from shared.core.scoring import Scoreboard, WindowScore, span_fields, window_target
+from shared.core.windows import spans
 from shared.platform.bootstrap import bootstrap
 from shared.platform.clock import Clock, current_as_of, system_clock
 from shared.platform.web import json_response
@@ -38,7 +39,7 @@ def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | Non
         rows = store.current(conn)
         updated = store.last_updated(conn)
     windows = list(store.catalog.windows)
-    spans = {name: window.span(as_of) for name, window in store.catalog.windows.items()}
+    days = spans(store.catalog.windows, as_of)
     metrics: dict[str, dict[str, WindowScore]] = {}
     for metric in store.catalog.metrics:
         scores = {}
@@ -48,7 +49,7 @@ def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | Non
                 return None
             # Scored over other days or against another target than this catalog says (its windows
             # or targets changed, and the scorer has not rescored since): not this board.
-            if (row.window_start, row.window_end) != spans[window] or row.target != metric.target_on(spans[window][1]):
+            if (row.window_start, row.window_end) != days[window] or row.target != window_target(metric, days[window]):
                 return None
             scores[window] = WindowScore(row.score, row.numerator, row.denominator)
         metrics[metric.id] = scores
@@ -196,9 +197,9 @@ def create_app(
         def entry(as_of: date, score: WindowScore) -> dict:
             # A calendar window is the score of several as-of dates in a row: each says its days,
             # and the target in force on its last day (the one it was scored with), as the board.
-            span = window_span(catalog, window, as_of)
-            return {"as_of": as_of.isoformat(), **score.as_dict(), **span,
-                    "target": metric.target_on(date.fromisoformat(span["end"]))}
+            span = catalog.windows[window].span(as_of)
+            return {"as_of": as_of.isoformat(), **score.as_dict(), **span_fields(span),
+                    "target": window_target(metric, span)}
 
         return json_response(200, {
             "metric": metric_id, "name": metric.name, "window": window, "kind": metric.kind.value,

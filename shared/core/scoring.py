@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Container, Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
-from shared.core.windows import Window, years_back
+from shared.core.windows import Window, spans, years_back
 
 
 @dataclass(slots=True)
@@ -84,9 +84,10 @@ def as_of_at(instant: datetime, catalog: Catalog) -> date:
     return instant.astimezone(catalog.zone).date() - timedelta(days=1)
 
 
-def window_dates(as_of: date, length: int) -> list[date]:
-    """The `length` local days of a trailing window that ends on `as_of`."""
-    return [as_of - timedelta(days=offset) for offset in range(length - 1, -1, -1)]
+def days_up_to(end: date, count: int) -> list[date]:
+    """The `count` local days ending on `end`, oldest first: a run of as-of dates for a history,
+    or the days of a trailing window. A catalog's window gives its own days (Window.dates)."""
+    return [end - timedelta(days=offset) for offset in range(count - 1, -1, -1)]
 
 
 # -- the five kinds ---------------------------------------------------------
@@ -275,19 +276,19 @@ class Scoreboard(NamedTuple):
     def as_dict(self, catalog: Catalog) -> dict:
         """The JSON shape of docs/contract.md ("Scores"): each window with the dates it covers and
         its state; each metric's "percentile" too when the board has them."""
-        spans = {name: window_span(catalog, name, self.as_of) for name in catalog.windows}
+        days = spans(catalog.windows, self.as_of)
         ranked = {} if self.percentiles is None else self.percentiles
         return {
             "as_of": self.as_of.isoformat(),
             "cityscore": dict(self.cityscore),
-            "windows": {name: span for name, span in spans.items()},
+            "windows": {name: span_fields(span) for name, span in days.items()},
             "metrics": {
                 metric_id: {
                     "name": catalog.by_id[metric_id].name,
                     "target": catalog.by_id[metric_id].target_on(self.as_of),
                     **({"percentile": ranked.get(metric_id)} if self.percentiles is not None else {}),
-                    **{window: {**score.as_dict(), **spans[window],
-                                "target": _window_target(catalog.by_id[metric_id], spans[window])}
+                    **{window: {**score.as_dict(), **span_fields(days[window]),
+                                "target": window_target(catalog.by_id[metric_id], days[window])}
                        for window, score in scores.items()},
                 }
                 for metric_id, scores in self.metrics.items()
@@ -295,14 +296,15 @@ class Scoreboard(NamedTuple):
         }
 
 
-def window_span(catalog: Catalog, window: str, as_of: date) -> dict[str, str]:
-    """{"start": …, "end": …}: the local dates (inclusive) a window covers as of `as_of`."""
-    start, end = catalog.windows[window].span(as_of)
+def span_fields(span: tuple[date, date]) -> dict[str, str]:
+    """{"start": …, "end": …}: a window's first and last local day (inclusive) in the JSON."""
+    start, end = span
     return {"start": start.isoformat(), "end": end.isoformat()}
 
 
-def _window_target(metric: Metric, span: dict[str, str]) -> float | None:
-    return metric.target_on(date.fromisoformat(span["end"]))
+def window_target(metric: Metric, span: tuple[date, date]) -> float | None:
+    """The target a window was scored with: the one in force on its last day."""
+    return metric.target_on(span[1])
 
 
 def score_city(

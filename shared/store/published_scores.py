@@ -15,7 +15,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from shared.core.score_change import CITY, ScoreChange
-from shared.core.scoring import WindowScore, overall
+from shared.core.scoring import WindowScore, overall, window_target
+from shared.core.windows import spans
 from shared.store.bulk_sql import chunks
 from shared.store.engine import utcnow
 from shared.store.tables.scorer import CurrentScore, ScoreOutbox
@@ -49,12 +50,12 @@ class PublishedScores:
         now = utcnow()
         table = CurrentScore.__table__
 
-        spans = {name: window.span(as_of) for name, window in self.catalog.windows.items()}
+        days = spans(self.catalog.windows, as_of)
 
         def store(metric: str, window: str, result: WindowScore) -> None:
             previous = stored.get((metric, window))
-            start, end = spans[window]
-            target = self.catalog.by_id[metric].target_on(end) if metric != CITY else None
+            start, end = days[window]
+            target = window_target(self.catalog.by_id[metric], days[window]) if metric != CITY else None
             # The published figures (a window's state is not published: docs/scoring.md §4a), and
             # what they were computed over and against.
             if previous is not None and previous.as_of == as_of and (previous.score, previous.numerator,

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from shared.core.catalog import Catalog, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
 from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
-                                 window_dates)
+                                 days_up_to)
 from shared.core.windows import earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
 from shared.store.tables.scorer import CurrentScore, DayTotal, MetricFirstDay
@@ -128,7 +128,7 @@ class ScoreReader:
                     raise ReadTimedOut(timeout_s) from exc
                 raise
         series = []
-        for as_of in window_dates(end, days):
+        for as_of in days_up_to(end, days):
             if deadline is not None and monotonic() > deadline:
                 raise ReadTimedOut(timeout_s)
             scores = score_metric(metric, loaded[metric_id], as_of, self.catalog.windows, first_days.get(metric_id))
@@ -157,7 +157,7 @@ class ScoreReader:
                     raise ReadTimedOut(timeout_s) from exc
                 raise
         boards = []
-        for as_of in window_dates(end, (end - start).days + 1):
+        for as_of in days_up_to(end, (end - start).days + 1):
             if deadline is not None and monotonic() > deadline:
                 raise ReadTimedOut(timeout_s)
             metrics = {metric_id: score_metric(self.catalog.by_id[metric_id], loaded[metric_id], as_of,

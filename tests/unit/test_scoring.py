@@ -9,13 +9,13 @@ from shared.core.catalog import Kind, load_catalog
 from shared.core.windows import Window
 from shared.core.scoring import (
     DayTotals,
+    days_up_to,
     overall,
     score_mean_daily_ratio,
     score_metric,
     score_ratio,
     score_target_over_median,
     standing,
-    window_dates,
     years_back,
 )
 
@@ -32,10 +32,10 @@ def totals(numerator=0.0, denominator=0.0, count=0.0, values=()):
 
 
 def test_windows_are_trailing_and_end_on_the_as_of_date():
-    week = window_dates(D, 7)
+    week = days_up_to(D, 7)
     assert week[0] == D - timedelta(days=6) and week[-1] == D and len(week) == 7
-    assert window_dates(D, 1) == [D]
-    assert len(set(window_dates(D, 90))) == 90
+    assert days_up_to(D, 1) == [D]
+    assert len(set(days_up_to(D, 90))) == 90
 
 
 def test_years_back_turns_29_february_into_28_february():
@@ -55,7 +55,7 @@ def test_boston_311_call_center_day_example():
 
 def test_ratio_pools_the_window_rather_than_averaging_days():
     days = {D: totals(1, 1), D - timedelta(days=1): totals(1, 9)}
-    result = score_ratio(days, window_dates(D, 7), 0.8)
+    result = score_ratio(days, days_up_to(D, 7), 0.8)
     # pooled: 2/10 = 0.2, not the mean of 1.0 and 0.111
     assert isclose(result.score, 0.2 / 0.8)
     assert (result.numerator, result.denominator) == (2, 10)
@@ -86,14 +86,14 @@ def test_mean_daily_ratio_averages_days_with_data():
         D - timedelta(days=1): totals(500, 1000),  # 0.50: a big day counts the same as a small one
         D - timedelta(days=2): totals(0, 0),  # no school: left out, not a zero
     }
-    result = score_mean_daily_ratio(days, window_dates(D, 7), 0.95)
+    result = score_mean_daily_ratio(days, days_up_to(D, 7), 0.95)
     assert isclose(result.numerator, 0.70)
     assert result.denominator == 0.95
     assert isclose(result.score, 0.70 / 0.95)
 
 
 def test_mean_daily_ratio_is_null_without_a_day_with_denominator():
-    assert score_mean_daily_ratio({D: totals(0, 0)}, window_dates(D, 7), 0.95).score is None
+    assert score_mean_daily_ratio({D: totals(0, 0)}, days_up_to(D, 7), 0.95).score is None
 
 
 # -- target over median ------------------------------------------------------------
@@ -102,7 +102,7 @@ def test_mean_daily_ratio_is_null_without_a_day_with_denominator():
 def test_boston_ems_week_example_with_an_even_count():
     # median of an even count is the mean of the middle two: (389 s + 390 s) / 2 = 6.49167 min
     days = {D: totals(values=[5.0, 389 / 60]), D - timedelta(days=3): totals(values=[390 / 60, 8.0])}
-    result = score_target_over_median(days, window_dates(D, 7), 6.0)
+    result = score_target_over_median(days, days_up_to(D, 7), 6.0)
     assert result.numerator == 6.0
     assert round(result.denominator, 5) == 6.49167
     assert round(result.score, 4) == 0.9243
@@ -128,7 +128,7 @@ def trend_metric(kind=Kind.TREND_LOWER_BETTER):
 def test_boston_bfd_incidents_week_example_eleven_years_of_history():
     # Boston published week 225.935 / 241.857 = 0.9342; the historical sum is 17397 / 77 = 7 days x 11 years.
     days = {}
-    week = window_dates(D, 7)
+    week = days_up_to(D, 7)
     current = [240, 250, 236, 244, 239, 241, 243]  # 1693 / 7 = 241.857
     for day, count in zip(week, current):
         days[day] = totals(count=count)
@@ -147,7 +147,7 @@ def test_boston_bfd_incidents_week_example_eleven_years_of_history():
 
 def test_boston_library_users_week_example_higher_is_better():
     days = {}
-    week = window_dates(D, 7)
+    week = days_up_to(D, 7)
     for index, day in enumerate(week):
         days[day] = totals(count=156652 // 7 + (156652 % 7 if index == 0 else 0))
     moved = [years_back(day, k) for k in range(1, 6) for day in week]
@@ -178,13 +178,13 @@ def test_trend_history_across_29_february():
     # and every year contributes exactly 7 days.
     as_of = date(2024, 3, 1)
     days = {}
-    for day in window_dates(as_of, 7):
+    for day in days_up_to(as_of, 7):
         days[day] = totals(count=2)
     for k, per_day in ((1, 3), (2, 5)):
-        for day in window_dates(years_back(as_of, k), 8):
+        for day in days_up_to(years_back(as_of, k), 8):
             days[day] = totals(count=per_day)
     days[date(2023, 2, 28)] = totals(count=10)
-    moved_2023 = [years_back(day, 1) for day in window_dates(as_of, 7)]
+    moved_2023 = [years_back(day, 1) for day in days_up_to(as_of, 7)]
     assert moved_2023.count(date(2023, 2, 28)) == 2 and len(moved_2023) == 7
     first_day = date(2022, 2, 20)
     week = score_metric(trend_metric(), days, as_of, WINDOWS, first_day)["week"]
@@ -195,7 +195,7 @@ def test_trend_history_across_29_february():
 
 def test_trend_day_score_uses_the_week_baseline():
     days = {D: totals(count=4)}
-    for day in window_dates(years_back(D, 1), 7):
+    for day in days_up_to(years_back(D, 1), 7):
         days[day] = totals(count=7)  # week mean 7
     days[years_back(D, 1)] = totals(count=14)  # but the same day last year was 14: not used
     days[years_back(D, 1) - timedelta(days=30)] = totals(count=0)  # data well before
@@ -206,7 +206,7 @@ def test_trend_day_score_uses_the_week_baseline():
 
 
 def test_trend_null_rules():
-    history = {day: totals(count=3) for day in window_dates(years_back(D, 1), 90)}
+    history = {day: totals(count=3) for day in days_up_to(years_back(D, 1), 90)}
     # lower is better: null when nothing happened in the current window
     lower = score_metric(trend_metric(), dict(history), D, WINDOWS)
     assert all(lower[w].score is None for w in WINDOWS)
@@ -214,7 +214,7 @@ def test_trend_null_rules():
     only_now = score_metric(trend_metric(), {D: totals(count=3)}, D, WINDOWS)
     assert all(only_now[w][:3] == (None, None, None) and only_now[w].state == "insufficient_data" for w in WINDOWS)
     # higher is better: null when the historical mean is 0, even with current activity
-    zero_history = {day: totals(count=0) for day in window_dates(years_back(D, 1), 90)}
+    zero_history = {day: totals(count=0) for day in days_up_to(years_back(D, 1), 90)}
     zero_history[D] = totals(count=100)
     higher = score_metric(trend_metric(Kind.TREND_HIGHER_BETTER), zero_history, D, WINDOWS)
     assert higher["week"].score is None

@@ -19,8 +19,8 @@ from shared.core.scoring import (
     DayTotals,
     Scoreboard,
     WindowScore,
+    days_up_to,
     score_metric,
-    window_dates,
     years_back,
 )
 from shared.core.windows import Window
@@ -72,7 +72,7 @@ def test_a_trend_with_data_now_but_no_past_year_is_insufficient_data():
 
 
 def test_a_trend_with_a_past_year_but_nothing_in_the_window_is_no_data():
-    history = {day: totals(count=3) for day in window_dates(years_back(D, 1), 90)}
+    history = {day: totals(count=3) for day in days_up_to(years_back(D, 1), 90)}
     assert set(states("bfd-incidents", history).values()) == {NO_DATA}
     # a count of 0 sent for the day (a tally) is data: lower is better, and 0 cannot be divided by
     history[D] = totals(count=0)
@@ -81,7 +81,7 @@ def test_a_trend_with_a_past_year_but_nothing_in_the_window_is_no_data():
 
 
 def test_a_higher_is_better_trend_whose_past_years_counted_nothing_is_insufficient_data():
-    zero_history = {day: totals(count=0) for day in window_dates(years_back(D, 1), 90)}
+    zero_history = {day: totals(count=0) for day in days_up_to(years_back(D, 1), 90)}
     zero_history[D] = totals(count=100)
     assert set(states("library-users", zero_history).values()) == {INSUFFICIENT_DATA}
 
