@@ -5,8 +5,10 @@ off the old scores under the new dates
 Revision ID: 0007
 Revises: 0006
 
-Rows published before this migration keep NULLs: they are taken as the scorer's until its
-next rescore (at its next start, or the next as-of day) fills them in.
+Rows published before this migration keep NULLs, which match no window's dates: the read
+API does not serve them as the board (services/scorer/app.py, stored_board) and computes
+the board on request instead, until the scorer's next rescore (at its next start, or the
+next as-of day) fills them in.
 """
 from alembic import op
 import sqlalchemy as sa
