@@ -39,6 +39,7 @@ def seed_scores(engine, catalog: Catalog, end: date, days: int = 130, years_of_h
     """Plausible daily totals for every metric: some above target, some below, some moving."""
     totals, values, first = [], [], []
     for index, metric in enumerate(catalog.metrics):
+        aim = metric.latest_target  # a number, whether the catalog gives one target or a history
         span = days + (366 * years_of_history if metric.kind.is_trend else 0)
         start = end - timedelta(days=span - 1)
         first.append({"metric": metric.id, "first_day": start})
@@ -47,7 +48,7 @@ def seed_scores(engine, catalog: Catalog, end: date, days: int = 130, years_of_h
             wave = math.sin((offset + index * 7) / 9.0)
             quality = 1.0 + 0.25 * wave - (0.15 if index % 3 == 0 else -0.05)
             if metric.kind in (Kind.RATIO, Kind.MEAN_DAILY_RATIO):
-                target = metric.target or 1
+                target = aim or 1
                 denominator = 40 + index
                 if metric.feed.value == "rating":
                     numerator = min(5.0, target * quality) * denominator
@@ -57,7 +58,7 @@ def seed_scores(engine, catalog: Catalog, end: date, days: int = 130, years_of_h
                                "count": 0.0})
             elif metric.kind is Kind.TARGET_OVER_MEDIAN:
                 totals.append({"metric": metric.id, "day": day, "numerator": 0.0, "denominator": 0.0, "count": 0.0})
-                values += [{"metric": metric.id, "day": day, "value": (metric.target or 6) / quality * f}
+                values += [{"metric": metric.id, "day": day, "value": (aim or 6) / quality * f}
                            for f in (0.9, 1.0, 1.1)]
             else:
                 count = max(0.0, 10 * (2 - quality)) if metric.kind is Kind.TREND_LOWER_BETTER else 10 * quality
