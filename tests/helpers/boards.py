@@ -11,7 +11,9 @@ import math
 from shared.core.scoring import Scoreboard
 
 FIELDS = ("score", "numerator", "denominator")
-DATED_FIELDS = ("start", "end", "target")
+# Compared exactly, where the expected board says them: whether a null is no data or
+# insufficient data, the dates a window covers and the target it was scored with.
+SAID_FIELDS = ("state", "start", "end", "target")
 
 
 def same(a: float | None, b: float | None, abs_tol: float = 1e-9) -> bool:
@@ -52,8 +54,7 @@ def board_differences(expected: Scoreboard | dict, actual: Scoreboard | dict, ab
             for field in FIELDS:
                 if not same(result[field], got[field], abs_tol):
                     found.append(f"{metric} {window} {field}: {result[field]} != {got[field]}")
-            # The dates a window covers and the target it was scored with, where it says them.
-            for field in DATED_FIELDS:
+            for field in SAID_FIELDS:
                 if field in result and result[field] != got.get(field):
                     found.append(f"{metric} {window} {field}: {result[field]} != {got.get(field)}")
     return found

@@ -18,7 +18,8 @@ def board(numerator: float = 7.0, cityscore: float | None = 0.9) -> Scoreboard:
 
 def board_json() -> dict:
     return {"as_of": "2026-06-30", "cityscore": {"week": 0.9},
-            "metrics": {"pothole-on-time": {"week": {"score": 7 / 8 / 0.8, "numerator": 7.0, "denominator": 8.0}}}}
+            "metrics": {"pothole-on-time": {"week": {"score": 7 / 8 / 0.8, "numerator": 7.0, "denominator": 8.0,
+                                                     "state": "scored"}}}}
 
 
 def test_equal_boards_have_no_differences_whichever_shape():
@@ -92,3 +93,21 @@ def test_the_dates_and_target_of_a_window_that_says_them_are_compared():
     assert board_differences(dated("2026-06-22"), board_json()) == [
         "pothole-on-time week start: 2026-06-22 != None", "pothole-on-time week end: 2026-06-28 != None",
         "pothole-on-time week target: 0.8 != None"]
+
+
+def test_the_state_of_a_window_that_says_it_is_compared():
+    """A null score is no data or insufficient data: a board that tells them apart wrongly differs."""
+    def unscored(insufficient: bool) -> Scoreboard:
+        return Scoreboard(date(2026, 6, 30), {"week": None},
+                          {"pothole-on-time": {"week": WindowScore(None, None, None, insufficient)}})
+
+    assert board_differences(unscored(True), unscored(True)) == []
+    assert board_differences(unscored(False), unscored(True)) == [
+        "pothole-on-time week state: no_data != insufficient_data"]
+    said = {**board_json(), "cityscore": {"week": None}}
+    said["metrics"]["pothole-on-time"]["week"].update(score=None, numerator=None, denominator=None,
+                                                      state="insufficient_data")
+    assert board_differences(said, unscored(False)) == ["pothole-on-time week state: insufficient_data != no_data"]
+    # A board without states (one written before them) is compared on its figures alone.
+    del said["metrics"]["pothole-on-time"]["week"]["state"]
+    assert board_differences(said, unscored(False)) == []
