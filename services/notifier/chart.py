@@ -5,29 +5,16 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 
-from shared.core.catalog import Catalog
 from shared.store.score_reader import ScoreReader
-from shared.core.scoring import days_up_to, overall, score_metric
-from shared.core.windows import earliest_start
 
 
-def city_history(store: ScoreReader, window: str, days: int, end: date) -> list[tuple[date, float | None]]:
-    """The overall CityScore in `window` as of each of the `days` days ending on `end`.
-
-    Loads the daily totals once and scores each date with the shared core (the same
-    numbers as `ScoreReader.scoreboard(d).cityscore[window]`, without a query per day).
-    """
-    catalog: Catalog = store.catalog
+def city_history(store: ScoreReader, window: str, days: int, end: date,
+                 timeout_s: float | None = None) -> list[tuple[date, float | None]]:
+    """The overall CityScore in `window` as of each of the `days` days ending on `end`: the
+    boards of `ScoreReader.scoreboards` (the day totals loaded once, each date scored from them),
+    bounded by `timeout_s` as the read API's reads are."""
     start = end - timedelta(days=days - 1)
-    ids = [m.id for m in catalog.metrics]
-    with store.engine.connect() as conn:
-        first_days = store.first_days(conn)
-        loaded = store.load_days(conn, ids, earliest_start(catalog.windows, start), end, first_days)
-    series = []
-    for as_of in days_up_to(end, days):
-        scores = [score_metric(catalog.by_id[m], loaded[m], as_of, catalog.windows, first_days.get(m)) for m in ids]
-        series.append((as_of, overall(scores, [window])[window]))
-    return series
+    return [(board.as_of, board.cityscore.get(window)) for board in store.scoreboards(start, end, timeout_s)]
 
 
 def chart_png(series: list[tuple[date, float | None]], title: str) -> bytes:

@@ -86,6 +86,15 @@ def test_the_slack_chart_s_city_history_is_the_board_s_cityscore_day_by_day(fold
         assert value == pytest.approx(reader.scoreboard(as_of).cityscore[window], rel=1e-12), as_of
 
 
+def test_the_slack_chart_s_read_is_bounded_as_the_read_api_s(folded):
+    from services.notifier.chart import city_history
+    from shared.store.score_reader import ReadTimedOut
+
+    reader, _ = folded
+    with pytest.raises(ReadTimedOut):  # a bound no load of 40 days of totals can meet
+        city_history(reader, "week", 40, date(2025, 3, 2), timeout_s=1e-9)
+
+
 def test_boards_for_a_range_of_dates_are_the_ledger_s(folded):
     reader, ledger = folded
     boards = reader.scoreboards(date(2025, 2, 20), date(2025, 3, 3))  # the open-data history export's read
