@@ -7,11 +7,13 @@ command, so they are the same numbers; they are bounded in time (`ReadTimedOut`)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from shared.core.catalog import Catalog, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
@@ -43,6 +45,19 @@ class ScoreReader:
         self.catalog = catalog
         # `sql`: the database's own adapter unless given (a test reads PostgreSQL row by row too).
         self.sql = bulk_sql_for(engine) if sql is None else sql
+
+    @contextmanager
+    def bounded_reads(self, timeout_s: float | None) -> Iterator[Connection]:
+        """A connection for scores computed on request: its statements are cancelled after
+        `timeout_s` (None: unbounded), and a statement cancelled so raises ReadTimedOut."""
+        with self.engine.connect() as conn:
+            try:
+                self.sql.bound_reads(conn, timeout_s)
+                yield conn
+            except OperationalError as exc:
+                if timeout_s is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(timeout_s) from exc
+                raise
 
     def first_days(self, conn: Connection) -> dict[str, date]:
         return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
@@ -92,16 +107,8 @@ class ScoreReader:
 
         Computed on request, so bounded: past `timeout_s` it raises ReadTimedOut.
         """
-        from sqlalchemy.exc import OperationalError
-
-        with self.engine.connect() as conn:
-            try:
-                self.sql.bound_reads(conn, timeout_s)
-                metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
-            except OperationalError as exc:
-                if timeout_s is not None and ReadTimedOut.cancelled(exc):
-                    raise ReadTimedOut(timeout_s) from exc
-                raise
+        with self.bounded_reads(timeout_s) as conn:
+            metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
         return Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics)
 
     def history(self, metric_id: str, window: str, days: int, end: date,
@@ -113,20 +120,12 @@ class ScoreReader:
         """
         from time import monotonic
 
-        from sqlalchemy.exc import OperationalError
-
         deadline = None if timeout_s is None else monotonic() + timeout_s
         metric = self.catalog.by_id[metric_id]
         start = end - timedelta(days=days - 1)
-        with self.engine.connect() as conn:
-            try:
-                self.sql.bound_reads(conn, timeout_s)
-                first_days = self.first_days(conn)
-                loaded = self.load_days(conn, [metric_id], earliest_start(self.catalog.windows, start), end, first_days)
-            except OperationalError as exc:
-                if timeout_s is not None and ReadTimedOut.cancelled(exc):
-                    raise ReadTimedOut(timeout_s) from exc
-                raise
+        with self.bounded_reads(timeout_s) as conn:
+            first_days = self.first_days(conn)
+            loaded = self.load_days(conn, [metric_id], earliest_start(self.catalog.windows, start), end, first_days)
         series = []
         for as_of in days_up_to(end, days):
             if deadline is not None and monotonic() > deadline:
@@ -143,19 +142,11 @@ class ScoreReader:
         """
         from time import monotonic
 
-        from sqlalchemy.exc import OperationalError
-
         deadline = None if timeout_s is None else monotonic() + timeout_s
         ids = [m.id for m in self.catalog.metrics]
-        with self.engine.connect() as conn:
-            try:
-                self.sql.bound_reads(conn, timeout_s)
-                first_days = self.first_days(conn)
-                loaded = self.load_days(conn, ids, earliest_start(self.catalog.windows, start), end, first_days)
-            except OperationalError as exc:
-                if timeout_s is not None and ReadTimedOut.cancelled(exc):
-                    raise ReadTimedOut(timeout_s) from exc
-                raise
+        with self.bounded_reads(timeout_s) as conn:
+            first_days = self.first_days(conn)
+            loaded = self.load_days(conn, ids, earliest_start(self.catalog.windows, start), end, first_days)
         boards = []
         for as_of in days_up_to(end, (end - start).days + 1):
             if deadline is not None and monotonic() > deadline:
@@ -173,21 +164,13 @@ class ScoreReader:
         each past date scored in memory; bounded like `history`."""
         from time import monotonic
 
-        from sqlalchemy.exc import OperationalError
-
         deadline = None if timeout_s is None else monotonic() + timeout_s
         ids = [m.id for m in self.catalog.metrics] if metric_ids is None else list(metric_ids)
         if DAY not in self.catalog.windows:
             return {metric_id: None for metric_id in ids}
-        with self.engine.connect() as conn:
-            try:
-                self.sql.bound_reads(conn, timeout_s)
-                first_days = self.first_days(conn)
-                loaded = self.load_days(conn, ids, percentile_reach(self.catalog.windows, as_of), as_of, first_days)
-            except OperationalError as exc:
-                if timeout_s is not None and ReadTimedOut.cancelled(exc):
-                    raise ReadTimedOut(timeout_s) from exc
-                raise
+        with self.bounded_reads(timeout_s) as conn:
+            first_days = self.first_days(conn)
+            loaded = self.load_days(conn, ids, percentile_reach(self.catalog.windows, as_of), as_of, first_days)
         ranked = {}
         for metric_id in ids:
             if deadline is not None and monotonic() > deadline:
@@ -203,8 +186,6 @@ class ScoreReader:
         window's days has data (`scoring.unscored`, the rule of every kind), so one query for
         which days of the windows have data is enough, with no scoring again.
         """
-        from sqlalchemy.exc import OperationalError
-
         nulls = [metric_id for metric_id, scores in board.metrics.items()
                  if any(result.score is None for result in scores.values())]
         if not nulls:
@@ -214,15 +195,9 @@ class ScoreReader:
         query = select(table.c.metric, table.c.day).where(
             table.c.metric.in_(nulls), table.c.day.between(earliest_start(self.catalog.windows, board.as_of),
                                                            board.as_of))
-        with self.engine.connect() as conn:
-            try:
-                self.sql.bound_reads(conn, timeout_s)
-                for metric_id, day in conn.execute(query):
-                    with_data[metric_id].add(day)
-            except OperationalError as exc:
-                if timeout_s is not None and ReadTimedOut.cancelled(exc):
-                    raise ReadTimedOut(timeout_s) from exc
-                raise
+        with self.bounded_reads(timeout_s) as conn:
+            for metric_id, day in conn.execute(query):
+                with_data[metric_id].add(day)
         metrics = dict(board.metrics)
         for metric_id in nulls:
             metrics[metric_id] = {
