@@ -11,28 +11,9 @@ from pathlib import Path
 import click
 import orjson
 
-from shared.core.catalog import CatalogError, Catalog, load_catalog
-
-
-def _load_catalog(path: str | None) -> Catalog:
-    try:
-        return load_catalog(path or os.environ.get("CITYSCORE_CATALOG") or None)
-    except CatalogError as exc:
-        lines = "\n".join(f"  - {p}" for p in exc.problems)
-        raise click.ClickException(f"catalog {exc.source} is not valid:\n{lines}") from None
-
-
-catalog_option = click.option(
-    "--catalog",
-    "catalog_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Catalog YAML file, or a shipped catalog's name such as boston-calendar.yaml "
-         "(default: $CITYSCORE_CATALOG, else Boston's).",
-)
-
-
-from shared.platform.cli_options import parse_date as _parse_date  # noqa: E402
+from shared.core.catalog import Catalog
+from shared.platform.cli_options import catalog_option, load_catalog_option as _load_catalog
+from shared.platform.cli_options import parse_date as _parse_date
 
 
 @click.group()

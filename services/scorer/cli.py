@@ -9,14 +9,17 @@ import threading
 
 import click
 
+from shared.platform.cli_options import catalog_option, load_catalog_option
+
 from .settings import ScorerSettings
 
 log = logging.getLogger("cityscore.scorer")
 
 
-def _parts():
-    """Settings, catalog and engine, and the two parts of the store the scorer's pipeline writes
-    through: the folds (ScoreWriter) and the published scores with their outbox (PublishedScores)."""
+def _parts(catalog=None):
+    """Settings, catalog (`catalog`, else the one the settings name) and engine, and the two parts
+    of the store the scorer's pipeline writes through: the folds (ScoreWriter) and the published
+    scores with their outbox (PublishedScores)."""
     from shared.platform.bootstrap import bootstrap
     from shared.store.published_scores import PublishedScores
     from shared.store.schema import SchemaNotCurrent
@@ -24,7 +27,7 @@ def _parts():
     from shared.store.score_writer import ScoreWriter
 
     try:
-        settings, catalog, engine = bootstrap(ScorerSettings)
+        settings, catalog, engine = bootstrap(ScorerSettings, catalog=catalog)
     except SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from None
     return settings, catalog, engine, ScoreWriter(engine, catalog), PublishedScores(ScoreReader(engine, catalog))
@@ -121,12 +124,14 @@ def serve(host: str, port: int) -> None:
 @click.option("--allow-partial-history", is_flag=True,
               help="Rebuild even when the events topic no longer holds every event (retention or deleted "
                    "records moved its start): the scores then count only the events still in the topic.")
-def rebuild(yes: bool, allow_partial_history: bool) -> None:
+@catalog_option
+def rebuild(yes: bool, allow_partial_history: bool, catalog_path: str | None) -> None:
     """Forget the folded state and re-read the events topic from the beginning.
 
     Stop every scorer first. The scores published before are kept to compare with:
     a replay of the same events ends with the same scores and publishes no change.
     Refuses, changing nothing, when the topic has lost events (unless --allow-partial-history).
+    Scores with the catalog --catalog names, else CITYSCORE_CATALOG's: run the scorers with the same one.
     """
     from shared.platform.logs import configure_logging
 
@@ -134,9 +139,11 @@ def rebuild(yes: bool, allow_partial_history: bool) -> None:
     from .replay import PartialHistory, replay
 
     configure_logging()
+    # Read before anything is asked or touched: a catalog that does not load stops the rebuild here.
+    catalog = load_catalog_option(catalog_path)
     if not yes:
         click.confirm("Stop all scorers first. Rebuild the scores from the whole events topic?", abort=True)
-    settings, catalog, _, writer, scores = _parts()
+    settings, catalog, _, writer, scores = _parts(catalog)
     _tune_for_throughput()
     try:
         report = replay(settings, writer, scores, catalog, allow_partial_history=allow_partial_history)

@@ -129,15 +129,22 @@ def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(strea
     assert week["previous_score"] == trailing_week["score"]
 
 
-def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine):
+@pytest.mark.parametrize("given", [
+    {"CITYSCORE_CATALOG": CALENDAR_FILE},
+    # --catalog, as `cityscore score` takes it, wins over the environment's.
+    {"CITYSCORE_CATALOG": "boston.yaml", "--catalog": CALENDAR_FILE},
+], ids=["CITYSCORE_CATALOG", "--catalog"])
+def test_the_rebuild_command_follows_the_catalog_it_is_given(stream, engine, given):
     # The command scores as of its own yesterday: 120 days of tallies up to it, each day's
     # numbers its own, so each window's sums say which days it took.
     yesterday = datetime.now(TRAILING.zone).date() - timedelta(days=1)
     first = yesterday - timedelta(days=119)
     numbers = [(n + 1, 2 * n + 3) for n in range(120)]
     stream.send(tallies(first, numbers, "-daily"))
-    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING", "CITYSCORE_CATALOG": CALENDAR_FILE}
-    done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "--yes"], cwd=ROOT, env=env,
+    env = {**os.environ, **stream.env(), "CITYSCORE_LOG_LEVEL": "WARNING",
+           "CITYSCORE_CATALOG": given["CITYSCORE_CATALOG"]}
+    option = ["--catalog", given["--catalog"]] if "--catalog" in given else []
+    done = subprocess.run([sys.executable, "-m", "services.cli", "rebuild", "--yes", *option], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

@@ -187,6 +187,16 @@ def test_catalog_check_explains_the_calendar_windows(tmp_path, monkeypatch):
     assert "catalog bostn-calendar.yaml is not valid" in result.output and "cannot read" in result.output
 
 
+def test_rebuild_takes_a_catalog_as_score_does_and_refuses_one_that_does_not_load(tmp_path, monkeypatch):
+    # Refused before it asks to go on or reaches the database or the broker (neither is there).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    monkeypatch.setenv("CITYSCORE_CATALOG", "boston.yaml")
+    result = CliRunner().invoke(main, ["rebuild", "--catalog", "bostn-calendar.yaml"])
+    assert result.exit_code == 1, result.output
+    assert "catalog bostn-calendar.yaml is not valid" in result.output and "cannot read" in result.output
+
+
 # -- metric_overrides: change a few fields of a few metrics, by id, without copying them --------
 
 
