@@ -75,15 +75,20 @@ def catalog_check(file: str) -> None:
 @click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
 @click.option("--percentile/--no-percentile", default=True, show_default=True,
               help="Rank each metric's day score within its past year (docs/scoring.md §4b).")
+@click.option("--alert-window", "alert_windows", multiple=True, default=("week",), show_default=True,
+              help="The window whose projected score the JSON shows (the notifier's NOTIFIER_ALERT_WINDOWS); "
+                   "repeat it for several.")
 def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool,
-          percentile: bool) -> None:
+          percentile: bool, alert_windows: tuple[str, ...]) -> None:
     """Score a JSONL file of events offline, as of a date."""
     from services.cli.offline import score_file
 
     loaded = _load_catalog(catalog_path)
+    for window in alert_windows:
+        _known_window(loaded, window, "--alert-window")
     started = time.perf_counter()
     with click.open_file(events_path, "rb") as stream:
-        board, report, _ = score_file(stream, loaded, as_of, percentile=percentile)
+        board, report, ledger = score_file(stream, loaded, as_of, percentile=percentile)
     elapsed = time.perf_counter() - started
     for bad in report.reasons:
         click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
@@ -98,7 +103,10 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
         sys.exit(1)
     click.echo(summary, err=True)
     if fmt == "json":
-        click.echo(orjson.dumps(board.as_dict(loaded), option=orjson.OPT_INDENT_2).decode())
+        from shared.core.cases import case_fields, with_case_fields
+
+        shown = with_case_fields(board.as_dict(loaded), case_fields(board, loaded, ledger.cases.values(), alert_windows))
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
     elif fmt == "csv":
         from shared.core.open_data import full_metric_list
         from shared.platform.clock import system_clock
@@ -110,6 +118,80 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
         from services.cli.terminal_board import render_table
 
         render_table(board, loaded)
+
+
+def _known_window(catalog: Catalog, window: str, option: str) -> None:
+    if window not in catalog.windows:
+        raise click.BadParameter(f"{window!r} is not one of the catalog's windows ({', '.join(catalog.windows)})",
+                                 param_hint=f"'{option}'")
+
+
+@main.command()
+@click.option("--events", "events_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL file of events ('-' for standard input).")
+@click.option("--metric", "metric_id", required=True, help="A case-fed metric's id, e.g. pothole-on-time.")
+@click.option("--as-of", "as_of", required=True, callback=_parse_date, help="As of this local date (YYYY-MM-DD).")
+@click.option("--status", required=True, type=click.Choice(["late", "on_time", "open", "overdue"]),
+              help="late / on_time: closed in the window; open / overdue: open at the end of the as-of day "
+                   "(open: not due yet).")
+@click.option("--window", default="week", show_default=True,
+              help="The window whose closed cases are listed (late, on_time).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", show_default=True)
+@catalog_option
+@click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
+def cases(events_path: str, metric_id: str, as_of: date, status: str, window: str, fmt: str,
+          catalog_path: str | None, skip_invalid: bool) -> None:
+    """List the cases behind a metric's score, newest first: ids, times, status and hours late."""
+    import csv
+    import io
+
+    from services.cli.offline import fold_lines
+    from shared.core.cases import case_columns, case_line_dict, cases_behind
+    from shared.core.catalog import Feed
+    from shared.core.folding import Ledger
+
+    loaded = _load_catalog(catalog_path)
+    metric = loaded.by_id.get(metric_id)
+    if metric is None:
+        raise click.BadParameter(f"no metric {metric_id!r} in the catalog", param_hint="'--metric'")
+    if metric.feed is not Feed.CASES:
+        raise click.BadParameter(f"{metric_id!r} is fed {metric.feed.value}, not cases: it has no cases to list",
+                                 param_hint="'--metric'")
+    _known_window(loaded, window, "--window")
+    ledger = Ledger(loaded)
+    with click.open_file(events_path, "rb") as stream:
+        report = fold_lines(stream, ledger)
+    for bad in report.reasons:
+        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
+    if report.invalid and not skip_invalid:
+        click.echo(f"{report.invalid} invalid lines. Not listed: fix the lines above or pass --skip-invalid.", err=True)
+        sys.exit(1)
+    rows = [case_line_dict(line, loaded) for line in cases_behind(ledger.cases.values(), loaded, metric_id, as_of,
+                                                                  status, window)]
+    if fmt == "json":
+        shown: dict = {"metric": metric_id, "as_of": as_of.isoformat(), "status": status}
+        if status in ("late", "on_time"):
+            start, end = loaded.windows[window].span(as_of)
+            shown.update(window=window, start=start.isoformat(), end=end.isoformat())
+        shown["cases"] = rows
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return
+    columns = case_columns(metric)
+    flat = [[row["attributes"].get(column, "") if column not in row else
+             ("" if row[column] is None else row[column]) for column in columns] for row in rows]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(flat)
+        click.echo(out.getvalue(), nl=False)
+        return
+    cells = [list(columns)] + [[str(value) for value in row] for row in flat]
+    widths = [max(len(row[at]) for row in cells) for at in range(len(columns))]
+    for row in cells:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    if not rows:
+        click.echo(f"(no {status.replace('_', ' ')} cases)")
 
 
 # -- importers ---------------------------------------------------------------

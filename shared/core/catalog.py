@@ -138,6 +138,9 @@ class Metric(_Strict):
     sla: SLA | None = None
     sla_by_attribute: SLAByAttribute | None = None
     case_types: tuple[str, ...] = ()
+    # The case attributes a case list may show (e.g. [neighborhood]); the others stay out of lists,
+    # which may reach the public pages (docs/scoring.md §5a). Unset: a list shows ids and times only.
+    public_attributes: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # The first local day this metric's data can plausibly fall on (the catalog's
     # history_start when unset): an event dated earlier is a department's mistake, and
     # one such event would move a trend metric's baseline years for good.
@@ -167,6 +170,10 @@ class Metric(_Strict):
                 raise ValueError("sla is required for feed 'cases' (the default when a case has no due_at)")
         elif self.sla is not None or self.sla_by_attribute is not None or self.case_types:
             raise ValueError("sla, sla_by_attribute and case_types only apply to feed 'cases'")
+        if self.public_attributes and self.feed is not Feed.CASES:
+            raise ValueError("public_attributes only applies to feed 'cases' (the attributes a case list shows)")
+        if len(set(self.public_attributes)) != len(self.public_attributes):
+            raise ValueError("public_attributes: name each attribute once")
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError("min_value is above max_value")
         if isinstance(self.target, tuple):

@@ -25,6 +25,7 @@ from datetime import date
 from typing import NamedTuple, Union
 
 from shared.core.business_time import BusinessCalendar
+from shared.core.cases import Case, case_of, due_at_of
 from shared.core.catalog import Catalog, Feed
 from shared.core.contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent, WithdrawalEvent
 from shared.core.scoring import DayTotals, Scoreboard, score_city
@@ -92,7 +93,7 @@ class Folder:
         if isinstance(event, CaseEvent):
             if event.closed_at is None:
                 return None  # open cases count when they close
-            due = event.due_at or self.calendar.case_due_at(metric, event.opened_at, event.attributes)
+            due = due_at_of(self.calendar, metric, event)
             on_time = 1.0 if event.closed_at <= due else 0.0
             return Contribution(metric.id, event.closed_at.astimezone(self._zone).date(), on_time, 1.0)
         if isinstance(event, MeasurementEvent):
@@ -141,6 +142,9 @@ class Ledger:
         self.first_day: dict[str, date] = {}
         self.seen: dict[Identity, Record] = {}
         self.current: dict[str, Contribution | None] = {}
+        # The latest version of each case, by its replace key, for the case lists and the overdue
+        # backlog (shared/core/cases.py); a withdrawn case leaves it.
+        self.cases: dict[str, Case] = {}
         self.duplicates = 0
         self.replaced = 0
         self.withdrawn = 0
@@ -165,6 +169,9 @@ class Ledger:
                     self._remove(old)
             self.current[key] = part
             self.seen[identity] = key
+            if isinstance(event, CaseEvent):
+                metric = self.catalog.by_id[event.metric]
+                self.cases[key] = case_of(event, department, metric, due_at_of(self.folder.calendar, metric, event))
         else:
             self.seen[identity] = part
         if part is not None:
@@ -182,6 +189,7 @@ class Ledger:
             if old is not None:
                 self._remove(old)
             self.current[record] = None
+            self.cases.pop(record, None)
         elif record is not None:
             self._remove(record)
         if record is not None:

@@ -15,6 +15,7 @@ from services.cli.commands import main
 from shared.core.catalog import load_catalog
 from shared.core.contract import InvalidEvent, parse_event, validate_event
 from shared.core.folding import Ledger
+from shared.core.cases import case_fields, with_case_fields
 from shared.core.percentile import with_percentiles
 
 BOSTON = load_catalog()
@@ -191,8 +192,10 @@ def test_cityscore_score_counts_colliding_ids_of_two_departments_and_names_a_bad
     assert f"{path}:5: count:" in result.stderr
     assert "4 events folded" in result.stderr and "1 invalid" in result.stderr
     expected = ledger_of(case("dup-test-1", "PW-1", "pothole-on-time"), incident("dup-test-1", metric="homicides"))
-    # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md §4b)
-    printed = with_percentiles(expected.scoreboard(AS_OF), BOSTON, expected.days, expected.first_day).as_dict(BOSTON)
+    # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md §4b), and each
+    # case-fed metric's backlog and projected week (§5a)
+    board = with_percentiles(expected.scoreboard(AS_OF), BOSTON, expected.days, expected.first_day)
+    printed = with_case_fields(board.as_dict(BOSTON), case_fields(board, BOSTON, expected.cases.values()))
     assert json.loads(result.stdout) == json.loads(json.dumps(printed, default=str))
 
 
