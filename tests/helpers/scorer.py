@@ -79,3 +79,40 @@ def scorer_process(stream: Stream, extra_env: dict[str, str] | None = None, log:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     with log.open("ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def run_scorer_until_idle(stream: Stream, engine, catalog, as_of: date) -> None:
+    """A scorer with `catalog` folds what the stream's topic holds and publishes its scores as of `as_of`."""
+    from services.scorer.consumer import Scorer
+    from tests.helpers.score_parts import score_parts
+
+    store = score_parts(engine, catalog)
+    scorer = Scorer(stream.settings(), store.writer, store.scores, catalog, clock=clock_for(as_of))
+    try:
+        scorer.run(until_idle=True)
+    finally:
+        scorer.close()
+
+
+def published_changes(stream: Stream) -> list[dict]:
+    """Every score change on the stream's scores topic, in the order the scorers committed them (seq)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from shared.platform.kafka import kafka_security
+
+    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, **kafka_security(), enable_auto_commit=False,
+                             consumer_timeout_ms=2000)
+    try:
+        partitions = consumer.partitions_for_topic(stream.scores_topic) or set()
+        assigned = [TopicPartition(stream.scores_topic, p) for p in partitions]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        changes = [orjson.loads(message.value) for message in consumer]
+    finally:
+        consumer.close()
+    return sorted(changes, key=lambda change: change["seq"])
+
+
+def latest_change(changes: list[dict], metric: str, window: str) -> dict:
+    """The newest of `changes` for one metric's window."""
+    return [c for c in changes if (c["metric"], c["window"]) == (metric, window)][-1]

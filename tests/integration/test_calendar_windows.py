@@ -14,20 +14,15 @@ import subprocess
 import sys
 from datetime import date, datetime, timedelta
 
-import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from services.scorer.app import create_app
-from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
-from shared.core.catalog import Catalog, load_catalog
-from shared.platform.kafka import kafka_security
+from shared.core.catalog import load_catalog
 
-from tests.helpers.ingest import fresh_database
 from tests.helpers.score_parts import score_parts
-from tests.helpers.scorer import ROOT, Stream, clock_for
+from tests.helpers.scorer import ROOT, clock_for, latest_change, published_changes, run_scorer_until_idle
 from tests.helpers.waiting import wait_until
 
 TRAILING = load_catalog()
@@ -39,52 +34,11 @@ MONDAY = date(2025, 2, 3)
 SATURDAY = date(2025, 2, 15)
 
 
-@pytest.fixture
-def engine(database_url):
-    made = fresh_database(database_url)
-    yield made
-    made.dispose()
-
-
-@pytest.fixture
-def stream(kafka_bootstrap, engine):
-    made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
-    yield made
-    made.close()
-
-
 def tallies(first: date, numbers: list[tuple[int, int]], tag: str = "") -> list[dict]:
     return [{"event_id": f"311-call-center{tag}-{first + timedelta(days=n)}", "type": "tally",
              "metric": "311-call-center", "date": (first + timedelta(days=n)).isoformat(),
              "numerator": numerator, "denominator": denominator}
             for n, (numerator, denominator) in enumerate(numbers)]
-
-
-def run_scorer(stream: Stream, engine, catalog: Catalog, as_of: date) -> None:
-    """A scorer with `catalog` folds the topic to its end and publishes its scores as of `as_of`."""
-    store = score_parts(engine, catalog)
-    scorer = Scorer(stream.settings(), store.writer, store.scores, catalog, clock=clock_for(as_of))
-    try:
-        scorer.run(until_idle=True)
-    finally:
-        scorer.close()
-
-
-def published(stream: Stream) -> list[dict]:
-    """Every score change on the stream's scores topic, oldest first per partition."""
-    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, **kafka_security(), enable_auto_commit=False,
-                             consumer_timeout_ms=2000)
-    partitions = consumer.partitions_for_topic(stream.scores_topic) or set()
-    assigned = [TopicPartition(stream.scores_topic, p) for p in partitions]
-    consumer.assign(assigned)
-    consumer.seek_to_beginning(*assigned)
-    records = [orjson.loads(m.value) for m in consumer]
-    consumer.close()
-    return sorted(records, key=lambda change: change["seq"])
-
-
-def latest(changes: list[dict], metric: str, window: str) -> dict:
-    return [c for c in changes if (c["metric"], c["window"]) == (metric, window)][-1]
 
 
 def stored(engine, metric: str, window: str) -> tuple:
@@ -95,13 +49,13 @@ def stored(engine, metric: str, window: str) -> tuple:
 
 def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, engine):
     stream.send(tallies(MONDAY, PUBLISHED_DAYS))
-    run_scorer(stream, engine, CALENDAR, SATURDAY)
+    run_scorer_until_idle(stream, engine, CALENDAR, SATURDAY)
 
-    wait_until(lambda: any(c["metric"] == "311-call-center" for c in published(stream)), 60, "scores published")
-    week = latest(published(stream), "311-call-center", "week")
+    wait_until(lambda: any(c["metric"] == "311-call-center" for c in published_changes(stream)), 60, "scores published")
+    week = latest_change(published_changes(stream), "311-call-center", "week")
     assert (week["as_of"], week["numerator"], week["denominator"]) == ("2025-02-15", 4579, 4996)
     assert week["score"] == pytest.approx(4579 / 4996 / 0.95, rel=1e-12)
-    assert latest(published(stream), "311-call-center", "month")["score"] is None  # January: no data
+    assert latest_change(published_changes(stream), "311-call-center", "month")["score"] is None  # January: no data
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
 
     # The read API's default board is the board the scorer published, with its dates.
@@ -115,16 +69,16 @@ def test_the_scorer_with_a_calendar_catalog_publishes_the_calendar_week(stream, 
 
 def test_a_rebuild_with_the_calendar_windows_publishes_the_calendar_scores(stream, engine):
     stream.send(tallies(MONDAY, PUBLISHED_DAYS))
-    run_scorer(stream, engine, TRAILING, SATURDAY)
+    run_scorer_until_idle(stream, engine, TRAILING, SATURDAY)
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 308, 321)  # 9-15 February: the Sunday only
-    trailing_week = latest(published(stream), "311-call-center", "week")
+    trailing_week = latest_change(published_changes(stream), "311-call-center", "week")
 
     store = score_parts(engine, CALENDAR)
     report = replay(stream.settings(), store.writer, store.scores, CALENDAR, clock=clock_for(SATURDAY))
 
     assert report.changes > 0
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
-    week = latest(published(stream), "311-call-center", "week")
+    week = latest_change(published_changes(stream), "311-call-center", "week")
     assert (week["numerator"], week["denominator"]) == (4579, 4996)
     assert week["previous_score"] == trailing_week["score"]
 
@@ -160,13 +114,13 @@ def test_a_scorer_restarted_with_calendar_windows_rescores_without_a_rebuild(str
     # docs/scoring.md: a change of windows needs no rebuild; the scorer rescores every metric
     # when it starts and publishes each score that moved.
     stream.send(tallies(MONDAY, PUBLISHED_DAYS))
-    run_scorer(stream, engine, TRAILING, SATURDAY)
+    run_scorer_until_idle(stream, engine, TRAILING, SATURDAY)
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 308, 321)
-    before = len(published(stream))
+    before = len(published_changes(stream))
 
-    run_scorer(stream, engine, CALENDAR, SATURDAY)  # no new event
+    run_scorer_until_idle(stream, engine, CALENDAR, SATURDAY)  # no new event
 
     assert stored(engine, "311-call-center", "week") == (SATURDAY, 4579, 4996)
-    changes = published(stream)[before:]
-    week = latest(changes, "311-call-center", "week")
+    changes = published_changes(stream)[before:]
+    week = latest_change(changes, "311-call-center", "week")
     assert (week["numerator"], week["denominator"]) == (4579, 4996)

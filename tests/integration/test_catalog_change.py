@@ -12,21 +12,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 import yaml
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select, text
 
-from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
 from shared.core.catalog import Catalog, load_catalog
-from shared.platform.kafka import kafka_security
 from shared.store.tables.scorer import DayTotal, ProcessedEvent
 
-from tests.helpers.ingest import fresh_database
 from tests.helpers.score_parts import score_parts
-from tests.helpers.scorer import Stream, clock_for
+from tests.helpers.scorer import clock_for, latest_change, published_changes, run_scorer_until_idle
 
 TRAILING = load_catalog()
 BOSTON = ZoneInfo("America/New_York")
@@ -35,20 +30,6 @@ MONDAY = date(2025, 2, 3)
 PUBLISHED_DAYS = [(829, 886), (664, 805), (720, 795), (821, 848), (721, 752), (516, 589), (308, 321)]
 WEDNESDAY_AFTER = (date(2025, 2, 12), (500, 550))
 SATURDAY = date(2025, 2, 15)
-
-
-@pytest.fixture
-def engine(database_url):
-    made = fresh_database(database_url)
-    yield made
-    made.dispose()
-
-
-@pytest.fixture
-def stream(kafka_bootstrap, engine):
-    made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
-    yield made
-    made.close()
 
 
 def catalog_file(tmp_path, name: str, data: dict) -> Catalog:
@@ -60,32 +41,6 @@ def catalog_file(tmp_path, name: str, data: dict) -> Catalog:
 def tally(day: date, numerator: int, denominator: int) -> dict:
     return {"event_id": f"311-call-center-{day}", "type": "tally", "metric": "311-call-center",
             "date": day.isoformat(), "numerator": numerator, "denominator": denominator}
-
-
-def run_scorer(stream: Stream, engine, catalog: Catalog, as_of: date) -> None:
-    """A scorer started with `catalog` folds what the topic has left and publishes as of `as_of`."""
-    store = score_parts(engine, catalog)
-    scorer = Scorer(stream.settings(), store.writer, store.scores, catalog, clock=clock_for(as_of))
-    try:
-        scorer.run(until_idle=True)
-    finally:
-        scorer.close()
-
-
-def published(stream: Stream) -> list[dict]:
-    """Every score change on the stream's scores topic, in the order the scorers committed them."""
-    consumer = KafkaConsumer(bootstrap_servers=stream.bootstrap, **kafka_security(), enable_auto_commit=False,
-                             consumer_timeout_ms=2000)
-    assigned = [TopicPartition(stream.scores_topic, p) for p in consumer.partitions_for_topic(stream.scores_topic)]
-    consumer.assign(assigned)
-    consumer.seek_to_beginning(*assigned)
-    changes = [orjson.loads(message.value) for message in consumer]
-    consumer.close()
-    return sorted(changes, key=lambda change: change["seq"])
-
-
-def latest(changes: list[dict], metric: str, window: str) -> dict:
-    return [c for c in changes if (c["metric"], c["window"]) == (metric, window)][-1]
 
 
 def figures(result) -> tuple:
@@ -109,7 +64,7 @@ def folded(engine) -> tuple:
 def test_new_targets_and_windows_need_no_rebuild(stream, engine, tmp_path):
     stream.send([tally(MONDAY + timedelta(days=n), *numbers) for n, numbers in enumerate(PUBLISHED_DAYS)]
                 + [tally(WEDNESDAY_AFTER[0], *WEDNESDAY_AFTER[1])])
-    run_scorer(stream, engine, TRAILING, SATURDAY)
+    run_scorer_until_idle(stream, engine, TRAILING, SATURDAY)
     trailing_week = (SATURDAY, pytest.approx(808 / 871 / 0.95), 808, 871)  # 9-15 February: the 9th and the 12th
     assert stored(engine, "311-call-center", "week") == trailing_week
     before = folded(engine)
@@ -132,9 +87,9 @@ def test_new_targets_and_windows_need_no_rebuild(stream, engine, tmp_path):
     # Until a scorer runs with the new catalog, the published scores are the old ones ...
     assert stored(engine, "311-call-center", "week") == trailing_week
     # ... and one started with it republishes every score that moved, folding nothing again.
-    run_scorer(stream, engine, changed, SATURDAY)
+    run_scorer_until_idle(stream, engine, changed, SATURDAY)
     assert stored(engine, "311-call-center", "week") == (SATURDAY, pytest.approx(4579 / 4996 / 0.95), 4579, 4996)
-    week = latest(published(stream), "311-call-center", "week")
+    week = latest_change(published_changes(stream), "311-call-center", "week")
     assert (week["numerator"], week["denominator"]) == (4579, 4996)
     assert week["previous_score"] == pytest.approx(808 / 871 / 0.95)
     assert folded(engine) == before
@@ -146,7 +101,7 @@ def test_a_new_sla_needs_a_rebuild(stream, engine, tmp_path):
     opened = datetime(2025, 2, 10, 9, tzinfo=BOSTON)
     stream.send([{"event_id": "pothole-1", "type": "case", "metric": "pothole-on-time", "case_id": "pothole-1",
                   "opened_at": opened.isoformat(), "closed_at": (opened + timedelta(days=1, hours=3)).isoformat()}])
-    run_scorer(stream, engine, TRAILING, SATURDAY)
+    run_scorer_until_idle(stream, engine, TRAILING, SATURDAY)
     assert stored(engine, "pothole-on-time", "week") == (SATURDAY, 0.0, 0.0, 1.0)
 
     slower = catalog_file(tmp_path, "two-days.yaml", {
@@ -156,7 +111,7 @@ def test_a_new_sla_needs_a_rebuild(stream, engine, tmp_path):
     # Read or rescored with the new SLA, the folded case is still late: it was judged when folded.
     week = score_parts(engine, slower).reader.scoreboard(SATURDAY).metrics["pothole-on-time"]["week"]
     assert (week.numerator, week.denominator) == (0.0, 1.0)
-    run_scorer(stream, engine, slower, SATURDAY)
+    run_scorer_until_idle(stream, engine, slower, SATURDAY)
     assert stored(engine, "pothole-on-time", "week") == (SATURDAY, 0.0, 0.0, 1.0)
 
     # A rebuild folds it again under the new SLA and publishes the change.
@@ -164,5 +119,5 @@ def test_a_new_sla_needs_a_rebuild(stream, engine, tmp_path):
     report = replay(stream.settings(), store.writer, store.scores, slower, clock=clock_for(SATURDAY))
     assert report.changes > 0
     assert stored(engine, "pothole-on-time", "week") == (SATURDAY, pytest.approx(1 / 0.8), 1.0, 1.0)
-    change = latest(published(stream), "pothole-on-time", "week")
+    change = latest_change(published_changes(stream), "pothole-on-time", "week")
     assert (change["numerator"], change["denominator"], change["previous_score"]) == (1.0, 1.0, 0.0)

@@ -31,26 +31,11 @@ from shared.platform.kafka import kafka_security
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
 
-from tests.helpers.ingest import fresh_database
 from tests.helpers.score_parts import ScoreParts, score_parts
 from tests.helpers.scorer import ROOT, Stream, clock_for
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
-
-
-@pytest.fixture
-def engine(database_url):
-    made = fresh_database(database_url)
-    yield made
-    made.dispose()
-
-
-@pytest.fixture
-def stream(kafka_bootstrap, engine):
-    made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""Fixtures the scorer's integration tests share: an empty migrated database and a stream of
+events through Kafka into it. A module that needs another kind of `engine` defines its own,
+which pytest prefers to these."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.ingest import fresh_database
+from tests.helpers.scorer import Stream
+
+
+@pytest.fixture
+def engine(database_url):
+    made = fresh_database(database_url)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture
+def stream(kafka_bootstrap, engine):
+    made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
+    yield made
+    made.close()
