@@ -10,7 +10,7 @@ tuples read from its database and get the same answers.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Mapping, NamedTuple
 
 from shared.core.business_time import BusinessCalendar
@@ -26,6 +26,7 @@ DUE_SOON = timedelta(hours=24)
 
 class Case(NamedTuple):
     """A case's latest version as the city sees it: one small tuple per case, kept for every case.
+    Times are aware (the Ledger keeps them in UTC).
 
     `due_at` is the event's own due time, else the one the catalog's SLA gives (`due_at_of`);
     `closed_at` is None while the case is open; `attributes` holds only the attributes the
@@ -65,7 +66,11 @@ def case_of(event: CaseEvent, department: str, metric: Metric, due_at: datetime)
     if event.attributes and metric.public_attributes:
         public = tuple(sorted((name, value) for name, value in event.attributes.items()
                               if name in metric.public_attributes))
-    return Case(department, event.case_id, event.metric, event.opened_at, due_at, event.closed_at, public)
+    # Kept in UTC: each parsed time carries its own offset object, and a year of cases keeps
+    # hundreds of thousands of them; UTC shares one. Lists show them in local time.
+    closed = None if event.closed_at is None else event.closed_at.astimezone(timezone.utc)
+    return Case(department, event.case_id, event.metric, event.opened_at.astimezone(timezone.utc),
+                due_at.astimezone(timezone.utc), closed, public)
 
 
 def end_of_day(day: date, catalog: Catalog) -> datetime:

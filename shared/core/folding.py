@@ -21,12 +21,12 @@ yet marks its id as taken, so the event counts nothing when it comes.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import NamedTuple, Union
 
 from shared.core.business_time import BusinessCalendar
 from shared.core.cases import Case, case_of, due_at_of
-from shared.core.catalog import Catalog, Feed
+from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.contract import CaseEvent, Event, IncidentEvent, MeasurementEvent, TallyEvent, WithdrawalEvent
 from shared.core.scoring import DayTotals, Scoreboard, score_city
 
@@ -85,17 +85,20 @@ class Folder:
         self.calendar = BusinessCalendar(catalog)
         self._zone = catalog.zone
 
+    def case_contribution(self, metric: Metric, closed_at: datetime | None, due: datetime) -> Contribution | None:
+        """A case's contribution, judged against its due time; None while it is open."""
+        if closed_at is None:
+            return None  # open cases count when they close
+        on_time = 1.0 if closed_at <= due else 0.0
+        return Contribution(metric.id, closed_at.astimezone(self._zone).date(), on_time, 1.0)
+
     def contribution(self, event: Event) -> Contribution | None:
         """The event's contribution, or None when it adds nothing (an open case, a withdrawal)."""
         if isinstance(event, WithdrawalEvent):
             return None
         metric = self.catalog.by_id[event.metric]
         if isinstance(event, CaseEvent):
-            if event.closed_at is None:
-                return None  # open cases count when they close
-            due = due_at_of(self.calendar, metric, event)
-            on_time = 1.0 if event.closed_at <= due else 0.0
-            return Contribution(metric.id, event.closed_at.astimezone(self._zone).date(), on_time, 1.0)
+            return self.case_contribution(metric, event.closed_at, due_at_of(self.calendar, metric, event))
         if isinstance(event, MeasurementEvent):
             day = event.occurred_at.astimezone(self._zone).date()
             if metric.feed is Feed.THRESHOLD:
@@ -159,7 +162,15 @@ class Ledger:
         target = taken_back(event)
         if target is not None:
             self._take_back((department, target))
-        part = self.folder.contribution(event)
+        case = None
+        if isinstance(event, CaseEvent):
+            # The due time is worked out once, for the contribution and the case kept.
+            metric = self.catalog.by_id[event.metric]
+            due = due_at_of(self.folder.calendar, metric, event)
+            case = case_of(event, department, metric, due)
+            part = self.folder.case_contribution(metric, event.closed_at, due)
+        else:
+            part = self.folder.contribution(event)
         key = replace_key(event, department)
         if key is not None:
             if key in self.current:
@@ -169,9 +180,8 @@ class Ledger:
                     self._remove(old)
             self.current[key] = part
             self.seen[identity] = key
-            if isinstance(event, CaseEvent):
-                metric = self.catalog.by_id[event.metric]
-                self.cases[key] = case_of(event, department, metric, due_at_of(self.folder.calendar, metric, event))
+            if case is not None:
+                self.cases[key] = case
         else:
             self.seen[identity] = part
         if part is not None:
