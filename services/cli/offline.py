@@ -15,6 +15,7 @@ from shared.core.contract import InvalidEvent, validate_event
 from shared.core.folding import Ledger
 from shared.core.percentile import with_percentiles
 from shared.core.scoring import Scoreboard
+from shared.core.staleness import last_days
 
 
 @dataclass
@@ -70,6 +71,8 @@ def score_file(stream: BinaryIO, catalog: Catalog, as_of: date,
     ledger = Ledger(catalog)
     report = fold_lines(stream, ledger)
     board = ledger.scoreboard(as_of)
+    # Each metric's last day with data, as the read API reads it from day_totals (docs/scoring.md §4c).
+    board = board._replace(last_data=last_days(ledger.days, as_of))
     if percentile:
         board = with_percentiles(board, catalog, ledger.days, ledger.first_day)
     return board, report, ledger

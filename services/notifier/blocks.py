@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
 from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
+from shared.core.staleness import stale_marks
 from shared.core.windows import Window, spans
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
@@ -174,9 +175,12 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
         blocks.append(section(f":white_check_mark: Every metric with a score is at or above 1 {follow_up_days}."))
     rows = [[_cell("Metric")] + [_cell(w.title()) for w in windows]]
     shown_metrics = ordered[: MAX_TABLE_ROWS - 1]
+    # A stale feed is said beside its metric (docs/scoring.md §4c): its score may look fine.
+    stale = stale_marks(catalog.metrics, board.last_data, board.as_of)
     for metric in shown_metrics:
         results = board.metrics[metric.id]
-        rows.append([_cell(metric.name.title())] + [_cell(mark(results[w].score, results[w].state)) for w in windows])
+        name = metric.name.title() + (f" · {stale[metric.id]}" if metric.id in stale else "")
+        rows.append([_cell(name)] + [_cell(mark(results[w].score, results[w].state)) for w in windows])
     blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
                    "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
     hidden = len(ordered) - len(shown_metrics)

@@ -442,6 +442,7 @@ class Notifier:
             log.info("daily board waits: no scores yet", extra={"as_of": as_of.isoformat()})
             return key, False
         previous = self.store.scoreboard(as_of - timedelta(days=1))
+        board = board._replace(last_data=self.store.last_data(as_of))  # to mark stale feeds
         message = board_message(board, previous, self.catalog, self.settings.public_board_url,
                                 self.settings.windows[0] if self.settings.windows else "week", chart=chart)
         png = None

@@ -138,15 +138,24 @@ def create_app(
         return None, json_response(400, {"error": "as_of is outside the data's range",
                                          "errors": [{"field": "as_of", "reason": reason}]})
 
+    # Whether any metric says how often its data should arrive: only then is the last day with
+    # data read (docs/scoring.md §4c).
+    checks_feeds = any(metric.expect_data is not None for metric in catalog.metrics)
+
+    def with_feeds(board: Scoreboard) -> Scoreboard:
+        if not checks_feeds:
+            return board
+        return board._replace(last_data=store.last_data(board.as_of, read_timeout_s))
+
     def board_for(as_of: date | None) -> tuple[Scoreboard, str | None]:
         current = current_as_of(clock, catalog)
         if as_of is None or as_of == current:
             found = stored_board(store, current)
             if found is not None:
                 board, updated = found
-                return store.with_states(board, read_timeout_s), updated
+                return with_feeds(store.with_states(board, read_timeout_s)), updated
             as_of = current
-        return store.scoreboard(as_of, read_timeout_s), None
+        return with_feeds(store.scoreboard(as_of, read_timeout_s)), None
 
     app.extensions["cityscore"]["board_for"] = board_for
     app.extensions["cityscore"]["as_of_range"] = as_of_range

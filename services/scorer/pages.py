@@ -21,7 +21,8 @@ from werkzeug.exceptions import HTTPException
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
 from shared.store.score_reader import ReadTimedOut
-from shared.core.scoring import WindowScore, standing
+from shared.core.scoring import Scoreboard, WindowScore, standing
+from shared.core.staleness import expected_words, stale_marks
 from shared.core.windows import spans
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
@@ -287,6 +288,12 @@ def _busy(exc: ReadTimedOut):
             {"Retry-After": "5", "Cache-Control": "no-store"})
 
 
+def stale_words(catalog: Catalog, board: Scoreboard) -> dict[str, str]:
+    """Each stale metric's mark as the pages show it: "No data since 3 February" (docs/scoring.md §4c)."""
+    return {metric_id: words[:1].upper() + words[1:]
+            for metric_id, words in stale_marks(catalog.metrics, board.last_data, board.as_of).items()}
+
+
 @pages.get("/")
 def board() -> tuple[str, int, dict[str, str]]:
     """The board: the overall CityScore, then one row per metric, for the current or a chosen day."""
@@ -317,6 +324,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         city_cells={window: cell(scoreboard.cityscore.get(window)) for window in catalog.windows},
         dates=board_window_dates(catalog, as_of),
         rows=rows,
+        stale=stale_words(catalog, scoreboard),
         updated_words=updated_words,
         updated_iso=updated_iso,
         refresh=REFRESH_SECONDS if asked is None or asked == current else None,
@@ -396,6 +404,8 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         in_words={window: wording.figures(found, result) for window, _, result in scores},
         percentile=ranked,
         percentile_words=wording.percentile_words(ranked),
+        stale=stale_words(catalog, scoreboard).get(metric_id),
+        expected=expected_words(found),
         span_words=span_words,
         # A window scored with another target than the one stated above (it ended before a change)
         # says so beside its score; the JSON gives every window's "target".

@@ -148,6 +148,18 @@ class Metric(_Strict):
     # A ratio window pooling a smaller denominator (fewer cases closed, say) is insufficient
     # data rather than a score (docs/scoring.md §4a). Unset: any denominator above 0 scores.
     min_denominator: PositiveFloat | None = None
+    # How often data should arrive: "daily" or a number of hours (shared/core/staleness.py,
+    # docs/scoring.md §4c). Unset: never judged stale (a trend's quiet day can be a good day).
+    expect_data: Literal["daily"] | int | None = None
+
+    @field_validator("expect_data", mode="before")
+    @classmethod
+    def _expect_data(cls, value: object) -> object:
+        if value is None or value == "daily":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{value!r}: give 'daily' or a whole number of hours above 0 (e.g. 48)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Metric":

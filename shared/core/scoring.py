@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Container, Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
+from shared.core.staleness import feed_statuses
 from shared.core.windows import Window, spans, years_back
 
 
@@ -272,12 +273,17 @@ class Scoreboard(NamedTuple):
     metrics: dict[str, dict[str, WindowScore]]
     # Each metric's percentile (shared/core/percentile.py), when it was asked for: None when not.
     percentiles: dict[str, float | None] | None = None
+    # Each metric's last local day with data up to as_of (None: none), when it was read: then each
+    # metric with expect_data gains its "feed" (shared/core/staleness.py).
+    last_data: dict[str, date | None] | None = None
 
     def as_dict(self, catalog: Catalog) -> dict:
         """The JSON shape of docs/contract.md ("Scores"): each window with the dates it covers and
-        its state; each metric's "percentile" too when the board has them."""
+        its state; each metric's "percentile" too when the board has them, and its "feed" when the
+        board knows its last day with data and the catalog says how often data should arrive."""
         days = spans(catalog.windows, self.as_of)
         ranked = {} if self.percentiles is None else self.percentiles
+        feeds = {} if self.last_data is None else feed_statuses(catalog.metrics, self.last_data, self.as_of)
         return {
             "as_of": self.as_of.isoformat(),
             "cityscore": dict(self.cityscore),
@@ -287,6 +293,7 @@ class Scoreboard(NamedTuple):
                     "name": catalog.by_id[metric_id].name,
                     "target": catalog.by_id[metric_id].target_on(self.as_of),
                     **({"percentile": ranked.get(metric_id)} if self.percentiles is not None else {}),
+                    **({"feed": feeds[metric_id].as_dict()} if metric_id in feeds else {}),
                     **{window: {**score.as_dict(), **span_fields(days[window]),
                                 "target": window_target(catalog.by_id[metric_id], days[window])}
                        for window, score in scores.items()},

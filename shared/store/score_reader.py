@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Iterable, Iterator
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Date, and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -205,6 +206,27 @@ class ScoreReader:
                          if result.score is None else result)
                 for window, result in board.metrics[metric_id].items()}
         return board._replace(metrics=metrics)
+
+    def last_data(self, as_of: date, timeout_s: float | None = None) -> dict[str, date | None]:
+        """The last local day with data on or before `as_of` (None: none yet) of each metric with
+        expect_data (of every metric when none has), for the stale-feed rule (shared/core/staleness.py).
+
+        One statement of one max(day) per metric: each is a short backward scan of day_totals'
+        (metric, day) key, whatever the history's length (a max grouped by metric would read every
+        row up to as_of)."""
+        ids, query = self._last_data_query
+        with self.bounded_reads(timeout_s) as conn:
+            row = conn.execute(query, {"as_of": as_of}).one()
+        return dict(zip(ids, row))
+
+    @cached_property
+    def _last_data_query(self):
+        # Built once: building two dozen subqueries costs more than the database takes to answer them.
+        table = DayTotal.__table__
+        ids = [m.id for m in self.catalog.metrics if m.expect_data is not None] or [m.id for m in self.catalog.metrics]
+        as_of = bindparam("as_of", type_=Date)
+        return ids, select(*(select(func.max(table.c.day)).where(table.c.metric == metric_id, table.c.day <= as_of)
+                             .scalar_subquery() for metric_id in ids))
 
     # -- the scores the scorer published ----------------------------------------------------
 

@@ -17,6 +17,7 @@ from shared.core.contract import InvalidEvent, parse_event, validate_event
 from shared.core.folding import Ledger
 from shared.core.cases import case_fields, with_case_fields
 from shared.core.percentile import with_percentiles
+from shared.core.staleness import last_days
 
 BOSTON = load_catalog()
 AS_OF = date(2026, 7, 25)
@@ -194,7 +195,9 @@ def test_cityscore_score_counts_colliding_ids_of_two_departments_and_names_a_bad
     expected = ledger_of(case("dup-test-1", "PW-1", "pothole-on-time"), incident("dup-test-1", metric="homicides"))
     # `cityscore score` prints each metric's percentile beside its scores (docs/scoring.md §4b), and each
     # case-fed metric's backlog and projected week (§5a)
-    board = with_percentiles(expected.scoreboard(AS_OF), BOSTON, expected.days, expected.first_day)
+    # and each metric's feed, with its last day with data (§4c)
+    board = with_percentiles(expected.scoreboard(AS_OF)._replace(last_data=last_days(expected.days, AS_OF)),
+                             BOSTON, expected.days, expected.first_day)
     printed = with_case_fields(board.as_dict(BOSTON), case_fields(board, BOSTON, expected.cases.values()))
     assert json.loads(result.stdout) == json.loads(json.dumps(printed, default=str))
 

@@ -214,7 +214,10 @@ def test_board_has_one_row_per_metric_matching_the_api(client):
         heading = row.one("th")
         assert heading.attrs["scope"] == "row"
         assert heading.one("a").attrs["href"] == f"/metric/{metric.id}"
-        assert heading.text().strip() == metric.name == api["metrics"][metric.id]["name"]
+        assert heading.one("a").text().strip() == metric.name == api["metrics"][metric.id]["name"]
+        # A stale feed is marked beside the name, as the API's "feed" says (docs/scoring.md §4c).
+        feed = api["metrics"][metric.id].get("feed")
+        assert len(heading.all("span", cls="stale")) == (1 if feed and feed["stale"] else 0)
         cells = row.all("td")
         assert [c.attrs["data-window"] for c in cells] == list(CATALOG.windows)
         for node in cells:
