@@ -222,7 +222,9 @@ def case_line_dict(line: CaseLine, catalog: Catalog) -> dict:
         "case_id": case.case_id,
         "opened_at": case.opened_at.astimezone(zone).isoformat(),
         "due_at": case.due_at.astimezone(zone).isoformat(),
-        "closed_at": None if case.closed_at is None else case.closed_at.astimezone(zone).isoformat(),
+        # An open or overdue case was open at the end of the as-of day: a later closing is not shown.
+        "closed_at": (case.closed_at.astimezone(zone).isoformat()
+                      if line.status in (LATE, ON_TIME) and case.closed_at is not None else None),
         "status": line.status,
         "hours_late": line.hours_late,
         "attributes": dict(case.attributes),

@@ -24,6 +24,7 @@ EVENTS = [
          attributes={"neighborhood": "Roxbury", "caller": "Jane Doe"}),
     case("e3", "overdue", "2026-07-20T09:00:00-04:00", attributes={"neighborhood": "Dorchester"}),
     case("e4", "due-soon", "2026-07-22T12:00:00-04:00"),
+    case("e5", "closed-later", "2026-07-20T08:30:00-04:00", "2026-07-23T09:00:00-04:00"),  # after the as-of day
 ]
 
 
@@ -65,7 +66,9 @@ def test_cases_json_on_time_open_and_overdue(tmp_path):
     assert [(c["case_id"], c["hours_late"]) for c in on_time] == [("on-time", 0.0)]
     overdue = json.loads(cases_of(tmp_path, "overdue").stdout)
     assert "window" not in overdue  # a backlog is the end of the as-of day, not a window
-    assert [(c["case_id"], c["closed_at"], c["hours_late"]) for c in overdue["cases"]] == [("overdue", None, 39.0)]
+    # Open at the end of 22 July, the case closed the next day is overdue then, and shown open.
+    assert [(c["case_id"], c["closed_at"], c["hours_late"]) for c in overdue["cases"]] == [
+        ("overdue", None, 39.0), ("closed-later", None, 39.5)]
     assert [c["case_id"] for c in json.loads(cases_of(tmp_path, "open").stdout)["cases"]] == ["due-soon"]
 
 
@@ -80,6 +83,7 @@ def test_cases_csv_and_table_show_only_the_public_attributes(tmp_path):
     assert "Jane Doe" not in result.stdout
     overdue = list(csv.reader(io.StringIO(cases_of(tmp_path, "overdue", "--format", "csv", "--catalog", catalog).stdout)))
     assert overdue[1][3] == "" and overdue[1][6] == "Dorchester"  # open: no closed time
+    assert overdue[2][0] == "closed-later" and overdue[2][3] == ""
 
     table = cases_of(tmp_path, "late", "--format", "table", "--catalog", catalog)
     assert table.exit_code == 0, table.output
@@ -111,8 +115,8 @@ def test_score_json_shows_each_case_metrics_backlog_and_projected_week(tmp_path)
     board = json.loads(result.stdout)
     signals = board["metrics"][METRIC]
     assert signals["week"]["numerator"] == 1 and signals["week"]["denominator"] == 2
-    assert signals["open"] == {"overdue": 1, "due_soon": 1}
-    assert signals["projected"] == {"week": {"score": 1 / 3 / 0.8, "numerator": 1.0, "denominator": 3.0}}
+    assert signals["open"] == {"overdue": 2, "due_soon": 1}
+    assert signals["projected"] == {"week": {"score": 1 / 4 / 0.8, "numerator": 1.0, "denominator": 4.0}}
     assert board["metrics"]["pothole-on-time"]["open"] == {"overdue": 0, "due_soon": 0}
     assert "open" not in board["metrics"]["shootings"] and "projected" not in board["metrics"]["shootings"]
 
