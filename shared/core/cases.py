@@ -10,6 +10,7 @@ tuples read from its database and get the same answers.
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Mapping, NamedTuple
 
@@ -30,7 +31,9 @@ class Case(NamedTuple):
 
     `due_at` is the event's own due time, else the one the catalog's SLA gives (`due_at_of`);
     `closed_at` is None while the case is open; `attributes` holds only the attributes the
-    catalog marks public (`public_attributes`), as sorted (name, value) pairs.
+    catalog marks public (`public_attributes`), as sorted (name, value) pairs; `groups` holds the
+    values of the metric's `breakdowns` attributes, in the catalog's order (None where the case
+    does not give one), public or not: a breakdown shows only groups and counts (`breakdown`).
     """
 
     department: str
@@ -40,6 +43,7 @@ class Case(NamedTuple):
     due_at: datetime
     closed_at: datetime | None
     attributes: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str | None, ...] = ()
 
 
 class CaseLine(NamedTuple):
@@ -61,16 +65,24 @@ def due_at_of(calendar: BusinessCalendar, metric: Metric, event: CaseEvent) -> d
 
 
 def case_of(event: CaseEvent, department: str, metric: Metric, due_at: datetime) -> Case:
-    """The `Case` an event describes, keeping only the attributes the metric marks public."""
+    """The `Case` an event describes, keeping only the attributes the metric marks public, and the
+    values of its breakdown attributes."""
     public: tuple[tuple[str, str], ...] = ()
     if event.attributes and metric.public_attributes:
         public = tuple(sorted((name, value) for name, value in event.attributes.items()
                               if name in metric.public_attributes))
+    groups: tuple[str | None, ...] = ()
+    if metric.breakdowns:
+        given = event.attributes or {}
+        # Interned: a year of cases repeats a few dozen neighbourhood names, and each parsed
+        # event brings its own copy of the string.
+        groups = tuple(sys.intern(given[name]) if given.get(name, "").strip() else None
+                       for name in metric.breakdowns)
     # Kept in UTC: each parsed time carries its own offset object, and a year of cases keeps
     # hundreds of thousands of them; UTC shares one. Lists show them in local time.
     closed = None if event.closed_at is None else event.closed_at.astimezone(timezone.utc)
     return Case(department, event.case_id, event.metric, event.opened_at.astimezone(timezone.utc),
-                due_at.astimezone(timezone.utc), closed, public)
+                due_at.astimezone(timezone.utc), closed, public, groups)
 
 
 def end_of_day(day: date, catalog: Catalog) -> datetime:
@@ -229,3 +241,60 @@ def case_line_dict(line: CaseLine, catalog: Catalog) -> dict:
         "hours_late": line.hours_late,
         "attributes": dict(case.attributes),
     }
+
+
+# The group of the cases that do not give the attribute (or give it blank).
+NOT_GIVEN = "(not given)"
+
+
+class Group(NamedTuple):
+    """One group of a breakdown: its cases closed on time in the window, all its cases closed in
+    the window, and their share (on_time / closed; not divided by the target)."""
+
+    name: str
+    on_time: int
+    closed: int
+
+    @property
+    def share(self) -> float:
+        return self.on_time / self.closed
+
+    def as_dict(self) -> dict:
+        return {"group": self.name, "numerator": self.on_time, "denominator": self.closed,
+                "share": round(self.share, 4)}
+
+
+def breakdown(cases: Iterable[Case], catalog: Catalog, metric_id: str, by: str, as_of: date,
+              window: str = "week") -> list[Group]:
+    """A case-fed metric's on-time share in a window, by one of its `breakdowns` attributes, worst
+    first (lowest share, ties by name): who waits longer.
+
+    A case counts as the score does: in the window of the local day it closed, on time when closed
+    at or before its due time, once (its latest version: a reopened case is open, and not counted
+    until it closes again). The groups' numerators and denominators add up to the window's.
+    """
+    metric = catalog.by_id.get(metric_id)
+    if metric is None:
+        raise ValueError(f"metric: no metric {metric_id!r} in the catalog")
+    if by not in metric.breakdowns:
+        named = ", ".join(metric.breakdowns) or "none"
+        raise ValueError(f"by: {by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})")
+    if window not in catalog.windows:
+        raise ValueError(f"window: {window!r} is not one of the catalog's windows ({', '.join(catalog.windows)})")
+    at = metric.breakdowns.index(by)
+    start, end = catalog.windows[window].span(as_of)
+    zone = catalog.zone
+    counts: dict[str, list[int]] = {}
+    for case in cases:
+        if case.metric != metric_id or case.closed_at is None:
+            continue
+        if not start <= case.closed_at.astimezone(zone).date() <= end:
+            continue
+        name = (case.groups[at] if at < len(case.groups) else None) or NOT_GIVEN
+        counted = counts.setdefault(name, [0, 0])
+        counted[1] += 1
+        if case.closed_at <= case.due_at:
+            counted[0] += 1
+    groups = [Group(name, on_time, closed) for name, (on_time, closed) in counts.items()]
+    groups.sort(key=lambda group: (group.share, group.name))
+    return groups

@@ -141,6 +141,10 @@ class Metric(_Strict):
     # The case attributes a case list may show (e.g. [neighborhood]); the others stay out of lists,
     # which may reach the public pages (docs/scoring.md §5a). Unset: a list shows ids and times only.
     public_attributes: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # The case attributes on-time shares may be broken down by (e.g. [neighborhood]; docs/scoring.md
+    # §5a). Kept on each case whether public or not: a breakdown shows groups and their counts,
+    # never a case. Unset: no breakdown.
+    breakdowns: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # The first local day this metric's data can plausibly fall on (the catalog's
     # history_start when unset): an event dated earlier is a department's mistake, and
     # one such event would move a trend metric's baseline years for good.
@@ -186,6 +190,10 @@ class Metric(_Strict):
             raise ValueError("public_attributes only applies to feed 'cases' (the attributes a case list shows)")
         if len(set(self.public_attributes)) != len(self.public_attributes):
             raise ValueError("public_attributes: name each attribute once")
+        if self.breakdowns and self.feed is not Feed.CASES:
+            raise ValueError("breakdowns only applies to feed 'cases' (on-time shares by a case attribute)")
+        if len(set(self.breakdowns)) != len(self.breakdowns):
+            raise ValueError("breakdowns: name each attribute once")
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError("min_value is above max_value")
         if isinstance(self.target, tuple):

@@ -1,0 +1,134 @@
+"""Who waits longer: a case-fed metric's on-time share by a case attribute (shared/core/cases.py).
+
+Boston's signal-repair-on-time metric: a 24-hour SLA (elapsed time), trailing 7-day week. As of
+Wednesday 22 July 2026 the week is 16-22 July (Boston time).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from importlib import resources
+
+import pytest
+import yaml
+
+from shared.core.cases import NOT_GIVEN, Group, breakdown
+from shared.core.catalog import CatalogError, parse_catalog
+from shared.core.contract import parse_event
+from shared.core.folding import Ledger
+
+METRIC = "signal-repair-on-time"
+AS_OF = date(2026, 7, 22)
+
+
+def boston_with(metric_id: str, **fields):
+    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
+    for metric in data["metrics"]:
+        if metric["id"] == metric_id:
+            metric.update(fields)
+    return parse_catalog(data)
+
+
+CATALOG = boston_with(METRIC, breakdowns=["neighborhood", "ward"], public_attributes=[])
+
+
+def case(event_id, case_id, opened, closed=None, where=None, **extra):
+    event = {"event_id": event_id, "type": "case", "metric": METRIC, "case_id": case_id,
+             "opened_at": opened, "closed_at": closed, **extra}
+    if where is not None:
+        event["attributes"] = {"neighborhood": where}
+    return event
+
+
+def ledger_of(*events, catalog=CATALOG):
+    ledger = Ledger(catalog)
+    for event in events:
+        ledger.fold(parse_event(event))
+    return ledger
+
+
+def groups(ledger, as_of=AS_OF, window="week", by="neighborhood", catalog=CATALOG):
+    return [(g.name, g.on_time, g.closed) for g in breakdown(ledger.cases.values(), catalog, METRIC, by, as_of, window)]
+
+
+def test_a_case_closed_exactly_at_its_due_time_is_on_time_in_its_group():
+    ledger = ledger_of(case("e1", "c1", "2026-07-20T12:00:00Z", "2026-07-21T12:00:00Z", "Roxbury"),
+                       case("e2", "c2", "2026-07-20T12:00:00Z", "2026-07-21T12:00:01Z", "Roxbury"))
+    assert groups(ledger) == [("Roxbury", 1, 2)]
+
+
+def test_a_case_closed_outside_the_window_is_not_counted():
+    ledger = ledger_of(
+        # Closed 15 July 23:30 Boston time (16 July 03:30 UTC): the day before the week.
+        case("e1", "c1", "2026-07-15T12:00:00Z", "2026-07-16T03:30:00Z", "Roxbury"),
+        # Closed 23 July 00:30 Boston time: after the as-of day (open then).
+        case("e2", "c2", "2026-07-22T12:00:00Z", "2026-07-23T04:30:00Z", "Roxbury"),
+        # Closed 16 July 00:30 Boston time: the week's first day.
+        case("e3", "c3", "2026-07-15T12:00:00Z", "2026-07-16T04:30:00Z", "Dorchester"),
+    )
+    assert groups(ledger) == [("Dorchester", 1, 1)]
+    # A day later the week is 17-23 July: c2 counts, c3 has left.
+    assert groups(ledger, as_of=date(2026, 7, 23)) == [("Roxbury", 1, 1)]
+
+
+def test_a_reopened_case_is_not_counted_while_open():
+    closed = case("e1", "c1", "2026-07-20T12:00:00Z", "2026-07-21T10:00:00Z", "Roxbury")
+    reopened = case("e2", "c1", "2026-07-20T12:00:00Z", None, "Roxbury")
+    assert groups(ledger_of(closed)) == [("Roxbury", 1, 1)]
+    assert groups(ledger_of(closed, reopened)) == []
+    closed_again = case("e3", "c1", "2026-07-20T12:00:00Z", "2026-07-22T10:00:00Z", "Roxbury")
+    assert groups(ledger_of(closed, reopened, closed_again)) == [("Roxbury", 0, 1)]
+
+
+def test_worst_first_ties_by_name_and_cases_without_the_attribute_in_their_own_group():
+    ledger = ledger_of(
+        case("e1", "c1", "2026-07-20T12:00:00Z", "2026-07-20T13:00:00Z", "South End"),
+        case("e2", "c2", "2026-07-20T12:00:00Z", "2026-07-22T13:00:00Z", "South End"),  # late
+        case("e3", "c3", "2026-07-20T12:00:00Z", "2026-07-22T13:00:00Z", "Roxbury"),  # late
+        case("e4", "c4", "2026-07-20T12:00:00Z", "2026-07-22T13:00:00Z", "Allston"),  # late
+        case("e5", "c5", "2026-07-20T12:00:00Z", "2026-07-20T13:00:00Z", "Dorchester"),
+        case("e6", "c6", "2026-07-20T12:00:00Z", "2026-07-20T13:00:00Z"),  # no attributes at all
+        case("e7", "c7", "2026-07-20T12:00:00Z", "2026-07-22T13:00:00Z", "  "),  # blank: not given, late
+        case("e8", "c8", "2026-07-20T12:00:00Z", "2026-07-20T13:00:00Z", metric="streetlight-on-time"),
+    )
+    assert groups(ledger) == [("Allston", 0, 1), ("Roxbury", 0, 1), (NOT_GIVEN, 1, 2), ("South End", 1, 2),
+                              ("Dorchester", 1, 1)]
+    # The groups add up to the window's score.
+    week = ledger.scoreboard(AS_OF).metrics[METRIC]["week"]
+    found = breakdown(ledger.cases.values(), CATALOG, METRIC, "neighborhood", AS_OF)
+    assert (sum(g.on_time for g in found), sum(g.closed for g in found)) == (week.numerator, week.denominator)
+    assert Group("Roxbury", 1, 4).as_dict() == {"group": "Roxbury", "numerator": 1, "denominator": 4, "share": 0.25}
+
+
+def test_a_second_breakdown_attribute_and_the_case_keeps_groups_but_lists_no_private_attribute():
+    ledger = ledger_of(case("e1", "c1", "2026-07-20T12:00:00Z", "2026-07-20T13:00:00Z",
+                            attributes={"ward": "Ward 13", "caller": "Jane Doe"}))
+    kept = next(iter(ledger.cases.values()))
+    assert kept.attributes == ()  # nothing public: a case list shows none of them
+    assert kept.groups == (None, "Ward 13")
+    assert groups(ledger, by="ward") == [("Ward 13", 1, 1)]
+    assert groups(ledger, by="neighborhood") == [(NOT_GIVEN, 1, 1)]
+
+
+def test_the_window_chooses_the_cases():
+    ledger = ledger_of(case("e1", "c1", "2026-07-01T12:00:00Z", "2026-07-01T13:00:00Z", "Roxbury"),
+                       case("e2", "c2", "2026-06-29T12:00:00Z", "2026-06-29T13:00:00Z", "Roxbury"))
+    assert groups(ledger, window="month") == [("Roxbury", 2, 2)]  # trailing 30 days: 23 June - 22 July
+    assert groups(ledger, window="week") == []
+
+
+def test_refusals_name_the_field():
+    with pytest.raises(ValueError, match="metric: no metric 'nope' in the catalog"):
+        breakdown([], CATALOG, "nope", "neighborhood", AS_OF)
+    with pytest.raises(ValueError, match=r"by: 'caller' is not one of signal-repair-on-time's breakdowns "
+                                         r"in the catalog \(neighborhood, ward\)"):
+        breakdown([], CATALOG, METRIC, "caller", AS_OF)
+    with pytest.raises(ValueError, match="window: 'year' is not one of the catalog's windows"):
+        breakdown([], CATALOG, METRIC, "neighborhood", AS_OF, "year")
+
+
+def test_breakdowns_are_refused_where_they_mean_nothing():
+    with pytest.raises(CatalogError, match=r"metrics\[\d+\] \(shootings\): breakdowns only applies to feed 'cases'"):
+        boston_with("shootings", breakdowns=["neighborhood"])
+    with pytest.raises(CatalogError, match=r"\(signal-repair-on-time\): breakdowns: name each attribute once"):
+        boston_with(METRIC, breakdowns=["neighborhood", "neighborhood"])
