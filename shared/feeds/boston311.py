@@ -19,7 +19,9 @@ Each row whose ``TYPE`` the catalog maps to a metric becomes one ``case`` event:
 * ``closed_at`` is the closed time when the row has one, else the case is open;
 * ``due_at`` is the export's target time when the row has one; when the export has
   no target column, or the row's target is empty, it is computed from the catalog
-  SLA (``BusinessCalendar.case_due_at``), exactly as the scorer would, and written.
+  SLA (``BusinessCalendar.case_due_at``), exactly as the scorer would, and written;
+* ``attributes.neighborhood`` is the row's ``neighborhood`` (both layouts have the
+  column) when it is not blank: the catalog breaks on-time shares down by it.
 
 Time zone (our choice, documented): timestamps without an offset are local city
 time and get the catalog's zone. In the autumn fall-back hour, which happens twice,
@@ -31,8 +33,8 @@ A timestamp that does carry an offset (``+00``, ``-05:00``, ``Z``) names an exac
 instant; it is honoured and converted to local time.
 
 Event ids (our choice): ``boston311-<case_id>-<open|closed>-<hash>``, where the
-hash is a short digest of everything the event says (metric, times, due time). So
-re-importing the same file gives the same ids and every event is a duplicate
+hash is a short digest of everything the event says (metric, times, due time,
+neighbourhood). So re-importing the same file gives the same ids and every event is a duplicate
 downstream (ignored), while a later export in which the case changed (closed,
 re-dated, reopened and closed again) gives a new id, and the new version replaces
 the old one through its ``case_id`` (docs/contract.md). A row whose non-scored columns
@@ -86,6 +88,10 @@ _TARGET = ("sla_target_dt", "target_dt")
 _CLOSED = ("closed_dt",)
 _STATUS = ("case_status",)
 _TYPE = ("type",)
+# Both layouts name it in lower case; the event carries it as the case attribute `neighborhood`,
+# which Boston's catalog breaks on-time shares down by (docs/scoring.md §5a).
+_NEIGHBORHOOD = ("neighborhood",)
+NEIGHBORHOOD = "neighborhood"
 _REQUIRED = {"case id": _CASE_ID, "open time": _OPEN, "closed time": _CLOSED, "case type": _TYPE}
 
 # Boston case enquiry ids are 12 digits; other systems may use letters. Anything
@@ -206,6 +212,8 @@ class Boston311Reader:
         self._status = status[1] if status else None
         target = _first(columns, _TARGET)
         self._target = target[1] if target else None
+        neighborhood = _first(columns, _NEIGHBORHOOD)
+        self._neighborhood = neighborhood[1] if neighborhood else None
         self.summary.target_column = names[target[1]] if target else None
         # Old exports write their names in capitals (CASE_ENQUIRY_ID, OnTime_Status);
         # new ones in lower case.
@@ -349,10 +357,14 @@ class Boston311Reader:
         opened_s = opened_at.isoformat()
         closed_s = closed_at.isoformat() if closed_at is not None else None
         due_s = due_at.isoformat()
-        # The id names the case, its state and a digest of what the event says.
-        digest = hashlib.blake2b(
-            f"{metric_id}|{case_id}|{opened_s}|{closed_s or ''}|{due_s}".encode(), digest_size=6
-        ).hexdigest()
+        neighborhood = row[self._neighborhood].strip() if self._neighborhood is not None else ""
+        # The id names the case, its state and a digest of what the event says: the neighbourhood
+        # too when there is one, so a case moved to another neighbourhood is a new version (a row
+        # without one keeps the id it always had).
+        said = f"{metric_id}|{case_id}|{opened_s}|{closed_s or ''}|{due_s}"
+        if neighborhood:
+            said += f"|{neighborhood}"
+        digest = hashlib.blake2b(said.encode(), digest_size=6).hexdigest()
         raw = {
             "event_id": f"{SOURCE}-{case_id}-{'open' if closed_s is None else 'closed'}-{digest}",
             "type": "case",
@@ -362,6 +374,8 @@ class Boston311Reader:
             "closed_at": closed_s,
             "due_at": due_s,
         }
+        if neighborhood:
+            raw["attributes"] = {NEIGHBORHOOD: neighborhood}
         try:
             event = validate_event(raw, self.catalog)
         except InvalidEvent as exc:

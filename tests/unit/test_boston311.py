@@ -48,11 +48,13 @@ def without_ids(events):
     return [{k: v for k, v in e.items() if k != "event_id"} for e in events]
 
 
-def case(metric, case_id, opened, closed, due):
+def case(metric, case_id, opened, closed, due, neighborhood=None):
     event = {"metric": metric, "type": "case", "case_id": case_id, "opened_at": opened}
     if closed is not None:
         event["closed_at"] = closed
     event["due_at"] = due
+    if neighborhood is not None:  # the export's neighborhood column, carried for the breakdown
+        event["attributes"] = {"neighborhood": neighborhood}
     return event
 
 
@@ -69,22 +71,23 @@ def drop_column(data: bytes, name: str) -> bytes:
 OLD_EVENTS = [
     # docs/scoring.md §5's example: opened on New Year's Day (a holiday) just after midnight.
     case("streetlight-on-time", "101001240735", "2015-01-01T00:25:23-05:00", "2015-01-02T16:17:43-05:00",
-         "2015-01-16T08:30:00-05:00"),
+         "2015-01-16T08:30:00-05:00", "Roxbury"),
     case("pothole-on-time", "101001240801", "2015-01-02T09:14:05-05:00", "2015-01-02T14:30:11-05:00",
-         "2015-01-05T09:14:05-05:00"),
+         "2015-01-05T09:14:05-05:00", "Dorchester"),
     case("pothole-on-time", "101001240902", "2015-01-05T10:00:00-05:00", "2015-01-07T11:45:00-05:00",
-         "2015-01-06T10:00:00-05:00"),
+         "2015-01-06T10:00:00-05:00", "Dorchester"),
     # still open: no closed_at
-    case("streetlight-on-time", "101001241003", "2015-01-06T19:05:00-05:00", None, "2015-01-22T08:30:00-05:00"),
+    case("streetlight-on-time", "101001241003", "2015-01-06T19:05:00-05:00", None, "2015-01-22T08:30:00-05:00",
+         "Jamaica Plain"),
     # empty TARGET_DT: 24 hours from the catalog SLA, written in local time
     case("signal-repair-on-time", "101001241104", "2015-01-07T15:00:00-05:00", "2015-01-07T21:00:00-05:00",
-         "2015-01-08T15:00:00-05:00"),
+         "2015-01-08T15:00:00-05:00", "Roxbury"),
     # 02:30 on 8 March 2015 does not exist in Boston: shifted forward to 03:30 EDT
     case("pothole-on-time", "101001403306", "2015-03-08T03:30:00-04:00", "2015-03-09T10:15:00-04:00",
-         "2015-03-09T08:30:00-04:00"),
+         "2015-03-09T08:30:00-04:00", "Jamaica Plain"),
     # 01:30 on 1 November 2015 happens twice: the first (EDT) is taken
     case("streetlight-on-time", "101001580007", "2015-11-01T01:30:00-04:00", "2015-11-01T01:50:00-04:00",
-         "2015-11-17T08:30:00-05:00"),
+         "2015-11-17T08:30:00-05:00", "Dorchester"),
 ]
 
 
@@ -109,19 +112,20 @@ def test_old_layout_gives_exact_events_and_skip_counts():
 
 NEW_EVENTS = [
     case("pothole-on-time", "101002700001", "2019-01-02T08:10:11-05:00", "2019-01-02T13:05:42-05:00",
-         "2019-01-03T08:30:00-05:00"),
+         "2019-01-03T08:30:00-05:00", "Dorchester"),
     case("pothole-on-time", "101002700002", "2019-01-02T09:00:00-05:00", "2019-01-03T09:00:00-05:00",
-         "2019-01-03T09:00:00-05:00"),
+         "2019-01-03T09:00:00-05:00", "South Boston / South Boston Waterfront"),
     case("pothole-on-time", "101002700003", "2019-01-02T10:00:00.123456-05:00", "2019-01-04T11:00:00-05:00",
-         "2019-01-03T10:00:00-05:00"),
+         "2019-01-03T10:00:00-05:00", "Jamaica Plain"),
     # empty sla_target_dt: 1 business day from the catalog
     case("pothole-on-time", "101002700004", "2019-01-03T14:00:00-05:00", "2019-01-04T12:00:00-05:00",
-         "2019-01-04T14:00:00-05:00"),
-    case("streetlight-on-time", "101002700005", "2019-01-03T16:20:00-05:00", None, "2019-01-17T16:20:00-05:00"),
+         "2019-01-04T14:00:00-05:00", "Roxbury"),
+    case("streetlight-on-time", "101002700005", "2019-01-03T16:20:00-05:00", None, "2019-01-17T16:20:00-05:00",
+         "Roxbury"),
     case("pothole-on-time", "101002950008", "2019-03-10T03:15:00-04:00", "2019-03-11T08:00:00-04:00",
-         "2019-03-11T08:30:00-04:00"),
+         "2019-03-11T08:30:00-04:00", "Jamaica Plain"),
     case("streetlight-on-time", "101003180009", "2019-11-03T01:30:00-04:00", "2019-11-04T09:00:00-05:00",
-         "2019-11-19T08:30:00-05:00"),
+         "2019-11-19T08:30:00-05:00", "Dorchester"),
 ]
 
 

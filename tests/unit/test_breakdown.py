@@ -132,3 +132,37 @@ def test_breakdowns_are_refused_where_they_mean_nothing():
         boston_with("shootings", breakdowns=["neighborhood"])
     with pytest.raises(CatalogError, match=r"\(signal-repair-on-time\): breakdowns: name each attribute once"):
         boston_with(METRIC, breakdowns=["neighborhood", "neighborhood"])
+
+
+# -- Boston 311: the export's neighbourhood, carried through to a breakdown -----------------
+
+def test_the_boston_311_import_carries_the_neighbourhood_to_a_breakdown():
+    import io
+    from pathlib import Path
+
+    from services.cli.offline import fold_lines
+    from shared.core.catalog import load_catalog
+    from shared.feeds.boston311 import convert
+
+    boston = load_catalog()
+    assert all(metric.breakdowns == ("neighborhood",) for metric in boston.metrics if metric.feed.value == "cases")
+    sample = (Path(__file__).resolve().parents[1] / "data" / "boston311_new.csv").read_bytes()
+    rows = sample.decode().splitlines()
+    header = rows[0].split(",")
+    at = header.index("neighborhood")
+    fields = rows[4].split(",")  # 101002700004, Roxbury: closed on time
+    assert fields[0] == "101002700004" and fields[at] == "Roxbury"
+    fields[at] = " "  # a row without a neighbourhood: its case goes to "(not given)"
+    rows[4] = ",".join(fields)
+    out = io.BytesIO()
+    convert(io.BytesIO(("\n".join(rows) + "\n").encode()), out, boston)
+    ledger = Ledger(boston)
+    assert fold_lines(out.getvalue().splitlines(), ledger).folded == 7
+    # Pothole cases closed 2-4 January 2019: the week as of Friday 4 January.
+    found = breakdown(ledger.cases.values(), boston, "pothole-on-time", "neighborhood", date(2019, 1, 4))
+    assert [(g.name, g.on_time, g.closed) for g in found] == [
+        ("Jamaica Plain", 0, 1),  # closed a day after its due time
+        (NOT_GIVEN, 1, 1),
+        ("Dorchester", 1, 1),
+        ("South Boston / South Boston Waterfront", 1, 1),  # closed exactly at its due time
+    ]
