@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from shared.core import wording
 from shared.core.catalog import Catalog, Metric
 from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
-from shared.core.staleness import stale_marks
+from shared.core.staleness import FeedStatus, no_data_words, stale_marks
 from shared.core.windows import Window, spans
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): per message and per element.
@@ -327,6 +327,30 @@ def alert_message(view: AlertView) -> dict:
     if view.status == "firing" and mentions:
         text += f" {mentions}"
     return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+def data_alert_message(metric: Metric, feed: FeedStatus, as_of: date, *, resolved: bool, department: str,
+                       owners: Sequence[str] = ()) -> dict:
+    """A data alert (docs/scoring.md §4c): the metric's feed is quiet, or flows again (resolved).
+
+    No buttons: there is no score to follow up, only a feed to mend, and it resolves by itself
+    when data arrives."""
+    name = metric.name.title()
+    quiet = no_data_words(feed, as_of).replace("no data", f"No data for {name}", 1)  # "… since 3 February"
+    mentions = " ".join(f"<@{owner}>" for owner in owners)
+    if resolved:
+        last = feed.last_data
+        up_to = f" (data up to {last.day} {last:%B})" if last else ""
+        text = f"Resolved: data for {name} arrives again{up_to}."
+        lead = f"✅ *{text}*"
+    else:
+        text = f"{quiet}; expected {feed.expected}."
+        lead = f"📭 *{text}* Its scores may look fine while nothing is counted."
+        lead += f"\n{mentions}" if mentions else ""
+    notes = [f"*{'Resolved' if resolved else 'Data alert'}*", department + (f" · {mentions}" if mentions else ""),
+             f"as of {as_of.isoformat()}"]
+    return {"text": _clip(text + (f" {mentions}" if mentions and not resolved else ""), MAX_MESSAGE_TEXT),
+            "blocks": [section(_clip(lead, MAX_SECTION_TEXT)), context(*notes)]}
 
 
 def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: str | None = None) -> dict:

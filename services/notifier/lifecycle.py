@@ -263,3 +263,27 @@ def take_ownership(alert: Alert, user: str) -> Alert:
     if alert.status is Status.RESOLVED or alert.owner == user:
         return alert
     return replace(alert, owner=user)
+
+
+# -- data alerts (stale feeds, docs/scoring.md §4c) ------------------------------------------
+
+# A data alert is an alert of the window "feed": the alerts table's one-open-alert-per-(metric,
+# window) index keeps one per metric, apart from its follow-ups. Its reading has no score; its
+# `as_of` is the metric's last day with data (None: none ever came).
+FEED = "feed"
+
+
+def feed_transition(stale: bool, last_data: date | None, alert: Alert | None) -> Transition:
+    """What a metric's open data alert (or its absence) must do given its feed now.
+
+    A stale feed with no open alert fires one; a fresh feed resolves the open one; a stale
+    feed whose last day with data moved (some data came, not enough) edits it. The stale-feed
+    rule itself (shared/core/staleness.py) already waits out the expected quiet, so no
+    streak damps it further. A feed that never sent anything (`last_data` None) fires
+    nothing: it has not gone quiet, it has not started (a new deployment, a metric just
+    added), and the board says "no data yet" beside it."""
+    if alert is None or alert.status is Status.RESOLVED:
+        return Transition.FIRE if stale and last_data is not None else Transition.NONE
+    if not stale:
+        return Transition.RESOLVE
+    return Transition.CHANGE if alert.reading.as_of != last_data else Transition.NONE

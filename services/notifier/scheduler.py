@@ -1,7 +1,8 @@
 """The notifier's schedule: APScheduler jobs kept in the database.
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
-reminders, the re-evaluation of steady scores, a catch-up every five minutes that
+reminders, the re-evaluation of steady scores, the look for stale feeds (data alerts,
+every NOTIFIER_FEED_CHECK_EVERY seconds and on start), a catch-up every five minutes that
 posts the board and recap if their time passed without them (no scores yet then), and
 an hourly purge of the charts of uploads sent over NOTIFIER_OUTBOX_RETENTION_DAYS ago.
 They live in the `notifier_jobs` table (SQLAlchemyJobStore), so a restart keeps each
@@ -62,6 +63,10 @@ def evaluate_steady() -> None:
     _current().evaluate_steady()
 
 
+def check_feeds() -> None:
+    _current().check_feeds()
+
+
 def catch_up() -> None:
     _current().catch_up()
 
@@ -107,6 +112,9 @@ class NotifierScheduler:
             "catch-up": (catch_up, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),
                                                                  start_date=start, timezone=zone)),
+            # Data alerts for stale feeds; an interval job runs on start too (its first run time is now).
+            "check-feeds": (check_feeds, IntervalTrigger(seconds=settings.feed_check_every_s, start_date=start,
+                                                         timezone=zone)),
             "purge-outbox": (purge_outbox, IntervalTrigger(seconds=3600, start_date=start, timezone=zone)),
         }
 

@@ -22,18 +22,20 @@ from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog
 from shared.core.score_change import CITY, BadScoreChange, ScoreChange
+from shared.core.staleness import FeedStatus, feed_statuses
 from shared.platform.clock import Clock
 from shared.store.score_reader import ScoreReader
 
 from . import slack_requests
 from .blocks import (
-    AlertView, alert_message, board_message, escape, metric_scores_message, note_modal, recap_message, reply_message,
+    AlertView, alert_message, board_message, data_alert_message, escape, metric_scores_message, note_modal,
+    recap_message, reply_message,
     span_if_known,
 )
 from .follow_ups import FollowUps
 from .lifecycle import (
-    Alert, Policy, QuietHours, Reading, Status, Track, Transition, acknowledge, close, evaluate, fire, move, remind,
-    reminder_due, reply, resolve, take_ownership,
+    FEED, Alert, Policy, QuietHours, Reading, Status, Track, Transition, acknowledge, close, evaluate, feed_transition,
+    fire, move, remind, reminder_due, reply, resolve, take_ownership,
 )
 from .outbox import Queue
 from .routing import Routing
@@ -272,7 +274,9 @@ class Notifier:
         now = self._now()
         sent = 0
         with self._work() as work:
-            firing = [alert for alert in work.alerts.firing() if alert.metric in self.catalog.by_id]
+            # A data alert is told once and resolves by itself (check_feeds): no reminders.
+            firing = [alert for alert in work.alerts.firing()
+                      if alert.metric in self.catalog.by_id and alert.window != FEED]
             posted = work.outbox.sent(alert.post_key for alert in firing)
             for alert in firing:
                 if alert.post_key not in posted:
@@ -317,6 +321,66 @@ class Notifier:
         if closed:
             self.on_enqueue()
         return closed
+
+    # -- data alerts (stale feeds) ----------------------------------------------------------------
+
+    def check_feeds(self) -> int:
+        """Raise a data alert for each metric whose feed went stale, resolve those flowing again.
+
+        As of yesterday, the day the daily board shows, by the stale-feed rule of the board
+        (shared/core/staleness.py, docs/scoring.md §4c). One transaction: the metric's track of
+        the window "feed" is locked first, so two notifiers (or a job run twice) see each other's
+        alert and raise one; the alert's post is queued with it, so a crash raises none or one.
+        Returns how many alerts fired, changed or resolved.
+        """
+        as_of = self.local_today() - timedelta(days=1)
+        statuses = feed_statuses(self.catalog.metrics, self.store.last_data(as_of), as_of)
+        done = 0
+        with self._work() as work:
+            for metric_id, feed in statuses.items():
+                track = work.alerts.track(metric_id, FEED)  # the lock
+                alert = work.alerts.open_alert(metric_id, FEED)
+                transition = feed_transition(feed.stale, feed.last_data, alert)
+                work.alerts.save_track(replace(track, reading=Reading(None, as_of=feed.last_data),
+                                               evaluated_at=self._now()))
+                if transition is Transition.NONE:
+                    continue
+                done += 1
+                reading = Reading(None, as_of=feed.last_data)
+                if transition is Transition.FIRE:
+                    route = self.routing.route(self.catalog, metric_id)
+                    held = self._hold()
+                    alert = work.alerts.add(fire(metric_id, FEED, work.alerts.next_seq(metric_id, FEED),
+                                                 route.channel, reading, self._now(), held))
+                    work.outbox.post(alert.post_key, route.channel, self._data_message(alert, feed, as_of),
+                                     not_before=held)
+                    log.info("data alert fired", extra={"metric": metric_id, "last_data": str(feed.last_data),
+                                                        "expected": feed.expected})
+                elif transition is Transition.CHANGE:
+                    alert = replace(alert, reading=reading)
+                    work.alerts.save(alert)
+                    work.outbox.update(f"{alert.key}:update", alert.post_key, self._data_message(alert, feed, as_of))
+                else:
+                    alert = resolve(alert, reading, self._now())
+                    work.alerts.save(alert)
+                    if work.outbox.cancel_unsent(alert.post_key):
+                        continue  # it never reached Slack: nothing to tell
+                    message = self._data_message(alert, feed, as_of)
+                    work.outbox.update(f"{alert.key}:update", alert.post_key, message)
+                    alert = reply(alert)
+                    work.alerts.save(alert)
+                    work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message,
+                                     parent_key=alert.post_key, not_before=self._hold())
+                    log.info("data alert resolved", extra={"metric": metric_id, "last_data": str(feed.last_data)})
+        if done:
+            self.on_enqueue()
+        return done
+
+    def _data_message(self, alert: Alert, feed: FeedStatus, as_of: date) -> dict:
+        metric = self.catalog.by_id[alert.metric]
+        return data_alert_message(metric, feed, as_of, resolved=alert.status is Status.RESOLVED,
+                                  department=self.departments.get(metric.department, metric.department),
+                                  owners=self.routing.owners_of(self.catalog, alert.metric))
 
     # -- requests from Slack -------------------------------------------------------------------
 

@@ -71,6 +71,8 @@ class NotifierSettings(BaseSettings):
                                description="Consecutive evaluations at or above 1 before it resolves")
     evaluate_every_s: int = Field(900, alias="NOTIFIER_EVALUATE_EVERY", ge=1,
                                   description="Re-evaluate unchanged scores this often (a steady score counts too)")
+    feed_check_every_s: int = Field(900, alias="NOTIFIER_FEED_CHECK_EVERY", ge=60,
+                                    description="Look for stale feeds (data alerts) this often, and on start")
     repeat_interval_s: int = Field(4 * 3600, alias="NOTIFIER_REPEAT_INTERVAL", ge=60,
                                    description="Remind about an unacknowledged alert this often")
     quiet_hours: str = Field("20:00-07:30", alias="NOTIFIER_QUIET_HOURS",

@@ -1,0 +1,149 @@
+"""A feed that goes quiet raises one data alert to its department, resolved in place when
+data flows again (docs/scoring.md §4c): the notifier's scheduled look at the feeds, the fake
+Slack server, and a real database (SQLite, as on a laptop, and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from services.notifier.lifecycle import FEED
+from shared.store.engine import make_engine, migrate
+from shared.store.tables.notifier import Alert
+from shared.store.tables.scorer import DayTotal
+from tests.fakes.clock import ManualClock
+from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier_harness import Harness, notifier_settings
+
+BOSTON = ZoneInfo("America/New_York")
+CALLS = "311-call-center"  # expect_data: daily; department boston-311, channel C0311
+QUIET_SINCE = date(2026, 2, 3)
+
+
+@dataclass
+class Database:
+    url: str
+    engine: object
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/notifier.db"
+        engine = make_engine(url)
+        migrate(engine)
+        yield Database(url, engine)
+        engine.dispose()
+    else:
+        yield request.getfixturevalue("schema")
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as fake:
+        yield fake
+
+
+def add_days(engine, first: date, last: date) -> None:
+    """Day totals of the 311 calls, as the scorer keeps them, one a day from `first` to `last`."""
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    with engine.begin() as conn:
+        conn.execute(DayTotal.__table__.insert(), [dict(metric=CALLS, day=day, numerator=90.0, denominator=100.0,
+                                                        count=0.0, parts=1) for day in days])
+
+
+def departments(slack) -> list[str]:
+    """The channels of the messages posted outside the mayor's (the departments')."""
+    return [m["channel"] for m in slack.all_messages() if m["channel"] != "C0MAYOR"]
+
+
+def data_alerts(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(Alert.__table__).where(Alert.window == FEED).order_by(Alert.id)).all()
+
+
+def test_a_quiet_feed_raises_one_data_alert_that_resolves_when_data_flows_again(database, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))  # the board's day: 9 February
+    settings = notifier_settings(tmp_path, slack)
+    add_days(database.engine, date(2026, 1, 1), QUIET_SINCE)
+
+    first = Harness(database, settings, clock)
+    scheduler = first.start_scheduler()
+    try:
+        assert "check-feeds" in scheduler.run_due()  # on start
+        first.drain()
+        [posted] = slack.messages("C0311")
+        assert posted["text"] == "No data for 311 Call Center Performance since 3 February; expected daily. <@U0311>"
+        # No other metric of the catalog has sent anything yet: not gone quiet, no alert (the
+        # mayor's channel has the daily board, which says "no data yet" beside them).
+        assert departments(slack) == ["C0311"]
+
+        clock.advance(timedelta(minutes=15))
+        assert "check-feeds" in scheduler.run_due()  # the feed is as quiet: nothing new
+        first.drain()
+    finally:
+        first.stop()
+
+    # A restart, and a second notifier beside it: still one alert.
+    second = Harness(database, settings, clock)
+    scheduler = second.start_scheduler()
+    try:
+        clock.advance(timedelta(minutes=15))
+        assert "check-feeds" in scheduler.run_due()
+        assert second.notifier.check_feeds() == 0
+        assert first.notifier.check_feeds() == 0
+        second.drain()
+        assert departments(slack) == ["C0311"] and slack.thread("C0311", posted["ts"]) == []
+        [alert] = data_alerts(database.engine)
+        assert (alert.metric, alert.status, alert.channel) == (CALLS, "firing", "C0311")
+
+        # The feed flows again: the alert is resolved in place, and its thread says so.
+        add_days(database.engine, date(2026, 2, 8), date(2026, 2, 9))
+        clock.advance(timedelta(minutes=15))
+        assert "check-feeds" in scheduler.run_due()
+        second.drain()
+        [edited] = slack.messages("C0311")
+        assert edited["ts"] == posted["ts"]
+        assert edited["text"] == "Resolved: data for 311 Call Center Performance arrives again (data up to 9 February)."
+        [reply] = slack.thread("C0311", posted["ts"])
+        assert "arrives again" in reply["text"]
+        [alert] = data_alerts(database.engine)
+        assert alert.status == "resolved"
+
+        # Reminders never nag about a data alert, and a later look changes nothing.
+        clock.advance(timedelta(hours=5))
+        scheduler.run_due()
+        second.drain()
+        assert len(slack.messages("C0311")) == 1 and len(slack.thread("C0311", posted["ts"])) == 1
+    finally:
+        second.stop()
+
+
+def test_two_notifiers_looking_at_once_raise_one_data_alert(schema, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    settings = notifier_settings(tmp_path, slack)
+    add_days(schema.engine, date(2026, 1, 1), QUIET_SINCE)
+    replicas = [Harness(schema, settings, clock), Harness(schema, settings, clock)]
+    start = threading.Barrier(2)
+    fired: list[int] = []
+
+    def look(harness: Harness) -> None:
+        start.wait()
+        fired.append(harness.notifier.check_feeds())
+
+    threads = [threading.Thread(target=look, args=(h,)) for h in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(fired) == [0, 1]
+    replicas[0].drain()
+    assert len(data_alerts(schema.engine)) == 1
+    assert len(slack.messages("C0311")) == 1
+    assert json.dumps(slack.messages("C0311")[0]["text"]).count("No data") == 1
