@@ -194,6 +194,72 @@ def cases(events_path: str, metric_id: str, as_of: date, status: str, window: st
         click.echo(f"(no {status.replace('_', ' ')} cases)")
 
 
+@main.command()
+@click.option("--events", "events_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL file of events ('-' for standard input).")
+@click.option("--metric", "metric_id", required=True, help="A case-fed metric's id, e.g. pothole-on-time.")
+@click.option("--by", "by", required=True, help="One of the metric's breakdowns in the catalog, e.g. neighborhood.")
+@click.option("--as-of", "as_of", required=True, callback=_parse_date, help="As of this local date (YYYY-MM-DD).")
+@click.option("--window", default="week", show_default=True, help="The window whose closed cases are counted.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "table"]), default="json", show_default=True)
+@catalog_option
+@click.option("--skip-invalid", is_flag=True, help="Count and report invalid lines instead of failing.")
+def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: str, fmt: str,
+              catalog_path: str | None, skip_invalid: bool) -> None:
+    """Who waits longer: a metric's on-time share in a window by a case attribute, worst first."""
+    import csv
+    import io
+
+    from services.cli.offline import fold_lines
+    from shared.core.cases import breakdown as groups_of
+    from shared.core.catalog import Feed
+    from shared.core.folding import Ledger
+
+    loaded = _load_catalog(catalog_path)
+    metric = loaded.by_id.get(metric_id)
+    if metric is None:
+        raise click.BadParameter(f"no metric {metric_id!r} in the catalog", param_hint="'--metric'")
+    if metric.feed is not Feed.CASES:
+        raise click.BadParameter(f"{metric_id!r} is fed {metric.feed.value}, not cases: it has no cases to break down",
+                                 param_hint="'--metric'")
+    if by not in metric.breakdowns:
+        named = ", ".join(metric.breakdowns) or "none: the catalog names no breakdowns for it"
+        raise click.BadParameter(f"{by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})",
+                                 param_hint="'--by'")
+    _known_window(loaded, window, "--window")
+    ledger = Ledger(loaded)
+    with click.open_file(events_path, "rb") as stream:
+        report = fold_lines(stream, ledger)
+    for bad in report.reasons:
+        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
+    if report.invalid and not skip_invalid:
+        click.echo(f"{report.invalid} invalid lines. Not counted: fix the lines above or pass --skip-invalid.", err=True)
+        sys.exit(1)
+    rows = [group.as_dict() for group in groups_of(ledger.cases.values(), loaded, metric_id, by, as_of, window)]
+    if fmt == "json":
+        start, end = loaded.windows[window].span(as_of)
+        click.echo(orjson.dumps({"metric": metric_id, "by": by, "as_of": as_of.isoformat(), "window": window,
+                                 "start": start.isoformat(), "end": end.isoformat(),
+                                 "target": metric.target_on(end), "groups": rows},
+                                option=orjson.OPT_INDENT_2).decode())
+        return
+    columns = ("group", "numerator", "denominator", "share")
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([row[column] for column in columns] for row in rows)
+        click.echo(out.getvalue(), nl=False)
+        return
+    cells = [[by, "on time", "closed", "share"]] + [
+        [row["group"], str(row["numerator"]), str(row["denominator"]), f"{row['share']:.0%}"] for row in rows]
+    widths = [max(len(row[at]) for row in cells) for at in range(len(columns))]
+    for row in cells:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    if not rows:
+        click.echo(f"(no cases closed in the {window})")
+
+
 # -- importers ---------------------------------------------------------------
 
 
