@@ -1,6 +1,7 @@
 """A feed that goes quiet raises one data alert to its department, resolved in place when
 data flows again (docs/scoring.md §4c): the notifier's scheduled look at the feeds, the fake
-Slack server, and a real database (SQLite, as on a laptop, and PostgreSQL)."""
+Slack server, and a real database (SQLite, as on a laptop, and PostgreSQL); and the same from
+the department's events through real Kafka and a scorer."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from shared.store.tables.scorer import DayTotal
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import Harness, notifier_settings
+from tests.helpers.scorer import run_scorer_until_idle
 
 BOSTON = ZoneInfo("America/New_York")
 CALLS = "311-call-center"  # expect_data: daily; department boston-311, channel C0311
@@ -147,3 +149,36 @@ def test_two_notifiers_looking_at_once_raise_one_data_alert(schema, slack, tmp_p
     assert len(data_alerts(schema.engine)) == 1
     assert len(slack.messages("C0311")) == 1
     assert json.dumps(slack.messages("C0311")[0]["text"]).count("No data") == 1
+
+
+def tallies(first: date, last: date) -> list[dict]:
+    """The 311 call centre's daily tallies (calls answered within 30 seconds, of all calls)."""
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return [{"event_id": f"calls-{day}", "type": "tally", "metric": CALLS, "date": day.isoformat(),
+             "numerator": 960, "denominator": 1000} for day in days]
+
+
+def test_events_through_kafka_then_none_then_more_raise_and_resolve_one_data_alert(engine, stream, slack, tmp_path):
+    """The department's events go through real Kafka into a scorer; the notifier sees the feed stop and resume."""
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    notifier = Harness(Database(engine.url.render_as_string(hide_password=False), engine),
+                       notifier_settings(tmp_path, slack), clock)
+    catalog = notifier.runtime.catalog
+    stream.send(tallies(date(2026, 1, 20), QUIET_SINCE))
+    run_scorer_until_idle(stream, engine, catalog, QUIET_SINCE)
+
+    assert notifier.notifier.check_feeds() == 1
+    assert notifier.notifier.check_feeds() == 0
+    notifier.drain()
+    [posted] = slack.messages("C0311")
+    assert posted["text"].startswith("No data for 311 Call Center Performance since 3 February; expected daily.")
+
+    stream.send(tallies(date(2026, 2, 8), date(2026, 2, 9)))
+    run_scorer_until_idle(stream, engine, catalog, date(2026, 2, 9))
+    clock.advance(timedelta(minutes=15))
+    assert notifier.notifier.check_feeds() == 1
+    notifier.drain()
+    [edited] = slack.messages("C0311")
+    assert edited["ts"] == posted["ts"] and edited["text"].startswith("Resolved: data for 311 Call Center Performance")
+    assert [m["text"] for m in slack.thread("C0311", posted["ts"])] == [edited["text"]]
+    assert [a.status for a in data_alerts(engine)] == ["resolved"]
