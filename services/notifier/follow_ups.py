@@ -143,6 +143,11 @@ class FollowUps:
             ALERTS.c.status != Status.RESOLVED.value, ALERTS.c.metric.not_in(list(metrics)))
             .order_by(ALERTS.c.id))).all()]
 
+    def open_of_window(self, window: str) -> list[Alert]:
+        """Open alerts of one window (the data alerts: "feed"), locked."""
+        return [self._seen(row) for row in self.conn.execute(self._locked(select(ALERTS).where(
+            ALERTS.c.status != Status.RESOLVED.value, ALERTS.c.window == window).order_by(ALERTS.c.id))).all()]
+
     def listed(self, status: str | None = None) -> list[Alert]:
         """Alerts by when they fired; `status` one of firing, acknowledged, resolved, or 'open' (not resolved)."""
         query = select(ALERTS).order_by(ALERTS.c.fired_at, ALERTS.c.id)

@@ -302,22 +302,10 @@ class Notifier:
         closed = 0
         with self._work() as work:
             for alert in work.alerts.open_outside(self.catalog.by_id):
-                reason = f"{alert.metric} is no longer in the catalog"
-                alert = close(alert, reason, self._now())
-                work.alerts.save(alert)
+                self._close(work, alert, f"{alert.metric} is no longer in the catalog")
                 closed += 1
                 log.warning("alert closed: its metric is no longer in the catalog",
                             extra={"key": alert.key, "metric": alert.metric, "window": alert.window})
-                if work.outbox.cancel_unsent(alert.post_key):
-                    continue  # it never reached Slack: nothing to tell
-                # Plain text: the metric's name, owners and buttons came from the catalog entry.
-                text = f"Follow-up closed: {reason}, so its {alert.window} score is no longer followed up."
-                message = {"text": text, "blocks": [{"type": "section", "text": {"type": "plain_text", "text": text}}]}
-                work.outbox.update(f"{alert.key}:update", alert.post_key, message)
-                alert = reply(alert)
-                work.alerts.save(alert)
-                work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message,
-                                 parent_key=alert.post_key)
         if closed:
             self.on_enqueue()
         return closed
@@ -372,6 +360,14 @@ class Notifier:
                     work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message,
                                      parent_key=alert.post_key, not_before=self._hold())
                     log.info("data alert resolved", extra={"metric": metric_id, "last_data": str(feed.last_data)})
+            # A metric whose catalog entry no longer says how often data should arrive: nothing
+            # would resolve its open data alert (a metric gone from the catalog is close_orphans').
+            for alert in work.alerts.open_of_window(FEED):
+                if alert.metric in statuses or alert.metric not in self.catalog.by_id:
+                    continue
+                self._close(work, alert, f"{alert.metric} no longer expects data (its catalog entry has no "
+                                         "expect_data)")
+                done += 1
         if done:
             self.on_enqueue()
         return done
@@ -381,6 +377,23 @@ class Notifier:
         return data_alert_message(metric, feed, as_of, resolved=alert.status is Status.RESOLVED,
                                   department=self.departments.get(metric.department, metric.department),
                                   owners=self.routing.owners_of(self.catalog, alert.metric))
+
+    def _close(self, work: Work, alert: Alert, reason: str) -> None:
+        """Close an open alert for `reason`, edit its message and tell its thread (plain text: the
+        metric's name, owners and buttons came from a catalog entry that may be gone)."""
+        alert = close(alert, reason, self._now())
+        work.alerts.save(alert)
+        if work.outbox.cancel_unsent(alert.post_key):
+            return  # it never reached Slack: nothing to tell
+        if alert.window == FEED:
+            text = f"Data alert closed: {reason}, so its feed is no longer watched."
+        else:
+            text = f"Follow-up closed: {reason}, so its {alert.window} score is no longer followed up."
+        message = {"text": text, "blocks": [{"type": "section", "text": {"type": "plain_text", "text": text}}]}
+        work.outbox.update(f"{alert.key}:update", alert.post_key, message)
+        alert = reply(alert)
+        work.alerts.save(alert)
+        work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message, parent_key=alert.post_key)
 
     # -- requests from Slack -------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from services.notifier.lifecycle import FEED
+from services.notifier.main import build
+from shared.core.catalog import Catalog
 from shared.store.engine import make_engine, migrate
 from shared.store.tables.notifier import Alert
 from shared.store.tables.scorer import DayTotal
@@ -182,3 +184,30 @@ def test_events_through_kafka_then_none_then_more_raise_and_resolve_one_data_ale
     assert edited["ts"] == posted["ts"] and edited["text"].startswith("Resolved: data for 311 Call Center Performance")
     assert [m["text"] for m in slack.thread("C0311", posted["ts"])] == [edited["text"]]
     assert [a.status for a in data_alerts(engine)] == ["resolved"]
+
+
+def test_an_open_data_alert_closes_when_its_metric_no_longer_expects_data(database, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    settings = notifier_settings(tmp_path, slack)
+    add_days(database.engine, date(2026, 1, 1), QUIET_SINCE)
+    before = Harness(database, settings, clock)
+    assert before.notifier.check_feeds() == 1
+    before.drain()
+    [posted] = slack.messages("C0311")
+
+    # The city drops expect_data from the metric and restarts the notifier: nothing would ever
+    # resolve the alert, so the next look closes it, saying why.
+    data = before.runtime.catalog.model_dump()
+    for metric in data["metrics"]:
+        if metric["id"] == CALLS:
+            metric["expect_data"] = None
+    runtime = build(before.base, settings, clock=clock, engine=database.engine, catalog=Catalog.model_validate(data))
+    assert runtime.notifier.check_feeds() == 1
+    assert runtime.notifier.check_feeds() == 0
+    before.drain()
+    [alert] = data_alerts(database.engine)
+    assert (alert.status, alert.resolved_reason) == (
+        "resolved", f"{CALLS} no longer expects data (its catalog entry has no expect_data)")
+    [edited] = slack.messages("C0311")
+    assert edited["ts"] == posted["ts"] and edited["text"].startswith("Data alert closed: ")
+    assert [m["text"] for m in slack.thread("C0311", posted["ts"])] == [edited["text"]]
