@@ -10,7 +10,6 @@ tuples read from its database and get the same answers.
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Mapping, NamedTuple
 
@@ -74,15 +73,22 @@ def case_of(event: CaseEvent, department: str, metric: Metric, due_at: datetime)
     groups: tuple[str | None, ...] = ()
     if metric.breakdowns:
         given = event.attributes or {}
-        # Interned: a year of cases repeats a few dozen neighbourhood names, and each parsed
-        # event brings its own copy of the string.
-        groups = tuple(sys.intern(given[name]) if given.get(name, "").strip() else None
-                       for name in metric.breakdowns)
+        groups = tuple(given[name] if given.get(name, "").strip() else None for name in metric.breakdowns)
+        # Shared: a year of cases repeats a few dozen neighbourhoods, and a tuple (and string) of
+        # its own per case would cost about 100 bytes each; the cache is bounded, so a feed of
+        # endless distinct values only stops sharing.
+        groups = _SHARED_GROUPS.get(groups) or groups
+        if len(_SHARED_GROUPS) < _SHARED_GROUPS_MAX:
+            _SHARED_GROUPS.setdefault(groups, groups)
     # Kept in UTC: each parsed time carries its own offset object, and a year of cases keeps
     # hundreds of thousands of them; UTC shares one. Lists show them in local time.
     closed = None if event.closed_at is None else event.closed_at.astimezone(timezone.utc)
     return Case(department, event.case_id, event.metric, event.opened_at.astimezone(timezone.utc),
                 due_at.astimezone(timezone.utc), closed, public, groups)
+
+
+_SHARED_GROUPS: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
+_SHARED_GROUPS_MAX = 10_000
 
 
 def end_of_day(day: date, catalog: Catalog) -> datetime:
