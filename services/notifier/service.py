@@ -474,7 +474,7 @@ class Notifier:
         words = words.strip()
         as_of = self.local_today() - timedelta(days=1)
         if words.lower() in ("", "board"):
-            board = self.store.scoreboard(as_of)
+            board = self.store.scoreboard(as_of)._replace(last_data=self.store.last_data(as_of))  # stale feeds
             previous = self.store.scoreboard(as_of - timedelta(days=1))
             message = board_message(board, previous, self.catalog, self.settings.public_board_url,
                                     self.settings.windows[0] if self.settings.windows else "week", chart=False)

@@ -211,3 +211,11 @@ def test_an_open_data_alert_closes_when_its_metric_no_longer_expects_data(databa
     [edited] = slack.messages("C0311")
     assert edited["ts"] == posted["ts"] and edited["text"].startswith("Data alert closed: ")
     assert [m["text"] for m in slack.thread("C0311", posted["ts"])] == [edited["text"]]
+
+
+def test_the_slash_command_s_board_marks_a_stale_feed_as_the_daily_board_does(database, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    add_days(database.engine, date(2026, 1, 1), QUIET_SINCE)
+    notifier = Harness(database, notifier_settings(tmp_path, slack), clock).notifier
+    answer = json.dumps(notifier.answer_command("board"), ensure_ascii=False)
+    assert "311 Call Center Performance · no data since 3 February" in answer
