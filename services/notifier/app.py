@@ -197,7 +197,7 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
                     result = notifier.take_ownership(alert_id, user)
                 else:
                     result = notifier.note_form(alert_id, user)
-                    if result.answer is Answer.NO_SUCH_ALERT:
+                    if result.note_form is None:  # no such alert, or a data alert (no notes)
                         return _json(200, {"text": result.text})
                     gateway.open_view(payload.get("trigger_id", ""), result.note_form)
                 log.info("slack action", extra={"action": action_id, "alert": alert_id, "user": user,

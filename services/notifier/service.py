@@ -84,6 +84,7 @@ class Answer(enum.Enum):
     NOTE_ADDED = "note added"
     NOTE_ALREADY_THERE = "note already there"
     EMPTY_NOTE = "empty note"
+    DATA_ALERT = "data alert"  # a data alert takes no action: it resolves when data arrives
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ _ANSWERS = {
     Answer.NOTE_ADDED: "Note added to the thread.",
     Answer.NOTE_ALREADY_THERE: "That note is in the thread already.",
     Answer.EMPTY_NOTE: "The note is empty.",
+    Answer.DATA_ALERT: "A data alert takes no action: it resolves when the feed's data arrives again.",
 }
 
 
@@ -419,6 +421,9 @@ class Notifier:
             alert = work.alerts.get(alert_id, lock=True)
             if alert is None:
                 return ActionResult(Answer.NO_SUCH_ALERT)
+            if alert.window == FEED:
+                # Its message has no buttons; an action sent anyway would redraw it as a follow-up.
+                return ActionResult(Answer.DATA_ALERT, alert)
             self._allow(alert, user, action)
             result = act(work, alert)
         self.on_enqueue()
@@ -451,6 +456,8 @@ class Notifier:
             alert = work.alerts.get(alert_id)
         if alert is None:
             return ActionResult(Answer.NO_SUCH_ALERT)
+        if alert.window == FEED:
+            return ActionResult(Answer.DATA_ALERT, alert)
         self._allow(alert, user, "add notes to")
         return ActionResult(Answer.NOTE_FORM, alert, note_modal(alert_id, self.catalog.by_id[alert.metric]))
 

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
+from services.notifier.app import create_app
+from services.notifier.blocks import ADD_NOTE
 from services.notifier.lifecycle import FEED
 from services.notifier.main import build
+from services.notifier.service import Answer
 from shared.core.catalog import Catalog
 from shared.store.engine import make_engine, migrate
 from shared.store.tables.notifier import Alert
 from shared.store.tables.scorer import DayTotal
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
-from tests.helpers.notifier_harness import Harness, notifier_settings
+from tests.helpers.notifier_harness import Harness, notifier_settings, sign
 from tests.helpers.scorer import run_scorer_until_idle
 
 BOSTON = ZoneInfo("America/New_York")
@@ -219,3 +224,39 @@ def test_the_slash_command_s_board_marks_a_stale_feed_as_the_daily_board_does(da
     notifier = Harness(database, notifier_settings(tmp_path, slack), clock).notifier
     answer = json.dumps(notifier.answer_command("board"), ensure_ascii=False)
     assert "311 Call Center Performance · no data since 3 February" in answer
+
+
+def test_a_data_alert_takes_no_action_so_its_message_stays_a_data_alert(database, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    add_days(database.engine, date(2026, 1, 1), QUIET_SINCE)
+    harness = Harness(database, notifier_settings(tmp_path, slack), clock)
+    notifier = harness.notifier
+    assert notifier.check_feeds() == 1
+    harness.drain()
+    [alert] = data_alerts(database.engine)
+    queued = notifier.stats()["messages"]
+    for answer in (notifier.acknowledge(alert.id, "U0311"), notifier.take_ownership(alert.id, "U0311"),
+                   notifier.note_form(alert.id, "U0311"), notifier.add_note(alert.id, "U0311", "on it")):
+        assert answer.answer is Answer.DATA_ALERT
+        assert answer.text == "A data alert takes no action: it resolves when the feed's data arrives again."
+    assert notifier.stats()["messages"] == queued
+    assert data_alerts(database.engine) == [alert]
+    [posted] = slack.messages("C0311")
+    assert posted["text"].startswith("No data for 311 Call Center Performance since 3 February")
+
+
+def test_a_note_button_sent_for_a_data_alert_answers_in_words_and_opens_no_form(schema, slack, tmp_path):
+    clock = ManualClock(datetime(2026, 2, 10, 10, 0, tzinfo=BOSTON))
+    add_days(schema.engine, date(2026, 1, 1), QUIET_SINCE)
+    settings = notifier_settings(tmp_path, slack)
+    harness = Harness(schema, settings, clock)
+    assert harness.notifier.check_feeds() == 1
+    [alert] = data_alerts(schema.engine)
+    client = create_app(settings, harness.notifier, harness.runtime.gateway).test_client()
+    payload = {"type": "block_actions", "team": {"id": "T0CITY", "domain": "city"}, "user": {"id": "U0311"},
+               "trigger_id": "12.34", "actions": [{"action_id": ADD_NOTE, "value": str(alert.id)}]}
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    answer = client.post("/slack/actions", data=body, headers=sign(body, int(time.time())))
+    assert answer.status_code == 200
+    assert answer.json == {"text": "A data alert takes no action: it resolves when the feed's data arrives again."}
+    assert slack.state.views == []
