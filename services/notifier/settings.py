@@ -107,6 +107,15 @@ class NotifierSettings(BaseSettings):
             raise ValueError(f"recap day must be one of {', '.join(WEEKDAYS)}")
         return value
 
+    @field_validator("alert_windows")
+    @classmethod
+    def _not_feed(cls, value: str) -> str:
+        # "feed" is the window of the data alerts (lifecycle.FEED): a follow-up of a window so
+        # named would share their one open alert per metric.
+        if "feed" in (w.strip() for w in value.split(",")):
+            raise ValueError("'feed' is the data alerts' own window: name the catalog's window otherwise")
+        return value
+
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, value: str) -> str:

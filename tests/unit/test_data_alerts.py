@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+import pytest
+from pydantic import ValidationError
+
 from services.notifier.blocks import data_alert_message
 from services.notifier.lifecycle import FEED, Reading, Transition, feed_transition, fire, resolve
+from services.notifier.settings import NotifierSettings
 from shared.core.staleness import FeedStatus
 from tests.helpers.stale_feeds import CATALOG
 
@@ -57,3 +61,9 @@ def test_the_resolved_alert_says_data_arrives_again():
     message = data_alert_message(metric, FeedStatus(date(2026, 2, 10), False, "daily"), date(2026, 2, 10),
                                  resolved=True, department="Operations", owners=("U1",))
     assert message["text"] == "Resolved: data for Calls Answered arrives again (data up to 10 February)."
+
+
+def test_no_follow_up_window_may_be_the_data_alerts_own():
+    with pytest.raises(ValidationError, match="NOTIFIER_ALERT_WINDOWS[\\s\\S]*'feed' is the data alerts' own window"):
+        NotifierSettings(NOTIFIER_ALERT_WINDOWS="week, feed")
+    assert NotifierSettings(NOTIFIER_ALERT_WINDOWS="week,month").windows == ("week", "month")
