@@ -7,13 +7,17 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import click
 import orjson
 
-from shared.core.catalog import Catalog
+from shared.core.catalog import Catalog, Feed, Metric
 from shared.platform.cli_options import catalog_option, load_catalog_option as _load_catalog
 from shared.platform.cli_options import parse_date as _parse_date
+
+if TYPE_CHECKING:
+    from shared.core.folding import Ledger
 
 
 @click.group()
@@ -126,6 +130,52 @@ def _known_window(catalog: Catalog, window: str, option: str) -> None:
                                  param_hint=f"'{option}'")
 
 
+def _case_metric(catalog: Catalog, metric_id: str, verb: str) -> Metric:
+    """The case-fed metric `--metric` names, or a refusal naming the option (`verb`: what the command does)."""
+    metric = catalog.by_id.get(metric_id)
+    if metric is None:
+        raise click.BadParameter(f"no metric {metric_id!r} in the catalog", param_hint="'--metric'")
+    if metric.feed is not Feed.CASES:
+        raise click.BadParameter(f"{metric_id!r} is fed {metric.feed.value}, not cases: it has no cases to {verb}",
+                                 param_hint="'--metric'")
+    return metric
+
+
+def _folded(events_path: str, catalog: Catalog, skip_invalid: bool, not_done: str) -> Ledger:
+    """A Ledger of the file's events. Invalid lines are named; unless `skip_invalid`, they stop the
+    command (exit 1) with `not_done` ('Not listed') saying what was not done."""
+    from services.cli.offline import fold_lines
+    from shared.core.folding import Ledger
+
+    ledger = Ledger(catalog)
+    with click.open_file(events_path, "rb") as stream:
+        report = fold_lines(stream, ledger)
+    for bad in report.reasons:
+        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
+    if report.invalid and not skip_invalid:
+        click.echo(f"{report.invalid} invalid lines. {not_done}: fix the lines above or pass --skip-invalid.", err=True)
+        sys.exit(1)
+    return ledger
+
+
+def _echo_csv(columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    click.echo(out.getvalue(), nl=False)
+
+
+def _echo_table(cells: list[list[str]]) -> None:
+    """Rows of text (the first one the heading) in aligned columns."""
+    widths = [max(len(row[at]) for row in cells) for at in range(len(cells[0]))]
+    for row in cells:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+
+
 @main.command()
 @click.option("--events", "events_path", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="JSONL file of events ('-' for standard input).")
@@ -142,30 +192,12 @@ def _known_window(catalog: Catalog, window: str, option: str) -> None:
 def cases(events_path: str, metric_id: str, as_of: date, status: str, window: str, fmt: str,
           catalog_path: str | None, skip_invalid: bool) -> None:
     """List the cases behind a metric's score, newest first: ids, times, status and hours late."""
-    import csv
-    import io
-
-    from services.cli.offline import fold_lines
     from shared.core.cases import case_columns, case_line_dict, cases_behind
-    from shared.core.catalog import Feed
-    from shared.core.folding import Ledger
 
     loaded = _load_catalog(catalog_path)
-    metric = loaded.by_id.get(metric_id)
-    if metric is None:
-        raise click.BadParameter(f"no metric {metric_id!r} in the catalog", param_hint="'--metric'")
-    if metric.feed is not Feed.CASES:
-        raise click.BadParameter(f"{metric_id!r} is fed {metric.feed.value}, not cases: it has no cases to list",
-                                 param_hint="'--metric'")
+    metric = _case_metric(loaded, metric_id, "list")
     _known_window(loaded, window, "--window")
-    ledger = Ledger(loaded)
-    with click.open_file(events_path, "rb") as stream:
-        report = fold_lines(stream, ledger)
-    for bad in report.reasons:
-        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
-    if report.invalid and not skip_invalid:
-        click.echo(f"{report.invalid} invalid lines. Not listed: fix the lines above or pass --skip-invalid.", err=True)
-        sys.exit(1)
+    ledger = _folded(events_path, loaded, skip_invalid, "Not listed")
     rows = [case_line_dict(line, loaded) for line in cases_behind(ledger.cases.values(), loaded, metric_id, as_of,
                                                                   status, window)]
     if fmt == "json":
@@ -180,16 +212,9 @@ def cases(events_path: str, metric_id: str, as_of: date, status: str, window: st
     flat = [[row["attributes"].get(column, "") if column not in row else
              ("" if row[column] is None else row[column]) for column in columns] for row in rows]
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(flat)
-        click.echo(out.getvalue(), nl=False)
+        _echo_csv(columns, flat)
         return
-    cells = [list(columns)] + [[str(value) for value in row] for row in flat]
-    widths = [max(len(row[at]) for row in cells) for at in range(len(columns))]
-    for row in cells:
-        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    _echo_table([list(columns)] + [[str(value) for value in row] for row in flat])
     if not rows:
         click.echo(f"(no {status.replace('_', ' ')} cases)")
 
@@ -207,34 +232,16 @@ def cases(events_path: str, metric_id: str, as_of: date, status: str, window: st
 def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: str, fmt: str,
               catalog_path: str | None, skip_invalid: bool) -> None:
     """Who waits longer: a metric's on-time share in a window by a case attribute, worst first."""
-    import csv
-    import io
-
-    from services.cli.offline import fold_lines
     from shared.core.cases import breakdown as groups_of
-    from shared.core.catalog import Feed
-    from shared.core.folding import Ledger
 
     loaded = _load_catalog(catalog_path)
-    metric = loaded.by_id.get(metric_id)
-    if metric is None:
-        raise click.BadParameter(f"no metric {metric_id!r} in the catalog", param_hint="'--metric'")
-    if metric.feed is not Feed.CASES:
-        raise click.BadParameter(f"{metric_id!r} is fed {metric.feed.value}, not cases: it has no cases to break down",
-                                 param_hint="'--metric'")
+    metric = _case_metric(loaded, metric_id, "break down")
     if by not in metric.breakdowns:
         named = ", ".join(metric.breakdowns) or "none: the catalog names no breakdowns for it"
         raise click.BadParameter(f"{by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})",
                                  param_hint="'--by'")
     _known_window(loaded, window, "--window")
-    ledger = Ledger(loaded)
-    with click.open_file(events_path, "rb") as stream:
-        report = fold_lines(stream, ledger)
-    for bad in report.reasons:
-        click.echo(f"{events_path}:{bad.line}: {bad.reason}", err=True)
-    if report.invalid and not skip_invalid:
-        click.echo(f"{report.invalid} invalid lines. Not counted: fix the lines above or pass --skip-invalid.", err=True)
-        sys.exit(1)
+    ledger = _folded(events_path, loaded, skip_invalid, "Not counted")
     rows = [group.as_dict() for group in groups_of(ledger.cases.values(), loaded, metric_id, by, as_of, window)]
     if fmt == "json":
         start, end = loaded.windows[window].span(as_of)
@@ -245,17 +252,10 @@ def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: st
         return
     columns = ("group", "numerator", "denominator", "share")
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([row[column] for column in columns] for row in rows)
-        click.echo(out.getvalue(), nl=False)
+        _echo_csv(columns, [[row[column] for column in columns] for row in rows])
         return
-    cells = [[by, "on time", "closed", "share"]] + [
-        [row["group"], str(row["numerator"]), str(row["denominator"]), f"{row['share']:.0%}"] for row in rows]
-    widths = [max(len(row[at]) for row in cells) for at in range(len(columns))]
-    for row in cells:
-        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+    _echo_table([[by, "on time", "closed", "share"]] + [
+        [row["group"], str(row["numerator"]), str(row["denominator"]), f"{row['share']:.0%}"] for row in rows])
     if not rows:
         click.echo(f"(no cases closed in the {window})")
 
