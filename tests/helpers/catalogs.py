@@ -1,8 +1,12 @@
-"""Boston's catalog with other windows or targets, for tests of what follows the catalog (pure, no I/O)."""
+"""Boston's catalog with other windows, targets or metric fields, for tests of what follows the catalog
+(pure: the shipped catalog is read from the package, nothing else)."""
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Mapping, Sequence
+
+import yaml
 
 from shared.core.catalog import Catalog, parse_catalog
 
@@ -28,3 +32,12 @@ def variant(catalog: Catalog, windows: Mapping[str, object] | None = None,
         if targets and metric["id"] in targets:
             metric["target"] = [dict(change) for change in targets[metric["id"]]]
     return parse_catalog(data, "test catalog")
+
+
+def boston_with(metric_id: str, **fields) -> Catalog:
+    """Boston's shipped catalog with these fields of one metric replaced, parsed (and so checked) as a file is."""
+    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
+    for metric in data["metrics"]:
+        if metric["id"] == metric_id:
+            metric.update(fields)
+    return parse_catalog(data)

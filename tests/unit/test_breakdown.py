@@ -7,26 +7,17 @@ Wednesday 22 July 2026 the week is 16-22 July (Boston time).
 from __future__ import annotations
 
 from datetime import date
-from importlib import resources
 
 import pytest
-import yaml
 
 from shared.core.cases import NOT_GIVEN, Group, breakdown
-from shared.core.catalog import CatalogError, parse_catalog
+from shared.core.catalog import CatalogError
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
+from tests.helpers.catalogs import boston_with
 
 METRIC = "signal-repair-on-time"
 AS_OF = date(2026, 7, 22)
-
-
-def boston_with(metric_id: str, **fields):
-    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
-    for metric in data["metrics"]:
-        if metric["id"] == metric_id:
-            metric.update(fields)
-    return parse_catalog(data)
 
 
 CATALOG = boston_with(METRIC, breakdowns=["neighborhood", "ward"], public_attributes=[])

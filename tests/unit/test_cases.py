@@ -10,28 +10,19 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-import yaml
-from importlib import resources
 
 from shared.core.cases import (
     Backlog, backlogs, case_fields, cases_behind, end_of_day, projected, with_case_fields,
 )
-from shared.core.catalog import CatalogError, load_catalog, parse_catalog
+from shared.core.catalog import CatalogError, load_catalog
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
+from tests.helpers.catalogs import boston_with
 from shared.core.scoring import NULL, WindowScore
 
 BOSTON = load_catalog()
 METRIC = "signal-repair-on-time"
 AS_OF = date(2026, 7, 22)
-
-
-def boston_with(metric_id: str, **fields):
-    data = yaml.safe_load(resources.files("shared.catalogs").joinpath("boston.yaml").read_text())
-    for metric in data["metrics"]:
-        if metric["id"] == metric_id:
-            metric.update(fields)
-    return parse_catalog(data)
 
 
 def case(event_id, case_id, opened, closed=None, metric=METRIC, **extra):
