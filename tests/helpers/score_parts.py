@@ -4,11 +4,15 @@ the test compares."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from datetime import date
+from pathlib import Path
+from typing import Iterable, NamedTuple
 
 from sqlalchemy.engine import Engine
 
 from shared.core.catalog import Catalog
+from shared.core.contract import parse_event
+from shared.store.engine import make_engine, migrate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
@@ -28,3 +32,15 @@ def score_parts(engine: Engine, catalog: Catalog, writer: type[ScoreWriter] = Sc
     """`writer`: a ScoreWriter class of the test's own (one that refuses an event, say)."""
     reader = ScoreReader(engine, catalog)
     return ScoreParts(writer(engine, catalog), reader, PublishedScores(reader))
+
+
+def sqlite_scores(path: Path, catalog: Catalog, events: Iterable[dict], publish_as_of: date | None = None) -> Engine:
+    """A migrated SQLite database at `path` with these events (the contract's dicts) folded in one
+    transaction and, given `publish_as_of`, the scores the scorer would publish as of that day."""
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    with engine.begin() as conn:
+        ScoreWriter(engine, catalog).fold(conn, [parse_event(event) for event in events])
+        if publish_as_of is not None:
+            PublishedScores(ScoreReader(engine, catalog)).rescore(conn, publish_as_of)
+    return engine

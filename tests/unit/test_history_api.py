@@ -12,11 +12,9 @@ import pytest
 
 from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
-from shared.store.engine import make_engine, migrate
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.catalogs import variant
+from tests.helpers.score_parts import sqlite_scores
 
 PUBLISHED_DAYS = [(829, 886), (664, 805), (720, 795), (821, 848), (721, 752), (516, 589), (308, 321)]
 MONDAY = date(2025, 2, 3)
@@ -27,13 +25,10 @@ CATALOG = variant(load_catalog("boston-calendar.yaml"), targets={"311-call-cente
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('history')}/scores.db")
-    migrate(engine)
     tallies = [{"event_id": f"t-{n}", "type": "tally", "metric": "311-call-center",
                 "date": (MONDAY + timedelta(days=n)).isoformat(), "numerator": numerator, "denominator": denominator}
                for n, (numerator, denominator) in enumerate(PUBLISHED_DAYS)]
-    with engine.begin() as conn:
-        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(t) for t in tallies])
+    engine = sqlite_scores(tmp_path_factory.mktemp('history') / "scores.db", CATALOG, tallies)
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(datetime(2025, 2, 17, 12, tzinfo=timezone.utc)))
     yield app.test_client()
     engine.dispose()

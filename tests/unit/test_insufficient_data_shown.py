@@ -13,14 +13,10 @@ from services.cli.offline import score_file
 from services.notifier.blocks import board_message, mark, metric_scores_message
 from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
 from shared.core.scoring import INSUFFICIENT, INSUFFICIENT_DATA, NO_DATA, NULL, SCORED, Scoreboard, overall
-from shared.store.engine import make_engine, migrate
-from shared.store.published_scores import PublishedScores
-from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.unit.test_pages import cases, parse
+from tests.helpers.score_parts import sqlite_scores
 
 CATALOG = load_catalog()
 AS_OF = date(2026, 6, 30)
@@ -39,11 +35,7 @@ def events() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('insufficient')}/scores.db")
-    migrate(engine)
-    with engine.begin() as conn:
-        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
-        PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, AS_OF)
+    engine = sqlite_scores(tmp_path_factory.mktemp('insufficient') / "scores.db", CATALOG, events(), AS_OF)
     yield create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW)).test_client()
     engine.dispose()
 
@@ -168,11 +160,7 @@ FEW_CASES = with_minimum(100)  # every window of the pothole metric has 10 to 40
 
 @pytest.fixture(scope="module")
 def few_cases_client(tmp_path_factory):
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('few-cases')}/scores.db")
-    migrate(engine)
-    with engine.begin() as conn:
-        ScoreWriter(engine, FEW_CASES).fold(conn, [parse_event(e) for e in events()])
-        PublishedScores(ScoreReader(engine, FEW_CASES)).rescore(conn, AS_OF)
+    engine = sqlite_scores(tmp_path_factory.mktemp('few-cases') / "scores.db", FEW_CASES, events(), AS_OF)
     yield create_app(engine=engine, catalog=FEW_CASES, clock=ManualClock(NOW)).test_client()
     engine.dispose()
 

@@ -15,13 +15,10 @@ from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
-from shared.store.engine import make_engine, migrate
-from shared.store.published_scores import PublishedScores
-from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.boards import board_differences
 from tests.helpers.catalogs import variant
+from tests.helpers.score_parts import sqlite_scores
 
 TRAILING = load_catalog()
 CALENDAR = load_catalog("boston-calendar.yaml")
@@ -31,26 +28,21 @@ AS_OF = date(2025, 2, 12)  # a Wednesday: the trailing week is 6-12 February, th
 NOW = ManualClock(datetime(2025, 2, 13, 17, tzinfo=timezone.utc))
 
 
-def tallies() -> list:
-    return [parse_event({"event_id": f"calls-{n}", "type": "tally", "metric": "311-call-center",
-                         "date": (date(2025, 1, 1) + timedelta(days=n)).isoformat(),
-                         "numerator": 500 + 7 * n, "denominator": 600 + n}) for n in range(43)]
+def tallies() -> list[dict]:
+    return [{"event_id": f"calls-{n}", "type": "tally", "metric": "311-call-center",
+             "date": (date(2025, 1, 1) + timedelta(days=n)).isoformat(),
+             "numerator": 500 + 7 * n, "denominator": 600 + n} for n in range(43)]
 
 
 def published(tmp_path, catalog):
     """A database whose current scores the scorer published with `catalog`."""
-    engine = make_engine(f"sqlite:///{tmp_path}/scores.db")
-    migrate(engine)
-    with engine.begin() as conn:
-        ScoreWriter(engine, catalog).fold(conn, tallies())
-        PublishedScores(ScoreReader(engine, catalog)).rescore(conn, AS_OF)
-    return engine
+    return sqlite_scores(tmp_path / "scores.db", catalog, tallies(), AS_OF)
 
 
 def expected(catalog) -> dict:
     ledger = Ledger(catalog)
     for event in tallies():
-        ledger.fold(event)
+        ledger.fold(parse_event(event))
     return ledger.scoreboard(AS_OF).as_dict(catalog)
 
 

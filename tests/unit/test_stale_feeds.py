@@ -12,13 +12,11 @@ import pytest
 from services.notifier.blocks import board_message
 from services.scorer.app import create_app
 from shared.core.catalog import CatalogError, load_catalog, parse_catalog
-from shared.core.contract import parse_event
 from shared.core.staleness import FeedStatus, feed_status, last_day_with_data, no_data_words, stale_marks
-from shared.store.engine import make_engine, migrate
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.stale_feeds import AS_OF, CATALOG, catalog_data, events, offline_board
+from tests.helpers.score_parts import sqlite_scores
 
 CALLS, INSPECTIONS, SHOOTINGS = (CATALOG.by_id[m] for m in ("calls", "inspections", "shootings"))
 
@@ -98,10 +96,7 @@ NOW = datetime(2026, 2, 11, 15, 0, tzinfo=timezone.utc)  # the board is as of 10
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('stale')}/scores.db")
-    migrate(engine)
-    with engine.begin() as conn:
-        ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
+    engine = sqlite_scores(tmp_path_factory.mktemp('stale') / "scores.db", CATALOG, events())
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
     yield app.test_client(), ScoreReader(engine, CATALOG)
     engine.dispose()
