@@ -98,6 +98,8 @@ class Folder:
             return None
         metric = self.catalog.by_id[event.metric]
         if isinstance(event, CaseEvent):
+            if event.closed_at is None:
+                return None  # open: no due time to work out (business time is not free) until it closes
             return self.case_contribution(metric, event.closed_at, due_at_of(self.calendar, metric, event))
         if isinstance(event, MeasurementEvent):
             day = event.occurred_at.astimezone(self._zone).date()
