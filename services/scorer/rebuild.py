@@ -39,7 +39,9 @@ from shared.core.folding import Ledger
 from shared.platform.kafka import kafka_security, poll
 from shared.store.bulk_sql import EVENT_COLUMNS, event_dict, event_row
 from shared.store.score_writer import FOLDED_TABLES, ScoreWriter
-from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
+from shared.store.score_reader import kept_case_row
+from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, MeasurementValue, MetricFirstDay,
+                                        ProcessedEvent)
 
 from .consumer import FETCH_SIZES, POLL_RECORDS
 from .settings import ScorerSettings
@@ -176,7 +178,10 @@ def load_ledger(conn: Connection, ledger: Ledger) -> None:
                          ledger.parts[(metric, day)]))
             values.extend((metric, day, value) for value in totals.values)
     firsts = sorted(ledger.first_day.items())
+    case_columns = tuple(KeptCase.__table__.c.keys())
+    cases = (tuple(kept_case_row(key, case).values()) for key, case in ledger.cases.items())
     loads = ((CurrentPart, ("key", "metric", "day", "numerator", "denominator", "count"), parts),
+             (KeptCase, case_columns, cases),
              (DayTotal, ("metric", "day", "numerator", "denominator", "count", "parts"), days),
              (MeasurementValue, ("metric", "day", "value"), values),
              (MetricFirstDay, ("metric", "first_day"), firsts))
@@ -190,6 +195,7 @@ def load_ledger(conn: Connection, ledger: Ledger) -> None:
     if rows:
         conn.execute(insert(ProcessedEvent.__table__), rows)
     for table, columns, rows in loads:
+        rows = list(rows)
         if rows:
             conn.execute(insert(table.__table__), [dict(zip(columns, row)) for row in rows])
 

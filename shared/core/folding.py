@@ -92,6 +92,13 @@ class Folder:
         on_time = 1.0 if closed_at <= due else 0.0
         return Contribution(metric.id, closed_at.astimezone(self._zone).date(), on_time, 1.0)
 
+    def case(self, event: CaseEvent, department: str) -> tuple[Case, Contribution | None]:
+        """The case an event describes (kept for the case lists and the backlog) and its
+        contribution; the due time is worked out once, for both."""
+        metric = self.catalog.by_id[event.metric]
+        due = due_at_of(self.calendar, metric, event)
+        return case_of(event, department, metric, due), self.case_contribution(metric, event.closed_at, due)
+
     def contribution(self, event: Event) -> Contribution | None:
         """The event's contribution, or None when it adds nothing (an open case, a withdrawal)."""
         if isinstance(event, WithdrawalEvent):
@@ -166,11 +173,7 @@ class Ledger:
             self._take_back((department, target))
         case = None
         if isinstance(event, CaseEvent):
-            # The due time is worked out once, for the contribution and the case kept.
-            metric = self.catalog.by_id[event.metric]
-            due = due_at_of(self.folder.calendar, metric, event)
-            case = case_of(event, department, metric, due)
-            part = self.folder.case_contribution(metric, event.closed_at, due)
+            case, part = self.folder.case(event, department)
         else:
             part = self.folder.contribution(event)
         key = replace_key(event, department)

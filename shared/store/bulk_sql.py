@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.core.folding import Identity, Record
-from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
+from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, MeasurementValue, MetricFirstDay,
+                                        ProcessedEvent)
 
 RESCORE_LOCK = 7_343_264_001  # PostgreSQL advisory lock key: one scorer rescoring at a time
 
@@ -137,6 +138,16 @@ _INSERT_PARTS = text(
 _UPDATE_PARTS = text(
     f"UPDATE current_parts AS p SET metric = r.metric, day = r.day, numerator = r.numerator, "
     f"denominator = r.denominator, count = r.count FROM {_PART_ROWS} WHERE p.key = r.key")
+# A case's latest version replaces the one kept (one statement either way: most of a batch's
+# cases are new, and a closing replaces an open version).
+_KEEP_CASES = text(
+    "INSERT INTO cases (key, department, case_id, metric, opened_at, due_at, closed_at, attributes, groups) "
+    "SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(key varchar, department varchar, case_id varchar, "
+    "metric varchar, opened_at timestamptz, due_at timestamptz, closed_at timestamptz, attributes text, "
+    "groups text) ON CONFLICT (key) DO UPDATE SET department = EXCLUDED.department, case_id = EXCLUDED.case_id, "
+    "metric = EXCLUDED.metric, opened_at = EXCLUDED.opened_at, due_at = EXCLUDED.due_at, "
+    "closed_at = EXCLUDED.closed_at, attributes = EXCLUDED.attributes, groups = EXCLUDED.groups")
+_FORGET_CASES = text("DELETE FROM cases WHERE key IN (SELECT value FROM json_array_elements_text(CAST(:keys AS json)))")
 _ADD_DAY_TOTALS = text(
     "INSERT INTO day_totals (metric, day, numerator, denominator, count, parts) "
     "SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
@@ -203,6 +214,13 @@ class PostgresBulkSQL(PortableReads):
             conn.execute(_UPDATE_PARTS, {"rows": _json(updates)})
         if len(updates) < len(rows):
             conn.execute(_INSERT_PARTS, {"rows": _json([row for row in rows if row["key"] not in stored])})
+
+    def write_cases(self, conn: Connection, keep: list[dict], forget: list[str]) -> None:
+        """Keep these cases' latest versions (kept_case_row dicts); forget the withdrawn ones' keys."""
+        if keep:
+            conn.execute(_KEEP_CASES, {"rows": _json(keep)})
+        if forget:
+            conn.execute(_FORGET_CASES, {"keys": _json(forget)})
 
     def add_day_totals(self, conn: Connection, rows: list[dict]) -> None:
         conn.execute(_ADD_DAY_TOTALS, {"rows": _json(rows)})
@@ -272,6 +290,17 @@ class SQLiteBulkSQL(PortableReads):
         conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={
             "metric": stmt.excluded.metric, "day": stmt.excluded.day, "numerator": stmt.excluded.numerator,
             "denominator": stmt.excluded.denominator, "count": stmt.excluded.count}), rows)
+
+    def write_cases(self, conn: Connection, keep: list[dict], forget: list[str]) -> None:
+        from sqlalchemy.dialects.sqlite import insert
+
+        table = KeptCase.__table__
+        if keep:
+            stmt = insert(table)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={
+                name: stmt.excluded[name] for name in table.c.keys() if name != "key"}), keep)
+        for chunk in chunks(forget):
+            conn.execute(table.delete().where(table.c.key.in_(chunk)))
 
     def add_day_totals(self, conn: Connection, rows: list[dict]) -> None:
         from sqlalchemy.dialects.sqlite import insert

@@ -12,17 +12,19 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Iterable, Iterator
 
+import orjson
 from sqlalchemy import Date, and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from shared.core.cases import Case, end_of_day
 from shared.core.catalog import Catalog, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
 from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
                                  days_up_to)
 from shared.core.windows import earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
-from shared.store.tables.scorer import CurrentScore, DayTotal, MetricFirstDay
+from shared.store.tables.scorer import CurrentScore, DayTotal, KeptCase, MetricFirstDay
 
 
 class ReadTimedOut(Exception):
@@ -228,6 +230,31 @@ class ScoreReader:
         return ids, select(*(select(func.max(table.c.day)).where(table.c.metric == metric_id, table.c.day <= as_of)
                              .scalar_subquery() for metric_id in ids))
 
+    # -- the cases behind the scores (shared/core/cases.py decides; these only narrow the rows) --
+
+    def cases_closed(self, metric_id: str, start: date, end: date, timeout_s: float | None = None) -> list[Case]:
+        """A metric's cases closed on local days start..end (its window's late and on-time cases,
+        its breakdowns)."""
+        table = KeptCase.__table__
+        query = select(table).where(table.c.metric == metric_id,
+                                    table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
+                                    table.c.closed_at < end_of_day(end, self.catalog))
+        with self.bounded_reads(timeout_s) as conn:
+            return [kept_case(row) for row in conn.execute(query)]
+
+    def cases_open_at(self, as_of: date, metric_ids: Iterable[str] | None = None,
+                      timeout_s: float | None = None) -> list[Case]:
+        """The cases open at the end of local day `as_of` (opened before it, not closed by then), of
+        these metrics (every one when None): the backlog, its overdue and due-soon cases."""
+        table = KeptCase.__table__
+        moment = end_of_day(as_of, self.catalog)
+        query = select(table).where(table.c.opened_at < moment,
+                                    or_(table.c.closed_at.is_(None), table.c.closed_at >= moment))
+        if metric_ids is not None:
+            query = query.where(table.c.metric.in_(list(metric_ids)))
+        with self.bounded_reads(timeout_s) as conn:
+            return [kept_case(row) for row in conn.execute(query)]
+
     # -- the scores the scorer published ----------------------------------------------------
 
     def current(self, conn: Connection) -> dict[tuple[str, str], CurrentScore]:
@@ -235,3 +262,19 @@ class ScoreReader:
 
     def last_updated(self, conn: Connection) -> datetime | None:
         return conn.scalar(select(func.max(CurrentScore.__table__.c.updated_at)))
+
+
+def kept_case(row) -> Case:
+    """A `cases` row as the core's `Case` (shared/store/tables/scorer.py, KeptCase)."""
+    attributes = tuple(sorted(orjson.loads(row.attributes).items())) if row.attributes else ()
+    groups = tuple(orjson.loads(row.groups)) if row.groups else ()
+    return Case(row.department, row.case_id, row.metric, row.opened_at, row.due_at, row.closed_at,
+                attributes, groups)
+
+
+def kept_case_row(key: str, case: Case) -> dict:
+    """The `cases` row of a case kept under its replace key (the fold and the rebuild write these)."""
+    return {"key": key, "department": case.department, "case_id": case.case_id, "metric": case.metric,
+            "opened_at": case.opened_at, "due_at": case.due_at, "closed_at": case.closed_at,
+            "attributes": orjson.dumps(dict(case.attributes)).decode() if case.attributes else None,
+            "groups": orjson.dumps(case.groups).decode() if case.groups else None}

@@ -18,10 +18,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog
-from shared.core.contract import Event
+from shared.core.cases import Case
+from shared.core.contract import CaseEvent, Event
 from shared.core.folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
 from shared.store.bulk_sql import bulk_sql_for, event_dict, event_row
-from shared.store.tables.scorer import CurrentPart, DayTotal, MeasurementValue, MetricFirstDay, ProcessedEvent
+from shared.store.score_reader import kept_case_row
+from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, MeasurementValue, MetricFirstDay,
+                                        ProcessedEvent)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Folding(NamedTuple):
     part_key: str | None  # the key of the case or tally it replaces; None when it only adds
     contribution: Contribution | None  # None for an open case or a withdrawal
     takes_back: Identity | None  # the earlier event it withdraws or corrects
+    case: Case | None = None  # a case event's case, kept for the case lists (KeptCase)
 
 
 def _record_of(row) -> Record:
@@ -58,7 +62,7 @@ def _record_of(row) -> Record:
 
 
 # The tables a fold writes: what a rebuild forgets and writes anew (published scores stay).
-FOLDED_TABLES = (ProcessedEvent, CurrentPart, DayTotal, MeasurementValue, MetricFirstDay)
+FOLDED_TABLES = (ProcessedEvent, CurrentPart, KeptCase, DayTotal, MeasurementValue, MetricFirstDay)
 
 
 class ScoreWriter:
@@ -106,8 +110,12 @@ class ScoreWriter:
         contribution (or None) and the earlier event it takes back (or None)."""
         department = department_of(event, self.catalog)
         target = taken_back(event)
+        takes_back = None if target is None else (department, target)
+        if isinstance(event, CaseEvent):
+            case, part = self.folder.case(event, department)
+            return Folding((department, event.event_id), replace_key(event, department), part, takes_back, case)
         return Folding((department, event.event_id), replace_key(event, department), self.folder.contribution(event),
-                       None if target is None else (department, target))
+                       takes_back)
 
     def fold(self, conn: Connection, events: Sequence[Event]) -> FoldOutcome:
         """Fold validated events (in the order received) inside the caller's transaction."""
@@ -133,7 +141,7 @@ class ScoreWriter:
         # Claimed with what each counts on its own; the few that a take-back in this same
         # batch changes are updated below.
         seen = self.claim(conn, {identity: (key if key is not None else part)
-                                 for identity, key, part, _ in unique.values()})
+                                 for identity, key, part, _, _ in unique.values()})
         outcome.duplicates += len(seen)
         if seen:  # a redelivery, or an event sent again
             fresh = [item for identity, item in unique.items() if identity not in seen]
@@ -148,7 +156,7 @@ class ScoreWriter:
         # What events folded before this batch count, for those this batch takes back.
         records: dict[Identity, Record] = (
             self._earlier_events(conn, [t for t in targets if t not in fresh_ids]) if targets else {})
-        keys = {key for _, key, _, _ in fresh if key is not None}
+        keys = {key for _, key, _, _, _ in fresh if key is not None}
         keys.update(record for record in records.values() if isinstance(record, str))
         keys = sorted(keys)  # sorted: no lock cycles
         current = self._current_parts(conn, keys) if keys else {}
@@ -161,6 +169,7 @@ class ScoreWriter:
         rows_changed: dict[Identity, Record] = {}  # processed_events rows to set to their final record
         tombstones: list[Identity] = []  # ids withdrawn before they came
         named_early: set[Identity] = set()  # fresh ids a take-back earlier in this batch named
+        kept: dict[str, Case | None] = {}  # cases to keep (their latest version) or forget (None)
 
         # The loop below runs once per event, the scorer's hottest Python: sums are kept
         # inline, and the days touched are read off `deltas` once at the end.
@@ -191,6 +200,8 @@ class ScoreWriter:
                     take_back(old)  # type: ignore[arg-type]
                     current[record] = None
                     changed_keys.add(record)
+                if record.startswith("case:"):
+                    kept[record] = None  # a withdrawn case leaves the lists, open or closed
             else:
                 take_back(record)
                 if record.value is not None:
@@ -199,7 +210,7 @@ class ScoreWriter:
             rows_changed[target] = None
             outcome.withdrawn += 1
 
-        for identity, key, part, target in fresh:
+        for identity, key, part, target, case in fresh:
             if identity in named_early:
                 # Withdrawn before it came (earlier in this batch): a duplicate of nothing.
                 rows_changed[identity] = None
@@ -214,6 +225,8 @@ class ScoreWriter:
                     take_back(old)  # type: ignore[arg-type]
                 current[key] = part
                 changed_keys.add(key)
+                if case is not None:
+                    kept[key] = case
                 if targets:
                     records[identity] = key
             elif targets:
@@ -259,6 +272,11 @@ class ScoreWriter:
                     rows.append({"key": key, "metric": part.metric, "day": part.day, "numerator": part.numerator,
                                  "denominator": part.denominator, "count": part.count})
             self.sql.write_parts(conn, rows, stored)
+
+        if kept:
+            keep = [kept_case_row(key, case) for key, case in sorted(kept.items()) if case is not None]
+            forget = sorted(key for key, case in kept.items() if case is None)
+            self.sql.write_cases(conn, keep, forget)
 
         day_rows = [{"metric": metric, "day": day, "numerator": n, "denominator": d, "count": c, "parts": k}
                     for (metric, day), (n, d, c, k) in sorted(deltas.items())]  # sorted: no lock cycles

@@ -32,6 +32,7 @@ TABLES = {
     "processed_events": "SELECT department, event_id, part_key, metric, day, numerator, denominator, count, value "
                         "FROM processed_events",
     "current_parts": "SELECT key, metric, day, numerator, denominator, count FROM current_parts",
+    "cases": "SELECT key, department, case_id, metric, opened_at, due_at, closed_at, attributes, groups FROM cases",
     "day_totals": "SELECT metric, day, numerator, denominator, count, parts FROM day_totals",
     "measurement_values": "SELECT metric, day, value FROM measurement_values",
     "metric_first_days": "SELECT metric, first_day FROM metric_first_days",
@@ -82,7 +83,8 @@ def history(rng: random.Random) -> tuple[list[dict], list[tuple[bytes | None, by
     measurements = [e for e in events if e["type"] == "measurement"]
     corrections = [{**case, "event_id": case["event_id"] + "-fix", "replaces": case["event_id"],
                     "closed_at": None} for case in rng.sample(closed, 50)]
-    withdrawn = rng.sample(incidents, 40) + rng.sample(measurements, 10)
+    # cases withdrawn too: they leave the kept cases (the lists and the backlog)
+    withdrawn = rng.sample(incidents, 40) + rng.sample(measurements, 10) + rng.sample(closed, 5)
     withdrawals = [{"event_id": f"w-{e['event_id']}", "type": "withdrawal", "metric": e["metric"],
                     "withdraws": e["event_id"]} for e in withdrawn]
     early = incidents[-1]  # withdrawn before it comes: it will count nothing
@@ -111,6 +113,7 @@ def test_a_rebuild_in_bulk_leaves_the_same_database_and_scores_as_the_pipeline(s
     found = snapshot(engine)
 
     assert expected["processed_events"] and expected["day_totals"] and expected["measurement_values"]
+    assert expected["cases"]
     for name in TABLES:
         assert same_rows(expected[name], found[name]) == [], name
     assert (in_bulk.messages, in_bulk.folded, in_bulk.duplicates, in_bulk.dead_letters) == (

@@ -56,6 +56,30 @@ class CurrentPart(Base):
     count: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class KeptCase(Base):
+    """The latest version of each case, as the case lists and the overdue backlog show it
+    (shared/core/cases.py `Case`); migration 0008. Written in the fold's transaction with the
+    case's part (same key); a withdrawn case leaves. Only the attributes the catalog marks public
+    are kept (`attributes`, a JSON object), and the values of the metric's breakdown attributes
+    (`groups`, a JSON array in the catalog's order).
+    """
+
+    __tablename__ = "cases"
+    # A window's late and on-time lists read a metric's cases closed in a span; its backlog, those
+    # still open (closed_at NULL, or after the moment for a past day): both walk this index.
+    __table_args__ = (Index("ix_cases_metric_closed_at", "metric", "closed_at"),)
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)  # case:DEPARTMENT/CASE_ID
+    department: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attributes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    groups: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class DayTotal(Base):
     """One metric's totals for one local day: the unit of scoring state."""
 

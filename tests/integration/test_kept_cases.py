@@ -1,0 +1,105 @@
+"""The scorer keeps the latest version of each case (table `cases`), so that the read API can list
+the cases behind a score and count the backlog: the rows it keeps must be the offline command's
+`Ledger.cases` for the same events, on PostgreSQL and on SQLite, and the reader's narrowing
+queries must hand the pure core (shared/core/cases.py) every case it needs."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import pytest
+
+from shared.core.cases import LATE, ON_TIME, OPEN, OVERDUE, backlogs, breakdown, cases_behind
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.core.folding import Ledger
+from shared.dev.generator import generate
+from shared.store.engine import make_engine, migrate
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
+from tests.helpers.ingest import fresh_database
+
+CATALOG = load_catalog()
+END = date(2026, 6, 30)
+
+
+def events_with_changes() -> list[dict]:
+    """Generated events, with cases reopened, withdrawn and sent again closed later."""
+    rng = random.Random(16)
+    events = list(generate(CATALOG, 30, 16, END))[-12000:]
+    closed = [e for e in events if e["type"] == "case" and e.get("closed_at")]
+    reopened = [{**case, "event_id": case["event_id"] + "-reopened", "closed_at": None}
+                for case in rng.sample(closed, 30)]
+    withdrawn = [{"event_id": f"w-{case['event_id']}", "type": "withdrawal", "metric": case["metric"],
+                  "withdraws": case["event_id"]} for case in rng.sample(closed, 20)]
+    return events + reopened + withdrawn
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'scores.db'}")
+        migrate(made)
+    else:
+        made = fresh_database(request.getfixturevalue("database_url"))
+    yield made
+    made.dispose()
+
+
+def fold_in_batches(engine, events: list[dict], size: int = 700) -> None:
+    writer = ScoreWriter(engine, CATALOG)
+    for start in range(0, len(events), size):
+        with engine.begin() as conn:
+            writer.fold(conn, [parse_event(event) for event in events[start:start + size]])
+
+
+def test_the_kept_cases_are_the_ledgers_and_the_readers_queries_miss_none(engine):
+    events = events_with_changes()
+    fold_in_batches(engine, events)
+    ledger = Ledger(CATALOG)
+    for event in events:
+        ledger.fold(parse_event(event))
+    reader = ScoreReader(engine, CATALOG)
+
+    everything = {(case.department, case.case_id): case for case in ledger.cases.values()}
+    kept = {(case.department, case.case_id): case
+            for case in reader.cases_open_at(END + timedelta(days=400)) + [
+                case for metric in CATALOG.metrics
+                for case in reader.cases_closed(metric.id, date(2000, 1, 1), END + timedelta(days=400))]}
+    assert len(everything) > 1000
+    assert kept == everything  # every case kept, with the same times, attributes and groups
+
+    # The lists and the backlog from the reader's rows equal the ledger's, for each status.
+    for as_of in (END - timedelta(days=9), END):
+        assert backlogs(reader.cases_open_at(as_of), CATALOG, as_of) == backlogs(ledger.cases.values(), CATALOG, as_of)
+        for metric in CATALOG.metrics:
+            if metric.feed.value != "cases":
+                continue
+            start, end = CATALOG.windows["week"].span(as_of)
+            closed = reader.cases_closed(metric.id, start, end)
+            still_open = reader.cases_open_at(as_of, [metric.id])
+            for status, rows in ((LATE, closed), (ON_TIME, closed), (OPEN, still_open), (OVERDUE, still_open)):
+                assert (cases_behind(rows, CATALOG, metric.id, as_of, status)
+                        == cases_behind(ledger.cases.values(), CATALOG, metric.id, as_of, status)), (metric.id, status)
+            for by in metric.breakdowns:
+                assert (breakdown(closed, CATALOG, metric.id, by, as_of)
+                        == breakdown(ledger.cases.values(), CATALOG, metric.id, by, as_of))
+
+
+def test_a_case_reopened_then_withdrawn_leaves_the_lists(engine):
+    metric = next(m for m in CATALOG.metrics if m.feed.value == "cases")
+    opened = "2026-06-01T09:00:00-04:00"
+    case = {"event_id": "c1", "type": "case", "metric": metric.id, "case_id": "K-1", "opened_at": opened,
+            "closed_at": "2026-06-02T09:00:00-04:00"}
+    fold_in_batches(engine, [case])
+    reader = ScoreReader(engine, CATALOG)
+    assert [c.case_id for c in reader.cases_closed(metric.id, date(2026, 6, 2), date(2026, 6, 2))] == ["K-1"]
+
+    fold_in_batches(engine, [{**case, "event_id": "c2", "closed_at": None}])  # reopened
+    assert reader.cases_closed(metric.id, date(2026, 6, 2), date(2026, 6, 2)) == []
+    assert [c.case_id for c in reader.cases_open_at(date(2026, 6, 3))] == ["K-1"]
+    assert reader.cases_open_at(date(2026, 5, 31)) == []  # not opened yet then
+
+    fold_in_batches(engine, [{"event_id": "w", "type": "withdrawal", "metric": metric.id, "withdraws": "c2"}])
+    assert reader.cases_open_at(date(2026, 6, 3)) == []
