@@ -194,14 +194,15 @@ def projected(metric: Metric, score: WindowScore, overdue: int, last_day: date) 
     return WindowScore(numerator / denominator / target, numerator, denominator)
 
 
-def case_fields(board: Scoreboard, catalog: Catalog, cases: Iterable[Case],
+def case_fields(board: Scoreboard, catalog: Catalog, cases: Iterable[Case] | Mapping[str, Backlog],
                 alert_windows: Iterable[str] = ("week",)) -> dict[str, dict]:
     """What each case-fed metric shows beside its scores (docs/contract.md, "Scores"):
     {"open": {"overdue", "due_soon"}, "projected": {window: {"score", "numerator", "denominator"}}}.
 
+    `cases`: the cases (counted here), or their backlogs already counted (the database counts them).
     `alert_windows` are the windows the notifier alerts on (NOTIFIER_ALERT_WINDOWS, "week" by default).
     """
-    found = backlogs(cases, catalog, board.as_of)
+    found = cases if isinstance(cases, Mapping) else backlogs(cases, catalog, board.as_of)
     fields: dict[str, dict] = {}
     for metric_id, backlog in found.items():
         metric = catalog.by_id[metric_id]

@@ -13,12 +13,13 @@ from functools import cached_property
 from typing import Iterable, Iterator
 
 import orjson
-from sqlalchemy import Date, and_, bindparam, func, or_, select
+from sqlalchemy import Date, and_, bindparam, case, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from shared.core.cases import Case, end_of_day
-from shared.core.catalog import Catalog, Kind
+from shared.core.cases import (DUE_SOON, LATE, ON_TIME, STATUSES, Backlog, Case, CaseLine, Group, breakdown,
+                               case_fields, cases_behind, end_of_day)
+from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
 from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
                                  days_up_to)
@@ -254,6 +255,51 @@ class ScoreReader:
             query = query.where(table.c.metric.in_(list(metric_ids)))
         with self.bounded_reads(timeout_s) as conn:
             return [kept_case(row) for row in conn.execute(query)]
+
+    def case_lines(self, metric_id: str, as_of: date, status: str, window: str = "week",
+                   timeout_s: float | None = None) -> list[CaseLine]:
+        """`cases.cases_behind` over the stored cases: the metric's cases with `status`, newest first."""
+        if status in (LATE, ON_TIME):
+            if window not in self.catalog.windows:  # the core's refusal names the field
+                return cases_behind((), self.catalog, metric_id, as_of, status, window)
+            start, end = self.catalog.windows[window].span(as_of)
+            rows = self.cases_closed(metric_id, start, end, timeout_s)
+        else:
+            rows = self.cases_open_at(as_of, [metric_id], timeout_s) if status in STATUSES else []
+        return cases_behind(rows, self.catalog, metric_id, as_of, status, window)
+
+    def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
+                  timeout_s: float | None = None) -> list[Group]:
+        """`cases.breakdown` over the stored cases closed in the window."""
+        if metric_id not in self.catalog.by_id or window not in self.catalog.windows:
+            return breakdown((), self.catalog, metric_id, by, as_of, window)  # the core's refusal
+        start, end = self.catalog.windows[window].span(as_of)
+        return breakdown(self.cases_closed(metric_id, start, end, timeout_s), self.catalog, metric_id, by,
+                         as_of, window)
+
+    def backlogs(self, as_of: date, timeout_s: float | None = None) -> dict[str, Backlog]:
+        """`cases.backlogs` counted by the database: every case-fed metric's overdue and due-soon
+        cases at the end of `as_of`, without moving the open cases into Python (the board asks this on
+        every request). The same rule as the core's (tests/integration/test_kept_cases.py compares them)."""
+        table = KeptCase.__table__
+        moment = end_of_day(as_of, self.catalog)
+        soon = moment + DUE_SOON
+        overdue = func.sum(case((table.c.due_at < moment, 1), else_=0))
+        due_soon = func.sum(case((and_(table.c.due_at >= moment, table.c.due_at < soon), 1), else_=0))
+        query = (select(table.c.metric, overdue, due_soon)
+                 .where(table.c.opened_at < moment, or_(table.c.closed_at.is_(None), table.c.closed_at >= moment))
+                 .group_by(table.c.metric))
+        found = {metric.id: Backlog() for metric in self.catalog.metrics if metric.feed is Feed.CASES}
+        with self.bounded_reads(timeout_s) as conn:
+            for metric_id, late, soon_ in conn.execute(query):
+                if metric_id in found:  # a metric no longer fed by cases, or gone from the catalog
+                    found[metric_id] = Backlog(int(late or 0), int(soon_ or 0))
+        return found
+
+    def case_fields(self, board: Scoreboard, alert_windows: Iterable[str] = ("week",),
+                    timeout_s: float | None = None) -> dict[str, dict]:
+        """`cases.case_fields` for a board: each case-fed metric's "open" and "projected"."""
+        return case_fields(board, self.catalog, self.backlogs(board.as_of, timeout_s), alert_windows)
 
     # -- the scores the scorer published ----------------------------------------------------
 
