@@ -145,6 +145,10 @@ class Metric(_Strict):
     # §5a). Kept on each case whether public or not: a breakdown shows groups and their counts,
     # never a case. Unset: no breakdown.
     breakdowns: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # Whether the case lists behind this metric's scores may reach the public: the read API's
+    # case lists and the public metric page (docs/scoring.md §5a). false: they appear only in
+    # Slack, to the department ("Show cases"); counts (the backlog, breakdowns) stay public.
+    public_case_lists: bool = True
     # The first local day this metric's data can plausibly fall on (the catalog's
     # history_start when unset): an event dated earlier is a department's mistake, and
     # one such event would move a trend metric's baseline years for good.
@@ -190,6 +194,8 @@ class Metric(_Strict):
             raise ValueError("public_attributes only applies to feed 'cases' (the attributes a case list shows)")
         if len(set(self.public_attributes)) != len(self.public_attributes):
             raise ValueError("public_attributes: name each attribute once")
+        if not self.public_case_lists and self.feed is not Feed.CASES:
+            raise ValueError("public_case_lists only applies to feed 'cases' (whether its case lists are public)")
         if self.breakdowns and self.feed is not Feed.CASES:
             raise ValueError("breakdowns only applies to feed 'cases' (on-time shares by a case attribute)")
         if len(set(self.breakdowns)) != len(self.breakdowns):
