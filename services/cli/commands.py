@@ -192,25 +192,21 @@ def _echo_table(cells: list[list[str]]) -> None:
 def cases(events_path: str, metric_id: str, as_of: date, status: str, window: str, fmt: str,
           catalog_path: str | None, skip_invalid: bool) -> None:
     """List the cases behind a metric's score, newest first: ids, times, status and hours late."""
-    from shared.core.cases import case_columns, case_line_dict, cases_behind
+    from shared.core.cases import case_cells, case_columns, case_list_document, cases_behind
 
     loaded = _load_catalog(catalog_path)
     metric = _case_metric(loaded, metric_id, "list")
     _known_window(loaded, window, "--window")
     ledger = _folded(events_path, loaded, skip_invalid, "Not listed")
-    rows = [case_line_dict(line, loaded) for line in cases_behind(ledger.cases.values(), loaded, metric_id, as_of,
-                                                                  status, window)]
+    # The read API's document too (GET /v1/metrics/ID/cases), so the two cannot drift.
+    shown = case_list_document(loaded, metric_id, as_of, status, window,
+                               cases_behind(ledger.cases.values(), loaded, metric_id, as_of, status, window))
     if fmt == "json":
-        shown: dict = {"metric": metric_id, "as_of": as_of.isoformat(), "status": status}
-        if status in ("late", "on_time"):
-            start, end = loaded.windows[window].span(as_of)
-            shown.update(window=window, start=start.isoformat(), end=end.isoformat())
-        shown["cases"] = rows
         click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return
+    rows = shown["cases"]
     columns = case_columns(metric)
-    flat = [[row["attributes"].get(column, "") if column not in row else
-             ("" if row[column] is None else row[column]) for column in columns] for row in rows]
+    flat = case_cells(metric, rows)
     if fmt == "csv":
         _echo_csv(columns, flat)
         return
@@ -232,6 +228,7 @@ def cases(events_path: str, metric_id: str, as_of: date, status: str, window: st
 def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: str, fmt: str,
               catalog_path: str | None, skip_invalid: bool) -> None:
     """Who waits longer: a metric's on-time share in a window by a case attribute, worst first."""
+    from shared.core.cases import BREAKDOWN_COLUMNS, breakdown_document
     from shared.core.cases import breakdown as groups_of
 
     loaded = _load_catalog(catalog_path)
@@ -242,17 +239,15 @@ def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: st
                                  param_hint="'--by'")
     _known_window(loaded, window, "--window")
     ledger = _folded(events_path, loaded, skip_invalid, "Not counted")
-    rows = [group.as_dict() for group in groups_of(ledger.cases.values(), loaded, metric_id, by, as_of, window)]
+    # The read API's document too (GET /v1/metrics/ID/breakdown), so the two cannot drift.
+    shown = breakdown_document(loaded, metric_id, by, as_of, window,
+                               groups_of(ledger.cases.values(), loaded, metric_id, by, as_of, window))
+    rows = shown["groups"]
     if fmt == "json":
-        start, end = loaded.windows[window].span(as_of)
-        click.echo(orjson.dumps({"metric": metric_id, "by": by, "as_of": as_of.isoformat(), "window": window,
-                                 "start": start.isoformat(), "end": end.isoformat(),
-                                 "target": metric.target_on(end), "groups": rows},
-                                option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return
-    columns = ("group", "numerator", "denominator", "share")
     if fmt == "csv":
-        _echo_csv(columns, [[row[column] for column in columns] for row in rows])
+        _echo_csv(BREAKDOWN_COLUMNS, [[row[column] for column in BREAKDOWN_COLUMNS] for row in rows])
         return
     _echo_table([[by, "on time", "closed", "share"]] + [
         [row["group"], str(row["numerator"]), str(row["denominator"]), f"{row['share']:.0%}"] for row in rows])

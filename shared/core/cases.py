@@ -250,6 +250,28 @@ def case_line_dict(line: CaseLine, catalog: Catalog) -> dict:
     }
 
 
+def case_list_document(catalog: Catalog, metric_id: str, as_of: date, status: str, window: str,
+                       lines: Iterable[CaseLine]) -> dict:
+    """A case list as JSON, the one document `cityscore cases --format json` prints and the read API
+    answers (docs/contract.md): {"metric", "as_of", "status", ["window", "start", "end",] "cases"}.
+    `window`, `start` and `end` only for late and on_time, which list the window's closed cases;
+    open and overdue are the cases open at the end of the as-of day, whatever the window."""
+    shown: dict = {"metric": metric_id, "as_of": as_of.isoformat(), "status": status}
+    if status in (LATE, ON_TIME):
+        start, end = catalog.windows[window].span(as_of)
+        shown.update(window=window, start=start.isoformat(), end=end.isoformat())
+    shown["cases"] = [case_line_dict(line, catalog) for line in lines]
+    return shown
+
+
+def case_cells(metric: Metric, rows: Iterable[dict]) -> list[list]:
+    """Case list rows (`case_line_dict`) as the cells of `case_columns(metric)`, for CSV and tables:
+    each public attribute a column (empty when the case does not give it), None as empty."""
+    columns = case_columns(metric)
+    return [[row["attributes"].get(column, "") if column not in row else
+             ("" if row[column] is None else row[column]) for column in columns] for row in rows]
+
+
 # The group of the cases that do not give the attribute (or give it blank).
 NOT_GIVEN = "(not given)"
 
@@ -305,3 +327,17 @@ def breakdown(cases: Iterable[Case], catalog: Catalog, metric_id: str, by: str, 
     groups = [Group(name, on_time, closed) for name, (on_time, closed) in counts.items()]
     groups.sort(key=lambda group: (group.share, group.name))
     return groups
+
+
+BREAKDOWN_COLUMNS = ("group", "numerator", "denominator", "share")
+
+
+def breakdown_document(catalog: Catalog, metric_id: str, by: str, as_of: date, window: str,
+                       groups: Iterable[Group]) -> dict:
+    """A breakdown as JSON, the one document `cityscore breakdown --format json` prints and the read
+    API answers (docs/contract.md): the window's days, the target in force on its last day, and
+    each group's counts, in the order given (worst first)."""
+    start, end = catalog.windows[window].span(as_of)
+    return {"metric": metric_id, "by": by, "as_of": as_of.isoformat(), "window": window,
+            "start": start.isoformat(), "end": end.isoformat(),
+            "target": catalog.by_id[metric_id].target_on(end), "groups": [group.as_dict() for group in groups]}
