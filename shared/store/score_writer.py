@@ -41,8 +41,10 @@ class Folding(NamedTuple):
     The scorer works this out as soon as an event is validated, so a batch waiting for the
     database holds these few objects instead of the validated event (about 280 bytes an event
     instead of 1,240 by tracemalloc over 20,000 generated events, before the identity became a
-    pair), which lets it fold batches twice as large. A NamedTuple: a tuple to build and
-    unpack in the fold's hot loop, with names for everyone else.
+    pair), which lets it fold batches twice as large. A case event also carries the case kept
+    for the case lists (about 320 bytes more a case: 353 bytes an event over the same 20,000,
+    of which 3,720 are cases). A NamedTuple: a tuple to build and unpack in the fold's hot loop,
+    with names for everyone else.
     """
 
     identity: Identity  # (department, event_id)
