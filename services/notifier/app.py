@@ -18,7 +18,7 @@ import logging
 import re
 from datetime import timezone
 from typing import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from flask import Flask, Response, request
@@ -29,11 +29,12 @@ from sqlalchemy import text
 
 from shared.platform.clock import Clock, system_clock
 
-from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, TAKE_OWNERSHIP
+from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, SHOW_CASES, TAKE_OWNERSHIP
+from .case_replies import show_cases
 from .health import NotReady
 from .service import Answer, NotAllowed, Notifier
 from .settings import NotifierSettings
-from .slack import SlackGateway
+from .slack import DeliveryError, SlackGateway
 
 log = logging.getLogger("cityscore.notifier.http")
 
@@ -77,6 +78,23 @@ class NotifierMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def slack_response_url(url: str, slack_base_url: str) -> bool:
+    """Whether an interaction's response_url is Slack's: https on Slack's hooks host (hooks.slack.com
+    beside slack.com/api/), or the very host SLACK_BASE_URL names (a proxy; the tests' fake Slack).
+
+    The request is signed, so the URL came from Slack; checked all the same, since the notifier
+    posts to it: a leaked signing secret must not make it post to hosts inside the city's network.
+    """
+    try:
+        asked, base = urlsplit(url), urlsplit(slack_base_url)
+        if (asked.scheme, asked.netloc) == (base.scheme, base.netloc) and asked.netloc:
+            return True
+        host = (base.hostname or "").removeprefix("api.")
+        return asked.scheme == "https" and asked.hostname == f"hooks.{host}" and asked.port is None
+    except ValueError:  # an unparseable port or address
+        return False
 
 
 def _json(status: int, body: dict) -> Response:
@@ -186,11 +204,16 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         if payload.get("type") == "block_actions":
             for action in payload.get("actions", []):
                 action_id, value = action.get("action_id"), action.get("value", "")
-                if action_id not in (ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE):
+                if action_id not in (ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE, SHOW_CASES):
                     continue
-                if not TIMESTAMP.fullmatch(value):
+                if not TIMESTAMP.fullmatch(str(value)):
                     return _json(400, {"error": "the button carries no alert id", "field": "actions.value"})
                 alert_id = int(value)
+                if action_id == SHOW_CASES:
+                    refusal = answer_privately(payload, alert_id, user)
+                    if refusal is not None:
+                        return refusal
+                    continue
                 if action_id == ACKNOWLEDGE:
                     result = notifier.acknowledge(alert_id, user)
                 elif action_id == TAKE_OWNERSHIP:
@@ -215,6 +238,29 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
                 return _json(200, {"response_action": "errors", "errors": {"note": result.text}})
             return Response(status=200)
         return Response(status=200)  # other interactions are not ours
+
+    def answer_privately(payload: dict, alert_id: int, user: str) -> Response | None:
+        """"Show cases": the cases behind the alert, posted to the click's response_url, which Slack
+        shows to `user` only (ephemeral). Reading only, so anyone who sees the alert may ask.
+
+        Answered before the click is: the cases are read with a bound (case_replies.READ_TIMEOUT_S)
+        so that Slack hears back within its three seconds."""
+        response_url = payload.get("response_url")
+        if not isinstance(response_url, str) or not response_url:
+            return _json(400, {"error": "the click carries no response_url to answer to", "field": "response_url"})
+        if not slack_response_url(response_url, settings.slack_base_url):
+            return refuse("actions", 400, "response_url", "not a Slack response_url (hooks.slack.com or "
+                                                          "SLACK_BASE_URL's host)")
+        message = show_cases(notifier, alert_id)
+        try:
+            gateway.respond(response_url, message)
+        except DeliveryError as failed:
+            # Nothing to retry later: the person who clicked sees no answer and may click again.
+            log.warning("the cases could not be answered", extra={"alert": alert_id, "user": user,
+                                                                  "reason": failed.error})
+        log.info("slack action", extra={"action": SHOW_CASES, "alert": alert_id, "user": user,
+                                        "answer": message.get("text")})
+        return None
 
     @slack_route("/slack/commands")
     def slack_commands() -> Response:

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Iterable, Mapping, Sequence
 
 from shared.core import wording
-from shared.core.catalog import Catalog, Metric
+from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.scoring import INSUFFICIENT_DATA, Scoreboard, WindowScore, needing_follow_up, standing
 from shared.core.staleness import FeedStatus, no_data_words, stale_marks
 from shared.core.windows import Window, spans
@@ -37,6 +37,7 @@ ACKNOWLEDGE = "cityscore_acknowledge"
 TAKE_OWNERSHIP = "cityscore_take_ownership"
 ADD_NOTE = "cityscore_add_note"
 NOTE_MODAL = "cityscore_note_modal"
+SHOW_CASES = "cityscore_show_cases"
 
 
 # -- numbers and marks ---------------------------------------------------------------
@@ -321,12 +322,20 @@ def alert_message(view: AlertView) -> dict:
         if not view.owner:
             elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
         elements.append(button("Add a note", ADD_NOTE, value))
+        if metric.feed is Feed.CASES:
+            elements.append(show_cases_button(view.alert_id))
         blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
     text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} "
             f"{wording.score_line(metric, view.window, result, span=view.span)}")
     if view.status == "firing" and mentions:
         text += f" {mentions}"
     return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}
+
+
+def show_cases_button(alert_id: int) -> dict:
+    """The button that answers, to whoever clicks it only, with the cases behind an alert of a
+    case-fed metric (services/notifier/case_replies.py): its latest late and oldest overdue cases."""
+    return button("Show cases", SHOW_CASES, str(alert_id))
 
 
 def data_alert_message(metric: Metric, feed: FeedStatus, as_of: date, *, resolved: bool, department: str,

@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.webhook import WebhookClient
 
 log = logging.getLogger("cityscore.notifier.slack")
 
@@ -92,6 +93,8 @@ class SlackGateway(Protocol):
 
     def open_view(self, trigger_id: str, view: dict) -> None: ...
 
+    def respond(self, response_url: str, message: dict) -> None: ...
+
     def ready(self) -> bool: ...
 
     def auth_problem(self) -> str | None: ...
@@ -126,6 +129,7 @@ class WebApiGateway:
             ServerErrorRetryHandler(max_retry_count=2), ConnectionErrorRetryHandler(max_retry_count=2)])
         # Readiness probes wait for it: one short try, no retries (the next probe asks again).
         self.probe = WebClient(token=token, base_url=base_url, timeout=min(timeout_s, 5), retry_handlers=[])
+        self.timeout_s = timeout_s
         self._ids: dict[str, str] = {}
 
     def post(self, channel: str, message: dict, *, key: str, thread_ts: str | None = None) -> Posted:
@@ -219,6 +223,18 @@ class WebApiGateway:
     def open_view(self, trigger_id: str, view: dict) -> None:
         self.repeatable.views_open(trigger_id=trigger_id, view=view)
 
+    def respond(self, response_url: str, message: dict) -> None:
+        """Answer an interaction through its response_url (an ephemeral reply, for one): no token, no
+        retries and a short timeout, since the person who clicked is waiting and may click again."""
+        try:
+            response = WebhookClient(response_url, timeout=min(self.timeout_s, 5)).send_dict(message)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            raise _classify(exc) from exc
+        if response.status_code != 200:
+            # Slack answers e.g. 404 expired_url (after 30 minutes) or used_url (after five answers).
+            raise DeliveryError(f"HTTP {response.status_code}: {response.body}"[:300], maybe_delivered=False,
+                                permanent=response.status_code < 500)
+
     def ready(self) -> bool:
         return self.auth_problem() is None
 
@@ -260,6 +276,10 @@ class LogGateway:
 
     def open_view(self, trigger_id: str, view: dict) -> None:
         log.info("slack view (not opened: no SLACK_BOT_TOKEN)")
+
+    def respond(self, response_url: str, message: dict) -> None:
+        log.info("slack answer to an interaction (not sent: no SLACK_BOT_TOKEN): %s", message.get("text"),
+                 extra={"text": message.get("text")})
 
     def ready(self) -> bool:
         return True

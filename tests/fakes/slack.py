@@ -8,6 +8,11 @@ the next calls with 429 + Retry-After, 500, or to hang past the client's timeout
 `revoke()` revokes the token, as a workspace admin would: every call with it then
 gets `{"ok": false, "error": "token_revoked"}`, auth.test included.
 
+It also stands for Slack's interaction webhooks: `response_url()` makes a URL on this server
+as Slack puts one in each interaction payload (/actions/…), and what is posted to it is kept
+in `responses` (ephemeral replies, for one), with Slack's answers: `ok`, `no_text`,
+`invalid_blocks`, and `used_url` after five answers to one URL.
+
     with FakeSlack() as slack:
         client = WebClient(token=slack.token, base_url=slack.base_url)
 """
@@ -51,6 +56,15 @@ class FakeSlackState:
     uploads: dict[str, bytes] = field(default_factory=dict)
     views: list[dict] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # "#name" -> channel id
+    responses: list["Answered"] = field(default_factory=list)  # posts to response_urls, in order
+
+
+@dataclass
+class Answered:
+    """A message posted to an interaction's response_url (its path on this server, and the JSON)."""
+
+    path: str
+    message: dict
 
 
 class FakeSlack:
@@ -93,6 +107,36 @@ class FakeSlack:
         assert kind in ("429", "500", "hang")
         with self._lock:
             self._faults.append(Fault(kind, count, frozenset(methods) if methods else None, retry_after, hang_s))
+
+    # -- interaction webhooks ---------------------------------------------------------------------
+
+    def response_url(self) -> str:
+        """A fresh response_url, shaped as Slack's (https://hooks.slack.com/actions/T…/…/…), on this server."""
+        return f"http://127.0.0.1:{self.port}/actions/T0FAKE/{next(self._ids)}/fakewebhooktoken"
+
+    def answered(self, url: str) -> list[dict]:
+        """The messages posted to one response_url, in order."""
+        path = urlsplit(url).path
+        with self._lock:
+            return [answer.message for answer in self.state.responses if answer.path == path]
+
+    def _respond(self, path: str, body: bytes) -> tuple[int, str]:
+        # Slack's answers to a response_url post: plain text, not the Web API's JSON.
+        try:
+            message = json.loads(body or b"null")
+        except ValueError:
+            return 400, "invalid_payload"
+        if not isinstance(message, dict):
+            return 400, "invalid_payload"
+        with self._lock:
+            if sum(1 for answer in self.state.responses if answer.path == path) >= 5:
+                return 404, "used_url"  # Slack takes five answers per interaction
+            if not message.get("text") and not message.get("blocks"):
+                return 400, "no_text"
+            if self._blocks_problem(message.get("blocks")):
+                return 400, "invalid_blocks"
+            self.state.responses.append(Answered(path, message))
+        return 200, "ok"
 
     def revoke(self, token: str | None = None) -> None:
         """Revoke a token (the bot's by default): Slack then answers token_revoked to it."""
@@ -351,6 +395,11 @@ class FakeSlack:
                     ok = fake.upload(path.rsplit("/", 1)[1], self.rfile.read(length))
                     self._send(200 if ok else 404, f"OK - {length}".encode() if ok else b"not found", "text/plain")
                     return
+                if path.startswith("/actions/"):
+                    length = int(self.headers.get("Content-Length") or 0)
+                    status, answer = fake._respond(path, self.rfile.read(length))
+                    self._send(status, answer.encode(), "text/html")
+                    return
                 self._api()
 
             def _params(self) -> dict:
@@ -400,4 +449,4 @@ class FakeSlack:
         return Handler
 
 
-__all__ = ["Call", "FakeSlack", "TOKEN"]
+__all__ = ["Answered", "Call", "FakeSlack", "TOKEN"]

@@ -1,0 +1,182 @@
+"""The "Show cases" button's answer: the cases behind an alert, seen only by whoever clicked.
+
+A follow-up says a score is below 1; the manager who has to fix it asks which cases. The
+answer is ephemeral (Slack shows it to the person who clicked, no one else): the latest cases
+closed late in the alert's window, the oldest cases still open past their due time at the end
+of the alert's as-of day, and a link to the metric's public page. The lists come from the
+scorer's kept cases through ScoreReader.case_lines, so they are the read API's and `cityscore
+cases`' lists. They reach Slack even when the catalog keeps a metric's case lists off the
+public pages (public_case_lists: false): the department's channel is not public. Only the
+attributes the catalog marks public are shown.
+
+`cases_message` is pure (the Block Kit answer from the lists); `show_cases` is the use case
+(the alert, then its cases) and answers every request in words, a missing alert included.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from typing import Sequence
+from urllib.parse import quote, urljoin
+from zoneinfo import ZoneInfo
+
+from shared.core.cases import LATE, OVERDUE, CaseLine
+from shared.core.catalog import Feed, Metric
+from shared.store.score_reader import ReadTimedOut
+
+from .blocks import MAX_MESSAGE_TEXT, _clip, context, escape, in_window, long_date, section, span_if_known
+from .lifecycle import FEED
+
+log = logging.getLogger("cityscore.notifier.cases")
+
+# Each list shows this many cases, as the metric page does: enough to act on, short enough to read.
+SHOWN = 10
+# The lists are read while Slack waits for the click's answer (three seconds).
+READ_TIMEOUT_S = 2.0
+# An attribute's value longer than this is cut: ten cases must fit one Block Kit section.
+MAX_VALUE = 80
+
+
+def ephemeral(message: dict) -> dict:
+    """A message for an interaction's response_url, shown only to whoever clicked, the alert kept as it is."""
+    return {"response_type": "ephemeral", "replace_original": False, **message}
+
+
+def in_words(text: str) -> dict:
+    """An answer in one sentence (no such alert, no cases to show)."""
+    return ephemeral({"text": text})
+
+
+def metric_page_url(public_board_url: str, metric_id: str, as_of: date | None) -> str:
+    """The metric's public page (the scorer's /metric/ID), as of the alert's day when known."""
+    base = public_board_url if public_board_url.endswith("/") else public_board_url + "/"
+    url = urljoin(base, f"metric/{quote(metric_id, safe='')}")
+    return f"{url}?as_of={as_of.isoformat()}" if as_of is not None else url
+
+
+def late_words(hours: float) -> str:
+    """How late a case is, as a manager says it: '40 minutes', '7 hours', '3 days 4 hours'."""
+    minutes = round(hours * 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    whole = round(hours)
+    if whole < 48:
+        return f"{whole} hour{'s' if whole != 1 else ''}"
+    days, rest = divmod(whole, 24)
+    return f"{days} days" + (f" {rest} hour{'s' if rest != 1 else ''}" if rest else "")
+
+
+def case_time(moment: datetime, zone: ZoneInfo) -> str:
+    """A case's time in the city's local time, as the metric page writes it: '23 June 2026, 9:05 AM'."""
+    local = moment.astimezone(zone)
+    hour = local.hour % 12 or 12
+    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def _case_id(case_id: str) -> str:
+    # In code type, which shows an id as typed; an id holding a backtick is only escaped.
+    shown = escape(case_id)
+    return shown if "`" in case_id else f"`{shown}`"
+
+
+def _attributes(line: CaseLine, metric: Metric) -> str:
+    # The case keeps the attributes public when it was folded; the catalog may have made one
+    # private since: only those it marks public now are shown.
+    pairs = [(name, value) for name, value in line.case.attributes if name in metric.public_attributes]
+    return "".join(f" · {escape(name)}: {escape(_clip(value, MAX_VALUE))}" for name, value in pairs)
+
+
+def late_line(line: CaseLine, metric: Metric, zone: ZoneInfo) -> str:
+    assert line.case.closed_at is not None
+    return (f"• {_case_id(line.case.case_id)} closed {case_time(line.case.closed_at, zone)}, "
+            f"{late_words(line.hours_late)} late{_attributes(line, metric)}")
+
+
+def overdue_line(line: CaseLine, metric: Metric, zone: ZoneInfo) -> str:
+    return (f"• {_case_id(line.case.case_id)} opened {case_time(line.case.opened_at, zone)}, due "
+            f"{case_time(line.case.due_at, zone)}, {late_words(line.hours_late)} late{_attributes(line, metric)}")
+
+
+def _how_many(shown: int, total: int, which: str) -> str:
+    """'the 10 latest of 23', 'all 3', 'the one'."""
+    if shown < total:
+        return f"the {shown} {which} of {total:,}"
+    return "the one" if total == 1 else f"all {total:,}"
+
+
+def cases_message(metric: Metric, window: str, span: tuple[date, date] | None, as_of: date,
+                  late: Sequence[CaseLine], overdue: Sequence[CaseLine], page_url: str, zone: ZoneInfo,
+                  shown: int = SHOWN) -> dict:
+    """The ephemeral answer to "Show cases" (pure).
+
+    `late`: the window's cases closed late, newest closing first; `overdue`: the cases open past
+    their due time at the end of `as_of`, newest opened first (both as ScoreReader.case_lines
+    lists them). Shown: the `shown` latest late cases, and the `shown` oldest overdue ones, oldest
+    first (those waiting longest), each with how late it is, then the link to the metric page.
+    """
+    name = metric.name.title()
+    period = in_window(window, span)
+    day_end = f"the end of {long_date(as_of)}"
+    latest = list(late[:shown])
+    oldest = list(overdue[::-1][:shown])
+
+    if latest:
+        late_text = (f"*Late cases*: {_how_many(len(latest), len(late), 'latest')} closed late {period}"
+                     + (", newest first" if len(latest) > 1 else "") + "\n" + "\n".join(late_line(line, metric, zone) for line in latest))
+    else:
+        late_text = f"*Late cases*: none closed late {period}."
+    if oldest:
+        overdue_text = (f"*Overdue cases*: {_how_many(len(oldest), len(overdue), 'oldest')} open past "
+                        f"{'their' if len(overdue) > 1 else 'its'} due time at {day_end}" + (", oldest first" if len(oldest) > 1 else "") + "\n"
+                        + "\n".join(overdue_line(line, metric, zone) for line in oldest))
+    else:
+        overdue_text = f"*Overdue cases*: none open past its due time at {day_end}."
+
+    notes = [f"<{page_url}|{escape(name)} on the public board>"]
+    if not metric.public_case_lists:
+        notes.append("These case lists are not on the public pages (the catalog keeps them off): "
+                     "shown here for the department only.")
+    text = (f"{name}: {len(late):,} case{'s' if len(late) != 1 else ''} closed late {period}; "
+            f"{len(overdue):,} overdue at {day_end}.")
+    blocks = [section(f"🔎 *{escape(name)}*: the cases behind its {window} score, as of {long_date(as_of)}"),
+              section(late_text), section(overdue_text), context(*notes)]
+    return ephemeral({"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks})
+
+
+def show_cases(notifier, alert_id: int, *, shown: int = SHOWN, timeout_s: float | None = READ_TIMEOUT_S) -> dict:
+    """The answer to "Show cases" on alert `alert_id`, for its response_url: the cases, or why there are none.
+
+    `notifier`: services.notifier.service.Notifier (its alerts, catalog, store and settings).
+    Reading only: anyone who sees the alert may ask, as anyone in the channel sees its score.
+    """
+    alert = notifier.alert(alert_id)
+    if alert is None:
+        return in_words("That alert does not exist.")
+    if alert.window == FEED:
+        return in_words("A data alert has no cases to show: it says a feed is quiet, not that a score is low.")
+    catalog = notifier.catalog
+    metric = catalog.by_id.get(alert.metric)
+    if metric is None:
+        return in_words(f"{escape(alert.metric)} is no longer in the catalog: its cases cannot be listed.")
+    name = metric.name.title()
+    if metric.feed is not Feed.CASES:
+        return in_words(f"{name} is not scored from cases (its feed is {metric.feed.value}): "
+                        "there are no cases behind its score to show.")
+    window = alert.window
+    if window not in catalog.windows:
+        return in_words(f"The {escape(window)} window of this alert is no longer in the catalog: "
+                        f"{name}'s cases cannot be listed for it.")
+    # The alert's own day (its message says "as of" it); an alert without one, the board's day.
+    as_of = alert.reading.as_of or notifier.local_today() - timedelta(days=1)
+    try:
+        late = notifier.store.case_lines(metric.id, as_of, LATE, window, timeout_s)
+        overdue = notifier.store.case_lines(metric.id, as_of, OVERDUE, window, timeout_s)
+    except ReadTimedOut:
+        log.warning("cases not read in time", extra={"alert": alert_id, "metric": metric.id})
+        return in_words(f"{name}'s cases took too long to read; try the button again in a moment.")
+    page = metric_page_url(notifier.settings.public_board_url, metric.id, as_of)
+    return cases_message(metric, window, span_if_known(catalog, window, as_of), as_of, late, overdue, page,
+                         catalog.zone, shown)
