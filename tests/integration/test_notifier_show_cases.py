@@ -22,6 +22,7 @@ from shared.core.cases import LATE, OVERDUE
 from shared.store.score_reader import ScoreReader
 from shared.store.tables.notifier import Alert
 from tests.fakes.slack import FakeSlack
+from tests.helpers.notifier import Changes
 from tests.helpers.notifier_harness import Harness, notifier_settings, sign
 from tests.helpers.scorer import run_scorer_until_idle
 from tests.helpers.waiting import wait_until
@@ -144,3 +145,42 @@ def test_the_show_cases_button_answers_the_clicker_with_the_cases_behind_the_ale
     # Only the clicker sees it: nothing was posted to the channel or its thread.
     assert slack.calls_to("chat.postEphemeral") == [] and posted() == [alert_message]
     assert slack.thread("C0PWD", alert_message["ts"]) == []
+
+
+def test_show_cases_answers_in_words_when_there_are_no_cases_and_posts_only_to_slack(schema, slack, tmp_path):
+    settings = notifier_settings(tmp_path, slack, fire_after=1)
+    harness = Harness(schema, settings)
+    harness.notifier.handle_changes([Changes()("shootings", 0.7)])  # incidents: no cases behind it
+    harness.drain()
+    with schema.engine.connect() as conn:
+        [alert] = conn.execute(select(Alert.__table__)).all()
+    client = create_app(settings, harness.notifier, harness.runtime.gateway).test_client()
+    stamp = int(time.time())
+
+    def ask(alert_id: str, url: str | None, offset: int):
+        body = click(alert_id, url) if url is not None else urlencode({"payload": json.dumps(
+            {"type": "block_actions", "team": {"id": "T0CITY"}, "user": {"id": "U0BPD1"},
+             "actions": [{"action_id": SHOW_CASES, "value": alert_id}]})}).encode()
+        return client.post("/slack/actions", data=body, headers=sign(body, stamp + offset))
+
+    answers = {}
+    for offset, alert_id in enumerate((str(alert.id), "999999")):
+        url = slack.response_url()
+        assert ask(alert_id, url, offset).status_code == 200
+        [answers[alert_id]] = slack.answered(url)
+    assert answers[str(alert.id)] == {"response_type": "ephemeral", "replace_original": False, "text": (
+        "Shootings (Trend) is not scored from cases (its feed is incidents): there are no cases behind its score "
+        "to show.")}
+    assert answers["999999"]["text"] == "That alert does not exist."
+
+    # A response_url that is not Slack's is refused, naming the field, and nothing is posted to it.
+    for offset, url in enumerate(("http://10.0.0.5/actions/T0CITY/1/x", "https://hooks.slack.com.evil.example/a")):
+        refused = ask(str(alert.id), url, 10 + offset)
+        assert (refused.status_code, refused.json["field"]) == (400, "response_url")
+    missing = ask(str(alert.id), None, 20)
+    assert (missing.status_code, missing.json["field"]) == (400, "response_url")
+
+    # Slack takes five answers per click; a sixth is refused (used_url), which the notifier logs and survives.
+    url = slack.response_url()
+    assert [ask(str(alert.id), url, 30 + n).status_code for n in range(6)] == [200] * 6
+    assert len(slack.answered(url)) == 5
