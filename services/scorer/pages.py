@@ -19,7 +19,8 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from shared.core import wording
-from shared.core.catalog import Catalog, Metric
+from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind
+from shared.core.catalog import Catalog, Feed, Metric
 from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import Scoreboard, WindowScore, standing
 from shared.core.staleness import expected_words, stale_marks
@@ -34,6 +35,12 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'
 REFRESH_SECONDS = 60
 HISTORY_WINDOW = "week"
 HISTORY_DAYS = 90
+# The metric page lists this many of the oldest overdue and of the latest late cases: enough to act
+# on, and a bounded page (the full lists are the read API's, paged).
+CASES_SHOWN = 10
+# The windows whose projected score the pages show when the app does not give the notifier's
+# (NOTIFIER_ALERT_WINDOWS, "week" by default).
+DEFAULT_ALERT_WINDOWS = ("week",)
 
 
 # -- presenting one score ------------------------------------------------------------------
@@ -221,6 +228,132 @@ def in_force_since(metric: Metric, as_of: date) -> date | None:
     return max((change.from_ for change in targets if change.from_ <= as_of), default=targets[0].from_)
 
 
+# -- the backlog and the cases behind a score (docs/scoring.md §5a) ----------------------------
+
+
+@dataclass(frozen=True)
+class Projection:
+    """An alert window's score if every overdue case were closed late now."""
+
+    window: str
+    cell: Cell
+    numerator: float | None
+    denominator: float | None
+
+
+@dataclass(frozen=True)
+class BacklogShown:
+    """A case-fed metric's backlog as the pages show it beside its score, with the same in words
+    ("14 overdue · 9 due within a day · projected week 0.91 if closed now")."""
+
+    overdue: int
+    due_soon: int
+    projections: list[Projection]
+    words: str
+
+
+def backlog_shown(fields: dict) -> BacklogShown:
+    """The board's and metric page's view of `cases.case_fields`' entry for one metric ({"open": …,
+    "projected": …}). A projection is said only when something is overdue: with nothing overdue it is
+    the window's own score, already beside it."""
+    overdue, due_soon = fields["open"]["overdue"], fields["open"]["due_soon"]
+    projections = []
+    for window, ahead in fields.get("projected", {}).items():
+        # A null projection over cases is too few of them to score (the metric's min_denominator).
+        state = "insufficient_data" if ahead["score"] is None and ahead["denominator"] else None
+        projections.append(Projection(window, cell(ahead["score"], state), ahead["numerator"], ahead["denominator"]))
+    parts = [f"{overdue:,} overdue" if overdue else "none overdue",
+             f"{due_soon:,} due within a day" if due_soon else "none due within a day"]
+    if overdue:
+        for projection in projections:
+            shown = projection.cell.text if projection.cell.score is not None else projection.cell.label
+            parts.append(f"projected {projection.window} {shown} if closed now")
+    return BacklogShown(overdue, due_soon, projections if overdue else [], " · ".join(parts))
+
+
+def lateness_words(hours: float) -> str:
+    """How late a case is, as a manager says it: '40 minutes', '7 hours', '3 days 4 hours' (the whole
+    hours gone by, to the nearest minute); on time: ''."""
+    minutes = round(hours * 60)
+    if minutes <= 0:
+        return ""
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    whole = minutes // 60
+    if whole < 48:
+        return f"{whole} hour{'s' if whole != 1 else ''}"
+    days, rest = divmod(whole, 24)
+    return f"{days} days" + (f" {rest} hour{'s' if rest != 1 else ''}" if rest else "")
+
+
+def case_time(moment: datetime, catalog: Catalog) -> str:
+    """A case's time in a list, in the city's local time: '23 June 2026, 9:05 AM'."""
+    local = moment.astimezone(catalog.zone)
+    hour = local.hour % 12 or 12
+    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def attribute_heading(name: str) -> str:
+    """A case attribute's name as a column heading: 'neighborhood' -> 'Neighborhood'."""
+    words = name.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+@dataclass(frozen=True)
+class CasesShown:
+    """What a case-fed metric's page shows of the cases behind its scores, for one window."""
+
+    window: str
+    span: tuple[date, date]
+    public: bool  # the catalog's public_case_lists: False keeps the lists off the public pages
+    oldest_overdue: list[CaseLine]
+    overdue_total: int
+    latest_late: list[CaseLine]
+    late_total: int
+    breakdowns: list[tuple[str, list[Group]]]
+
+
+def cases_shown(store, catalog: Catalog, metric: Metric, as_of: date, window: str,
+                timeout_s: float | None) -> CasesShown:
+    """The metric page's case lists and breakdowns: two bounded reads (the window's closed cases,
+    the cases open at the end of the as-of day), then the core's rules (shared/core/cases.py), so the
+    page says what `cityscore cases` and `cityscore breakdown` say. A metric whose case lists are
+    not public reads no open cases, and lists none."""
+    span = catalog.windows[window].span(as_of)
+    if not metric.public_case_lists and not metric.breakdowns:
+        return CasesShown(window, span, False, [], 0, [], 0, [])
+    closed = store.cases_closed(metric.id, span[0], span[1], timeout_s)
+    groups = [(by, breakdown(closed, catalog, metric.id, by, as_of, window)) for by in metric.breakdowns]
+    if not metric.public_case_lists:
+        return CasesShown(window, span, False, [], 0, [], 0, groups)
+    overdue = cases_behind(store.cases_open_at(as_of, [metric.id], timeout_s), catalog, metric.id, as_of,
+                           OVERDUE, window)
+    late = cases_behind(closed, catalog, metric.id, as_of, LATE, window)
+    # cases_behind lists newest first: the oldest overdue cases are its last ones, oldest first.
+    return CasesShown(window, span, True, overdue[::-1][:CASES_SHOWN], len(overdue), late[:CASES_SHOWN], len(late),
+                      groups)
+
+
+def alert_windows(catalog: Catalog) -> tuple[str, ...]:
+    """The windows whose projected score the pages show: the app's `projected_windows` (the
+    notifier's NOTIFIER_ALERT_WINDOWS, as the read API's board) when it gives them, else the week;
+    only those of this catalog."""
+    named = _parts().get("projected_windows") or DEFAULT_ALERT_WINDOWS
+    return tuple(window for window in named if window in catalog.windows)
+
+
+def backlogs_shown(board: Scoreboard, metric_ids: Sequence[str] | None = None) -> dict[str, BacklogShown]:
+    """Each case-fed metric's backlog beside its score: one grouped count by the database for the
+    whole board (ScoreReader.case_fields), bounded by the pages' read timeout."""
+    parts = _parts()
+    catalog: Catalog = parts["catalog"]
+    if not any(metric.feed is Feed.CASES for metric in catalog.metrics):
+        return {}
+    fields = parts["store"].case_fields(board, alert_windows(catalog), parts["read_timeout_s"])
+    return {metric_id: backlog_shown(shown) for metric_id, shown in fields.items()
+            if metric_ids is None or metric_id in metric_ids}
+
+
 # -- the views ---------------------------------------------------------------------------------
 
 
@@ -228,8 +361,25 @@ def _parts() -> dict:
     return current_app.extensions["cityscore"]
 
 
-class BadDate(HTTPException):
+class BadRequestPage(HTTPException):
+    """A page asked for with a parameter it cannot show: a 400 page that says why."""
+
     code = 400
+
+
+class BadDate(BadRequestPage):
+    pass
+
+
+def requested_window(catalog: Catalog) -> str:
+    """The window whose cases the metric page lists (`window`), by default the first alert window."""
+    raw = request.args.get("window")
+    if raw is None or raw == "":
+        return (alert_windows(catalog) or tuple(catalog.windows))[0]
+    if raw not in catalog.windows:
+        raise BadRequestPage(f"The window “{raw}” is not one of the {catalog.city} catalog's windows: "
+                             f"{', '.join(catalog.windows)}.")
+    return raw
 
 
 def requested_as_of() -> tuple[date | None, date, date | None]:
@@ -264,7 +414,7 @@ def asset(filename: str) -> str:
 @pages.context_processor
 def _helpers() -> dict:
     return {"asset": asset, "long_date": long_date, "short_date": short_date, "cell": cell, "figure": figure,
-            "window_cell": window_cell,
+            "window_cell": window_cell, "lateness_words": lateness_words, "percent": wording.percent,
             "city": _parts()["catalog"].city, "show_slack_posts": _show_slack_posts()}
 
 
@@ -274,7 +424,7 @@ def _headers(response: Response) -> Response:
     return response
 
 
-@pages.errorhandler(BadDate)
+@pages.errorhandler(BadRequestPage)
 @pages.errorhandler(404)
 def _error(exc: HTTPException):
     title = "Not found" if exc.code == 404 else "Bad request"
@@ -325,6 +475,7 @@ def board() -> tuple[str, int, dict[str, str]]:
         dates=board_window_dates(catalog, as_of),
         rows=rows,
         stale=stale_words(catalog, scoreboard),
+        backlogs=backlogs_shown(scoreboard),
         updated_words=updated_words,
         updated_iso=updated_iso,
         refresh=REFRESH_SECONDS if asked is None or asked == current else None,
@@ -378,6 +529,8 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     if found is None:
         abort(404, f"There is no metric “{metric_id}” in the {catalog.city} catalog.")
     asked, current, _ = requested_as_of()
+    # Refused before anything is read or scored, as a bad date is.
+    window = requested_window(catalog) if found.feed is Feed.CASES else None
     scoreboard, _ = parts["board_for"](asked)
     as_of = scoreboard.as_of
     series = parts["store"].history(metric_id, HISTORY_WINDOW, HISTORY_DAYS, as_of, parts["read_timeout_s"])
@@ -387,6 +540,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     days = spans(catalog.windows, as_of)
     scores = [(window, days[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
     numerator_words, denominator_words = wording.audit_terms(found)
+    backlog, listed = None, None
+    if window is not None:
+        backlog = backlogs_shown(scoreboard, [metric_id]).get(metric_id)
+        listed = cases_shown(parts["store"], catalog, found, as_of, window, parts["read_timeout_s"])
     html = render_template(
         "pages/metric.html",
         metric=found,
@@ -416,5 +573,11 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         history_window=HISTORY_WINDOW,
         chart=history_chart(series),
         summary=history_summary(series, HISTORY_WINDOW),
+        backlog=backlog,
+        listed=listed,
+        case_time=lambda moment: case_time(moment, catalog),
+        case_dict=lambda line: case_line_dict(line, catalog),
+        attribute_heading=attribute_heading,
+        windows=list(catalog.windows),
     )
     return html, 200, {"Cache-Control": "public, max-age=30"}

@@ -147,9 +147,10 @@ return cells.map((cell) => {
 });
 """
 
-# The board's rows as the page shows them: [metric id, name].
+# The board's rows as the page shows them: [metric id, name]. The name is the row heading's link: the
+# heading also says a stale feed and a case-fed metric's backlog under it.
 READ_ROWS = ("return [...document.querySelectorAll('#board tbody tr')]"
-             ".map(r => [r.dataset.metric, r.querySelector('th').innerText])")
+             ".map(r => [r.dataset.metric, r.querySelector('th a').innerText])")
 
 STANDINGS = {"below": ("▼", "below target"), "at": ("=", "on target"), "above": ("▲", "above target")}
 
