@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import click
@@ -263,33 +261,87 @@ def import_group() -> None:
     """Turn a city's exports into events."""
 
 
+_IMPORT_OPTIONS = [
+    click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+                 help="JSONL file of case events to write ('-' for standard output)."),
+    click.option("--ingest-url", default=None,
+                 help="Send the events to this ingest API instead (e.g. http://host:8000)."),
+    click.option("--api-key", "api_keys", multiple=True, envvar="CITYSCORE_API_KEYS",
+                 help="Department API key for --ingest-url; repeat it for each department the export covers "
+                      "(or $CITYSCORE_API_KEYS, space-separated)."),
+    click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 1000)),
+]
+
+
+def _import_options(command):
+    for option in reversed(_IMPORT_OPTIONS):
+        command = option(command)
+    return command
+
+
+@import_group.command("csv")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--feed", "feed_name", required=True,
+              help="The catalog's feed for this export (or a source whose layouts the header picks among).")
+@_import_options
+@catalog_option
+def import_csv(file: str, feed_name: str, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
+               batch_size: int, catalog_path: str | None) -> None:
+    """Turn a city's 311 CSV export into case events through a feed of the catalog (docs/feeds.md)."""
+    from shared.feeds.csv_feed import CsvFeedReader, UnknownFeed, resolve_feeds
+
+    _check_import_target(out_path, ingest_url, api_keys)
+    loaded = _load_catalog(catalog_path)
+    try:
+        feeds = resolve_feeds(loaded, feed_name)
+    except UnknownFeed as exc:
+        raise click.BadParameter(str(exc), param_hint="'--feed'") from None
+    _import(file, lambda text: CsvFeedReader(text, loaded, feeds), out_path, ingest_url, api_keys, batch_size)
+
+
 @import_group.command("boston311")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
-              help="JSONL file of case events to write ('-' for standard output).")
-@click.option("--ingest-url", default=None, help="Send the events to this ingest API instead (e.g. http://host:8000).")
-@click.option("--api-key", "api_keys", multiple=True, envvar="CITYSCORE_API_KEYS",
-              help="Department API key for --ingest-url; repeat it for each department the export covers "
-                   "(or $CITYSCORE_API_KEYS, space-separated).")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 1000))
+@_import_options
 @catalog_option
 def import_boston311(file: str, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
                      batch_size: int, catalog_path: str | None) -> None:
-    """Turn a Boston 311 CSV export (2015-2018 or 2019+ layout) into case events."""
-    from shared.feeds.boston311 import Boston311FormatError, import_file
+    """Turn a Boston 311 CSV export (2015-2018 or 2019+ layout) into case events.
 
+    The same as `import csv FILE --feed boston311` (Boston's catalog's two layouts).
+    """
+    from shared.feeds.boston311 import Boston311Reader
+
+    _check_import_target(out_path, ingest_url, api_keys)
+    loaded = _load_catalog(catalog_path)
+    _import(file, lambda text: Boston311Reader(text, loaded), out_path, ingest_url, api_keys, batch_size)
+
+
+def _check_import_target(out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...]) -> None:
     if (out_path is None) == (ingest_url is None):
         raise click.UsageError("give either --out FILE or --ingest-url URL")
     if ingest_url and not api_keys:
         raise click.UsageError("--ingest-url needs --api-key (or $CITYSCORE_API_KEYS)")
-    loaded = _load_catalog(catalog_path)
+
+
+def _import(file: str, reader_for, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
+            batch_size: int) -> None:
+    """Write the export's events to a file, or send them to ingest; print the summary on stderr."""
+    from shared.core.feed_rows import FeedFormatError
+    from shared.feeds.csv_feed import import_file, send_file
+
     started = time.perf_counter()
     try:
         if ingest_url:
-            summary, report = _send_boston311(file, loaded, ingest_url, list(api_keys), batch_size)
+            from services.ingest.client import DepartmentRouter
+
+            try:
+                router = DepartmentRouter(ingest_url, list(api_keys), batch_size=batch_size)
+            except (ValueError, OSError) as exc:
+                raise click.ClickException(str(exc)) from None
+            summary, report = send_file(file, reader_for, router)
         else:
-            summary, report = import_file(file, out_path, loaded), None
-    except Boston311FormatError as exc:
+            summary, report = import_file(file, out_path, reader_for), None
+    except FeedFormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     elapsed = time.perf_counter() - started
     for line in summary.lines():
@@ -305,39 +357,6 @@ def import_boston311(file: str, out_path: str | None, ingest_url: str | None, ap
         click.echo(f"  ... and {report.refused_count - 50} more", err=True)
     if report.refused_count:
         sys.exit(1)
-
-
-def _send_boston311(file: str, catalog: Catalog, url: str, api_keys: list[str], batch_size: int):
-    """Read the export and post its events to ingest in batches, with a progress bar by bytes read."""
-    from shared.feeds.boston311 import Boston311Reader, text_stream
-    from services.ingest.client import DepartmentRouter
-
-    try:
-        router = DepartmentRouter(url, api_keys, batch_size=batch_size)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    source = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
-    text = text_stream(source)
-    try:
-        reader = Boston311Reader(text, catalog)
-        events = (orjson.loads(event.model_dump_json(exclude_none=True)) for event in reader)
-        size = 0 if file == "-" else os.fstat(source.fileno()).st_size
-        if not (size and sys.stderr.isatty()):
-            return reader.summary, router.send(events)
-        with click.progressbar(length=size, label=f"sending {Path(file).name}", file=sys.stderr) as bar:
-            done = 0
-
-            def advance(_sent: int) -> None:
-                nonlocal done
-                position = source.tell()
-                bar.update(max(0, position - done))
-                done = max(done, position)
-
-            return reader.summary, router.send(events, progress=advance)
-    finally:
-        text.detach()
-        if file != "-":
-            source.close()
 
 
 # -- developer tools ---------------------------------------------------------

@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveFloat,
@@ -284,6 +285,146 @@ class HolidayCalendar(_Strict):
     subdivision: str | None = None
 
 
+# -- feeds: how a city's 311 export becomes case events (docs/feeds.md) -----------------------
+
+# One column name, or several in order of preference (an export's older files may name it
+# differently): the first one the file has is read. Names are compared without regard to case.
+def _names(value: object) -> object:
+    return (value,) if isinstance(value, str) else value
+
+
+ColumnNames = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1),
+                        BeforeValidator(_names)]
+
+
+class FeedColumn(_Strict):
+    """A column of the export (case id, type, status)."""
+
+    column: ColumnNames
+
+
+class FeedTime(_Strict):
+    """A time column: its format and the time zone its times are written in.
+
+    `format` is `auto` (ISO 8601 like 2019-01-01 00:25:23[.5][+00:00], or US month/day/year
+    like 01/31/2024 11:05:07 PM, with or without seconds) or a strptime pattern. A time
+    with an offset is the instant it names; one without is local time in `timezone` (the
+    feed's, else the catalog's). `date_only`: the column holds a due *day* (any time or
+    offset written with it is ignored); the case is due by the end of that local day.
+    """
+
+    column: ColumnNames
+    format: str = Field(default="auto", min_length=1)
+    timezone: str | None = None
+    date_only: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _known_zone(value) if value is not None else None
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value != "auto" and "%" not in value:
+            raise ValueError(f"{value!r}: give auto or a strptime pattern such as '%m/%d/%Y %I:%M:%S %p'")
+        return value
+
+
+class FeedStatus(_Strict):
+    """The status column and the values (any case) that mean the case is closed."""
+
+    column: ColumnNames
+    closed: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+
+
+class FeedSkip(_Strict):
+    """Rows that are not cases to score, counted under `reason` (e.g. information requests).
+
+    Exactly one test: the column's value `equals` one of the values, or `contains` one of
+    them (both without regard to case or surrounding spaces), or is `not_blank` (e.g. a
+    parent request id: the row is a duplicate of another), or `repeated`: the value was on
+    an earlier imported row of the file (a request exported twice).
+    """
+
+    reason: str = Field(min_length=1)
+    column: ColumnNames
+    equals: tuple[str, ...] = ()
+    contains: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    not_blank: bool = False
+    repeated: bool = False
+
+    @model_validator(mode="after")
+    def _one_test(self) -> "FeedSkip":
+        given = [name for name in ("equals", "contains", "not_blank", "repeated") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, contains, not_blank, repeated")
+        return self
+
+
+class FeedRecognition(_Strict):
+    """How a file's header tells this layout apart from other feeds of the same source."""
+
+    # Any of these columns (any case) in the header.
+    any_column: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # Any of these columns written in capitals (Boston's old exports: CASE_ENQUIRY_ID).
+    upper_case_column: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+
+
+class CaseFeed(_Strict):
+    """A named feed: how the rows of a city's 311 export become case events.
+
+    Columns are named as the export writes them (compared without regard to case). The
+    case id, opened, closed and type columns must be in the file; the status, due and
+    attribute columns are read when present.
+    """
+
+    # What the export is called ("Boston 311"): "not a Boston 311 export".
+    title: str = Field(min_length=1)
+    # Event ids are <source>-<case id>-<open|closed>-<digest>; several feeds (layouts) may
+    # share a source, and `cityscore import csv --feed SOURCE` picks among them by header.
+    source: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=40)] | None = None
+    layout: str | None = None  # a short name for the summary ("old"); the feed's name when unset
+    description: str | None = None  # e.g. "old 2015-2018 layout", shown in the summary
+    recognised_by: FeedRecognition | None = None
+    timezone: str | None = None  # of times without an offset; the catalog's when unset
+    case_id: FeedColumn
+    opened: FeedTime
+    closed: FeedTime
+    due: FeedTime | None = None
+    status: FeedStatus | None = None
+    type: FeedColumn
+    # Type as written in the export -> metric id; unset: the metrics' case_types.
+    types: dict[Annotated[str, Field(min_length=1)], str] | None = None
+    # Rows skipped before anything else is read from them (see FeedSkip).
+    skip: tuple[FeedSkip, ...] = ()
+    # Case attribute -> column (e.g. {neighborhood: neighborhood, zip: zipcode}); blank values are left out.
+    attributes: dict[Annotated[str, Field(min_length=1)], ColumnNames] = {}
+    # The SLA by type (as written in the export) for rows without a due time; a type not
+    # listed takes its metric's SLA from the catalog (sla, sla_by_attribute).
+    sla: dict[Annotated[str, Field(min_length=1)], SLA] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _known_zone(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _times(self) -> "CaseFeed":
+        for name in ("opened", "closed"):
+            if getattr(self, name).date_only:
+                raise ValueError(f"{name}.date_only: only a due time may be a date (an {name} time is an instant)")
+        return self
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+    return value
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -299,6 +440,8 @@ class Catalog(BaseModel):
     history_start: date = date(2000, 1, 1)
     departments: tuple[Department, ...] = Field(min_length=1)
     metrics: tuple[Metric, ...] = Field(min_length=1)
+    # Named feeds: how the city's 311 exports become case events (docs/feeds.md).
+    feeds: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=40)], CaseFeed] = {}
 
     @field_validator("timezone")
     @classmethod
@@ -333,6 +476,27 @@ class Catalog(BaseModel):
                 if case_type in case_types:
                     raise ValueError(f"{where}.case_types: {case_type!r} already maps to {case_types[case_type]}")
                 case_types[case_type] = metric.id
+        return self
+
+    @model_validator(mode="after")
+    def _feed_references(self) -> "Catalog":
+        problems = []
+        for name, feed in self.feeds.items():
+            where = f"feeds.{name}"
+            types = feed.types if feed.types is not None else self.case_type_map
+            for case_type, metric_id in (feed.types or {}).items():
+                metric = self.by_id.get(metric_id)
+                if metric is None:
+                    problems.append(f"{where}.types[{case_type!r}]: unknown metric {metric_id!r}")
+                elif metric.feed is not Feed.CASES:
+                    problems.append(f"{where}.types[{case_type!r}]: metric {metric_id!r} is fed "
+                                    f"{metric.feed.value!r}, not cases")
+            for case_type in feed.sla:
+                if case_type not in types:
+                    problems.append(f"{where}.sla[{case_type!r}]: not a type this feed maps to a metric "
+                                    "(give it under types, or the metric's case_types)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @cached_property
@@ -387,7 +551,8 @@ def _location(catalog_data: object, loc: tuple) -> str:
                 node = None
             parts.append(label)
         else:
-            if step.startswith(("function-", "constrained-", "literal[", "int", "float", "str")) or step in (
+            # A name the file itself uses (a feed called "streets") is never pydantic's.
+            if not (isinstance(node, dict) and step in node) and step.startswith(("function-", "constrained-", "literal[", "int", "float", "str")) or step in (
                 "function-after",
             ):
                 continue  # pydantic's internal validator names say nothing to a catalog author
