@@ -1,15 +1,24 @@
-"""How the pages say a case-fed metric's backlog and its cases: pure formatting, no server."""
+"""How the pages say a case-fed metric's backlog and its cases: the formatting (pure), and a few
+hand-made cases through Flask's test client on SQLite (the figures against the core's are
+tests/integration/test_metric_page_cases.py's, in Chromium over PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import html
+import re
+from datetime import date, datetime, timezone
 
 import pytest
 
+from services.scorer.app import create_app
 from services.scorer.pages import attribute_heading, backlog_shown, case_time, lateness_words
 from shared.core.catalog import load_catalog
+from tests.fakes.clock import ManualClock
+from tests.helpers.score_parts import sqlite_scores
 
 CATALOG = load_catalog()
+AS_OF = date(2026, 6, 30)
+NOW = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def fields(overdue: int, due_soon: int, projected: dict | None = None) -> dict:
@@ -67,3 +76,70 @@ def test_attribute_names_as_column_headings():
     assert attribute_heading("neighborhood") == "Neighborhood"
     assert attribute_heading("police_district") == "Police district"
     assert attribute_heading("request-type") == "Request type"
+
+
+def case(case_id: str, opened: str, due: str, closed: str | None = None) -> dict:
+    return {"event_id": case_id, "type": "case", "metric": "pothole-on-time", "case_id": case_id,
+            "opened_at": opened, "due_at": due, "closed_at": closed}
+
+
+@pytest.fixture
+def app(tmp_path):
+    # Two cases closed in June (one on time, one late), one overdue at the end of 30 June, one due the
+    # next morning.
+    engine = sqlite_scores(tmp_path / "scores.db", CATALOG, [
+        case("P-1", "2026-06-29T08:00:00-04:00", "2026-06-30T08:00:00-04:00", "2026-06-29T15:00:00-04:00"),
+        case("P-2", "2026-06-29T08:00:00-04:00", "2026-06-30T08:00:00-04:00", "2026-06-30T11:00:00-04:00"),
+        case("P-3", "2026-06-05T09:00:00-04:00", "2026-06-08T09:00:00-04:00"),
+        case("P-4", "2026-06-30T09:00:00-04:00", "2026-07-01T09:00:00-04:00"),
+    ], publish_as_of=AS_OF)
+    yield create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
+    engine.dispose()
+
+
+def text_of(response) -> str:
+    """The page's words, tags left out."""
+    assert response.status_code == 200, response.data
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.data.decode())).split())
+
+
+def test_the_pages_project_the_windows_the_app_alerts_on(app):
+    # The week (default): 1 on time of 2 closed, plus 1 overdue: 1/3 / 0.8.
+    week = "1 overdue · 1 due within a day · projected week 0.42 if closed now"
+    assert week in text_of(app.test_client().get("/"))
+    assert week in text_of(app.test_client().get("/metric/pothole-on-time"))
+    # The month too (the app's projected_windows: NOTIFIER_ALERT_WINDOWS as the read API reads it).
+    app.extensions["cityscore"]["projected_windows"] = ("week", "month")
+    both = week + " · projected month 0.42 if closed now"
+    assert both in text_of(app.test_client().get("/metric/pothole-on-time"))
+
+
+def test_metric_page_lists_the_cases_and_says_how_late(app):
+    page = text_of(app.test_client().get("/metric/pothole-on-time"))
+    assert "1 case still open past its due time at the end of Tuesday 30 June 2026, oldest first" in page
+    assert "P-3 5 June 2026, 9:00 AM 8 June 2026, 9:00 AM 22 days 15 hours" in page
+    assert "1 case closed late in the week 24–30 June 2026, latest first" in page
+    assert "P-2 29 June 2026, 8:00 AM 30 June 2026, 8:00 AM 30 June 2026, 11:00 AM 3 hours" in page
+    assert "P-1" not in page  # on time: not a late case
+    assert "(not given) 1 2 ▼ 50% below target" in page  # no neighbourhood given: one group
+    day = text_of(app.test_client().get("/metric/pothole-on-time?window=day"))
+    assert "No case closed late in the day 30 June 2026." not in day  # P-2 closed on 30 June, late
+    assert "1 case closed late in the day" in day
+
+
+def test_metric_pages_without_cases(app):
+    streetlight = text_of(app.test_client().get("/metric/streetlight-on-time"))
+    assert "No case was open past its due time at the end of Tuesday 30 June 2026." in streetlight
+    assert "No case closed late in the week 24–30 June 2026." in streetlight
+    assert "none overdue · none due within a day" in streetlight
+    ems = text_of(app.test_client().get("/metric/ems-response-time"))  # not fed cases: no backlog, no lists
+    assert "overdue" not in ems and "The cases behind" not in ems
+    refused = app.test_client().get("/metric/ems-response-time?window=fortnight")
+    assert refused.status_code == 200  # a metric without cases has no window to choose
+
+
+def test_an_unknown_window_is_refused_with_its_name(app):
+    refused = app.test_client().get("/metric/pothole-on-time?window=fortnight")
+    assert refused.status_code == 400
+    assert "The window “fortnight” is not one of the Boston catalog's windows: day, week, month, quarter." in \
+        html.unescape(refused.data.decode())
