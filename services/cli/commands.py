@@ -62,6 +62,8 @@ def catalog_check(file: str) -> None:
         click.echo(f"    {name}: {window.describe()}")
     for kind, count in sorted(kinds.items()):
         click.echo(f"  {kind}: {count}")
+    if loaded.feeds:
+        click.echo("  feeds: " + ", ".join(f"{name} ({feed.title})" for name, feed in loaded.feeds.items()))
 
 
 # -- offline scoring ---------------------------------------------------------

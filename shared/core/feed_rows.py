@@ -136,9 +136,10 @@ class TimeParser:
         return self._settled(local, year, month, day)
 
     def end_of(self, day: date) -> datetime:
-        """Due by the end of a local day (a date-only due time)."""
-        return self._settled(datetime(day.year, day.month, day.day, *END_OF_DAY, tzinfo=self.zone),
-                             day.year, day.month, day.day)
+        """Due by the end of a day in the city's zone (a date-only due time), whatever zone the
+        column's times are written in: the day names the city's day. 23:59:59 is never in a
+        DST gap or repeated hour (those are in the small hours)."""
+        return datetime(day.year, day.month, day.day, *END_OF_DAY, tzinfo=self.output)
 
     def _day_alone(self, text: str) -> datetime | None:
         match = _ISO_DAY_RE.fullmatch(text)
