@@ -11,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from shared.core.catalog import Catalog
+from shared.core.cases import with_case_fields
+from shared.core.catalog import Catalog, Feed
 from shared.core.score_change import CITY
 from shared.store.score_reader import ReadTimedOut, ScoreReader
 from shared.core.scoring import Scoreboard, WindowScore, span_fields, window_target
@@ -104,6 +105,17 @@ def create_app(
                                             "or try again later"}, {"Retry-After": str(READ_RETRY_AFTER_S)})
 
     read_timeout_s = settings.scorer_read_timeout_s
+    # The windows whose projected score the board shows beside each case-fed metric's backlog: the
+    # ones the notifier alerts on (NOTIFIER_ALERT_WINDOWS), as `cityscore score --alert-window`.
+    # Unset, it is the week, where the catalog has one; set, each window must be the catalog's.
+    projected_windows = settings.projected_windows
+    if "alert_windows" not in settings.model_fields_set:
+        projected_windows = tuple(window for window in projected_windows if window in catalog.windows)
+    for window in projected_windows:
+        if window not in catalog.windows:
+            raise ValueError(f"NOTIFIER_ALERT_WINDOWS: {window!r} is not one of the catalog's windows "
+                             f"({', '.join(catalog.windows)})")
+    fed_cases = any(metric.feed is Feed.CASES for metric in catalog.metrics)
     # The earliest as_of any date arithmetic can serve: a history's first window starts
     # MAX_HISTORY_DAYS plus the longest window (and a day) before its as_of.
     floor = date.min + timedelta(days=MAX_HISTORY_DAYS + max(w.reach_days for w in catalog.windows.values()) + 2)
@@ -161,6 +173,7 @@ def create_app(
     app.extensions["cityscore"]["as_of_range"] = as_of_range
     app.extensions["cityscore"]["read_timeout_s"] = read_timeout_s
     app.extensions["cityscore"]["parse_as_of"] = parse_as_of
+    app.extensions["cityscore"]["projected_windows"] = projected_windows  # the pages project them too
 
     # -- the API ------------------------------------------------------------------------
 
@@ -178,6 +191,10 @@ def create_app(
             # Asked for only: it reads a year of day totals (docs/scoring.md §4b).
             board = board._replace(percentiles=store.percentiles(board.as_of, timeout_s=read_timeout_s))
         body = board.as_dict(catalog)
+        if fed_cases:
+            # Counted by the database on each request, for the board's as-of day: one grouped
+            # query over the cases open at its end (ScoreReader.backlogs).
+            with_case_fields(body, store.case_fields(board, projected_windows, read_timeout_s))
         body["updated_at"] = updated
         return json_response(200, body, {"Cache-Control": "public, max-age=30"})
 
@@ -244,4 +261,7 @@ def create_app(
     from .exports import exports
 
     app.register_blueprint(exports)
+    from .case_api import case_api
+
+    app.register_blueprint(case_api)
     return app

@@ -21,3 +21,12 @@ class ScorerSettings(Settings):
                                           description="Serve /slack-posts, the notifier's recent posts (laptop only)")
     scorer_read_timeout_s: float = Field(5.0, alias="SCORER_READ_TIMEOUT", gt=0,
                                          description="Seconds a score computed on request may take before a 503")
+    # The same variable as the notifier's (deploy/k8s/configmap.yaml gives both services one value):
+    # the board's "projected" scores are those of the windows the notifier alerts on.
+    alert_windows: str = Field("week", alias="NOTIFIER_ALERT_WINDOWS",
+                               description="Comma-separated windows whose projected score the board shows")
+
+    @property
+    def projected_windows(self) -> tuple[str, ...]:
+        """NOTIFIER_ALERT_WINDOWS as window names, read as the notifier reads it."""
+        return tuple(w.strip() for w in self.alert_windows.split(",") if w.strip())

@@ -12,7 +12,8 @@ from shared.platform.settings import Settings, get_settings
 INGEST_VARS = {"INGEST_KAFKA_TIMEOUT", "INGEST_RATE_LIMIT", "INGEST_RATE_LIMIT_STORAGE", "INGEST_MAX_BATCH",
                "INGEST_MAX_BODY_BYTES", "INGEST_IDEMPOTENCY_TTL_HOURS", "INGEST_PURGE_EVERY"}
 SCORER_VARS = {"SCORER_GROUP", "SCORER_BATCH_MAX", "SCORER_BATCH_WAIT", "SCORER_CHECK_CRCS",
-               "SCORER_SHOW_SLACK_POSTS", "SCORER_READ_TIMEOUT"}
+               "SCORER_SHOW_SLACK_POSTS", "SCORER_READ_TIMEOUT",
+               "NOTIFIER_ALERT_WINDOWS"}  # the notifier's own: the board projects its alert windows
 
 
 def aliases(kind) -> set[str]:
