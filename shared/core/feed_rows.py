@@ -287,6 +287,10 @@ class FeedRows:
                   tuple(v.casefold() for v in rule.contains), rule.not_blank, rule.repeated)
             for rule in feed.skip
         ]
+        # The header's names this feed reads: a reader need hand over no other column.
+        read = [self._case_id, self._type, self._opened, self._closed, self._due, self._status,
+                *(column for _, column in self._attributes), *(rule.column for rule in self._skips)]
+        self.columns = tuple(dict.fromkeys(column for column in read if column is not None))
         self._first_skips = [rule for rule in self._skips if not rule.repeated]
         self._repeat_skips = [rule for rule in self._skips if rule.repeated]
         self._seen: dict[str, set[str]] = {rule.column: set() for rule in self._repeat_skips}

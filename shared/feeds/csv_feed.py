@@ -142,9 +142,10 @@ class CsvFeedReader:
         summary = self.summary
         skipped = summary.skipped
         rows = self._rows
-        header = self.header
         width = self._width
         mapper = self.rows_to_events
+        # Only the columns the feed reads (a Boston row has 29; the feed reads 8).
+        wanted = [(name, self.header.index(name)) for name in mapper.columns]
         while True:
             try:
                 row = next(rows)
@@ -166,7 +167,7 @@ class CsvFeedReader:
                 if len(row) < width or any(extra.strip() for extra in row[width:]):
                     skipped[WRONG_FIELD_COUNT] += 1
                     continue
-            values = dict(zip(header, row))
+            values = {name: row[index] for name, index in wanted}
             result = mapper.event(values)
             if isinstance(result, str):
                 skipped[result] += 1
