@@ -306,6 +306,8 @@ def test_a_header_without_a_needed_column_is_refused_naming_it():
     ({"status": {"column": "status"}}, "feeds.test.status.closed: Field required"),
     ({"case_id": {"column": []}}, "feeds.test.case_id.column: Tuple should have at least 1 item"),
     ({"colums": {}}, "feeds.test.colums: Extra inputs are not permitted"),
+    ({"types": {}}, "feeds.test.types: map at least one type to a metric, or leave types out"),
+    ({"types": None}, "feeds.test.types: the feed maps no type to a metric"),  # no metric has case_types
 ])
 def test_feed_mistakes_are_refused_naming_the_field(change, message):
     with pytest.raises(CatalogError) as refused:
