@@ -246,7 +246,8 @@ def import_file(in_path: str, out_path: str, reader_for: ReaderFactory, *,
 
     The header is checked before the output is opened, and a file output is written
     under a temporary name and renamed at the end, so a refused or interrupted import
-    never leaves a half-written events file behind.
+    never leaves a half-written events file behind (an output that exists and is not a
+    regular file, such as /dev/null or a named pipe, is written directly).
     A progress bar (by bytes read) goes to stderr when stderr is a terminal and the
     input is a file of at least PROGRESS_MIN_BYTES; `show_progress` overrides that.
     Raises FeedFormatError when the file does not fit the feed.
@@ -263,6 +264,12 @@ def import_file(in_path: str, out_path: str, reader_for: ReaderFactory, *,
             _run(reader, source, sys.stdout.buffer, size if show_progress else None, in_path)
             return reader.summary
         final = Path(out_path)
+        if final.exists() and not final.is_file():
+            # /dev/null, a named pipe, a terminal: written straight; renaming a temporary file
+            # over it would replace the device or pipe with a plain file.
+            with open(final, "wb") as out:
+                _run(reader, source, out, size if show_progress else None, in_path)
+            return reader.summary
         partial = final.with_name(f".{final.name}.partial")
         try:
             with open(partial, "wb") as out:

@@ -365,3 +365,22 @@ def test_import_csv_refuses_an_unknown_feed_and_a_file_that_does_not_fit(tmp_pat
     none = CliRunner().invoke(main, ["import", "csv", str(DATA / "boston311_new.csv"), "--feed", "x",
                                      "--catalog", str(FEEDS / "nyc.yaml"), "--ingest-url", "http://127.0.0.1:9"])
     assert none.exit_code == 2 and "--ingest-url needs --api-key" in none.stderr
+
+
+def test_an_output_that_is_not_a_regular_file_stays_what_it_is(tmp_path):
+    """--out /dev/null or a named pipe is written to, never replaced by a renamed temporary file."""
+    import os
+    import threading
+
+    pipe = tmp_path / "events.pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(main, ["import", "csv", str(FEEDS / "nyc_311.csv"), "--feed", "nyc311",
+                                       "--catalog", str(FEEDS / "nyc.yaml"), "--out", str(pipe)])
+    reader.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert pipe.is_fifo()
+    assert without_ids([json.loads(line) for line in received[0].splitlines()]) == NYC_EVENTS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.pipe"]
