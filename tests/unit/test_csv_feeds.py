@@ -384,3 +384,12 @@ def test_an_output_that_is_not_a_regular_file_stays_what_it_is(tmp_path):
     assert pipe.is_fifo()
     assert without_ids([json.loads(line) for line in received[0].splitlines()]) == NYC_EVENTS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.pipe"]
+
+
+def test_docs_describe_every_field_of_a_feed():
+    from shared.core.catalog import CaseFeed, FeedRecognition, FeedSkip, FeedStatus, FeedTime
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "feeds.md").read_text()
+    for model in (CaseFeed, FeedTime, FeedStatus, FeedSkip, FeedRecognition):
+        for name in model.model_fields:
+            assert re.search(rf"`[^`]*\b{name}\b[^`]*`", docs), f"docs/feeds.md does not describe {model.__name__}.{name}"
