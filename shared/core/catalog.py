@@ -310,7 +310,8 @@ class FeedTime(_Strict):
     like 01/31/2024 11:05:07 PM, with or without seconds) or a strptime pattern. A time
     with an offset is the instant it names; one without is local time in `timezone` (the
     feed's, else the catalog's). `date_only`: the column holds a due *day* (any time or
-    offset written with it is ignored); the case is due by the end of that local day.
+    offset written with it is ignored); the case is due by the end of that day in the
+    catalog's zone (23:59:59).
     """
 
     column: ColumnNames
@@ -369,6 +370,12 @@ class FeedRecognition(_Strict):
     any_column: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # Any of these columns written in capitals (Boston's old exports: CASE_ENQUIRY_ID).
     upper_case_column: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+
+    @model_validator(mode="after")
+    def _something(self) -> "FeedRecognition":
+        if not self.any_column and not self.upper_case_column:
+            raise ValueError("name at least one column in any_column or upper_case_column")
+        return self
 
 
 class CaseFeed(_Strict):
