@@ -308,7 +308,6 @@ def test_a_header_without_a_needed_column_is_refused_naming_it():
     ({"colums": {}}, "feeds.test.colums: Extra inputs are not permitted"),
     ({"types": {}}, "feeds.test.types: map at least one type to a metric, or leave types out"),
     ({"recognised_by": {}}, "feeds.test.recognised_by: name at least one column in any_column or upper_case_column"),
-    ({"types": None}, "feeds.test.types: the feed maps no type to a metric"),  # no metric has case_types
 ])
 def test_feed_mistakes_are_refused_naming_the_field(change, message):
     with pytest.raises(CatalogError) as refused:
