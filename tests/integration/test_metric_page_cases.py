@@ -35,7 +35,7 @@ from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
-from tests.helpers.browser import chromium, console_problems, open_page, publish, screenshot
+from tests.helpers.browser import api, chromium, console_problems, open_page, publish, screenshot
 from tests.helpers.ingest import fresh_database
 
 END = date(2026, 6, 30)
@@ -286,7 +286,10 @@ def test_board_shows_each_case_fed_metrics_backlog_beside_its_name(browser, serv
     fields = expected_fields(folded)
     _, ledger = folded
     assert backlogs(ledger.cases.values(), CATALOG, END)[SHOWN].overdue == fields[SHOWN]["open"]["overdue"]
+    board = api(server, "/v1/scoreboard")["metrics"]
     for metric in CATALOG.metrics:
+        if metric.id in fields:  # the read API's board says the same
+            assert {key: board[metric.id][key] for key in fields[metric.id]} == fields[metric.id], metric.id
         shown = browser.execute_script(READ_BACKLOG, f'#board tr[data-metric="{metric.id}"] th .backlog')
         if metric.id not in fields or not (fields[metric.id]["open"]["overdue"] or fields[metric.id]["open"]["due_soon"]):
             assert shown is None, metric.id
