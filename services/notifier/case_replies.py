@@ -26,7 +26,7 @@ from shared.core.catalog import Feed, Metric
 from shared.store.score_reader import ReadTimedOut
 
 from .blocks import MAX_MESSAGE_TEXT, _clip, context, escape, in_window, long_date, section, span_if_known
-from .lifecycle import FEED
+from .lifecycle import FEED, watched_window
 
 log = logging.getLogger("cityscore.notifier.cases")
 
@@ -165,7 +165,7 @@ def show_cases(notifier, alert_id: int, *, shown: int = SHOWN, timeout_s: float 
     if metric.feed is not Feed.CASES:
         return in_words(f"{name} is not scored from cases (its feed is {metric.feed.value}): "
                         "there are no cases behind its score to show.")
-    window = alert.window
+    window = watched_window(alert.window) or alert.window  # an at-risk alert's: the window it watches
     if window not in catalog.windows:
         return in_words(f"The {escape(window)} window of this alert is no longer in the catalog: "
                         f"{name}'s cases cannot be listed for it.")

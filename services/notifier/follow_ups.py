@@ -24,7 +24,7 @@ from shared.store.tables.notifier import Alert as AlertRow
 from shared.store.tables.notifier import AlertNote, AlertTrack
 
 from . import dialect
-from .lifecycle import Alert, Reading, Status, Streak, Track
+from .lifecycle import AT_RISK, Alert, Reading, Status, Streak, Track
 
 TRACKS = AlertTrack.__table__
 ALERTS = AlertRow.__table__
@@ -147,6 +147,18 @@ class FollowUps:
         """Open alerts of one window (the data alerts: "feed"), locked."""
         return [self._seen(row) for row in self.conn.execute(self._locked(select(ALERTS).where(
             ALERTS.c.status != Status.RESOLVED.value, ALERTS.c.window == window).order_by(ALERTS.c.id))).all()]
+
+    def open_at_risk(self) -> list[Alert]:
+        """Open at-risk alerts (windows "at-risk:…"), locked."""
+        return [self._seen(row) for row in self.conn.execute(self._locked(select(ALERTS).where(
+            ALERTS.c.status != Status.RESOLVED.value, ALERTS.c.window.startswith(AT_RISK, autoescape=True))
+            .order_by(ALERTS.c.id))).all()]
+
+    def reading_of(self, metric: str, window: str) -> Reading:
+        """The reading the (metric, window)'s track last saved (not locked; none yet: no score)."""
+        row = self.conn.execute(select(TRACKS).where(TRACKS.c.metric == metric,
+                                                     TRACKS.c.window == window)).one_or_none()
+        return Reading(None) if row is None else _track(row).reading
 
     def listed(self, status: str | None = None) -> list[Alert]:
         """Alerts by when they fired; `status` one of firing, acknowledged, resolved, or 'open' (not resolved)."""

@@ -21,7 +21,9 @@ from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from shared.core.scoring import standing
+from shared.core.cases import projected
+from shared.core.catalog import Metric
+from shared.core.scoring import WindowScore, standing
 
 
 class Status(str, enum.Enum):
@@ -88,16 +90,28 @@ class Streak:
     def observe(self, score: float | None) -> "Streak":
         if score is None:
             return self  # no data says nothing either way
-        if standing(score) == "below":  # as shown: 0.996 reads 1.00 and is on target
-            return Streak(self.below + 1, 0)
-        return Streak(0, self.at_or_above + 1)
+        return self.seen(standing(score) == "below")  # as shown: 0.996 reads 1.00 and is on target
+
+    def seen(self, holds: bool | None) -> "Streak":
+        """One more evaluation in which the alert's condition `holds` (below 1; at risk), or not;
+        None says nothing either way."""
+        if holds is None:
+            return self
+        return Streak(self.below + 1, 0) if holds else Streak(0, self.at_or_above + 1)
 
 
 def evaluate(streak: Streak, open_status: Status | None, score: float | None, policy: Policy) -> tuple[Streak, Transition]:
     """One evaluation of a (metric, window): the new streak and what the alert must do."""
-    if score is None:
+    return evaluate_condition(streak, open_status, None if score is None else standing(score) == "below", policy)
+
+
+def evaluate_condition(streak: Streak, open_status: Status | None, holds: bool | None,
+                       policy: Policy) -> tuple[Streak, Transition]:
+    """`evaluate` for any alert's condition: it fires after `fire_after` evaluations in a row in
+    which it holds, resolves after `resolve_after` in which it does not; None (no score) says nothing."""
+    if holds is None:
         return streak, Transition.NONE
-    streak = streak.observe(score)
+    streak = streak.seen(holds)
     if open_status is None or open_status is Status.RESOLVED:
         return streak, (Transition.FIRE if streak.below >= policy.fire_after else Transition.NONE)
     if streak.at_or_above >= policy.resolve_after:
@@ -287,3 +301,58 @@ def feed_transition(stale: bool, last_data: date | None, alert: Alert | None) ->
     if not stale:
         return Transition.RESOLVE
     return Transition.CHANGE if alert.reading.as_of != last_data else Transition.NONE
+
+
+# -- at-risk alerts (early warnings, docs/architecture.md) --------------------------------------
+
+# An at-risk alert of a metric's window W is an alert of the window "at-risk:W": the alerts
+# table's one-open-alert-per-(metric, window) index keeps one per metric and window, beside the
+# window's follow-up, and its track keeps its own streaks. Its reading is the projected score
+# (the window's score if every overdue case were closed late now); the track's reading is the
+# window's score as it was evaluated.
+AT_RISK = "at-risk:"
+
+
+def at_risk_window(window: str) -> str:
+    """The alert window of `window`'s at-risk alerts."""
+    return AT_RISK + window
+
+
+def watched_window(alert_window: str) -> str | None:
+    """The score window an at-risk alert watches; None for any other alert's window."""
+    return alert_window[len(AT_RISK):] if alert_window.startswith(AT_RISK) else None
+
+
+def at_risk(score: float | None, projected_score: float | None) -> bool | None:
+    """Whether a window is at risk: its score is still at or above 1, as shown, while its projected
+    score is below 1 (docs/architecture.md, "At-risk alerts"). None when there is no score: that
+    says nothing either way, as for a follow-up. A score below 1 is not at risk: the follow-up is
+    about it already."""
+    if score is None:
+        return None
+    if standing(score) == "below":
+        return False
+    return projected_score is not None and standing(projected_score) == "below"
+
+
+@dataclass(frozen=True)
+class Risk:
+    """One window of a case-fed metric as an early warning sees it."""
+
+    reading: Reading  # the window's score now
+    projected: Reading  # its score if every overdue case were closed late now
+    overdue: int
+
+    @property
+    def at_risk(self) -> bool | None:
+        return at_risk(self.reading.score, self.projected.score)
+
+
+def risk_of(metric: Metric, reading: Reading, overdue: int, last_day: date) -> Risk | None:
+    """The window's risk given its score and the metric's overdue cases, with the target in force on
+    the window's `last_day`; None for a metric with no projected score (not a case-fed ratio)."""
+    result = projected(metric, WindowScore(reading.score, reading.numerator, reading.denominator), overdue,
+                       last_day)
+    if result is None:
+        return None
+    return Risk(reading, Reading(result.score, result.numerator, result.denominator, reading.as_of), overdue)

@@ -2,7 +2,8 @@
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
 reminders, the re-evaluation of steady scores, the look for stale feeds (data alerts,
-every NOTIFIER_FEED_CHECK_EVERY seconds and on start), a catch-up every five minutes that
+every NOTIFIER_FEED_CHECK_EVERY seconds and on start), the look at the overdue backlogs
+(at-risk alerts, every NOTIFIER_AT_RISK_CHECK_EVERY seconds and on start), a catch-up every five minutes that
 posts the board and recap if their time passed without them (no scores yet then), and
 an hourly purge of the charts of uploads sent over NOTIFIER_OUTBOX_RETENTION_DAYS ago.
 They live in the `notifier_jobs` table (SQLAlchemyJobStore), so a restart keeps each
@@ -67,6 +68,10 @@ def check_feeds() -> None:
     _current().check_feeds()
 
 
+def check_at_risk() -> None:
+    _current().check_at_risk()
+
+
 def catch_up() -> None:
     _current().catch_up()
 
@@ -115,6 +120,9 @@ class NotifierScheduler:
             # Data alerts for stale feeds; an interval job runs on start too (its first run time is now).
             "check-feeds": (check_feeds, IntervalTrigger(seconds=settings.feed_check_every_s, start_date=start,
                                                          timezone=zone)),
+            # Early warnings: a backlog grows with time alone, with no score change to say so.
+            "check-at-risk": (check_at_risk, IntervalTrigger(seconds=settings.at_risk_check_every_s, start_date=start,
+                                                             timezone=zone)),
             "purge-outbox": (purge_outbox, IntervalTrigger(seconds=3600, start_date=start, timezone=zone)),
         }
 

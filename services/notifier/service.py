@@ -20,13 +20,16 @@ from typing import Callable, Iterable, Iterator
 
 from sqlalchemy.engine import Engine
 
-from shared.core.catalog import Catalog
+from shared.core.cases import OVERDUE
+from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.score_change import CITY, BadScoreChange, ScoreChange
+from shared.core.scoring import WindowScore
 from shared.core.staleness import FeedStatus, feed_statuses
 from shared.platform.clock import Clock
 from shared.store.score_reader import ScoreReader
 
 from . import slack_requests
+from .at_risk import AtRiskView, at_risk_message, at_risk_reply, oldest_first
 from .blocks import (
     AlertView, alert_message, board_message, data_alert_message, escape, metric_scores_message, note_modal,
     recap_message, reply_message,
@@ -34,8 +37,9 @@ from .blocks import (
 )
 from .follow_ups import FollowUps
 from .lifecycle import (
-    FEED, Alert, Policy, QuietHours, Reading, Status, Track, Transition, acknowledge, close, evaluate, feed_transition,
-    fire, move, remind, reminder_due, reply, resolve, take_ownership,
+    FEED, Alert, Policy, QuietHours, Reading, Status, Track, Transition, acknowledge, at_risk_window, close, evaluate,
+    evaluate_condition, feed_transition, fire, move, remind, reminder_due, reply, resolve, risk_of, take_ownership,
+    watched_window,
 )
 from .outbox import Queue
 from .routing import Routing
@@ -155,21 +159,33 @@ class Notifier:
     # -- score changes -----------------------------------------------------------------------
 
     def handle_changes(self, payloads: Iterable[dict]) -> int:
-        """Apply a batch of score changes in one transaction; returns how many counted."""
+        """Apply a batch of score changes in one transaction; returns how many counted.
+
+        A change of a case-fed metric's score is an evaluation of its early warning too (the
+        window's at-risk alert), with its overdue cases at the end of the change's day, read first."""
+        changes = []
+        for payload in payloads:
+            try:
+                change = parse_change(payload)
+            except BadChange as exc:
+                log.warning("score change ignored", extra={"reason": str(exc), "payload": str(payload)[:500]})
+                continue
+            if change.metric == CITY or change.metric not in self.catalog.by_id:
+                continue  # the overall CityScore is on the board; it has no owner to follow up
+            if change.window not in self.settings.windows:
+                continue
+            changes.append(change)
+        days = {change.as_of for change in changes if self._watched(change.metric, change.window)}
+        overdue = {day: self.store.backlogs(day) for day in sorted(days)}
         applied = 0
         with self._work() as work:
-            for payload in payloads:
-                try:
-                    change = parse_change(payload)
-                except BadChange as exc:
-                    log.warning("score change ignored", extra={"reason": str(exc), "payload": str(payload)[:500]})
-                    continue
-                if change.metric == CITY or change.metric not in self.catalog.by_id:
-                    continue  # the overall CityScore is on the board; it has no owner to follow up
-                if change.window not in self.settings.windows:
-                    continue
+            for change in changes:
                 if self._apply(work, change):
                     applied += 1
+                    if change.as_of in overdue and self._watched(change.metric, change.window):
+                        self._evaluate_risk(work, change.metric, change.window,
+                                            Reading(change.score, change.numerator, change.denominator, change.as_of),
+                                            overdue[change.as_of][change.metric].overdue)
         if applied:
             self.on_enqueue()
         return applied
@@ -220,6 +236,17 @@ class Notifier:
                          self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,
                          reading.as_of, span_if_known(self.catalog, alert.window, reading.as_of))
 
+    def _message(self, work: Work, alert: Alert, previous: float | None = None) -> dict:
+        """The alert's own message: an at-risk alert's, or a follow-up's."""
+        if watched_window(alert.window) is not None:
+            return at_risk_message(self._risk_view(work, alert))
+        return alert_message(self._view(alert, previous))
+
+    def _reply_message(self, work: Work, alert: Alert, kind: str, **extra) -> dict:
+        if watched_window(alert.window) is not None:
+            return at_risk_reply(kind, self._risk_view(work, alert), **extra)
+        return reply_message(kind, self._view(alert), **extra)
+
     def _hold(self) -> datetime | None:
         now = self._now()
         release = self.policy.release(now).astimezone(timezone.utc)
@@ -227,22 +254,22 @@ class Notifier:
 
     def _reply(self, work: Work, alert: Alert, kind: str, **extra) -> Alert:
         """A reply in the alert's thread (held in quiet hours); returns the alert that counts it."""
-        view = self._view(alert)
+        message = self._reply_message(work, alert, kind, **extra)
         alert = reply(alert)
         work.alerts.save(alert)
-        work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, reply_message(kind, view, **extra),
+        work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message,
                          parent_key=alert.post_key, not_before=self._hold())
         return alert
 
     def _edit(self, work: Work, alert: Alert) -> None:
-        work.outbox.update(f"{alert.key}:update", alert.post_key, alert_message(self._view(alert)))
+        work.outbox.update(f"{alert.key}:update", alert.post_key, self._message(work, alert))
 
     def _fire(self, work: Work, metric: str, window: str, reading: Reading, previous: float | None) -> None:
         route = self.routing.route(self.catalog, metric)
         held = self._hold()
         alert = work.alerts.add(fire(metric, window, work.alerts.next_seq(metric, window), route.channel, reading,
                                      self._now(), held))
-        work.outbox.post(alert.post_key, route.channel, alert_message(self._view(alert, previous)), not_before=held)
+        work.outbox.post(alert.post_key, route.channel, self._message(work, alert, previous), not_before=held)
         log.info("alert fired", extra={"metric": metric, "window": window, "seq": alert.seq, "score": reading.score,
                                        "held_until": held.isoformat() if held else None})
 
@@ -288,7 +315,7 @@ class Notifier:
                 alert = remind(alert, now)
                 work.alerts.save(alert)
                 work.outbox.post(f"{alert.key}:reminder:{alert.reminders}", alert.channel,
-                                 reply_message("reminder", self._view(alert)), parent_key=alert.post_key)
+                                 self._reply_message(work, alert, "reminder"), parent_key=alert.post_key)
                 sent += 1
         if sent:
             self.on_enqueue()
@@ -389,6 +416,9 @@ class Notifier:
             return  # it never reached Slack: nothing to tell
         if alert.window == FEED:
             text = f"Data alert closed: {reason}, so its feed is no longer watched."
+        elif watched_window(alert.window) is not None:
+            text = (f"At-risk alert closed: {reason}, so its {watched_window(alert.window)} backlog is no longer "
+                    "watched.")
         else:
             text = f"Follow-up closed: {reason}, so its {alert.window} score is no longer followed up."
         message = {"text": text, "blocks": [{"type": "section", "text": {"type": "plain_text", "text": text}}]}
@@ -396,6 +426,109 @@ class Notifier:
         alert = reply(alert)
         work.alerts.save(alert)
         work.outbox.post(f"{alert.key}:reply:{alert.replies}", alert.channel, message, parent_key=alert.post_key)
+
+    # -- early warnings (at-risk alerts, docs/architecture.md) -----------------------------------
+
+    def _watched(self, metric_id: str, window: str) -> bool:
+        """Whether the (metric, window) has an early warning: turned on, an alert window of the catalog,
+        and a metric with a projected score (a case-fed ratio)."""
+        metric = self.catalog.by_id.get(metric_id)
+        return (self.settings.at_risk and window in self.settings.windows and window in self.catalog.windows
+                and metric is not None and metric.feed is Feed.CASES and metric.kind is Kind.RATIO)
+
+    def _evaluate_risk(self, work: Work, metric_id: str, window: str, reading: Reading, overdue: int) -> bool:
+        """One evaluation of the (metric, window)'s early warning: the window's score `reading` and the
+        metric's `overdue` cases at the end of its day. Fires, edits or resolves its at-risk alert by
+        the follow-up's rules (damped by the same streaks); True when it did one of these."""
+        metric = self.catalog.by_id[metric_id]
+        span = span_if_known(self.catalog, window, reading.as_of)
+        risk = risk_of(metric, reading, overdue, span[1] if span else reading.as_of or self.local_today())
+        if risk is None:
+            return False
+        name = at_risk_window(window)
+        track = work.alerts.track(metric_id, name)  # the lock: one evaluation at a time
+        alert = work.alerts.open_alert(metric_id, name)
+        streak, transition = evaluate_condition(track.streak, alert.status if alert else None, risk.at_risk,
+                                                self.policy)
+        work.alerts.save_track(replace(track, streak=streak, reading=reading, evaluated_at=self._now()))
+        if transition is Transition.FIRE:
+            route = self.routing.route(self.catalog, metric_id)
+            held = self._hold()
+            alert = work.alerts.add(fire(metric_id, name, work.alerts.next_seq(metric_id, name), route.channel,
+                                         risk.projected, self._now(), held))
+            work.outbox.post(alert.post_key, route.channel, self._message(work, alert), not_before=held)
+            log.info("at-risk alert fired", extra={"metric": metric_id, "window": window, "seq": alert.seq,
+                                                   "score": reading.score, "projected": risk.projected.score,
+                                                   "overdue": overdue})
+        elif transition is Transition.CHANGE:
+            moved = move(alert, risk.projected, self.policy)
+            if moved is None:
+                return False
+            work.alerts.save(moved.alert)
+            self._edit(work, moved.alert)
+            if moved.note:
+                self._reply(work, moved.alert, moved.note)
+        elif transition is Transition.RESOLVE:
+            self._resolve(work, alert, risk.projected)
+        return transition is not Transition.NONE
+
+    def _risk_view(self, work: Work, alert: Alert) -> AtRiskView:
+        """An at-risk alert as its message shows it: the window's score as last evaluated (its track),
+        the projected score (the alert's reading) and, while it is open, its oldest overdue cases."""
+        window = watched_window(alert.window)
+        metric = self.catalog.by_id[alert.metric]
+        now = work.alerts.reading_of(alert.metric, alert.window)
+        projected = alert.reading
+        # The projected denominator is the score's grown by the overdue cases (cases.projected).
+        overdue = max(round((projected.denominator or 0) - (now.denominator or 0)), 0)
+        oldest = ()
+        if alert.status is not Status.RESOLVED and projected.as_of is not None and overdue > 0:
+            oldest = oldest_first(self.store.case_lines(alert.metric, projected.as_of, OVERDUE))
+        view = AlertView(alert.id, metric, window, alert.status.value, now.score, now.numerator, now.denominator,
+                         None, now.score, self.departments.get(metric.department, metric.department),
+                         self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,
+                         projected.as_of, span_if_known(self.catalog, window, projected.as_of))
+        return AtRiskView(view, WindowScore(projected.score, projected.numerator, projected.denominator),
+                          alert.first_score, overdue, self.catalog.zone, oldest)
+
+    def check_at_risk(self) -> int:
+        """Evaluate every early warning (scheduled: a backlog grows with time alone, and cases that
+        open and stay open change no score).
+
+        As of yesterday, the day the scorer scores and the board shows (docs/scoring.md §3): each
+        watched (metric, window)'s score as the board has it and the metric's overdue cases at the
+        end of that day, in one transaction. Open at-risk alerts no longer watched close,
+        saying why (early warnings turned off, a window no longer alerted on, a metric without a
+        projected score); those of metrics gone from the catalog are close_orphans'. Returns how many
+        alerts fired, moved, resolved or closed.
+        """
+        as_of = self.local_today() - timedelta(days=1)
+        watched = sorted((metric.id, window) for metric in self.catalog.metrics for window in self.settings.windows
+                         if self._watched(metric.id, window))
+        board = self.store.scoreboard(as_of) if watched else None
+        backlogs = self.store.backlogs(as_of) if watched else {}
+        done = 0
+        with self._work() as work:
+            for metric_id, window in watched:
+                result = board.metrics[metric_id][window]
+                reading = Reading(result.score, result.numerator, result.denominator, as_of)
+                if self._evaluate_risk(work, metric_id, window, reading, backlogs[metric_id].overdue):
+                    done += 1
+            for alert in work.alerts.open_at_risk():
+                window = watched_window(alert.window)
+                if (alert.metric, window) in watched or alert.metric not in self.catalog.by_id:
+                    continue
+                if not self.settings.at_risk:
+                    reason = "early warnings are turned off (NOTIFIER_AT_RISK)"
+                elif window not in self.settings.windows or window not in self.catalog.windows:
+                    reason = f"the {window} window is no longer alerted on"
+                else:
+                    reason = f"{alert.metric} has no projected score (it is not a ratio of cases)"
+                self._close(work, alert, reason)
+                done += 1
+        if done:
+            self.on_enqueue()
+        return done
 
     # -- requests from Slack -------------------------------------------------------------------
 

@@ -73,6 +73,12 @@ class NotifierSettings(BaseSettings):
                                   description="Re-evaluate unchanged scores this often (a steady score counts too)")
     feed_check_every_s: int = Field(900, alias="NOTIFIER_FEED_CHECK_EVERY", ge=60,
                                     description="Look for stale feeds (data alerts) this often, and on start")
+    at_risk: bool = Field(True, alias="NOTIFIER_AT_RISK",
+                          description="Early warnings: an at-risk alert when a case-fed metric's overdue cases "
+                                      "would bring an alert window's score below 1 (false: none, open ones close)")
+    at_risk_check_every_s: int = Field(900, alias="NOTIFIER_AT_RISK_CHECK_EVERY", ge=60,
+                                       description="Look at the overdue backlogs this often (they grow with time "
+                                                   "alone), besides each score change")
     repeat_interval_s: int = Field(4 * 3600, alias="NOTIFIER_REPEAT_INTERVAL", ge=60,
                                    description="Remind about an unacknowledged alert this often")
     quiet_hours: str = Field("20:00-07:30", alias="NOTIFIER_QUIET_HOURS",
@@ -114,6 +120,10 @@ class NotifierSettings(BaseSettings):
         # named would share their one open alert per metric.
         if "feed" in (w.strip() for w in value.split(",")):
             raise ValueError("'feed' is the data alerts' own window: name the catalog's window otherwise")
+        # "at-risk:W" is the window of W's at-risk alerts (lifecycle.AT_RISK): a follow-up of a
+        # window so named would share their one open alert.
+        if any(w.strip().startswith("at-risk:") for w in value.split(",")):
+            raise ValueError("'at-risk:…' names the at-risk alerts' windows: name the catalog's window otherwise")
         return value
 
     @field_validator("quiet_hours")
