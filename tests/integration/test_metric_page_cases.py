@@ -237,6 +237,13 @@ def test_metric_page_shows_the_cases_behind_the_score_as_the_core_lists_them(bro
         assert f"{share * 100:.1f}".removesuffix(".0") + "%" in text
     assert any(share < 0.8 for _, _, _, share, _ in shown["rows"])
 
+    # Each table links its whole list (or the breakdown) in the read API, for the same day and window.
+    links = browser.execute_script("return [...document.querySelectorAll('.cases a.full-list')].map(a => a.href)")
+    assert len(links) == 3
+    overdue_api, late_api, breakdown_api = (api(link, "") for link in links)
+    assert overdue_api["total"] == len(overdue) and late_api["total"] == len(late)
+    assert [g["group"] for g in breakdown_api["groups"]] == [g.name for g in groups]
+
     assert console_problems(browser) == []
     publish(screenshot(browser, shots / "metric-cases.png"), "metric-cases")
 
