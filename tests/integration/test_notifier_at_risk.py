@@ -19,6 +19,8 @@ from sqlalchemy import select
 
 from services.notifier.app import create_app
 from services.notifier.blocks import ACKNOWLEDGE, SHOW_CASES
+from services.notifier.follow_ups import FollowUps
+from services.notifier.lifecycle import Reading, fire
 from shared.core.contract import parse_event
 from shared.store.engine import make_engine, migrate
 from shared.store.score_writer import ScoreWriter
@@ -252,3 +254,15 @@ def test_turned_off_no_early_warning_fires_and_an_open_one_closes_saying_why(dat
     assert edited["ts"] == posted["ts"] and edited["text"] == (
         "At-risk alert closed: early warnings are turned off (NOTIFIER_AT_RISK), so its week backlog is no longer "
         "watched.")
+
+
+def test_a_follow_up_and_an_at_risk_alert_of_one_window_are_open_side_by_side(database):
+    reading = Reading(0.83, 10, 15, AS_OF)
+    with database.engine.begin() as conn:
+        alerts = FollowUps(conn)
+        follow_up = alerts.add(fire(POTHOLES, "week", 1, "C0PWD", reading, NOW, None))
+        warning = alerts.add(fire(POTHOLES, "at-risk:week", 1, "C0PWD", reading, NOW, None))
+        assert alerts.open_alert(POTHOLES, "week") == follow_up
+        assert alerts.open_alert(POTHOLES, "at-risk:week") == warning
+        assert alerts.open_at_risk() == [warning]
+        assert alerts.reading_of(POTHOLES, "at-risk:week") == Reading(None)  # no evaluation yet
