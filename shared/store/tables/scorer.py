@@ -65,8 +65,9 @@ class KeptCase(Base):
     """
 
     __tablename__ = "cases"
-    # A window's late and on-time lists read a metric's cases closed in a span; its backlog, those
-    # still open (closed_at NULL, or after the moment for a past day): both walk this index.
+    # A window's late and on-time lists read a metric's cases closed in a span: they walk this
+    # index. The cases open at a moment (the backlog, the open and overdue lists) are found on
+    # PostgreSQL by a GiST index of the span (opened_at, closed_at], migration 0009 (ScoreReader._open_at).
     __table_args__ = (Index("ix_cases_metric_closed_at", "metric", "closed_at"),)
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)  # case:DEPARTMENT/CASE_ID
