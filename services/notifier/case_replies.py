@@ -16,13 +16,14 @@ attributes the catalog marks public are shown.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Sequence
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 from shared.core.cases import LATE, OVERDUE, CaseLine
 from shared.core.catalog import Feed, Metric
+from shared.core.wording import case_time, lateness_words
 from shared.store.score_reader import ReadTimedOut
 
 from .blocks import MAX_MESSAGE_TEXT, _clip, context, escape, in_window, long_date, section, span_if_known
@@ -55,25 +56,8 @@ def metric_page_url(public_board_url: str, metric_id: str, as_of: date | None) -
     return f"{url}?as_of={as_of.isoformat()}" if as_of is not None else url
 
 
-def late_words(hours: float) -> str:
-    """How late a case is, as a manager says it: '40 minutes', '7 hours', '3 days 4 hours'."""
-    minutes = round(hours * 60)
-    if minutes < 1:
-        return "less than a minute"
-    if minutes < 60:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    whole = round(hours)
-    if whole < 48:
-        return f"{whole} hour{'s' if whole != 1 else ''}"
-    days, rest = divmod(whole, 24)
-    return f"{days} days" + (f" {rest} hour{'s' if rest != 1 else ''}" if rest else "")
-
-
-def case_time(moment: datetime, zone: ZoneInfo) -> str:
-    """A case's time in the city's local time, as the metric page writes it: '23 June 2026, 9:05 AM'."""
-    local = moment.astimezone(zone)
-    hour = local.hour % 12 or 12
-    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+# How a case a minute or less late is said in a sentence ("… less than a minute late").
+UNDER_A_MINUTE = "less than a minute"
 
 
 def _case_id(case_id: str) -> str:
@@ -92,12 +76,13 @@ def _attributes(line: CaseLine, metric: Metric) -> str:
 def late_line(line: CaseLine, metric: Metric, zone: ZoneInfo) -> str:
     assert line.case.closed_at is not None
     return (f"• {_case_id(line.case.case_id)} closed {case_time(line.case.closed_at, zone)}, "
-            f"{late_words(line.hours_late)} late{_attributes(line, metric)}")
+            f"{lateness_words(line.hours_late, UNDER_A_MINUTE)} late{_attributes(line, metric)}")
 
 
 def overdue_line(line: CaseLine, metric: Metric, zone: ZoneInfo) -> str:
     return (f"• {_case_id(line.case.case_id)} opened {case_time(line.case.opened_at, zone)}, due "
-            f"{case_time(line.case.due_at, zone)}, {late_words(line.hours_late)} late{_attributes(line, metric)}")
+            f"{case_time(line.case.due_at, zone)}, {lateness_words(line.hours_late, UNDER_A_MINUTE)} late"
+            f"{_attributes(line, metric)}")
 
 
 def _how_many(shown: int, total: int, which: str) -> str:

@@ -271,28 +271,6 @@ def backlog_shown(fields: dict) -> BacklogShown:
     return BacklogShown(overdue, due_soon, projections if overdue else [], " · ".join(parts))
 
 
-def lateness_words(hours: float) -> str:
-    """How late a case is, as a manager says it: '40 minutes', '7 hours', '3 days 4 hours' (the whole
-    hours gone by, to the nearest minute); on time: ''."""
-    minutes = round(hours * 60)
-    if minutes <= 0:
-        return ""
-    if minutes < 60:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    whole = minutes // 60
-    if whole < 48:
-        return f"{whole} hour{'s' if whole != 1 else ''}"
-    days, rest = divmod(whole, 24)
-    return f"{days} days" + (f" {rest} hour{'s' if rest != 1 else ''}" if rest else "")
-
-
-def case_time(moment: datetime, catalog: Catalog) -> str:
-    """A case's time in a list, in the city's local time: '23 June 2026, 9:05 AM'."""
-    local = moment.astimezone(catalog.zone)
-    hour = local.hour % 12 or 12
-    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
-
-
 def attribute_heading(name: str) -> str:
     """A case attribute's name as a column heading: 'neighborhood' -> 'Neighborhood'."""
     words = name.replace("_", " ").replace("-", " ").strip()
@@ -414,7 +392,7 @@ def asset(filename: str) -> str:
 @pages.context_processor
 def _helpers() -> dict:
     return {"asset": asset, "long_date": long_date, "short_date": short_date, "cell": cell, "figure": figure,
-            "window_cell": window_cell, "lateness_words": lateness_words, "percent": wording.percent,
+            "window_cell": window_cell, "lateness_words": wording.lateness_words, "percent": wording.percent,
             "city": _parts()["catalog"].city, "show_slack_posts": _show_slack_posts()}
 
 
@@ -575,7 +553,7 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         summary=history_summary(series, HISTORY_WINDOW),
         backlog=backlog,
         listed=listed,
-        case_time=lambda moment: case_time(moment, catalog),
+        case_time=lambda moment: wording.case_time(moment, catalog.zone),
         case_dict=lambda line: case_line_dict(line, catalog),
         attribute_heading=attribute_heading,
         windows=list(catalog.windows),

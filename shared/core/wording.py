@@ -11,7 +11,7 @@ columns, the JSON); these words are how a person reads them.
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from shared.core.catalog import SLA, Feed, Kind, Metric
 from shared.core.scoring import INSUFFICIENT_DATA, WindowScore, standing
@@ -347,3 +347,26 @@ def span_in_words(start: date, end: date, year: bool = False) -> str:
 def window_in_words(window: str, start: date, end: date) -> str:
     """'week of 3–9 February', 'month of February 2025', 'day of 9 February': a window and its dates."""
     return f"{window} of {span_in_words(start, end)}"
+
+
+def lateness_words(hours: float, under_a_minute: str = "") -> str:
+    """How late a case is, as a manager says it: '40 minutes', '7 hours', '3 days 4 hours' (the whole
+    hours gone by, to the nearest minute). Under half a minute: `under_a_minute` (a page's empty cell
+    for a case on time; Slack's 'less than a minute' in a sentence). The page and Slack both say it so."""
+    minutes = round(hours * 60)
+    if minutes <= 0:
+        return under_a_minute
+    if minutes < 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    whole = minutes // 60
+    if whole < 48:
+        return f"{whole} hour{'s' if whole != 1 else ''}"
+    days, rest = divmod(whole, 24)
+    return f"{days} days" + (f" {rest} hour{'s' if rest != 1 else ''}" if rest else "")
+
+
+def case_time(moment: datetime, zone: tzinfo) -> str:
+    """A case's time in a list, in the city's local time: '23 June 2026, 9:05 AM' (page and Slack)."""
+    local = moment.astimezone(zone)
+    hour = local.hour % 12 or 12
+    return f"{local.day} {local:%B %Y}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"

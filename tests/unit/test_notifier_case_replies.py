@@ -9,7 +9,8 @@ import pytest
 
 from services.notifier.app import slack_response_url
 from services.notifier.blocks import SHOW_CASES, AlertView, alert_message, limit_problems, show_cases_button
-from services.notifier.case_replies import cases_message, late_words, metric_page_url
+from services.notifier.case_replies import UNDER_A_MINUTE, cases_message, metric_page_url
+from shared.core.wording import lateness_words
 from shared.core.cases import LATE, OVERDUE, Case, CaseLine
 from shared.core.catalog import load_catalog
 from tests.helpers.catalogs import boston_with
@@ -130,7 +131,7 @@ def test_a_thousand_cases_still_fit_block_kit():
     (73.0, "3 days 1 hour"),
 ])
 def test_how_late_in_words(hours, words):
-    assert late_words(hours) == words
+    assert lateness_words(hours, UNDER_A_MINUTE) == words
 
 
 def test_the_metric_page_link():

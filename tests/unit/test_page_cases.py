@@ -11,7 +11,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from services.scorer.app import create_app
-from services.scorer.pages import attribute_heading, backlog_shown, case_time, lateness_words
+from services.scorer.pages import attribute_heading, backlog_shown
+from shared.core.wording import case_time, lateness_words
 from shared.core.catalog import load_catalog
 from tests.fakes.clock import ManualClock
 from tests.helpers.score_parts import sqlite_scores
@@ -67,9 +68,9 @@ def test_how_late_in_words(hours, words):
 
 
 def test_case_times_in_the_citys_local_time():
-    assert case_time(datetime(2026, 6, 1, 14, 15, tzinfo=timezone.utc), CATALOG) == "1 June 2026, 10:15 AM"
-    assert case_time(datetime(2026, 1, 2, 4, 30, tzinfo=timezone.utc), CATALOG) == "1 January 2026, 11:30 PM"
-    assert case_time(datetime(2026, 6, 1, 4, 5, tzinfo=timezone.utc), CATALOG) == "1 June 2026, 12:05 AM"
+    assert case_time(datetime(2026, 6, 1, 14, 15, tzinfo=timezone.utc), CATALOG.zone) == "1 June 2026, 10:15 AM"
+    assert case_time(datetime(2026, 1, 2, 4, 30, tzinfo=timezone.utc), CATALOG.zone) == "1 January 2026, 11:30 PM"
+    assert case_time(datetime(2026, 6, 1, 4, 5, tzinfo=timezone.utc), CATALOG.zone) == "1 June 2026, 12:05 AM"
 
 
 def test_attribute_names_as_column_headings():
