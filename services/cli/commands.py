@@ -318,6 +318,87 @@ def import_boston311(file: str, out_path: str | None, ingest_url: str | None, ap
     _import(file, lambda text: Boston311Reader(text, loaded), out_path, ingest_url, api_keys, batch_size)
 
 
+def _feeds_option(catalog: Catalog, feed_name: str):
+    from shared.feeds.csv_feed import UnknownFeed, resolve_feeds
+
+    try:
+        return resolve_feeds(catalog, feed_name)
+    except UnknownFeed as exc:
+        raise click.BadParameter(str(exc), param_hint="'--feed'") from None
+
+
+def _open311_params(params: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in params:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"{item!r}: give NAME=VALUE, e.g. jurisdiction_id=city.gov", param_hint="'--param'")
+        out[name.strip()] = value
+    return out
+
+
+_OPEN311_PARAM = click.option(
+    "--param", "params", multiple=True,
+    help="An extra query parameter of every requests.json call, NAME=VALUE (jurisdiction_id, api_key); repeatable.")
+
+
+@import_group.command("open311")
+@click.argument("source")
+@click.option("--feed", "feed_name", required=True, help="The catalog's feed for this city's Open311 requests.")
+@click.option("--start", "start_day", callback=_parse_date, default=None,
+              help="First local day of requested_datetime to read (default: 90 days before --end). URL only.")
+@click.option("--end", "end_day", callback=_parse_date, default=None,
+              help="Last local day to read, included (default: today). URL only.")
+@_OPEN311_PARAM
+@_import_options
+@catalog_option
+def import_open311(source: str, feed_name: str, start_day: date | None, end_day: date | None,
+                   params: tuple[str, ...], out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
+                   batch_size: int, catalog_path: str | None) -> None:
+    """Turn a city's Open311 GeoReport v2 requests into case events through a feed of the catalog.
+
+    SOURCE is the endpoint (https://city.example/open311/v2, or its requests.json URL), read in
+    windows of at most 90 days, open and closed requests, page by page when it pages; or a saved
+    requests.json answer (docs/feeds.md, Open311).
+    """
+    from shared.core.feed_rows import FeedFormatError
+    from shared.feeds.csv_feed import ingest_dicts, write_events, write_output
+    from shared.feeds.open311 import Open311Client, Open311Error, Open311Reader
+
+    _check_import_target(out_path, ingest_url, api_keys)
+    loaded = _load_catalog(catalog_path)
+    feeds = _feeds_option(loaded, feed_name)
+    started = time.perf_counter()
+    from_url = source.startswith(("http://", "https://"))
+    try:
+        if from_url:
+            end_day = end_day or datetime.now(loaded.zone).date()
+            start_day = start_day or end_day - timedelta(days=90)
+            if start_day > end_day:
+                raise click.BadParameter(f"{start_day} is after --end {end_day}", param_hint="'--start'")
+            start = datetime.combine(start_day, datetime.min.time(), loaded.zone)
+            end = datetime.combine(end_day + timedelta(days=1), datetime.min.time(), loaded.zone)
+            client = Open311Client(source, params=_open311_params(params))
+            reader = Open311Reader.from_endpoint(client, start, end, loaded, feeds)
+            click.echo(f"{source}: {client.stats.line()}; {len(reader.rows)} distinct requests "
+                       f"requested {start_day} to {end_day}", err=True)
+        else:
+            if start_day or end_day or params:
+                raise click.UsageError("--start, --end and --param read an endpoint; a saved answer is read whole")
+            reader = Open311Reader.from_file(source, loaded, feeds)
+    except (Open311Error, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except FeedFormatError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+
+    def write(out: str):
+        write_output(out, lambda stream: write_events(reader, stream))
+        return reader.summary
+
+    _deliver(source, write, lambda router: (reader.summary, router.send(ingest_dicts(reader))),
+             out_path, ingest_url, api_keys, batch_size, started)
+
+
 def _check_import_target(out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...]) -> None:
     if (out_path is None) == (ingest_url is None):
         raise click.UsageError("give either --out FILE or --ingest-url URL")
@@ -328,23 +409,36 @@ def _check_import_target(out_path: str | None, ingest_url: str | None, api_keys:
 def _import(file: str, reader_for, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
             batch_size: int) -> None:
     """Write the export's events to a file, or send them to ingest; print the summary on stderr."""
-    from shared.core.feed_rows import FeedFormatError
     from shared.feeds.csv_feed import import_file, send_file
 
-    started = time.perf_counter()
+    _deliver(file, lambda out: import_file(file, out, reader_for), lambda router: send_file(file, reader_for, router),
+             out_path, ingest_url, api_keys, batch_size)
+
+
+def _router(ingest_url: str, api_keys: tuple[str, ...], batch_size: int):
+    from services.ingest.client import DepartmentRouter
+
+    try:
+        return DepartmentRouter(ingest_url, list(api_keys), batch_size=batch_size)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _deliver(label: str, write, send, out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
+             batch_size: int, started: float | None = None) -> None:
+    """Every importer's ending: `write(out_path)` the events to a file (returns the summary), or
+    `send(router)` them to ingest with each department's key (returns the summary and the
+    router's report); then the summary on stderr, and exit status 1 when ingest refused any."""
+    from shared.core.feed_rows import FeedFormatError
+
+    started = time.perf_counter() if started is None else started
     try:
         if ingest_url:
-            from services.ingest.client import DepartmentRouter
-
-            try:
-                router = DepartmentRouter(ingest_url, list(api_keys), batch_size=batch_size)
-            except (ValueError, OSError) as exc:
-                raise click.ClickException(str(exc)) from None
-            summary, report = send_file(file, reader_for, router)
+            summary, report = send(_router(ingest_url, api_keys, batch_size))
         else:
-            summary, report = import_file(file, out_path, reader_for), None
+            summary, report = write(out_path), None
     except FeedFormatError as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
+        raise click.ClickException(f"{label}: {exc}") from None
     elapsed = time.perf_counter() - started
     for line in summary.lines():
         click.echo(line, err=True)

@@ -311,13 +311,16 @@ class FeedTime(_Strict):
     with an offset is the instant it names; one without is local time in `timezone` (the
     feed's, else the catalog's). `date_only`: the column holds a due *day* (any time or
     offset written with it is ignored); the case is due by the end of that day in the
-    catalog's zone (23:59:59).
+    catalog's zone (23:59:59). `when_status_closed` (closed time only): the column is the
+    close time only on rows whose status is closed, and is ignored on the others (Open311's
+    `updated_datetime`: the time of any change to an open request, the close of a closed one).
     """
 
     column: ColumnNames
     format: str = Field(default="auto", min_length=1)
     timezone: str | None = None
     date_only: bool = False
+    when_status_closed: bool = False
 
     @field_validator("timezone")
     @classmethod
@@ -421,6 +424,12 @@ class CaseFeed(_Strict):
         for name in ("opened", "closed"):
             if getattr(self, name).date_only:
                 raise ValueError(f"{name}.date_only: only a due time may be a date (an {name} time is an instant)")
+        for name in ("opened", "due"):
+            column = getattr(self, name)
+            if column is not None and column.when_status_closed:
+                raise ValueError(f"{name}.when_status_closed: only the closed time may depend on the status")
+        if self.closed.when_status_closed and self.status is None:
+            raise ValueError("closed.when_status_closed: give status (its column and the values that mean closed)")
         return self
 
 

@@ -270,6 +270,8 @@ class FeedRows:
         missing = [f"{what} ({' or '.join(names)})" for what, names in required.items() if _find(header, names) is None]
         missing += [f"skip rule {rule.reason!r} ({' or '.join(rule.column)})" for rule in feed.skip
                     if _find(header, rule.column) is None]
+        if feed.closed.when_status_closed and _find(header, feed.status.column) is None:  # type: ignore[union-attr]
+            missing.append(f"status ({' or '.join(feed.status.column)}), which says when the closed time is one")  # type: ignore[union-attr]
         if missing:
             raise FeedFormatError(f"not a {feed.title} export: the header has no column for " + ", ".join(missing))
         self._case_id = _find(header, feed.case_id.column)
@@ -280,6 +282,8 @@ class FeedRows:
         self._status = _find(header, feed.status.column) if feed.status is not None else None
         self._closed_values = frozenset(v.strip().casefold() for v in feed.status.closed) if feed.status else frozenset()
         self.due_column = self._due.strip() if self._due is not None else None
+        # The close column counts only on closed rows (a file without the status column: none is).
+        self._closed_needs_status = feed.closed.when_status_closed
         attributes = [(attribute, _find(header, names)) for attribute, names in feed.attributes.items()]
         self._attributes = [(attribute, column) for attribute, column in attributes if column is not None]
         self._skips = [
@@ -341,6 +345,9 @@ class FeedRows:
         if opened_at is None:
             return BAD_OPEN
         closed_text = (get(self._closed) or "").strip()
+        if closed_text and self._closed_needs_status and (
+                (get(self._status) or "").strip().casefold() not in self._closed_values):  # type: ignore[arg-type]
+            closed_text = ""  # Open311's updated_datetime of an open request: a change, not a close
         if closed_text:
             closed_at = self._parse_closed(closed_text)
             if closed_at is None:

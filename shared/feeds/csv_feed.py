@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TextIO
 
 from shared.core.catalog import CaseFeed, Catalog
 from shared.core.contract import CaseEvent, event_to_json
@@ -168,23 +168,32 @@ class CsvFeedReader:
                     skipped[WRONG_FIELD_COUNT] += 1
                     continue
             values = {name: row[index] for name, index in wanted}
-            result = mapper.event(values)
-            if isinstance(result, str):
-                skipped[result] += 1
-                if result == UNMAPPED_TYPE:
-                    summary.unmapped_types[mapper.type_of(values) or "(blank)"] += 1
-                continue
-            event, from_export = result
-            summary.written += 1
-            if event.closed_at is None:
-                summary.open += 1
-            else:
-                summary.closed += 1
-            if from_export:
-                summary.due_from_export += 1
-            else:
-                summary.due_computed += 1
-            yield event
+            event = tally(summary, mapper, values)
+            if event is not None:
+                yield event
+
+
+def tally(summary: ImportSummary, mapper: FeedRows, values) -> CaseEvent | None:
+    """One row through the feed's rule, counted in the summary: its event, or None when skipped.
+
+    Every reader (CSV here, Open311's JSON in shared/feeds/open311.py) counts rows this way."""
+    result = mapper.event(values)
+    if isinstance(result, str):
+        summary.skipped[result] += 1
+        if result == UNMAPPED_TYPE:
+            summary.unmapped_types[mapper.type_of(values) or "(blank)"] += 1
+        return None
+    event, from_export = result
+    summary.written += 1
+    if event.closed_at is None:
+        summary.open += 1
+    else:
+        summary.closed += 1
+    if from_export:
+        summary.due_from_export += 1
+    else:
+        summary.due_computed += 1
+    return event
 
 
 def text_stream(binary: BinaryIO) -> TextIO:
@@ -260,29 +269,44 @@ def import_file(in_path: str, out_path: str, reader_for: ReaderFactory, *,
         if show_progress is None:
             show_progress = bool(size and size >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
         reader = reader_for(text)  # reads and checks the header
-        if out_path == "-":
-            _run(reader, source, sys.stdout.buffer, size if show_progress else None, in_path)
-            return reader.summary
-        final = Path(out_path)
-        if final.exists() and not final.is_file():
-            # /dev/null, a named pipe, a terminal: written straight; renaming a temporary file
-            # over it would replace the device or pipe with a plain file.
-            with open(final, "wb") as out:
-                _run(reader, source, out, size if show_progress else None, in_path)
-            return reader.summary
-        partial = final.with_name(f".{final.name}.partial")
-        try:
-            with open(partial, "wb") as out:
-                _run(reader, source, out, size if show_progress else None, in_path)
-            os.replace(partial, final)
-        finally:
-            if partial.exists():
-                partial.unlink()
+        write_output(out_path, lambda out: _run(reader, source, out, size if show_progress else None, in_path))
         return reader.summary
     finally:
         text.detach()
         if not stdin:
             source.close()
+
+
+def write_output(out_path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write` with the output `out_path` names ('-': standard output), so that a refused or
+    interrupted import never leaves a half-written events file behind: a file is written under a
+    temporary name and renamed at the end; an output that exists and is not a regular file (such
+    as /dev/null or a named pipe) is written directly."""
+    if out_path == "-":
+        write(sys.stdout.buffer)
+        return
+    final = Path(out_path)
+    if final.exists() and not final.is_file():
+        # /dev/null, a named pipe, a terminal: written straight; renaming a temporary file
+        # over it would replace the device or pipe with a plain file.
+        with open(final, "wb") as out:
+            write(out)
+        return
+    partial = final.with_name(f".{final.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            write(out)
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def ingest_dicts(events: Iterable[CaseEvent]) -> Iterator[dict]:
+    """Events as the JSON objects ingest takes (what DepartmentRouter.send sends)."""
+    import orjson
+
+    return (orjson.loads(event.model_dump_json(exclude_none=True)) for event in events)
 
 
 def _run(reader: CsvFeedReader, source: BinaryIO, out: BinaryIO, size: int | None, label: str) -> None:
@@ -310,13 +334,12 @@ def send_file(file: str, reader_for: ReaderFactory, router, label: str = "sendin
     DepartmentRouter: batches, each event with its department's key, retries), with a progress bar
     by bytes read when stderr is a terminal. Returns the summary and the router's report."""
     import click
-    import orjson
 
     source: BinaryIO = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
     text = text_stream(source)
     try:
         reader = reader_for(text)
-        events = (orjson.loads(event.model_dump_json(exclude_none=True)) for event in reader)
+        events = ingest_dicts(reader)
         size = 0 if file == "-" else os.fstat(source.fileno()).st_size
         if not (size and sys.stderr.isatty()):
             return reader.summary, router.send(events)

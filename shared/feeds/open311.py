@@ -1,0 +1,254 @@
+"""A city's Open311 GeoReport v2 endpoint (or a saved answer) -> case events, by a feed of the catalog.
+
+`cityscore import open311` and `cityscore pull open311` read through here (docs/feeds.md,
+"Open311"). The endpoint is asked for `requests.json` in windows of at most 90 days on
+`requested_datetime` (shared/core/open311.py), once with `status=open` and once with
+`status=closed`, page by page with the `page`/`page_size` extension when the endpoint offers
+it. An endpoint that does not page answers at most its limit (1,000 by default): a window
+whose answer is that long may have been cut, so it is asked for again in two halves.
+
+Each request is flattened into a row (shared/core/open311.flatten) and goes through the
+feeds' one row rule (shared/core/feed_rows.py) and the CSV importer's counting (csv_feed.tally),
+so a request becomes the same event whether it came from a CSV export, a saved answer or the
+endpoint. A request read twice (a window bound, or one that closed between the open and
+closed queries) counts once, in its latest version.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from shared.core.catalog import CaseFeed, Catalog
+from shared.core.contract import CaseEvent
+from shared.core.feed_rows import FeedFormatError, FeedRows, choose_feed
+from shared.core.open311 import (
+    CLOSED_NOTE,
+    DEFAULT_LIMIT,
+    OPEN311_FIELDS,
+    flatten,
+    halves,
+    latest_versions,
+    requests_of,
+    stamp,
+    windows,
+)
+from shared.feeds.csv_feed import ImportSummary, tally
+
+log = logging.getLogger("cityscore.open311")
+
+STATUSES = ("open", "closed")
+# Chicago caps page_size at 500: ask for no more, so one setting fits every endpoint that pages.
+PAGE_SIZE = 500
+# (connect, read) seconds: an endpoint that does not answer is retried, then reported.
+TIMEOUT = (10.0, 120.0)
+
+
+class Open311Error(RuntimeError):
+    """The endpoint could not be read (after retries): an HTTP error, a timeout, not JSON."""
+
+
+@dataclass
+class FetchStats:
+    windows: int = 0  # windows of at most 90 days asked for (halves counted too)
+    pages: int = 0  # requests.json answers read
+    requests: int = 0  # requests in those answers, repeats included
+    halved: int = 0  # windows asked again in halves (an answer cut at the endpoint's limit)
+    paging: bool | None = None  # whether the endpoint pages (None: never needed to know)
+
+    def line(self) -> str:
+        paging = {True: "pages with page/page_size", False: "does not page", None: "no second page needed"}[self.paging]
+        halved = f", {self.halved} halved" if self.halved else ""
+        return (f"{self.requests} requests read in {self.pages} answers for {self.windows} windows "
+                f"of at most 90 days{halved} (the endpoint {paging})")
+
+
+def requests_url(endpoint: str) -> str:
+    """The requests.json URL of an endpoint given as its base (…/open311/v2) or as that URL itself."""
+    base = endpoint.split("?", 1)[0].rstrip("/")
+    return base if base.endswith(".json") else base + "/requests.json"
+
+
+class Open311Client:
+    """Reads requests.json: windows of at most 90 days, open and closed, paged when offered.
+
+    HTTP 429, 5xx and dropped connections are retried with exponential back-off (urllib3's
+    Retry); what still fails raises Open311Error naming the URL and the answer.
+    """
+
+    def __init__(self, endpoint: str, *, params: Mapping[str, str] | None = None, page_size: int = PAGE_SIZE,
+                 retries: int = 4, backoff_s: float = 0.5, timeout: tuple[float, float] = TIMEOUT,
+                 limit: int = DEFAULT_LIMIT):
+        self.url = requests_url(endpoint)
+        self.params = dict(params or {})  # e.g. jurisdiction_id, api_key
+        self.page_size = page_size
+        self.limit = limit
+        self.timeout = timeout
+        self.stats = FetchStats()
+        self.session = requests.Session()
+        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
+                      backoff_factor=backoff_s, backoff_max=30, respect_retry_after_header=True,
+                      raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session.headers["Accept"] = "application/json"
+
+    def fetch(self, start: datetime, end: datetime) -> Iterator[Mapping[str, object]]:
+        """Every request requested in [start, end), open and closed (repeats possible: dedupe by id)."""
+        for window in windows(start, end):
+            for status in STATUSES:
+                yield from self._window(window, status)
+
+    def _window(self, window: tuple[datetime, datetime], status: str) -> Iterator[Mapping[str, object]]:
+        self.stats.windows += 1
+        first = self._get(window, status, 1)
+        if len(first) < min(self.page_size, self.limit):
+            yield from first  # all of it
+            return
+        if self.stats.paging is not False:
+            second = self._get(window, status, 2)
+            if not _same_page(first, second):
+                self.stats.paging = True
+                yield from first
+                page, answer = 2, second
+                while answer:
+                    yield from answer
+                    if len(answer) < self.page_size:
+                        return
+                    page += 1
+                    answer = self._get(window, status, page)
+                return
+            self.stats.paging = False  # page 2 is page 1 again: the endpoint ignores `page`
+        if len(first) < self.limit:
+            yield from first  # not paging, and under the limit: all of it
+            return
+        split = halves(*window)
+        if split is None:
+            log.warning("a one-second window still holds the endpoint's limit: some requests may be missed",
+                        extra={"start": stamp(window[0]), "end": stamp(window[1]), "status": status})
+            yield from first
+            return
+        self.stats.halved += 1
+        for half in split:
+            yield from self._window(half, status)
+
+    def _get(self, window: tuple[datetime, datetime], status: str, page: int) -> list[Mapping[str, object]]:
+        params = {**self.params, "start_date": stamp(window[0]), "end_date": stamp(window[1]), "status": status,
+                  "page": str(page), "page_size": str(self.page_size)}
+        try:
+            response = self.session.get(self.url, params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Open311Error(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
+        self.stats.pages += 1
+        if response.status_code != 200:
+            raise Open311Error(f"{response.url} answered HTTP {response.status_code}: {response.text[:200]!r}")
+        try:
+            found = requests_of(orjson.loads(response.content))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            raise Open311Error(f"{response.url}: not a requests.json answer ({exc})") from None
+        self.stats.requests += len(found)
+        return found
+
+
+def _same_page(first: Sequence[Mapping[str, object]], second: Sequence[Mapping[str, object]]) -> bool:
+    """Whether page 2 repeats page 1 (an endpoint that ignores `page` answers page 1 again)."""
+    if not second:
+        return False
+    ids = [str(item.get("service_request_id")) for item in first[:3]]
+    return ids == [str(item.get("service_request_id")) for item in second[:3]]
+
+
+def read_saved(path: str) -> list[Mapping[str, object]]:
+    """The requests of a saved requests.json answer (a list, or an object holding one)."""
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise FeedFormatError(f"{path} is not JSON: {exc}") from None
+    try:
+        return requests_of(document)
+    except ValueError as exc:
+        raise FeedFormatError(f"{path}: {exc}") from None
+
+
+def feed_columns(feed: CaseFeed) -> set[str]:
+    """Every field name the feed reads (for a JSON request, whose 'header' is its keys)."""
+    named = [*feed.case_id.column, *feed.opened.column, *feed.closed.column, *feed.type.column,
+             *(feed.due.column if feed.due else ()), *(feed.status.column if feed.status else ()),
+             *(name for names in feed.attributes.values() for name in names),
+             *(name for rule in feed.skip for name in rule.column)]
+    return set(named)
+
+
+class Open311Rows:
+    """Open311 requests through a feed: the events, counted in an ImportSummary like a CSV's rows.
+
+    The 'header' a feed is checked against is every GeoReport v2 field, `notes.closed`, the
+    fields the requests carry, and the `extended_attributes.*` fields the feed names (a JSON
+    request leaves out what it has no value for). A feed naming another field no request has
+    is refused (FeedFormatError), naming it.
+    """
+
+    def __init__(self, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]], rows: Sequence[dict[str, str]],
+                 summary: ImportSummary | None = None):
+        seen: dict[str, None] = dict.fromkeys(OPEN311_FIELDS)
+        seen[CLOSED_NOTE] = None
+        for row in rows:
+            for key in row:
+                seen.setdefault(key)
+        for _, feed in feeds:
+            for name in feed_columns(feed):
+                if name.startswith("extended_attributes."):
+                    seen.setdefault(name)
+        header = list(seen)
+        self.feed_name, self.feed = choose_feed(feeds, header)
+        self.mapper = FeedRows(self.feed, catalog, header, name=self.feed_name)
+        self.summary = summary or ImportSummary()
+        self.summary.format = self.feed.layout or self.feed_name
+        self.summary.description = self.feed.description or self.summary.format
+        self.summary.target_column = self.mapper.due_column
+
+    def events(self, rows: Iterable[Mapping[str, str]]) -> Iterator[CaseEvent]:
+        summary, mapper = self.summary, self.mapper
+        for row in rows:
+            summary.rows += 1
+            event = tally(summary, mapper, row)
+            if event is not None:
+                yield event
+
+
+class Open311Reader:
+    """Every request of a saved answer or an endpoint's period, once each, as case events.
+
+    Made with everything read (the endpoint's errors and a feed that does not fit come before
+    any output is opened); iterating yields the events and fills ``summary`` (rows: requests).
+    """
+
+    def __init__(self, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]],
+                 requests_read: Iterable[Mapping[str, object]], stats: FetchStats | None = None):
+        self.stats = stats
+        self.rows = latest_versions(flatten(request) for request in requests_read)
+        self.repeats = (stats.requests - len(self.rows)) if stats is not None else 0
+        self._rows = Open311Rows(catalog, feeds, self.rows)
+        self.summary = self._rows.summary
+        self.on_rows = None  # csv_feed.write_events' progress hook: none here (read before writing)
+
+    def __iter__(self) -> Iterator[CaseEvent]:
+        return self._rows.events(self.rows)
+
+    @classmethod
+    def from_file(cls, path: str, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]]) -> "Open311Reader":
+        return cls(catalog, feeds, read_saved(path))
+
+    @classmethod
+    def from_endpoint(cls, client: Open311Client, start: datetime, end: datetime, catalog: Catalog,
+                      feeds: Sequence[tuple[str, CaseFeed]]) -> "Open311Reader":
+        return cls(catalog, feeds, list(client.fetch(start, end)), client.stats)
