@@ -1,0 +1,180 @@
+"""`cityscore pull open311`: a fake Open311 endpoint into a real ingest, Kafka and PostgreSQL.
+
+The pull is killed (SIGKILL, a real subprocess) mid-run and restarted from its state file:
+every request is sent exactly once, and the events on the topic, scored offline, are the
+offline import of the same requests scored. It rides out an endpoint answering HTTP 500 for a
+while, and sends a request again when the city updates it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+from services.cli.commands import main
+from services.cli.offline import score_file
+from services.ingest.app import create_app
+from services.ingest.client import DepartmentRouter
+from services.ingest.settings import IngestSettings
+from services.puller.pull import Open311Pull, StateFile
+from shared.core.catalog import load_catalog
+from shared.feeds.open311 import Open311Client, requests_url
+
+from tests.fakes.open311 import FakeOpen311
+from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
+from tests.helpers.open311 import city_requests, iso
+
+ROOT = Path(__file__).resolve().parents[2]
+FEEDS = ROOT / "tests" / "data" / "feeds"
+CATALOG_FILE = FEEDS / "philadelphia_open311.yaml"
+CATALOG = load_catalog(CATALOG_FILE)
+
+
+@pytest.fixture
+def ingest(kafka_bootstrap, database_url):
+    """Philadelphia's ingest over real HTTP, rate-limited so that a pull takes a while (and must retry 429s)."""
+    engine = fresh_database(database_url)
+    keys = issue_keys(engine, CATALOG, ["streets", "police"])
+    topic = unique_topic()
+    app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
+                                    CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_RATE_LIMIT="8/second"),
+                     engine=engine, catalog=CATALOG)
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{http.server_port}", [keys["streets"], keys["police"]], topic
+    http.shutdown()
+    app.extensions["cityscore"]["publisher"].close()
+    engine.dispose()
+
+
+@pytest.fixture
+def endpoint():
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fake = FakeOpen311(city_requests(400, now - timedelta(minutes=10), days=120, seed=7))
+    url = fake.start()
+    yield fake, url
+    fake.stop()
+
+
+def offline_import(url: str, tmp_path: Path, name: str) -> list[dict]:
+    """The same requests through `cityscore import open311` (its own reading of the endpoint)."""
+    today = datetime.now(CATALOG.zone).date()
+    out = tmp_path / f"{name}.jsonl"
+    result = CliRunner().invoke(main, ["import", "open311", url, "--feed", "open311", "--catalog", str(CATALOG_FILE),
+                                       "--start", str(today - timedelta(days=125)), "--end", str(today),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def on_topic(kafka_bootstrap: str, topic: str) -> list[dict]:
+    return [{k: v for k, v in value.items() if k != "department"} for _, value, _ in read_topic(kafka_bootstrap, topic)]
+
+
+def scored(events: list[dict]) -> dict:
+    stream = io.BytesIO(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    board, report, _ = score_file(stream, CATALOG, datetime.now(CATALOG.zone).date(), percentile=False)
+    assert report.invalid == 0
+    return board.as_dict(CATALOG)
+
+
+def pull_command(url: str, ingest_url: str, keys: list[str], state: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", "pull", "open311", url, "--feed", "open311", "--catalog",
+            str(CATALOG_FILE), "--ingest-url", ingest_url, "--state", str(state), "--lookback", "130d",
+            "--every", "1s", "--backoff", "0.1s", "--batch-size", "10",
+            *[part for key in keys for part in ("--api-key", key)], *extra]
+
+
+def test_a_pull_killed_mid_run_and_restarted_sends_every_request_exactly_once(endpoint, ingest, kafka_bootstrap,
+                                                                               tmp_path):
+    fake, url = endpoint
+    ingest_url, keys, topic = ingest
+    state = tmp_path / "pull-state.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CITYSCORE_LOG_FORMAT": "json"}
+    first = subprocess.Popen(pull_command(url, ingest_url, keys, state), cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few more batches: killed with some sent, most not
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        first.kill()  # SIGKILL: no chance to tidy up
+    finally:
+        first.wait(timeout=30)
+    cursor_at_kill = json.loads(state.read_text())["cursor"]
+    sent_before = on_topic(kafka_bootstrap, topic)
+    expected = offline_import(url, tmp_path, "offline")
+    assert 0 < len(sent_before) < len(expected)
+
+    second = subprocess.run(pull_command(url, ingest_url, keys, state, "--cycles", "1"), cwd=ROOT, env=env,
+                            capture_output=True, timeout=300)
+    assert second.returncode == 0, second.stderr.decode()[-3000:]
+    logs = [json.loads(line) for line in second.stderr.decode().splitlines() if line.startswith("{")]
+    started = next(record for record in logs if record["message"] == "pulling")
+    assert started["cursor"] == f"{cursor_at_kill['version']} {cursor_at_kill['case_id']}"  # resumed, not restarted
+    sends = [record for record in logs if record["message"] == "sent to ingest"]
+    assert sends and all(record["refused"] == 0 for record in sends)
+
+    events = on_topic(kafka_bootstrap, topic)
+    counts = Counter(event["event_id"] for event in events)
+    assert max(counts.values()) == 1, [e for e, n in counts.items() if n > 1][:5]  # exactly once
+    assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, expected))
+    assert scored(events) == scored(expected)
+
+
+def test_the_pull_rides_out_an_endpoint_failing_for_a_while_and_sends_updated_requests_again(
+        endpoint, ingest, kafka_bootstrap, tmp_path, caplog):
+    fake, url = endpoint
+    ingest_url, keys, topic = ingest
+    client = Open311Client(url, backoff_s=0.01)
+    pull = Open311Pull(client, CATALOG, [("open311", CATALOG.feeds["open311"])],
+                       lambda: DepartmentRouter(ingest_url, keys), StateFile(tmp_path / "s.json", requests_url(url),
+                                                                              "open311"),
+                       lookback_s=130 * 86400, batch_size=50)
+    fake.fail_next(12)  # one cycle's call and its 4 retries fail, twice; the third gets through
+    stop = threading.Event()
+    with caplog.at_level(logging.INFO, logger="cityscore.pull"):
+        assert pull.run(stop, every_s=0.1, backoff_s=0.05, backoff_max_s=0.2, cycles=1) == 0
+    failed = [r for r in caplog.records if r.getMessage() == "pull failed; trying again after a back-off"]
+    assert [r.failures for r in failed] == [1, 2]
+    assert [r.retry_in_s for r in failed] == [0.05, 0.1]
+    assert "answered HTTP 500" in failed[0].error
+    assert [c.status for c in fake.calls[:12]] == [500] * 12
+    first_round = on_topic(kafka_bootstrap, topic)
+    assert sorted(map(json.dumps, first_round)) == sorted(map(json.dumps, offline_import(url, tmp_path, "before")))
+
+    # The city closes an open request and re-opens nothing else: only it is sent again, as a new version.
+    still_open = next(r for r in fake.requests if r["status"] == "open" and r["service_name"] == "Illegal Dumping"
+                      and "extended_attributes" not in r)
+    fake.replace({**still_open, "status": "closed", "updated_datetime": iso(datetime.now(timezone.utc))})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cityscore.pull"):
+        assert pull.run(stop, every_s=0.1, backoff_s=0.05, backoff_max_s=0.2, cycles=1) == 0
+    sent = [r for r in caplog.records if r.getMessage() == "sent to ingest"]
+    assert [(r.requests, r.accepted) for r in sent] == [(1, 1)]
+    events = on_topic(kafka_bootstrap, topic)
+    (new,) = [e for e in events if e not in first_round]
+    assert new["case_id"] == still_open["service_request_id"] and new["closed_at"]
+    # Scored, the topic (both versions of that case) is the import of the requests as they are now.
+    assert scored(events) == scored(offline_import(url, tmp_path, "after"))
+    # Nothing new: nothing sent.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cityscore.pull"):
+        pull.run(stop, every_s=0.1, backoff_s=0.05, backoff_max_s=0.2, cycles=1)
+    assert [r.getMessage() for r in caplog.records if r.getMessage() == "sent to ingest"] == []
+    assert len(on_topic(kafka_bootstrap, topic)) == len(events)
