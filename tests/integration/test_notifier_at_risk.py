@@ -148,7 +148,7 @@ def test_an_at_risk_alert_fires_with_the_oldest_overdue_cases_is_acknowledged_an
     assert listed[0] == "*Oldest overdue cases* (open past their due time at the end of 22 July, oldest first)"
     assert [line.split()[1] for line in listed[1:]] == ["`OLD-0`", "`OLD-1`", "`OLD-2`", "`OLD-3`", "`OLD-4`"]
     # Due a business day later: the working day starts at 8:30.
-    assert listed[1] == "• `OLD-0` opened 13 July 2026, 8:00 AM, due 14 July 2026, 8:30 AM, 8 days 16 hours late"
+    assert listed[1] == "• `OLD-0` opened 13 July 2026, 8:00 AM, due 14 July 2026, 8:30 AM, 8 days 15 hours late"
     assert "Dorchester" not in json.dumps(posted)
     [alert] = at_risk_alerts(engine)
     assert (alert.status, alert.channel, round(alert.score, 4), alert.denominator) == ("firing", "C0PWD", 0.8333, 15)
