@@ -32,13 +32,15 @@ COPY deploy/gunicorn.conf.py deploy/gunicorn.conf.py
 # regular install would leave out the scorer's templates/ and static/ (the public board)
 # and the migrations' script template. In place, every file under /app is used as is.
 RUN pip install --no-deps -e . \
- && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin cityscore
+ && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin cityscore \
+ && install -d -o 10001 -g 10001 /var/lib/cityscore-pull
 
 # Not root. Nothing under /app is written at run time; gunicorn's Prometheus files and
 # matplotlib's cache go to /tmp (an emptyDir in Kubernetes, where the root is read-only).
 USER 10001:10001
 
-# ingest (gunicorn, BIND), scorer (--http-port), notifier (NOTIFIER_HTTP_PORT)
-EXPOSE 8000 8001 8002
+# ingest (gunicorn, BIND), scorer (--http-port), notifier (NOTIFIER_HTTP_PORT), the Open311 pull (--http-port;
+# its cursor in /var/lib/cityscore-pull, owned by the user so that a volume mounted there is too)
+EXPOSE 8000 8001 8002 8003
 
 CMD ["cityscore", "--help"]

@@ -49,11 +49,22 @@ EXTRA_VARS = {
     "PROMETHEUS_MULTIPROC_DIR": "deploy/gunicorn.conf.py",
     "CITYSCORE_LOG_LEVEL": "shared/platform/logs.py",
     "CITYSCORE_LOG_FORMAT": "shared/platform/logs.py",
+    # The Open311 pull's options (click reads them from these variables).
+    "CITYSCORE_OPEN311_URL": "services/puller/cli.py",
+    "CITYSCORE_PULL_FEED": "services/puller/cli.py",
+    "CITYSCORE_INGEST_URL": "services/puller/cli.py",
+    "CITYSCORE_API_KEYS": "services/puller/cli.py",
+    "CITYSCORE_PULL_STATE": "services/puller/cli.py",
+    "CITYSCORE_PULL_EVERY": "services/puller/cli.py",
+    "CITYSCORE_PULL_LOOKBACK": "services/puller/cli.py",
 }
 KNOWN_VARS = SETTINGS_VARS | NOTIFIER_VARS | set(EXTRA_VARS)
 # Variables compose interpolates that are not our settings: the database roles' passwords,
 # which compose puts into the postgres container and into the URLs.
 COMPOSE_ONLY_VARS = {"POSTGRES_PASSWORD", "CITYSCORE_DB_PASSWORD", "CITYSCORE_READER_PASSWORD"}
+# The Open311 pull (compose service, Kubernetes Deployment): it reads a city's endpoint and sends
+# to ingest over HTTP, so it holds no database URL.
+NO_DATABASE = {"open311-pull", "cityscore-open311-pull"}
 # The roles of docker-compose.yml and deploy/k8s (deploy/postgres/compose-init.sh makes them).
 OWNER_ROLE, READER_ROLE = "cityscore", "cityscore_reader"
 
@@ -219,6 +230,9 @@ def bound_address(command: list[str], env: dict[str, str]) -> tuple[str, int] | 
     if program == "python" and args[1:3] == ["services.notifier", "run"]:
         settings = NotifierSettings(**{k: v for k, v in env.items() if k in NOTIFIER_VARS})
         return settings.http_host, settings.http_port
+    if program == "cityscore" and args[:2] == ["pull", "open311"]:
+        return (str(option_value(args, "--host", ["pull", "open311"])),
+                int(option_value(args, "--http-port", ["pull", "open311"])))
     return None
 
 
@@ -226,7 +240,7 @@ def app_module(command: list[str]) -> Path | None:
     """The Flask app module behind a service command (where its routes are declared)."""
     text = " ".join(command)
     for needle, path in (("services.ingest", "services/ingest/app.py"), ("scorer", "services/scorer/app.py"),
-                         ("services.notifier", "services/notifier/app.py")):
+                         ("services.notifier", "services/notifier/app.py"), ("pull open311", "services/puller/app.py")):
         if needle in text:
             return ROOT / path
     return None
@@ -295,7 +309,10 @@ def test_compose_commands_are_real():
 def test_compose_environment_names_only_settings_with_valid_values():
     for name, svc in our_compose_services().items():
         env = {k: resolve(v) for k, v in svc.get("environment", {}).items()}
-        assert ("BOARD_DATABASE_URL" if name == "board" else "DATABASE_URL") in env, name
+        if name in NO_DATABASE:
+            assert not {"DATABASE_URL", "BOARD_DATABASE_URL"} & set(env), f"{name} needs no database"
+        else:
+            assert ("BOARD_DATABASE_URL" if name == "board" else "DATABASE_URL") in env, name
         assert "KAFKA_BOOTSTRAP_SERVERS" in env, name
         validate_settings(env, f"compose {name}")
     for variable in INTERPOLATION.findall(COMPOSE_FILE.read_text()):
@@ -376,6 +393,8 @@ def test_compose_postgres_matches_the_database_urls_and_no_service_is_the_superu
     assert any(v.split(":", 1) == ["postgres-data", "/var/lib/postgresql/data"] for v in postgres["volumes"])
     passwords = {OWNER_ROLE: "CITYSCORE_DB_PASSWORD", READER_ROLE: "CITYSCORE_READER_PASSWORD"}
     for name, svc in our_compose_services().items():
+        if name in NO_DATABASE:
+            continue
         raw = database_url_of(name, svc)
         url = make_url(resolve(raw))
         assert url.drivername == "postgresql+psycopg", name
@@ -589,7 +608,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_template():
 def test_k8s_secret_template_holds_placeholders_for_the_secrets():
     secret = example_secret()
     assert set(secret["stringData"]) == {"database-url", "board-database-url", "slack-bot-token",
-                                         "slack-signing-secret"}
+                                         "slack-signing-secret", "pull-api-keys"}
     for key, role in (("database-url", OWNER_ROLE), ("board-database-url", READER_ROLE)):
         url = make_url(secret["stringData"][key])
         assert url.drivername == "postgresql+psycopg" and url.username == role, key
@@ -609,6 +628,8 @@ def test_k8s_commands_are_real_and_environment_is_settings():
                 # The public's workload reads as the read-only role and never holds the owner's URL.
                 assert "DATABASE_URL" not in env, where
                 assert make_url(env["BOARD_DATABASE_URL"]).username == READER_ROLE, where
+            elif obj["metadata"]["name"] in NO_DATABASE:
+                assert not {"DATABASE_URL", "BOARD_DATABASE_URL"} & set(env), f"{where} needs no database"
             else:
                 assert make_url(env["DATABASE_URL"]).username == OWNER_ROLE, where
             validate_settings(env, where)
@@ -739,3 +760,28 @@ def test_k8s_manifests_match_the_kubernetes_schemas():
 
     for doc in k8s_objects():
         kubernetes_validate.validate(doc, latest_version(), strict=True)
+
+
+def test_the_open311_pull_is_there_but_off_by_default():
+    pull = compose()["services"]["open311-pull"]
+    assert pull["profiles"] == ["open311"], "compose starts it only with --profile open311"
+    assert pull["command"][:3] == ["cityscore", "pull", "open311"]
+    assert pull.get("deploy", {}).get("replicas", 1) == 1, "one pull per state file"
+    state = pull["environment"]["CITYSCORE_PULL_STATE"]
+    assert any(str(v).split(":", 1) == ["pull-state", state.rsplit("/", 1)[0]] for v in pull["volumes"])
+    assert pull["depends_on"]["ingest"]["condition"] == "service_healthy"
+    assert "/var/lib/cityscore-pull" in (ROOT / "Dockerfile").read_text()
+    k8s = deployment("open311-pull")
+    assert k8s["spec"]["replicas"] == 0 and k8s["spec"]["strategy"]["type"] == "Recreate"
+    spec = k8s["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    state = env["CITYSCORE_PULL_STATE"]["value"].rsplit("/", 1)[0]
+    claim = volumes[mounts[state]]["persistentVolumeClaim"]["claimName"]
+    assert k8s_object("PersistentVolumeClaim", claim)
+    assert env["CITYSCORE_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "pull-api-keys"
+    assert env["CITYSCORE_INGEST_URL"]["value"].rsplit(":", 1)[-1] == "8000"
+    assert urlsplit(env["CITYSCORE_INGEST_URL"]["value"]).hostname in {
+        service["metadata"]["name"] for service in k8s_objects("Service")}

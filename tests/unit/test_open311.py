@@ -223,3 +223,26 @@ def test_back_off_doubles_up_to_its_cap_and_durations_read_as_seconds():
                                                                                         0.5, 12]
     with pytest.raises(ValueError, match="'soon' is not a duration"):
         parse_duration("soon")
+
+
+def test_the_pulls_health_says_alive_and_ready_only_after_a_good_cycle(tmp_path):
+    from services.puller.app import create_app
+    from services.puller.pull import Open311Pull
+    from shared.feeds.open311 import Open311Client
+
+    state = StateFile(tmp_path / "pull.json", "http://city.example/requests.json", "open311")
+    state.save(Cursor(at(5), "16473162"))
+    pull = Open311Pull(Open311Client("http://city.example"), CATALOG, [("open311", CATALOG.feeds["open311"])],
+                       lambda: None, state, lookback_s=86400)
+    client = create_app(pull, lambda: True).test_client()
+    assert client.get("/healthz").status_code == 200
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.json["cursor"] == {"version": "2024-01-05T00:00:00+00:00",
+                                                                   "case_id": "16473162"}
+    pull.last_success = at(6)
+    assert client.get("/readyz").status_code == 200
+    pull.failures = 2  # backing off
+    assert client.get("/readyz").json == {"ready": False, "cycles": 0, "failures_in_a_row": 2,
+                                          "last_success": "2024-01-06T00:00:00+00:00",
+                                          "cursor": {"version": "2024-01-05T00:00:00+00:00", "case_id": "16473162"}}
+    assert create_app(pull, lambda: False).test_client().get("/healthz").status_code == 503
