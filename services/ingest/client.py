@@ -115,11 +115,12 @@ class DepartmentRouter:
     which metrics it may send. Events no key may send are refused here, by reason.
     """
 
-    def __init__(self, base_url: str, api_keys: list[str], batch_size: int = 500):
+    def __init__(self, base_url: str, api_keys: list[str], batch_size: int = 500, retries: int = 8,
+                 backoff_s: float = 0.5):
         self.clients: dict[str, IngestClient] = {}
         self.metric_client: dict[str, IngestClient] = {}
         for key in api_keys:
-            client = IngestClient(base_url, key, batch_size=batch_size)
+            client = IngestClient(base_url, key, batch_size=batch_size, retries=retries, backoff_s=backoff_s)
             response = client.session.get(base_url.rstrip("/") + "/v1/catalog", timeout=client.timeout_s)
             if response.status_code != 200:
                 raise ValueError(f"API key {key[:16]}…: GET /v1/catalog answered {response.status_code}")

@@ -57,6 +57,7 @@ def ingest(kafka_bootstrap, database_url):
     threading.Thread(target=http.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{http.server_port}", [keys["streets"], keys["police"]], topic
     http.shutdown()
+    http.server_close()
     app.extensions["cityscore"]["publisher"].close()
     engine.dispose()
 
@@ -178,3 +179,54 @@ def test_the_pull_rides_out_an_endpoint_failing_for_a_while_and_sends_updated_re
         pull.run(stop, every_s=0.1, backoff_s=0.05, backoff_max_s=0.2, cycles=1)
     assert [r.getMessage() for r in caplog.records if r.getMessage() == "sent to ingest"] == []
     assert len(on_topic(kafka_bootstrap, topic)) == len(events)
+
+
+def test_the_pull_backs_off_while_ingest_is_down_and_sends_everything_once_it_is_back(
+        endpoint, ingest, kafka_bootstrap, database_url, tmp_path, caplog):
+    from shared.store.engine import make_engine
+
+    fake, url = endpoint
+    ingest_url, keys, topic = ingest
+    # A second ingest on the same topic and database (the fixture's keys), down at first: nothing
+    # listens on its port.
+    engine = make_engine(database_url)
+    port = free_port()
+    app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
+                                    CITYSCORE_DLQ_TOPIC=topic + ".dlq"), engine=engine, catalog=CATALOG)
+    state = StateFile(tmp_path / "s.json", requests_url(url), "open311")
+    pull = Open311Pull(Open311Client(url, backoff_s=0.01), CATALOG, [("open311", CATALOG.feeds["open311"])],
+                       lambda: DepartmentRouter(f"http://127.0.0.1:{port}", keys, retries=1, backoff_s=0.01), state,
+                       lookback_s=130 * 86400, batch_size=50)
+    stop = threading.Event()
+    done = []
+    with caplog.at_level(logging.INFO, logger="cityscore.pull"):
+        runner = threading.Thread(target=lambda: done.append(pull.run(stop, 0.1, 0.05, 0.4, cycles=1)))
+        runner.start()
+        deadline = time.monotonic() + 60
+        while pull.failures < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pull.failures >= 4 and state.load() is None  # nothing accepted: no cursor
+        http = make_server("127.0.0.1", port, app, threaded=True)  # ingest is back
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        try:
+            runner.join(timeout=120)
+            assert done == [0]
+        finally:
+            http.shutdown()
+            http.server_close()
+            app.extensions["cityscore"]["publisher"].close()
+    waits = [r.retry_in_s for r in caplog.records if r.getMessage() == "pull failed; trying again after a back-off"]
+    assert waits[:4] == [0.05, 0.1, 0.2, 0.4] and set(waits[4:]) <= {0.4}  # doubling, capped
+    assert all("ingest: ConnectionError" in r.error for r in caplog.records if hasattr(r, "retry_in_s"))
+    assert state.load() is not None
+    events = on_topic(kafka_bootstrap, topic)
+    assert Counter(e["event_id"] for e in events).most_common(1)[0][1] == 1
+    assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, offline_import(url, tmp_path, "offline")))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
