@@ -511,7 +511,7 @@ def db_upgrade() -> None:
 from services.ingest.cli import departments_group, ingest_group, keys_group  # noqa: E402
 from services.demo import demo_command  # noqa: E402
 from services.notifier.cli import alerts_group, notifier_group, notify_group  # noqa: E402
-from services.puller.cli import pull_group  # noqa: E402
+from services.cli.pull import pull_group  # noqa: E402
 from services.scorer.cli import rebuild, scorer_group  # noqa: E402
 from shared.dev.local_kafka import kafka_group  # noqa: E402
 

@@ -50,13 +50,13 @@ EXTRA_VARS = {
     "CITYSCORE_LOG_LEVEL": "shared/platform/logs.py",
     "CITYSCORE_LOG_FORMAT": "shared/platform/logs.py",
     # The Open311 pull's options (click reads them from these variables).
-    "CITYSCORE_OPEN311_URL": "services/puller/cli.py",
-    "CITYSCORE_PULL_FEED": "services/puller/cli.py",
-    "CITYSCORE_INGEST_URL": "services/puller/cli.py",
-    "CITYSCORE_API_KEYS": "services/puller/cli.py",
-    "CITYSCORE_PULL_STATE": "services/puller/cli.py",
-    "CITYSCORE_PULL_EVERY": "services/puller/cli.py",
-    "CITYSCORE_PULL_LOOKBACK": "services/puller/cli.py",
+    "CITYSCORE_OPEN311_URL": "services/cli/pull.py",
+    "CITYSCORE_PULL_FEED": "services/cli/pull.py",
+    "CITYSCORE_INGEST_URL": "services/cli/pull.py",
+    "CITYSCORE_API_KEYS": "services/cli/pull.py",
+    "CITYSCORE_PULL_STATE": "services/cli/pull.py",
+    "CITYSCORE_PULL_EVERY": "services/cli/pull.py",
+    "CITYSCORE_PULL_LOOKBACK": "services/cli/pull.py",
 }
 KNOWN_VARS = SETTINGS_VARS | NOTIFIER_VARS | set(EXTRA_VARS)
 # Variables compose interpolates that are not our settings: the database roles' passwords,

@@ -1,4 +1,8 @@
-"""`cityscore pull open311 URL --feed NAME --ingest-url URL --api-key K …`: the live pull (docs/feeds.md)."""
+"""`cityscore pull open311 URL --feed NAME --ingest-url URL --api-key K …`: the live pull (docs/feeds.md).
+
+The entry point: it wires the pull (services/puller) to ingest's client (services/ingest/client.py),
+which only the entry points in services/cli may join.
+"""
 
 from __future__ import annotations
 
@@ -70,8 +74,8 @@ def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str,
     from shared.feeds.open311 import Open311Client, requests_url
     from shared.platform.logs import configure_logging
 
-    from .app import create_app
-    from .pull import Open311Pull, StateError, StateFile
+    from services.puller.app import create_app
+    from services.puller.pull import Open311Pull, StateError, StateFile
 
     configure_logging()
     catalog = _load_catalog(catalog_path)
