@@ -13,6 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Pango and a font for WeasyPrint, which renders the monthly review packet's PDF.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so that a code change does not reinstall them: the part of
 # requirements.lock (the lock `make install` and CI use) that pyproject.toml's runtime
 # dependencies need, not the test tools; every download checked against the lock's

@@ -12,6 +12,9 @@ need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)  # fetches the Kafka jars from Maven Central
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# WeasyPrint (the monthly review packet's PDF) needs Pango and a font
+ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0' || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
 if [ "$purpose" = test ]; then
   { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql)
   # the scoreboard page is tested in a real headless browser
