@@ -1,4 +1,5 @@
-"""Every table, one module per service that owns them: ingest.py, scorer.py, notifier.py.
+"""Every table, one module per service that owns them: ingest.py, scorer.py, notifier.py; record.py
+holds the actions and notes that the notifier and the commands write and the pages read.
 
 They share one declarative base, so one metadata holds them all: importing this package
 imports the three modules, and Alembic's autogenerate (shared/store/migrations/env.py)
@@ -25,6 +26,6 @@ class Base(DeclarativeBase):
 
 
 # Imported after Base, which they build on, so that Base.metadata always has every table.
-from shared.store.tables import ingest, notifier, scorer  # noqa: E402
+from shared.store.tables import ingest, notifier, record, scorer  # noqa: E402
 
-__all__ = ["Base", "NAMING", "ingest", "notifier", "scorer"]
+__all__ = ["Base", "NAMING", "ingest", "notifier", "record", "scorer"]
