@@ -18,20 +18,21 @@ from shared.core.windows import spans
 FOLLOW_UP_WINDOW = "week"
 
 
-def mark(score: float | None) -> str:
-    """A score rounded for display, with a sign that does not rely on colour."""
-    place = standing(score)
+def mark(score: float | None, near_target: float | None = None) -> str:
+    """A score rounded for display, with a sign that does not rely on colour (`near_target`: the
+    catalog's band)."""
+    place = standing(score, near_target)
     if place == "none":
         return ""
     return f"{wording.score_text(score)} {wording.MARKS[place]}"
 
 
-def _style(score: float | None) -> str:
-    return {"below": "bold red", "above": "bold blue"}.get(standing(score), "")
+def _style(score: float | None, near_target: float | None = None) -> str:
+    return {"below": "bold red", "near": "bold yellow", "above": "bold blue"}.get(standing(score, near_target), "")
 
 
-def _cell(score: float | None) -> Text:
-    return Text(mark(score), style=_style(score))
+def _cell(score: float | None, near_target: float | None = None) -> Text:
+    return Text(mark(score, near_target), style=_style(score, near_target))
 
 
 def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = None) -> None:
@@ -43,17 +44,17 @@ def render_table(board: Scoreboard, catalog: Catalog, console: Console | None = 
         table.add_column(window.title(), justify="right")
     table.add_row(
         Text("CITYSCORE", style="bold"),
-        *(_cell(board.cityscore[w]) for w in windows),
+        *(_cell(board.cityscore[w], catalog.near_target) for w in windows),
         end_section=True,
     )
     for metric in catalog.metrics:
         scores = board.metrics[metric.id]
         table.add_row(
             metric.name,
-            *(_cell(scores[w].score) for w in windows),
+            *(_cell(scores[w].score, catalog.near_target) for w in windows),
         )
     console.print(table)
-    console.print(wording.legend(), style="dim")
+    console.print(wording.legend(catalog.near_target), style="dim")
     # The windows as the catalog defines them: trailing days, or the last complete calendar periods.
     days = spans(catalog.windows, board.as_of)
     console.print(Text("Days each window covers: "

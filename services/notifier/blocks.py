@@ -47,15 +47,16 @@ def shown(score: float | None) -> str:
     return wording.score_text(score)
 
 
-_DOTS = {"below": "🔴", "at": "⚪", "above": "🟢"}
+_DOTS = {"below": "🔴", "near": "🟡", "at": "⚪", "above": "🟢"}
 
 
-def mark(score: float | None, state: str | None = None) -> str:
+def mark(score: float | None, state: str | None = None, near_target: float | None = None) -> str:
     """A score with a mark that reads without colour (the dot repeats the mark for a glance).
 
     `state` (WindowScore.state) tells a window with data it cannot score ("insufficient data")
-    from one with no score."""
-    place = standing(score)
+    from one with no score; `near_target`, the catalog's band, marks the scores in it (a board's
+    cells; an alert's own score is below target, and says so)."""
+    place = standing(score, near_target)
     if place == "none":
         return f"— {wording.no_score_words(state)}"
     return f"{_DOTS[place]} {score:.2f} {wording.MARKS[place]}"
@@ -181,12 +182,15 @@ def board_message(board: Scoreboard, previous: Scoreboard | None, catalog: Catal
     for metric in shown_metrics:
         results = board.metrics[metric.id]
         name = metric.name.title() + (f" · {stale[metric.id]}" if metric.id in stale else "")
-        rows.append([_cell(name)] + [_cell(mark(results[w].score, results[w].state)) for w in windows])
+        rows.append([_cell(name)] + [_cell(mark(results[w].score, results[w].state, catalog.near_target))
+                                     for w in windows])
     blocks.append({"type": "table", "column_settings": [{"is_wrapped": True}] + [{"align": "right"}] * len(windows),
                    "rows": [row[:MAX_TABLE_CELLS] for row in rows]})
     hidden = len(ordered) - len(shown_metrics)
     words = wording.STANDING_WORDS
-    notes = [f"🔴 {words['below']}, {wording.FOLLOW_UP} · ⚪ {words['at']} · 🟢 {words['above']} · — {words['none']}",
+    near = f"🟡 {wording.near_band_words(catalog.near_target)} · " if catalog.near_target is not None else ""
+    notes = [f"🔴 {words['below']}, {wording.FOLLOW_UP} · {near}⚪ {words['at']} · 🟢 {words['above']} · "
+             f"— {words['none']}",
              f"Scores as of {board.as_of.isoformat()}, the last full day: "
              + ", ".join(f"{window} {words}" for window, words in days.items()) + "."]
     if any(board.metrics[m.id][w].state == INSUFFICIENT_DATA for m in shown_metrics for w in windows):

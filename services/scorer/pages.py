@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Sequence
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, has_app_context, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from shared.core import wording
@@ -55,7 +55,7 @@ class Cell:
 
     score: float | None
     text: str
-    standing: str  # below, at, above or none
+    standing: str  # below, near (a catalog's band), at, above or none
     mark: str
     label: str
     # No score, but the window had data: shown as "insufficient data", apart from "no score".
@@ -66,9 +66,17 @@ class Cell:
         return "" if self.score is None else repr(self.score)
 
 
+def _near_target() -> float | None:
+    """The catalog's near-target band, when a page is being served (a bare `cell` has none)."""
+    if has_app_context() and "cityscore" in current_app.extensions:
+        return current_app.extensions["cityscore"]["catalog"].near_target
+    return None
+
+
 def cell(score: float | None, state: str | None = None) -> Cell:
-    """`state`: the window's (WindowScore.state), which tells insufficient data from no score."""
-    shown = standing(score)
+    """`state`: the window's (WindowScore.state), which tells insufficient data from no score.
+    A catalog with a near-target band shows the scores in it as "near" (docs/scoring.md §1)."""
+    shown = standing(score, _near_target())
     label = wording.STANDING_WORDS[shown] if shown != "none" else wording.no_score_words(state)
     return Cell(None if shown == "none" else score, wording.score_text(score, none=""), shown,
                 wording.MARKS[shown], label, shown == "none" and label == wording.INSUFFICIENT)
@@ -174,7 +182,8 @@ def history_summary(series: Sequence[tuple[date, WindowScore]], window: str) -> 
     latest = cell(series[-1][1].score)
     lowest = min(scored, key=lambda item: item[1])
     highest = max(scored, key=lambda item: item[1])
-    met = sum(1 for _, score in scored if cell(score).standing != "below")
+    # Near target (a catalog's band) is still below target: not met.
+    met = sum(1 for _, score in scored if standing(score) != "below")
     latest_words = (f"Latest {latest.text} ({latest.label})." if latest.score is not None
                     else "No score on the last day.")
     return (f"{span} {latest_words} Lowest {cell(lowest[1]).text} on {short_date(lowest[0])}, highest "

@@ -260,6 +260,14 @@ class Department(_Strict):
     name: str = Field(min_length=1)
 
 
+class Cabinet(_Strict):
+    """A group of departments under one chief (Boston's cabinets), reviewed together at a Stat meeting."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+    name: str = Field(min_length=1)
+    departments: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+
+
 class BusinessHours(_Strict):
     weekdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("mon", "tue", "wed", "thu", "fri")
     opens: time = time(8, 30)
@@ -458,6 +466,13 @@ class Catalog(BaseModel):
     metrics: tuple[Metric, ...] = Field(min_length=1)
     # Named feeds: how the city's 311 exports become case events (docs/feeds.md).
     feeds: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=40)], CaseFeed] = {}
+    # Departments grouped under their cabinet chiefs: each cabinet has its page and its scorecard
+    # (docs/architecture.md). A department belongs to one cabinet at most. Unset: no cabinets.
+    cabinets: tuple[Cabinet, ...] = ()
+    # The near-target band (docs/scoring.md §1): a shown score from this value up to below 1 is
+    # "near target", a mark of its own between "on target" and "below target" (Louisville's
+    # LouieStat marks within 10 % of target). Unset: no band, a score is below, at or above.
+    near_target: float | None = Field(default=None, gt=0, lt=1)
 
     @field_validator("timezone")
     @classmethod
@@ -466,6 +481,15 @@ class Catalog(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+        return value
+
+    @field_validator("near_target")
+    @classmethod
+    def _near_target(cls, value: float | None) -> float | None:
+        # Compared with the score as shown (two decimals), so a third decimal could never matter.
+        if value is not None and round(value, 2) != value:
+            raise ValueError(f"{value!r}: give a score with at most two decimals, e.g. 0.9 (the band is "
+                             "judged on the score as shown)")
         return value
 
     @field_validator("windows")
@@ -492,6 +516,29 @@ class Catalog(BaseModel):
                 if case_type in case_types:
                     raise ValueError(f"{where}.case_types: {case_type!r} already maps to {case_types[case_type]}")
                 case_types[case_type] = metric.id
+        return self
+
+    @model_validator(mode="after")
+    def _cabinets(self) -> "Catalog":
+        problems = []
+        departments = {d.id for d in self.departments}
+        seen_ids: set[str] = set()
+        member_of: dict[str, str] = {}
+        for index, cabinet in enumerate(self.cabinets):
+            where = f"cabinets[{index}] ({cabinet.id})"
+            if cabinet.id in seen_ids:
+                problems.append(f"{where}.id: used twice")
+            seen_ids.add(cabinet.id)
+            for department in cabinet.departments:
+                if department not in departments:
+                    problems.append(f"{where}.departments: unknown department {department!r}")
+                elif department in member_of:
+                    problems.append(f"{where}.departments: {department!r} is already in cabinet "
+                                    f"{member_of[department]!r} (a department belongs to one cabinet)")
+                else:
+                    member_of[department] = cabinet.id
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -536,6 +583,14 @@ class Catalog(BaseModel):
     @cached_property
     def departments_by_id(self) -> dict[str, Department]:
         return {d.id: d for d in self.departments}
+
+    @cached_property
+    def cabinets_by_id(self) -> dict[str, Cabinet]:
+        return {c.id: c for c in self.cabinets}
+
+    def cabinet_of(self, department: str) -> Cabinet | None:
+        """The cabinet the department belongs to, if the catalog groups it in one."""
+        return next((c for c in self.cabinets if department in c.departments), None)
 
     def metric(self, metric_id: str) -> Metric:
         return self.by_id[metric_id]
@@ -714,6 +769,10 @@ def _merged(found: _Found, chain: tuple[_Found, ...] = ()) -> tuple[dict, list[s
             raise CatalogError(found.label, [f"{EXTENDS}: {reference!r} leads back to {base.label} "
                                              f"(a cycle: {loop})"])
         base_data, base_bases = _merged(base, seen)
+        if "departments" in data and "cabinets" not in data:
+            # Cabinets group the base's departments: a file with departments of its own has none
+            # of them unless it gives its own (a city extending Boston's catalog has no Boston cabinets).
+            base_data.pop("cabinets", None)
         data = {**base_data, **data}
         bases = [reference, *base_bases]
     if has_overrides:

@@ -65,16 +65,22 @@ INSUFFICIENT = WindowScore(None, None, None, True)
 DaysOf = Mapping[date, DayTotals]
 
 
-def standing(score: float | None) -> str:
+def standing(score: float | None, near_target: float | None = None) -> str:
     """'below', 'at' or 'above' target as the score is shown (two decimals), or 'none'.
 
     The board, the console table and the follow-up alerts all judge the shown figure,
     so a score of 0.996 reads 1.00, is on target, and asks nobody to follow up.
+    `near_target` (the catalog's band, e.g. 0.9): a shown score from it up to below 1 is
+    'near' instead of 'below', a mark of its own on the pages and in Slack. Only what is
+    shown passes it: a near-target score is still below target, and the follow-up alerts,
+    which never pass it, still fire for it (docs/scoring.md §1).
     """
     if score is None or not math.isfinite(score):
         return "none"
     shown = round(score, 2)
-    return "below" if shown < 1 else "above" if shown > 1 else "at"
+    if shown < 1:
+        return "near" if near_target is not None and shown >= near_target else "below"
+    return "above" if shown > 1 else "at"
 
 
 def as_of_at(instant: datetime, catalog: Catalog) -> date:

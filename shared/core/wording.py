@@ -19,8 +19,10 @@ from shared.core.scoring import INSUFFICIENT_DATA, WindowScore, standing
 # -- a score and its standing ----------------------------------------------------------------
 
 # Marks that read without colour, and what each standing means (docs/scoring.md §1).
-MARKS = {"below": "▼", "at": "=", "above": "▲", "none": ""}
-STANDING_WORDS = {"below": "below target", "at": "on target", "above": "above target", "none": "no score"}
+# "near" only where the catalog sets a near-target band (Catalog.near_target): below target, but close.
+MARKS = {"below": "▼", "near": "▽", "at": "=", "above": "▲", "none": ""}
+STANDING_WORDS = {"below": "below target", "near": "near target", "at": "on target", "above": "above target",
+                  "none": "no score"}
 FOLLOW_UP = "needs follow-up"
 # A null score whose window has data, just not enough to score it (docs/scoring.md §4a): shown
 # apart from "no score", which means nothing came in.
@@ -37,10 +39,16 @@ def score_text(score: float | None, none: str = "—") -> str:
     return none if standing(score) == "none" else f"{score:.2f}"
 
 
-def legend() -> str:
-    """How to read the marks, in one line."""
-    return (f"{MARKS['below']} {STANDING_WORDS['below']}, {FOLLOW_UP}   {MARKS['at']} {STANDING_WORDS['at']}   "
+def legend(near_target: float | None = None) -> str:
+    """How to read the marks, in one line; with the catalog's near-target band when it has one."""
+    near = f"{MARKS['near']} {near_band_words(near_target)}   " if near_target is not None else ""
+    return (f"{MARKS['below']} {STANDING_WORDS['below']}, {FOLLOW_UP}   {near}{MARKS['at']} {STANDING_WORDS['at']}   "
             f"{MARKS['above']} {STANDING_WORDS['above']}   blank: {STANDING_WORDS['none']}")
+
+
+def near_band_words(near_target: float) -> str:
+    """The band in words: 'near target (0.90 to 0.99)'."""
+    return f"{STANDING_WORDS['near']} ({near_target:.2f} to 0.99)"
 
 
 # -- numbers in a sentence -------------------------------------------------------------------
