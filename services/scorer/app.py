@@ -255,9 +255,11 @@ def create_app(
         payload, content_type = metrics.exposition()
         return Response(payload, mimetype=content_type)
 
-    from .pages import pages
+    from .departments import department_api
+    from .pages import pages  # with the department and cabinet pages, which departments.py adds to it
 
     app.register_blueprint(pages)
+    app.register_blueprint(department_api)
     from .exports import exports
 
     app.register_blueprint(exports)

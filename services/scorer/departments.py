@@ -1,0 +1,241 @@
+"""Department and cabinet scorecards: a department head's own page, and its JSON twin.
+
+`/departments/ID` shows the department's metrics with the board's cells (scores, window dates,
+the overdue backlog), the alerts open on them and who owns them (the notifier's table, read
+through shared/store/open_alerts.py), and its open follow-up actions and notes where the store
+keeps them. `/cabinets/ID` shows the same for each department of a cabinet (the catalog's
+`cabinets`). `GET /v1/departments/ID` and `/v1/cabinets/ID` are the same figures as JSON: the
+page and the JSON are built from one `scorecard`, and the board's own JSON for each metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Sequence
+
+from flask import Blueprint, Response, abort, current_app, render_template, url_for
+
+from shared.core.cases import with_case_fields
+from shared.core.catalog import Cabinet, Catalog, Department, Feed, Metric
+from shared.core.scoring import Scoreboard
+from shared.core.windows import spans
+from shared.platform.web import json_response
+from shared.store.open_alerts import OpenAlert, open_alerts
+
+from .pages import (BacklogShown, alert_windows, backlog_shown, board_window_dates, cell, local_time, pages,
+                    requested_as_of, stale_words, window_cell)
+
+department_api = Blueprint("department_api", __name__)
+
+
+def _parts() -> dict:
+    return current_app.extensions["cityscore"]
+
+
+# -- the follow-up actions and notes on the record, where the store keeps them -----------------
+
+
+def _record_reads():
+    """The store's reads of actions and notes (shared/store/record.py), or None where this code base
+    has none yet: the page then says so instead of showing an empty list that would read "none"."""
+    try:
+        from shared.store import record
+    except ImportError:
+        return None
+    if not all(hasattr(record, name) for name in ("actions_for", "notes_for")):
+        return None
+    return record
+
+
+# -- one scorecard -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepartmentCard:
+    """What a department's page and JSON show, as of one day."""
+
+    department: Department
+    cabinet: Cabinet | None
+    metrics: list[Metric]
+    alerts: list[OpenAlert]
+    # None: this code base keeps no actions or notes (the page says so); else the open actions and the
+    # public notes on the department's metrics about the days of its longest window.
+    actions: list | None = None
+    notes: list | None = None
+    case_fields: dict[str, dict] = field(default_factory=dict)
+
+
+def department_card(catalog: Catalog, store, board: Scoreboard, department: Department,
+                    fields: dict[str, dict]) -> DepartmentCard:
+    metrics = catalog.metrics_of(department.id)
+    ids = [metric.id for metric in metrics]
+    record = _record_reads()
+    actions = notes = None
+    if record is not None:
+        actions = record.actions_for(store.engine, department.id, open_only=True)
+        earliest = min(span[0] for span in spans(catalog.windows, board.as_of).values())
+        # The public page shows only the notes marked public (docs/architecture.md).
+        notes = record.notes_for(store.engine, ids, earliest, board.as_of, public_only=True) if ids else []
+    return DepartmentCard(department, catalog.cabinet_of(department.id), metrics, open_alerts(store.engine, ids),
+                          actions, notes, {metric_id: fields[metric_id] for metric_id in ids if metric_id in fields})
+
+
+def scorecards(departments: Sequence[Department], as_of: date | None) -> tuple[Scoreboard, list[DepartmentCard]]:
+    """The board as of `as_of` (None: the current one, as the board page) and each department's card."""
+    parts = _parts()
+    catalog: Catalog = parts["catalog"]
+    board, _ = parts["board_for"](as_of)
+    fields: dict[str, dict] = {}
+    if any(metric.feed is Feed.CASES for department in departments for metric in catalog.metrics_of(department.id)):
+        fields = parts["store"].case_fields(board, alert_windows(catalog), parts["read_timeout_s"])
+    return board, [department_card(catalog, parts["store"], board, department, fields) for department in departments]
+
+
+def _action_dict(action) -> dict:
+    return {"id": action.id, "metric": action.metric, "owner": action.owner, "text": action.text,
+            "due": action.due.isoformat(), "created_at": action.created_at.isoformat()}
+
+
+def _note_dict(note) -> dict:
+    return {"id": note.id, "metric": note.metric, "day": note.day.isoformat(), "text": note.text}
+
+
+def card_dict(card: DepartmentCard, board_json: dict) -> dict:
+    """A card as JSON: each metric as the board's JSON gives it (scores, dates, targets, open, projected)."""
+    cabinet = {"id": card.cabinet.id, "name": card.cabinet.name} if card.cabinet else None
+    body = {
+        "department": {"id": card.department.id, "name": card.department.name, "cabinet": cabinet},
+        "metrics": {metric.id: board_json["metrics"][metric.id] for metric in card.metrics},
+        "alerts": [alert.as_dict() for alert in card.alerts],
+    }
+    if card.actions is not None:
+        body["actions"] = [_action_dict(action) for action in card.actions]
+    if card.notes is not None:
+        body["notes"] = [_note_dict(note) for note in card.notes]
+    return body
+
+
+def _board_json(board: Scoreboard, cards: list[DepartmentCard]) -> dict:
+    body = board.as_dict(_parts()["catalog"])
+    for card in cards:
+        with_case_fields(body, card.case_fields)
+    return body
+
+
+# -- finding what was asked for -----------------------------------------------------------------
+
+
+def _department(department_id: str) -> Department:
+    catalog: Catalog = _parts()["catalog"]
+    found = catalog.departments_by_id.get(department_id)
+    if found is None:
+        abort(404, f"There is no department “{department_id}” in the {catalog.city} catalog.")
+    return found
+
+
+def _cabinet(cabinet_id: str) -> Cabinet:
+    catalog: Catalog = _parts()["catalog"]
+    found = catalog.cabinets_by_id.get(cabinet_id)
+    if found is None:
+        abort(404, f"There is no cabinet “{cabinet_id}” in the {catalog.city} catalog.")
+    return found
+
+
+# -- the pages -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: Metric
+    cells: dict
+    backlog: BacklogShown | None
+
+
+def _rows(catalog: Catalog, board: Scoreboard, card: DepartmentCard) -> list[Row]:
+    return [Row(metric, {window: window_cell(board.metrics[metric.id][window]) for window in catalog.windows},
+                backlog_shown(card.case_fields[metric.id]) if metric.id in card.case_fields else None)
+            for metric in card.metrics]
+
+
+def _render(title: str, board: Scoreboard, cards: list[DepartmentCard], asked: date | None, current: date,
+            cabinet: Cabinet | None = None, json_url: str = "") -> tuple[str, int, dict[str, str]]:
+    catalog: Catalog = _parts()["catalog"]
+    names = {metric.id: metric.name for metric in catalog.metrics}
+    html = render_template(
+        "pages/department.html",
+        title=title,
+        catalog=catalog,
+        cabinet=cabinet,
+        cards=[(card, _rows(catalog, board, card)) for card in cards],
+        windows=list(catalog.windows),
+        dates=board_window_dates(catalog, board.as_of),
+        as_of=board.as_of,
+        explicit=asked is not None and asked != current,
+        stale=stale_words(catalog, board),
+        metric_names=names,
+        when=lambda moment: local_time(moment, catalog),
+        score_cell=cell,
+        json_url=json_url,
+    )
+    return html, 200, {"Cache-Control": "public, max-age=30"}
+
+
+@pages.get("/departments/<department_id>")
+def department_page(department_id: str) -> tuple[str, int, dict[str, str]]:
+    """One department: its metrics' scores and backlog, its open alerts and their owners, its actions."""
+    department = _department(department_id)
+    asked, current, _ = requested_as_of()
+    board, cards = scorecards([department], asked)
+    json_url = url_for("department_api.department_json", department_id=department.id,
+                       as_of=board.as_of.isoformat() if asked is not None else None)
+    return _render(department.name, board, cards, asked, current, json_url=json_url)
+
+
+@pages.get("/cabinets/<cabinet_id>")
+def cabinet_page(cabinet_id: str) -> tuple[str, int, dict[str, str]]:
+    """One cabinet: each of its departments' scorecard, in the catalog's order."""
+    found = _cabinet(cabinet_id)
+    catalog: Catalog = _parts()["catalog"]
+    asked, current, _ = requested_as_of()
+    board, cards = scorecards([catalog.departments_by_id[d] for d in found.departments], asked)
+    json_url = url_for("department_api.cabinet_json", cabinet_id=found.id,
+                       as_of=board.as_of.isoformat() if asked is not None else None)
+    return _render(found.name, board, cards, asked, current, cabinet=found, json_url=json_url)
+
+
+# -- the JSON twins ------------------------------------------------------------------------------
+
+
+def _json(departments: list[Department], head: dict) -> Response:
+    as_of, refusal = _parts()["parse_as_of"]()
+    if refusal is not None:
+        return refusal
+    board, cards = scorecards(departments, as_of)
+    board_json = _board_json(board, cards)
+    body = {"as_of": board_json["as_of"], "windows": board_json["windows"], **head}
+    if len(cards) == 1 and "cabinet" not in head:
+        body.update(card_dict(cards[0], board_json))
+    else:
+        body["departments"] = [card_dict(card, board_json) for card in cards]
+    return json_response(200, body, {"Cache-Control": "public, max-age=30"})
+
+
+@department_api.get("/v1/departments/<department_id>")
+def department_json(department_id: str) -> Response:
+    """The department page's figures: the board's JSON for its metrics, its open alerts, its actions."""
+    catalog: Catalog = _parts()["catalog"]
+    if department_id not in catalog.departments_by_id:
+        return json_response(404, {"error": f"no department {department_id!r} in the {catalog.city} catalog"})
+    return _json([catalog.departments_by_id[department_id]], {})
+
+
+@department_api.get("/v1/cabinets/<cabinet_id>")
+def cabinet_json(cabinet_id: str) -> Response:
+    """The cabinet page's figures: each of its departments as /v1/departments/ID gives it."""
+    catalog: Catalog = _parts()["catalog"]
+    found = catalog.cabinets_by_id.get(cabinet_id)
+    if found is None:
+        return json_response(404, {"error": f"no cabinet {cabinet_id!r} in the {catalog.city} catalog"})
+    return _json([catalog.departments_by_id[d] for d in found.departments],
+                 {"cabinet": {"id": found.id, "name": found.name}})
