@@ -2,8 +2,8 @@
 
 `/departments/ID` shows the department's metrics with the board's cells (scores, window dates,
 the overdue backlog), the alerts open on them and who owns them (the notifier's table, read
-through shared/store/open_alerts.py), and its open follow-up actions and notes where the store
-keeps them. `/cabinets/ID` shows the same for each department of a cabinet (the catalog's
+through shared/store/open_alerts.py), its open follow-up actions and its metrics' public notes
+(shared/store/record.py). `/cabinets/ID` shows the same for each department of a cabinet (the catalog's
 `cabinets`). `GET /v1/departments/ID` and `/v1/cabinets/ID` are the same figures as JSON: the
 page and the JSON are built from one `scorecard`, and the board's own JSON for each metric.
 """
@@ -21,7 +21,9 @@ from shared.core.catalog import Cabinet, Catalog, Department, Feed, Metric
 from shared.core.scoring import Scoreboard
 from shared.core.windows import spans
 from shared.platform.web import json_response
+from shared.core.record import Action, Note
 from shared.store.open_alerts import OpenAlert, open_alerts
+from shared.store.record import actions_for, notes_for
 
 from .pages import (BacklogShown, alert_windows, backlog_shown, board_window_dates, cell, local_time, pages,
                     requested_as_of, stale_words, window_cell)
@@ -31,21 +33,6 @@ department_api = Blueprint("department_api", __name__)
 
 def _parts() -> dict:
     return current_app.extensions["cityscore"]
-
-
-# -- the follow-up actions and notes on the record, where the store keeps them -----------------
-
-
-def _record_reads():
-    """The store's reads of actions and notes (shared/store/record.py), or None where this code base
-    has none yet: the page then says so instead of showing an empty list that would read "none"."""
-    try:
-        from shared.store import record
-    except ImportError:
-        return None
-    if not all(hasattr(record, name) for name in ("actions_for", "notes_for")):
-        return None
-    return record
 
 
 # -- one scorecard -------------------------------------------------------------------------------
@@ -59,10 +46,10 @@ class DepartmentCard:
     cabinet: Cabinet | None
     metrics: list[Metric]
     alerts: list[OpenAlert]
-    # None: this code base keeps no actions or notes (the page says so); else the open actions and the
-    # public notes on the department's metrics about the days of its longest window.
-    actions: list | None = None
-    notes: list | None = None
+    # The department's open follow-up actions, by due day, and the public notes on its metrics about
+    # the days of the board's windows (a note is internal unless marked public: this page is public).
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     case_fields: dict[str, dict] = field(default_factory=dict)
 
 
@@ -70,13 +57,9 @@ def department_card(catalog: Catalog, store, board: Scoreboard, department: Depa
                     fields: dict[str, dict]) -> DepartmentCard:
     metrics = catalog.metrics_of(department.id)
     ids = [metric.id for metric in metrics]
-    record = _record_reads()
-    actions = notes = None
-    if record is not None:
-        actions = record.actions_for(store.engine, department.id, open_only=True)
-        earliest = min(span[0] for span in spans(catalog.windows, board.as_of).values())
-        # The public page shows only the notes marked public (docs/architecture.md).
-        notes = record.notes_for(store.engine, ids, earliest, board.as_of, public_only=True) if ids else []
+    actions = actions_for(store.engine, department.id, open_only=True)
+    earliest = min(span[0] for span in spans(catalog.windows, board.as_of).values())
+    notes = notes_for(store.engine, ids, earliest, board.as_of, public_only=True) if ids else []
     return DepartmentCard(department, catalog.cabinet_of(department.id), metrics, open_alerts(store.engine, ids),
                           actions, notes, {metric_id: fields[metric_id] for metric_id in ids if metric_id in fields})
 
@@ -92,12 +75,12 @@ def scorecards(departments: Sequence[Department], as_of: date | None) -> tuple[S
     return board, [department_card(catalog, parts["store"], board, department, fields) for department in departments]
 
 
-def _action_dict(action) -> dict:
+def _action_dict(action: Action) -> dict:
     return {"id": action.id, "metric": action.metric, "owner": action.owner, "text": action.text,
             "due": action.due.isoformat(), "created_at": action.created_at.isoformat()}
 
 
-def _note_dict(note) -> dict:
+def _note_dict(note: Note) -> dict:
     return {"id": note.id, "metric": note.metric, "day": note.day.isoformat(), "text": note.text}
 
 
@@ -109,10 +92,8 @@ def card_dict(card: DepartmentCard, board_json: dict) -> dict:
         "metrics": {metric.id: board_json["metrics"][metric.id] for metric in card.metrics},
         "alerts": [alert.as_dict() for alert in card.alerts],
     }
-    if card.actions is not None:
-        body["actions"] = [_action_dict(action) for action in card.actions]
-    if card.notes is not None:
-        body["notes"] = [_note_dict(note) for note in card.notes]
+    body["actions"] = [_action_dict(action) for action in card.actions]
+    body["notes"] = [_note_dict(note) for note in card.notes]
     return body
 
 

@@ -19,6 +19,8 @@ from shared.store.engine import make_engine, migrate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
+from shared.core.record import Action, Note, close
+from shared.store.record import Record
 from shared.store.tables.notifier import Alert
 from tests.fakes.clock import ManualClock
 from tests.unit.test_pages import AS_OF, CATALOG, NOW, check_cell, events, parse
@@ -38,6 +40,19 @@ ALERTS = [
          fired_at=FIRED),
 ]
 
+ACTIONS = [
+    Action(None, "streetlight-on-time", "public-works", "U0OWNER", "Clear the Dorchester backlog", date(2026, 7, 3),
+           "U0LEAD", FIRED),
+    Action(None, "pothole-on-time", "public-works", "U0CREW", "A second crew on nights", date(2026, 6, 29),
+           "U0LEAD", FIRED),
+    Action(None, "311-call-center", "boston-311", "U0CALLS", "Two more agents at lunch", date(2026, 7, 1),
+           "U0LEAD", FIRED),
+]
+NOTES = [
+    Note(None, "pothole-on-time", date(2026, 6, 26), "Snowstorm closed the depots", "U0LEAD", FIRED, public=True),
+    Note(None, "pothole-on-time", date(2026, 6, 27), "Crew lead out sick", "U0LEAD", FIRED, public=False),
+]
+
 
 def client_for(tmp_path_factory, catalog):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
@@ -47,6 +62,14 @@ def client_for(tmp_path_factory, catalog):
         PublishedScores(ScoreReader(engine, catalog)).rescore(conn, AS_OF)
         for alert in ALERTS:  # one by one: each row names only the columns it sets
             conn.execute(insert(Alert.__table__).values(**alert))
+        record = Record(conn)
+        for action in ACTIONS:
+            record.add_action(action)
+        done, _ = record.add_action(Action(None, "pothole-on-time", "public-works", "U0OWNER", "Already done",
+                                           date(2026, 6, 25), "U0LEAD", FIRED))
+        record.save_closed(close(done, "Crews added", "U0OWNER", FIRED))
+        for note in NOTES:
+            record.add_note(note)
     app = create_app(engine=engine, catalog=catalog, clock=ManualClock(NOW))
     yield app.test_client()
     engine.dispose()
@@ -188,3 +211,24 @@ def test_the_near_target_band_is_its_own_mark_on_the_pages(client, near_client):
     legend = parse(near_client.get("/").data).one("ul", cls="legend").text()
     assert "near target (0.75 to 0.99)" in legend
     assert "near target" not in parse(client.get("/").data).one("ul", cls="legend").text()
+
+
+def test_the_department_page_lists_its_open_actions_and_public_notes(client):
+    card = get_json(client, "/v1/departments/public-works")
+    # Open ones only, by due day; the closed one and Boston 311's are not Public Works' to do.
+    assert [(a["metric"], a["owner"], a["text"], a["due"]) for a in card["actions"]] == [
+        ("pothole-on-time", "U0CREW", "A second crew on nights", "2026-06-29"),
+        ("streetlight-on-time", "U0OWNER", "Clear the Dorchester backlog", "2026-07-03")]
+    # The page is public: the internal note stays off it.
+    assert [(n["metric"], n["day"], n["text"]) for n in card["notes"]] == [
+        ("pothole-on-time", "2026-06-26", "Snowstorm closed the depots")]
+    page = parse(client.get("/departments/public-works").data)
+    items = page.one("ul", cls="actions").all("li")
+    assert [(li.attrs["data-metric"], li.attrs["data-due"]) for li in items] == [
+        (a["metric"], a["due"]) for a in card["actions"]]
+    # Due before the as-of day (30 June) and still open: overdue.
+    assert "overdue" in items[0].text() and "overdue" not in items[1].text()
+    assert [li.attrs["data-day"] for li in page.one("ul", cls="notes").all("li")] == ["2026-06-26"]
+    assert "Crew lead out sick" not in client.get("/departments/public-works").data.decode()
+    assert [a["text"] for a in get_json(client, "/v1/departments/boston-311")["actions"]] == ["Two more agents at lunch"]
+    assert "No open follow-up action" in parse(client.get("/departments/police").data).one("p", data_actions="0").text()
