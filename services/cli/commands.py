@@ -512,7 +512,7 @@ from services.ingest.cli import departments_group, ingest_group, keys_group  # n
 from services.demo import demo_command  # noqa: E402
 from services.notifier.cli import alerts_group, notifier_group, notify_group  # noqa: E402
 from services.cli.pull import pull_group  # noqa: E402
-from services.scorer.cli import rebuild, scorer_group  # noqa: E402
+from services.scorer.cli import rebuild, report, scorer_group  # noqa: E402
 from shared.dev.local_kafka import kafka_group  # noqa: E402
 
 dev.add_command(kafka_group)
@@ -521,6 +521,7 @@ main.add_command(departments_group)
 main.add_command(keys_group)
 main.add_command(scorer_group)
 main.add_command(rebuild)
+main.add_command(report)
 main.add_command(notifier_group)
 main.add_command(notify_group)
 main.add_command(alerts_group)

@@ -152,3 +152,41 @@ def rebuild(yes: bool, allow_partial_history: bool, catalog_path: str | None) ->
     click.echo(f"replayed {report.messages} messages ({report.folded} folded, {report.duplicates} duplicates, "
                f"{report.dead_letters} dead letters) in {report.seconds:.1f}s; "
                f"{report.changes} scores differ from before the rebuild")
+
+
+@click.command("report")
+@click.option("--month", required=True, help="The month under review, YYYY-MM.")
+@click.option("--department", default=None, help="One department's packet (its id in the catalog).")
+@click.option("--cabinet", default=None, help="A cabinet's packet: the metrics of all its departments.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The file to write.")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "html"]), default="pdf", show_default=True)
+@catalog_option
+def report(month: str, department: str | None, cabinet: str | None, out_path: str, fmt: str,
+           catalog_path: str | None) -> None:
+    """The monthly review packet of a department, a cabinet or (neither given) the whole city, from the
+    scores in the database at $DATABASE_URL: each metric's month against target, its chart, late and
+    overdue cases, the month's follow-up alerts and the targets in force."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from shared.platform.bootstrap import bootstrap
+    from shared.store.schema import SchemaNotCurrent
+
+    from .report import PacketRefused, build_packet, parse_month, render_html, render_pdf, scope_of
+
+    catalog = load_catalog_option(catalog_path)
+    try:  # every option is checked before the database is opened
+        parse_month(month)
+        scope = scope_of(catalog, department, cabinet)
+    except PacketRefused as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        settings, catalog, engine = bootstrap(ScorerSettings, catalog=catalog)
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
+    packet = build_packet(engine, catalog, month, scope, datetime.now(timezone.utc))
+    data = render_pdf(packet, catalog) if fmt == "pdf" else render_html(packet, catalog).encode()
+    Path(out_path).write_bytes(data)
+    click.echo(f"{scope.name}, {packet.first:%B %Y}: {len(packet.sections)} metrics, "
+               f"{len(packet.alerts)} alerts -> {out_path} ({len(data):,} bytes)")

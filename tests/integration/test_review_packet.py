@@ -1,0 +1,183 @@
+"""The monthly review packet for a generated month, from PostgreSQL: the PDF opens, has one section per
+metric of the department with the read side's figures for that month, its alert history is the
+database's, and the HTML format says the same."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import pypdfium2
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import insert, select
+
+from services.cli.commands import main as cityscore
+from services.scorer.pages import cell
+from services.scorer.report import REVIEW_MONTH, build_packet, render_html, render_pdf, scope_of
+from shared.core.catalog import load_catalog
+from shared.core.contract import parse_event
+from shared.core.wording import span_in_words
+from shared.dev.generator import generate
+from shared.store.score_reader import ScoreReader
+from shared.store.score_writer import ScoreWriter
+from shared.store.tables.notifier import Alert, AlertNote
+from tests.helpers.catalogs import variant
+from tests.helpers.ingest import fresh_database
+
+CATALOG = load_catalog()
+DEPARTMENT = "public-works"
+MONTH = "2026-05"
+FIRST, LAST = date(2026, 5, 1), date(2026, 5, 31)
+METRICS = [m for m in CATALOG.metrics if m.department == DEPARTMENT]
+UTC = timezone.utc
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2026, 5, day, hour, tzinfo=UTC) if day > 0 else datetime(2026, 4, 30 + day, hour, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def engine(database_url):
+    made = fresh_database(database_url)
+    ids = {m.id for m in METRICS}
+    events = [e for e in generate(CATALOG, 75, 18, LAST) if e.get("metric") in ids]
+    writer = ScoreWriter(made, CATALOG)
+    for start in range(0, len(events), 2000):
+        with made.begin() as conn:
+            writer.fold(conn, [parse_event(event) for event in events[start:start + 2000]])
+    pothole, trash = "pothole-on-time", "missed-trash-on-time"
+    alerts = [
+        # fired in April, still open in May: in May's review
+        dict(metric=pothole, window="week", seq=10, status="acknowledged", channel="#pw", first_score=0.81,
+             fired_at=at(-2, 13), acknowledged_at=at(-1, 14), acknowledged_by="U_ACK", owner="U_OWNER"),
+        # fired and resolved in May, with two notes
+        dict(metric=trash, window="week", seq=11, status="resolved", channel="#pw", first_score=0.9,
+             fired_at=at(6, 12), acknowledged_at=at(6, 15), acknowledged_by="U_LEAD", owner="U_LEAD",
+             resolved_at=at(12, 11)),
+        # resolved in April: not in May's review
+        dict(metric=trash, window="month", seq=5, status="resolved", channel="#pw", first_score=0.7,
+             fired_at=at(-20, 12), resolved_at=at(-5, 12)),
+        # fired in June: not in May's review
+        dict(metric=pothole, window="month", seq=12, status="firing", channel="#pw", first_score=0.95,
+             fired_at=datetime(2026, 6, 2, 12, tzinfo=UTC)),
+        # another department's metric: not in its packet
+        dict(metric=CATALOG.metrics_of("fire")[0].id, window="week", seq=13, status="firing", channel="#fire",
+             first_score=0.5, fired_at=at(3, 12)),
+    ]
+    with made.begin() as conn:
+        ids_made = [conn.execute(insert(Alert).values(**row).returning(Alert.id)).scalar_one() for row in alerts]
+        conn.execute(insert(AlertNote), [
+            dict(alert_id=ids_made[1], user_id="U_LEAD", text="Two trucks down; a rental starts Monday",
+                 created_at=at(7, 14), digest="a"),
+            dict(alert_id=ids_made[1], user_id="U_LEAD", text="Rental truck on the route", created_at=at(9, 14),
+                 digest="b")])
+    yield made
+    made.dispose()
+
+
+def pdf_text(data: bytes) -> list[str]:
+    document = pypdfium2.PdfDocument(data)
+    try:
+        return [page.get_textpage().get_text_range() for page in document]
+    finally:
+        document.close()
+
+
+def sections_of(pages: list[str]) -> dict[str, str]:
+    """Each metric's text: from the page its section starts on (each starts a page) to the next's."""
+    starts = {}
+    for metric in METRICS:
+        found = [index for index, text in enumerate(pages) if index > 0 and text.lstrip().startswith(metric.name)]
+        assert found, f"no page starts {metric.id}'s section"
+        starts[metric.id] = found[0]
+    order = sorted(starts.items(), key=lambda item: item[1])
+    return {metric_id: "\n".join(pages[start:(order[i + 1][1] if i + 1 < len(order) else len(pages))])
+            for i, (metric_id, start) in enumerate(order)}
+
+
+def database_alerts(engine) -> dict[int, tuple]:
+    """The alerts of the department's metrics open at some moment of May in the city's time, read plainly."""
+    start = datetime(2026, 5, 1, 4, tzinfo=UTC)  # midnight in Boston (EDT)
+    end = datetime(2026, 6, 1, 4, tzinfo=UTC)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Alert.__table__).where(Alert.metric.in_([m.id for m in METRICS]))).all()
+        notes = conn.execute(select(AlertNote.__table__)).all()
+    return {row.id: (row.metric, row.owner, tuple(n.text for n in notes if n.alert_id == row.id))
+            for row in rows if row.fired_at < end and (row.resolved_at is None or row.resolved_at >= start)}
+
+
+def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_databases_alerts(engine, tmp_path):
+    packet = build_packet(engine, CATALOG, MONTH, scope_of(CATALOG, department=DEPARTMENT),
+                          datetime(2026, 6, 1, 12, tzinfo=UTC))
+    data = render_pdf(packet, CATALOG)
+    assert data.startswith(b"%PDF-")
+    pages = pdf_text(data)
+    sections = sections_of(pages)
+    assert set(sections) == {m.id for m in METRICS}
+
+    board = ScoreReader(engine, CATALOG).scoreboard(LAST)
+    # The calendar month, scored by a catalog whose own month is the calendar month.
+    calendar = variant(CATALOG, windows={**CATALOG.windows, "calendar": {"period": "month"}})
+    month_board = ScoreReader(engine, calendar).scoreboard(LAST)
+    reader = ScoreReader(engine, calendar)
+    alerts = database_alerts(engine)
+    for metric in METRICS:
+        text = sections[metric.id]
+        flat = " ".join(text.split())
+        month = month_board.metrics[metric.id]["calendar"]
+        assert month.score is not None
+        # Each window's row: its name, its dates as the pages write them, its score rounded as the pages.
+        rows = [(REVIEW_MONTH, (FIRST, LAST), month)] + [
+            (window, CATALOG.windows[window].span(LAST), board.metrics[metric.id][window]) for window in CATALOG.windows]
+        for window, span, result in rows:
+            expected = f"{window.capitalize()} {span_in_words(*span, year=True)}"
+            shown = cell(result.score).text if result.score is not None else ""
+            assert re.search(re.escape(expected) + r"[^0-9]*" + re.escape(shown), flat), (metric.id, expected, shown)
+        assert f"{metric.target_on(LAST):.0%}" in flat  # the target in force
+        late = reader.case_lines(metric.id, LAST, "late", "calendar")
+        overdue = reader.case_lines(metric.id, LAST, "overdue", "calendar")
+        assert f"{len(late):,} case{'s' if len(late) != 1 else ''} closed late in {span_in_words(FIRST, LAST, year=True)}; " \
+               f"{len(overdue):,} still open" in flat
+        for group in reader.breakdown(metric.id, "neighborhood", LAST, "calendar")[:3]:
+            assert f"{group.name} {group.on_time:,} {group.closed:,}" in flat
+        # The alert history: the database's alerts of this metric, each with its owner and notes.
+        mine = {alert_id: row for alert_id, row in alerts.items() if row[0] == metric.id}
+        assert set(int(n) for n in re.findall(r"(?:Week|Month|Day|Quarter) #(\d+)", flat)) == set(mine)
+        for _, owner, notes in mine.values():
+            assert (owner or "nobody") in flat
+            for note in notes:
+                assert note in flat
+    assert {a.id for a in packet.alerts} == set(alerts) and len(alerts) == 2
+
+    # The pages render to images (docs/screenshots/packet.png is the first metric's page).
+    document = pypdfium2.PdfDocument(data)
+    image = document[1].render(scale=1.5).to_pil()
+    assert image.size[0] > 800 and len(image.convert("L").getcolors(256)) > 10
+    image.save(tmp_path / "packet-page-2.png")
+    document.close()
+
+    html = render_html(packet, CATALOG)
+    assert {int(n) for n in re.findall(r'data-alert="(\d+)"', html)} == set(alerts)
+    assert [m for m in re.findall(r'<article class="metric packet-metric" data-metric="([^"]+)"', html)] == \
+        [m.id for m in METRICS]
+
+
+def test_the_command_writes_the_pdf_and_the_html(engine, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    out = tmp_path / "streets.pdf"
+    done = CliRunner().invoke(cityscore, ["report", "--month", MONTH, "--cabinet", "streets", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    pages = pdf_text(out.read_bytes())
+    assert "Streets (example): May 2026 review" in " ".join(pages[0].split())
+    cabinet_metrics = [m for m in CATALOG.metrics if m.department in ("public-works", "transportation")]
+    assert all(m.name in " ".join(pages[0].split()) for m in cabinet_metrics)
+
+    html = tmp_path / "pw.html"
+    done = CliRunner().invoke(cityscore, ["report", "--month", MONTH, "--department", DEPARTMENT, "--format", "html",
+                                          "--out", str(html)])
+    assert done.exit_code == 0, done.output
+    assert html.read_text().count('<article class="metric packet-metric"') == len(METRICS)
+
+    refused = CliRunner().invoke(cityscore, ["report", "--month", "May", "--out", str(out)])
+    assert refused.exit_code == 2 and "--month: 'May' is not a month written YYYY-MM" in refused.output
