@@ -512,6 +512,7 @@ from services.ingest.cli import departments_group, ingest_group, keys_group  # n
 from services.demo import demo_command  # noqa: E402
 from services.notifier.cli import alerts_group, notifier_group, notify_group  # noqa: E402
 from services.cli.pull import pull_group  # noqa: E402
+from services.cli.record import action_group, note_group  # noqa: E402
 from services.scorer.cli import rebuild, report, scorer_group  # noqa: E402
 from shared.dev.local_kafka import kafka_group  # noqa: E402
 
@@ -527,6 +528,8 @@ main.add_command(notify_group)
 main.add_command(alerts_group)
 main.add_command(demo_command)
 main.add_command(pull_group)
+main.add_command(action_group)
+main.add_command(note_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -29,9 +29,11 @@ from sqlalchemy import text
 
 from shared.platform.clock import Clock, system_clock
 
-from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, SHOW_CASES, TAKE_OWNERSHIP
+from .actions import FollowUpActions
+from .blocks import ACKNOWLEDGE, ADD_NOTE, NOTE_MODAL, RECORD_ACTION, SHOW_CASES, TAKE_OWNERSHIP
 from .case_replies import show_cases
 from .health import NotReady
+from .record_blocks import ACTION_MODAL, CLOSE_ACTION, CLOSE_MODAL, modal_errors, submitted
 from .service import Answer, NotAllowed, Notifier
 from .settings import NotifierSettings
 from .slack import DeliveryError, SlackGateway
@@ -204,11 +206,20 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         if payload.get("type") == "block_actions":
             for action in payload.get("actions", []):
                 action_id, value = action.get("action_id"), action.get("value", "")
-                if action_id not in (ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE, SHOW_CASES):
+                if action_id not in (ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE, SHOW_CASES, RECORD_ACTION, CLOSE_ACTION):
                     continue
                 if not TIMESTAMP.fullmatch(str(value)):
                     return _json(400, {"error": "the button carries no alert id", "field": "actions.value"})
                 alert_id = int(value)
+                if action_id in (RECORD_ACTION, CLOSE_ACTION):  # a modal to open (CLOSE_ACTION's value: an action id)
+                    desk = FollowUpActions(notifier)
+                    opened = desk.action_form(alert_id, user) if action_id == RECORD_ACTION \
+                        else desk.close_form(alert_id, user)
+                    if opened.modal is None:
+                        return _json(200, {"text": opened.text})
+                    gateway.open_view(payload.get("trigger_id", ""), opened.modal)
+                    log.info("slack action", extra={"action": action_id, "id": alert_id, "user": user})
+                    continue
                 if action_id == SHOW_CASES:
                     refusal = answer_privately(payload, alert_id, user)
                     if refusal is not None:
@@ -232,10 +243,31 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
             metadata = view.get("private_metadata", "")
             if not TIMESTAMP.fullmatch(str(metadata)):
                 return _json(400, {"error": "the note form carries no alert id", "field": "view.private_metadata"})
-            result = notifier.add_note(int(metadata), user, note or "")
+            fields = submitted(view)
+            result = notifier.add_note(int(metadata), user, note or "", day=fields.get("day"),
+                                       public="public" in (fields.get("public") or ()))
             log.info("slack note", extra={"alert": int(metadata), "user": user, "answer": result.text})
             if result.answer is Answer.EMPTY_NOTE:  # shown under the form's field, which stays open
                 return _json(200, {"response_action": "errors", "errors": {"note": result.text}})
+            return Response(status=200)
+        if payload.get("type") == "view_submission" and (payload.get("view") or {}).get("callback_id") in (
+                ACTION_MODAL, CLOSE_MODAL):
+            view = payload["view"]
+            metadata, fields = view.get("private_metadata", ""), submitted(view)
+            if not TIMESTAMP.fullmatch(str(metadata)):
+                return _json(400, {"error": "the form carries no id", "field": "view.private_metadata"})
+            desk = FollowUpActions(notifier)
+            if view["callback_id"] == ACTION_MODAL:
+                done = desk.record_from_alert(int(metadata), user, fields.get("owner"), fields.get("due"),
+                                              fields.get("text"))
+                blocks = {"text": "text", "owner": "owner", "due": "due"}
+            else:
+                done = desk.close(int(metadata), user, fields.get("outcome"))
+                blocks = {"outcome": "outcome"}
+            log.info("slack form", extra={"form": view["callback_id"], "id": int(metadata), "user": user,
+                                          "problems": [str(p) for p in done.problems]})
+            if done.problems:  # shown under the form's fields, which stays open
+                return _json(200, modal_errors(done.problems, blocks))
             return Response(status=200)
         return Response(status=200)  # other interactions are not ours
 

@@ -19,8 +19,8 @@ from shared.core.cases import CaseLine
 from shared.core.scoring import WindowScore, standing
 
 from .blocks import (
-    ACKNOWLEDGE, ADD_NOTE, MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, TAKE_OWNERSHIP, AlertView, _clip, button, context,
-    for_window, mark, reply_message, section, show_cases_button, shown,
+    ACKNOWLEDGE, ADD_NOTE, MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, RECORD_ACTION, TAKE_OWNERSHIP, AlertView, _clip, button,
+    context, for_window, mark, reply_message, section, show_cases_button, shown,
 )
 from .case_replies import overdue_line
 
@@ -110,6 +110,7 @@ def at_risk_message(view: AtRiskView) -> dict:
         if not alert.owner:
             elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
         elements.append(button("Add a note", ADD_NOTE, value))
+        elements.append(button("Record an action", RECORD_ACTION, value))
         elements.append(show_cases_button(alert.alert_id))  # every at-risk metric is fed cases
         blocks.append({"type": "actions", "block_id": f"alert-{alert.alert_id}", "elements": elements})
     if alert.status == "firing" and mentions:

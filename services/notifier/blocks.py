@@ -38,6 +38,7 @@ TAKE_OWNERSHIP = "cityscore_take_ownership"
 ADD_NOTE = "cityscore_add_note"
 NOTE_MODAL = "cityscore_note_modal"
 SHOW_CASES = "cityscore_show_cases"
+RECORD_ACTION = "cityscore_record_action"  # opens record_blocks.action_modal
 
 
 # -- numbers and marks ---------------------------------------------------------------
@@ -326,6 +327,7 @@ def alert_message(view: AlertView) -> dict:
         if not view.owner:
             elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
         elements.append(button("Add a note", ADD_NOTE, value))
+        elements.append(button("Record an action", RECORD_ACTION, value))
         if metric.feed is Feed.CASES:
             elements.append(show_cases_button(view.alert_id))
         blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
@@ -384,14 +386,25 @@ def reply_message(kind: str, view: AlertView, *, user: str | None = None, note: 
     return {"text": text, "blocks": [section(text)]}
 
 
-def note_modal(alert_id: int, metric: Metric) -> dict:
+def note_modal(alert_id: int, metric: Metric, day: date | None = None) -> dict:
+    """The note goes to the alert's thread and on the record of the metric's `day` (the alert's
+    as-of day unless changed), internal unless "public" is ticked (then the metric page shows it)."""
+    blocks = [{"type": "input", "block_id": "note", "label": {"type": "plain_text",
+               "text": _clip(f"What is being done about {metric.name.title()}?", 2000)},
+               "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                           "max_length": 2000}}]
+    if day is not None:
+        blocks.append({"type": "input", "block_id": "day", "label": {"type": "plain_text", "text": "About the day"},
+                       "element": {"type": "datepicker", "action_id": "date", "initial_date": day.isoformat()}})
+    blocks.append({"type": "input", "block_id": "public", "optional": True,
+                   "label": {"type": "plain_text", "text": "On the public page"},
+                   "element": {"type": "checkboxes", "action_id": "public", "options": [
+                       {"text": {"type": "plain_text", "text": "Show this note on the public page"},
+                        "value": "public"}]}})
     return {"type": "modal", "callback_id": NOTE_MODAL, "private_metadata": str(alert_id),
             "title": {"type": "plain_text", "text": "Add a note"},
             "submit": {"type": "plain_text", "text": "Add"},
-            "blocks": [{"type": "input", "block_id": "note", "label": {"type": "plain_text",
-                        "text": _clip(f"What is being done about {metric.name.title()}?", 2000)},
-                        "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
-                                    "max_length": 2000}}]}
+            "blocks": blocks}
 
 
 # -- slash command ------------------------------------------------------------------------

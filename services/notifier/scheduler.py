@@ -60,6 +60,12 @@ def reminders() -> None:
     _current().send_reminders()
 
 
+def action_reminders() -> None:
+    from .actions import FollowUpActions
+
+    FollowUpActions(_current()).send_reminders()
+
+
 def evaluate_steady() -> None:
     _current().evaluate_steady()
 
@@ -113,6 +119,8 @@ class NotifierScheduler:
             "weekly-recap": (weekly_recap, CronTrigger(day_of_week=days, hour=settings.recap_time.hour,
                                                        minute=settings.recap_time.minute, timezone=zone)),
             "reminders": (reminders, IntervalTrigger(seconds=60, start_date=start, timezone=zone)),
+            # Follow-up actions due: each owner once, from the board's time on the due day.
+            "action-reminders": (action_reminders, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             # The board and recap again if their time passed without them (scores came late).
             "catch-up": (catch_up, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),

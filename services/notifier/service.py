@@ -26,6 +26,8 @@ from shared.core.score_change import CITY, BadScoreChange, ScoreChange
 from shared.core.scoring import WindowScore
 from shared.core.staleness import FeedStatus, feed_statuses
 from shared.platform.clock import Clock
+from shared.core.record import new_note
+from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
 
 from . import slack_requests
@@ -592,9 +594,14 @@ class Notifier:
         if alert.window == FEED:
             return ActionResult(Answer.DATA_ALERT, alert)
         self._allow(alert, user, "add notes to")
-        return ActionResult(Answer.NOTE_FORM, alert, note_modal(alert_id, self.catalog.by_id[alert.metric]))
+        return ActionResult(Answer.NOTE_FORM, alert, note_modal(alert_id, self.catalog.by_id[alert.metric],
+                                                                alert.reading.as_of or self.local_today()))
 
-    def add_note(self, alert_id: int, user: str, text: str) -> ActionResult:
+    def add_note(self, alert_id: int, user: str, text: str, day: date | None = None,
+                 public: bool = False) -> ActionResult:
+        """A note in the alert's thread that is also kept on the record of its metric's `day` (the
+        alert's as-of day by default: what a manager writes explains the score the alert shows),
+        internal unless `public`; the metric page, its chart and the monthly packet show it."""
         text = text.strip()
         if not text:
             return ActionResult(Answer.EMPTY_NOTE)
@@ -606,6 +613,9 @@ class Notifier:
         def act(work: Work, alert: Alert) -> ActionResult:
             if not work.alerts.add_note(alert.id, user, text, digest, self._now()):
                 return ActionResult(Answer.NOTE_ALREADY_THERE, alert)
+            Record(work.alerts.conn).add_note(new_note(metric=alert.metric, day=day or alert.reading.as_of
+                                                       or self.local_today(), text=text, author=user,
+                                                       created_at=self._now(), public=public, alert_id=alert.id))
             return ActionResult(Answer.NOTE_ADDED, self._reply(work, alert, "note", user=user, note=text[:2000]))
         return self._act(alert_id, user, "add notes to", act)
 

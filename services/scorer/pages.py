@@ -21,6 +21,8 @@ from werkzeug.exceptions import HTTPException
 from shared.core import wording
 from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind
 from shared.core.catalog import Catalog, Feed, Metric
+from shared.core.record import Note
+from shared.store.record import notes_for
 from shared.store.score_reader import ReadTimedOut
 from shared.core.scoring import Scoreboard, WindowScore, standing
 from shared.core.staleness import expected_words, stale_marks
@@ -168,6 +170,28 @@ def history_chart(series: Sequence[tuple[date, WindowScore]], width: int = 720, 
     return Chart(width, height, left, right, top, bottom,
                  ["M" + " L".join(f"{px},{py}" for px, py in points) for points in runs if len(points) > 1],
                  [points[0] for points in runs if len(points) == 1], latest, y(1.0), y_ticks, x_ticks)
+
+
+@dataclass(frozen=True)
+class NoteMark:
+    """A note's day on the history chart: a line at its x, titled with its words."""
+
+    x: float
+    day: date
+    label: str
+
+
+def note_marks(chart: Chart, series: Sequence[tuple[date, WindowScore]], notes: Sequence[Note]) -> list[NoteMark]:
+    """Where each note's day falls on the chart (as history_chart places the days); notes on days
+    outside the chart are left off it, and a day with several notes has one mark naming them all."""
+    index = {day: i for i, (day, _) in enumerate(series)}
+    count = max(len(series) - 1, 1)
+    words: dict[date, list[str]] = {}
+    for note in notes:
+        if note.day in index:
+            words.setdefault(note.day, []).append(note.text)
+    return [NoteMark(round(chart.left + index[day] / count * (chart.right - chart.left), 1), day,
+                     f"{long_date(day)}: " + " · ".join(texts)) for day, texts in sorted(words.items())]
 
 
 def history_summary(series: Sequence[tuple[date, WindowScore]], window: str) -> str:
@@ -527,6 +551,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
     days = spans(catalog.windows, as_of)
     scores = [(window, days[window], scoreboard.metrics[metric_id][window]) for window in catalog.windows]
     numerator_words, denominator_words = wording.audit_terms(found)
+    # The public page shows the public notes only: a note is internal unless marked public.
+    notes = notes_for(parts["store"].engine, [metric_id], series[0][0] if series else as_of, as_of,
+                      public_only=True)
+    chart = history_chart(series)
     backlog, listed = None, None
     if window is not None:
         backlog = backlogs_shown(scoreboard, [metric_id]).get(metric_id)
@@ -558,8 +586,10 @@ def metric(metric_id: str) -> tuple[str, int, dict[str, str]]:
         board_as_of=as_of if asked is not None and asked != current else None,
         series=series,
         history_window=HISTORY_WINDOW,
-        chart=history_chart(series),
+        chart=chart,
         summary=history_summary(series, HISTORY_WINDOW),
+        notes=notes,
+        note_marks=note_marks(chart, series, notes),
         backlog=backlog,
         listed=listed,
         case_time=lambda moment: wording.case_time(moment, catalog.zone),

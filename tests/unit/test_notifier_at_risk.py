@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.notifier.at_risk import AtRiskView, at_risk_message, at_risk_reply, oldest_first
 from services.notifier.blocks import (
-    ACKNOWLEDGE, ADD_NOTE, SHOW_CASES, TAKE_OWNERSHIP, AlertView, limit_problems, span_if_known,
+    ACKNOWLEDGE, ADD_NOTE, RECORD_ACTION, SHOW_CASES, TAKE_OWNERSHIP, AlertView, limit_problems, span_if_known,
 )
 from services.notifier.lifecycle import (
     Policy, Reading, Status, Streak, Transition, at_risk, at_risk_window, evaluate_condition, risk_of, watched_window,
@@ -165,7 +165,8 @@ def test_the_message_lists_the_oldest_overdue_cases_first_with_ids_and_times_onl
     # The case's breakdown group is not public, nor its description now that the catalog names none.
     assert "Elm St" not in blocks and "Dorchester" not in blocks
     [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
-    assert [e["action_id"] for e in actions["elements"]] == [ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE, SHOW_CASES]
+    assert [e["action_id"] for e in actions["elements"]] == [ACKNOWLEDGE, TAKE_OWNERSHIP, ADD_NOTE, RECORD_ACTION,
+                                                             SHOW_CASES]
     assert all(e["value"] == "41" for e in actions["elements"])
 
 
@@ -173,7 +174,7 @@ def test_acknowledged_and_owned_the_message_says_so_and_drops_those_buttons():
     message = at_risk_message(view("acknowledged", acknowledged_by="U0PWD2", owner="U0PWD2"))
     assert "*At risk, acknowledged* — acknowledged by <@U0PWD2>, owned by <@U0PWD2>" in repr(message["blocks"])
     [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
-    assert [e["text"]["text"] for e in actions["elements"]] == ["Add a note", "Show cases"]
+    assert [e["text"]["text"] for e in actions["elements"]] == ["Add a note", "Record an action", "Show cases"]
 
 
 def test_resolved_when_the_backlog_cleared_or_handed_over_when_the_score_fell():

@@ -105,7 +105,7 @@ def test_an_alert_shows_score_audit_target_trend_owners_and_buttons():
     body = texts(message)
     assert limit_problems(message) == []
     for expected in ("0.81", "39 of 60", "80%", "1.02 → 0.81 ▼", "<@U0AAA> <@U0BBB>", "Acknowledge",
-                     "Take ownership", "Add a note"):
+                     "Take ownership", "Add a note", "Record an action"):
         assert expected in body, expected
     assert "<@U0AAA>" in message["text"]  # the notification itself mentions the owners
 

@@ -1,0 +1,175 @@
+"""The notifier's use cases for follow-up actions: recorded from an alert's modal, reminded to
+their owner when due, closed with an outcome.
+
+Like the alerts' use cases (service.py), each runs in one transaction that saves the action
+and queues its Slack messages in the outbox, whose keys make each message once however
+often a job runs or a form is sent: `action:ID:reminder` is the owner's one reminder.
+The rules are shared/core/record.py's; the rows shared/store/record.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from shared.core.record import Action, Problem, Refused, close, new_action, reminder_due
+from shared.store.record import Record
+
+from .follow_ups import FollowUps
+from .lifecycle import FEED
+from .outbox import Queue
+from .record_blocks import action_modal, close_modal, closed_message, recorded_reply, reminder_message
+from .record_blocks import SLACK_USER
+from .service import NotAllowed, Notifier
+
+log = logging.getLogger("cityscore.notifier.actions")
+
+# The due day the form proposes: a week, the time between two weekly reviews.
+PROPOSED_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a person's request came to: a modal to open, the problems to show in the form, an
+    action recorded or closed, or a sentence when there is nothing to act on."""
+
+    action: Action | None = None
+    modal: dict | None = None
+    problems: list[Problem] = field(default_factory=list)
+    text: str | None = None
+    new: bool = False
+
+
+class FollowUpActions:
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.catalog = notifier.catalog
+
+    def _metric_name(self, metric_id: str) -> str:
+        metric = self.catalog.by_id.get(metric_id)
+        return metric.name if metric else metric_id
+
+    def _alert(self, alert_id: int, user: str, verb: str):
+        """The follow-up alert `user` may act on, or the sentence saying why not (NotAllowed if routing says no)."""
+        with self.notifier.engine.connect() as conn:
+            alert = FollowUps(conn).get(alert_id)
+        if alert is None:
+            return None, "That alert does not exist."
+        if alert.window == FEED or alert.metric not in self.catalog.by_id:
+            return None, "A data alert takes no action: it resolves when the feed's data arrives again."
+        self.notifier._allow(alert, user, verb)
+        return alert, None
+
+    # -- recording from an alert
+
+    def action_form(self, alert_id: int, user: str) -> Outcome:
+        alert, refusal = self._alert(alert_id, user, "record actions on")
+        if alert is None:
+            return Outcome(text=refusal)
+        due = self.notifier.local_today() + timedelta(days=PROPOSED_DAYS)
+        return Outcome(modal=action_modal(alert_id, self.catalog.by_id[alert.metric], user, due))
+
+    def record_from_alert(self, alert_id: int, user: str, owner: str | None, due: date | None,
+                          text: str | None) -> Outcome:
+        """Record the form's action on the alert's metric and tell the alert's thread; the problems
+        (each naming its field) when the form is wrong, and nothing is recorded."""
+        alert, refusal = self._alert(alert_id, user, "record actions on")
+        if alert is None:
+            return Outcome(problems=[Problem("text", refusal)])
+        metric = self.catalog.by_id[alert.metric]
+        try:
+            action = new_action(metric=metric.id, department=metric.department, owner=owner, text=text, due=due,
+                                today=self.notifier.local_today(), created_by=user,
+                                created_at=self.notifier._now(), alert_id=alert.id)
+        except Refused as refused:
+            return Outcome(problems=refused.problems)
+        with self.notifier.engine.begin() as conn:
+            action, new = Record(conn).add_action(action)
+            if new:
+                Queue(conn).post(f"{alert.key}:action:{action.id}", alert.channel, recorded_reply(action, user),
+                                 parent_key=alert.post_key, not_before=self.notifier._hold())
+        if new:
+            self.notifier.on_enqueue()
+            log.info("action recorded", extra={"action": action.id, "alert": alert.id, "metric": metric.id,
+                                               "owner": action.owner, "due": action.due.isoformat()})
+        return Outcome(action=action, new=new)
+
+    # -- reminders
+
+    def _channel(self, action: Action) -> str:
+        """An owner chosen in Slack is reminded in private; a name, in the department's channel."""
+        if SLACK_USER.fullmatch(action.owner):
+            return action.owner
+        route = self.notifier.routing.departments.get(action.department)
+        return route.channel if route else self.notifier.routing.default_channel
+
+    def send_reminders(self) -> int:
+        """Remind the owner of each open action whose due day has come, once (its outbox key and
+        its reminded_at, set in the same transaction, whichever notifier replica runs the job)."""
+        local_now = self.notifier._now().astimezone(self.catalog.zone)
+        remind_at = self.notifier.settings.board_time
+        sent = 0
+        with self.notifier.engine.begin() as conn:
+            record, queue = Record(conn), Queue(conn)
+            for action in record.open_not_reminded(local_now.date()):
+                if not reminder_due(action, local_now, remind_at) or not record.mark_reminded(
+                        action.id, self.notifier._now()):
+                    continue
+                message = reminder_message(action, self._metric_name(action.metric), local_now.date())
+                if queue.post(f"action:{action.id}:reminder", self._channel(action), message):
+                    sent += 1
+                    log.info("action reminded", extra={"action": action.id, "owner": action.owner,
+                                                       "due": action.due.isoformat()})
+        if sent:
+            self.notifier.on_enqueue()
+        return sent
+
+    # -- closing
+
+    def _may_close(self, action: Action, user: str) -> None:
+        """The owner, or whoever may act on the metric's alerts (the routing's responders)."""
+        if user == action.owner or self.notifier.routing.may_act(self.catalog, action.metric, user):
+            return  # may_act lets anyone act on a metric gone from the catalog, as its alerts
+        raise NotAllowed(user, "close actions on", action.department)
+
+    def close_form(self, action_id: int, user: str) -> Outcome:
+        with self.notifier.engine.connect() as conn:
+            action = Record(conn).action(action_id)
+        if action is None:
+            return Outcome(text="That action does not exist.")
+        if not action.is_open:
+            return Outcome(action=action, text=f"That action was closed already by {action.closed_by}.")
+        self._may_close(action, user)
+        return Outcome(action=action, modal=close_modal(action, self._metric_name(action.metric)))
+
+    def close(self, action_id: int, user: str, outcome: str | None) -> Outcome:
+        """Close the action with its outcome and say so where it was reminded or recorded; the
+        problems when it is closed already or the outcome is empty."""
+        with self.notifier.engine.begin() as conn:
+            record, queue = Record(conn), Queue(conn)
+            action = record.action(action_id, lock=True)
+            if action is None:
+                return Outcome(problems=[Problem("outcome", f"action {action_id} does not exist")])
+            self._may_close(action, user)
+            try:
+                closed = close(action, outcome, user, self.notifier._now())
+            except Refused as refused:
+                return Outcome(action=action, problems=refused.problems)
+            if not record.save_closed(closed):
+                return Outcome(action=action, problems=[Problem("status", f"action {action_id} was closed "
+                                                                          "already")])
+            name = self._metric_name(closed.metric)
+            reminder = f"action:{closed.id}:reminder"
+            if queue.has(reminder):  # the reminder's button goes: it says it was closed
+                queue.update(f"{reminder}:update", reminder, closed_message(closed, name))
+            alert = FollowUps(conn).get(closed.alert_id) if closed.alert_id is not None else None
+            if alert is not None:
+                queue.post(f"{alert.key}:action:{closed.id}:closed", alert.channel, closed_message(closed, name),
+                           parent_key=alert.post_key)
+        self.notifier.on_enqueue()
+        log.info("action closed", extra={"action": closed.id, "by": user})
+        return Outcome(action=closed, new=True)
+
+
+__all__ = ["FollowUpActions", "Outcome"]
