@@ -40,6 +40,20 @@ def _metric(catalog, metric_id: str):
     return metric
 
 
+def _check_alert(engine, alert_id: int, metric_id: str) -> None:
+    """The alert an action answers must be one of the notifier's, on the same metric."""
+    from sqlalchemy import select
+
+    from shared.store.tables.notifier import Alert
+
+    with engine.connect() as conn:
+        found = conn.execute(select(Alert.metric).where(Alert.id == alert_id)).scalar()
+    if found is None:
+        raise click.BadParameter(f"there is no alert {alert_id}", param_hint="--alert")
+    if found != metric_id:
+        raise click.BadParameter(f"alert {alert_id} is on {found}, not {metric_id}", param_hint="--alert")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -73,6 +87,8 @@ def action_add(metric_id: str, owner: str, due: date, text: str, alert_id: int |
 
     catalog, engine = _foundation()
     metric = _metric(catalog, metric_id)
+    if alert_id is not None:
+        _check_alert(engine, alert_id, metric.id)
     try:
         action = new_action(metric=metric.id, department=metric.department, owner=owner, text=text, due=due,
                             today=_now().astimezone(catalog.zone).date(), created_by=by or _who(),

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from services.cli.commands import main
 from services.notifier.actions import FollowUpActions
@@ -24,6 +24,7 @@ from services.scorer.app import create_app as create_scorer_app
 from shared.platform.settings import get_settings
 from shared.store.engine import make_engine, migrate
 from shared.store.record import actions_for, notes_for
+from shared.store.tables.notifier import Alert
 from shared.store.tables.record import FollowUpAction, MetricNote
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
@@ -222,8 +223,18 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
     assert "action 1 recorded: pothole-on-time, owner Jane Roe, due" in run(
         "action", "add", "--metric", "pothole-on-time", "--owner", "Jane Roe", "--due", due,
         "--text", "Second crew on Tuesdays", "--by", "analyst")
+    with engine.begin() as conn:  # an alert of the notifier's, which the second action answers
+        alert_id = conn.execute(insert(Alert.__table__).values(
+            metric="shootings", window="week", seq=1, status="firing", channel="C0BPD",
+            fired_at=datetime.now(BOSTON), reminders=0, replies=0).returning(Alert.id)).scalar()
     run("action", "add", "--metric", "shootings", "--owner", "U0BPD1", "--due", due, "--text", "Review patrols",
-        "--alert", "4")
+        "--alert", str(alert_id))
+    assert f"there is no alert {alert_id + 1}" in run("action", "add", "--metric", "shootings", "--owner", "x",
+                                                      "--due", due, "--text", "t", "--alert", str(alert_id + 1),
+                                                      ok=False)
+    assert f"alert {alert_id} is on shootings, not pothole-on-time" in run(
+        "action", "add", "--metric", "pothole-on-time", "--owner", "x", "--due", due, "--text", "t",
+        "--alert", str(alert_id), ok=False)
     refused = run("action", "add", "--metric", "pothole-on-time", "--owner", " ", "--due", "2020-01-01",
                   "--text", "late", ok=False)
     assert "--owner: the owner is empty" in refused and "--due: 2020-01-01 is in the past" in refused
@@ -237,7 +248,8 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
     assert "no open actions" in run("action", "list", "--department", "public-works", "--open")
     assert "→ Crew added (lead," in run("action", "list")
     [closed, other] = actions_for(engine)
-    assert (closed.status, closed.closed_by, other.alert_id, other.department) == ("closed", "lead", 4, "police")
+    assert (closed.status, closed.closed_by, other.alert_id, other.department) == ("closed", "lead", alert_id,
+                                                                                   "police")
 
     run("note", "add", "--metric", "pothole-on-time", "--date", "2026-07-20", "--text", "Snowstorm", "--public")
     run("note", "add", "--metric", "pothole-on-time", "--date", "2026-07-21", "--text", "Depot audit")
