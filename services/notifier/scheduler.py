@@ -80,6 +80,13 @@ def check_at_risk() -> None:
 
 def catch_up() -> None:
     _current().catch_up()
+    monthly_packets()  # due and not queued yet (a crash mid-job): queued now; otherwise nothing
+
+
+def monthly_packets() -> None:
+    from .packets import MonthlyPackets
+
+    MonthlyPackets(_current()).post_due()
 
 
 def purge_outbox() -> None:
@@ -119,6 +126,9 @@ class NotifierScheduler:
             "weekly-recap": (weekly_recap, CronTrigger(day_of_week=days, hour=settings.recap_time.hour,
                                                        minute=settings.recap_time.minute, timezone=zone)),
             "reminders": (reminders, IntervalTrigger(seconds=60, start_date=start, timezone=zone)),
+            # Each department's review packet of the month before, on its working day (packets.py decides).
+            "monthly-packets": (monthly_packets, CronTrigger(hour=settings.packet_time.hour,
+                                                             minute=settings.packet_time.minute, timezone=zone)),
             # Follow-up actions due: each owner once, from the board's time on the due day.
             "action-reminders": (action_reminders, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             # The board and recap again if their time passed without them (scores came late).

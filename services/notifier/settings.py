@@ -59,6 +59,13 @@ class NotifierSettings(BaseSettings):
     recap_day: str = Field("mon", alias="NOTIFIER_RECAP_DAY")
     recap_time: time = Field(time(8, 35), alias="NOTIFIER_RECAP_TIME")
     chart_days: int = Field(90, alias="NOTIFIER_CHART_DAYS", ge=2)
+    packets: bool = Field(False, alias="NOTIFIER_PACKETS",
+                          description="Post each department's monthly review packet (PDF) to its channel "
+                                      "(services/notifier/packets.py)")
+    packet_workday: int = Field(1, alias="NOTIFIER_PACKET_WORKDAY", ge=1, le=10,
+                                description="On this working day of the month (1: the first; the catalog's "
+                                            "business days and holidays), the previous month's packet")
+    packet_time: time = Field(time(8, 40), alias="NOTIFIER_PACKET_TIME")
     outbox_retention_days: int = Field(30, alias="NOTIFIER_OUTBOX_RETENTION_DAYS", ge=1,
                                        description="Charts (PNG) of uploads sent or ended longer ago are dropped "
                                                    "from the outbox, hourly; the rows and keys stay")

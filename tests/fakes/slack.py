@@ -335,7 +335,9 @@ class FakeSlack:
                 record = self.state.files.get(entry.get("id"))
                 if record is None or record["id"] not in self.state.uploads:
                     return {"ok": False, "error": "file_not_found"}
-                record.update(completed=True, title=entry.get("title") or record["title"], mimetype="image/png")
+                # The type from the name, as Slack does: the board's chart (PNG), the review packet (PDF).
+                mimetype = "application/pdf" if record["name"].endswith(".pdf") else "image/png"
+                record.update(completed=True, title=entry.get("title") or record["title"], mimetype=mimetype)
                 shared_files.append(dict(record))
             channel = params.get("channel_id")
             if channel:

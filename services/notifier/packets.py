@@ -1,0 +1,90 @@
+"""Each department's monthly review packet, posted to its channel as a PDF before its Stat meeting.
+
+On the NOTIFIER_PACKET_WORKDAY-th working day of a month (the first by default; the catalog's business
+days and public holidays decide), from NOTIFIER_PACKET_TIME, the previous month's packet of every
+department with metrics goes to the department's channel (the routing file's, else the default
+channel, as its alerts do). Each is queued once, under the outbox key `packet:DEPARTMENT:YYYY-MM`:
+the job may run again (a restart, the catch-up) and posts nothing twice.
+
+The packet is built and printed by the scorer's report use case (services/scorer/report.py), which
+renders the pages' own templates: the one place the notifier uses another service's code, loaded only
+when a packet is due.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from shared.core.business_time import BusinessCalendar
+from shared.core.scoring import standing
+
+log = logging.getLogger("cityscore.notifier.packets")
+
+
+def packet_day(calendar: BusinessCalendar, year: int, month: int, workday: int = 1) -> date:
+    """The `workday`-th working day of the month (weekdays of the catalog's business hours, not its holidays)."""
+    day = date(year, month, 1) - timedelta(days=1)
+    for _ in range(workday):
+        day = calendar.next_business_day(day)
+    return day
+
+
+def month_before(day: date) -> str:
+    """'YYYY-MM' of the month before `day`'s."""
+    return f"{(day.replace(day=1) - timedelta(days=1)):%Y-%m}"
+
+
+class MonthlyPackets:
+    """The use case the scheduler's `monthly-packets` job runs (services/notifier/scheduler.py)."""
+
+    def __init__(self, notifier) -> None:
+        self.notifier = notifier
+        self.calendar = BusinessCalendar(notifier.catalog)
+
+    def due(self, now: datetime) -> str | None:
+        """The month ('YYYY-MM') whose packets are due at `now` (the city's time), or None."""
+        settings = self.notifier.settings
+        local = now.astimezone(self.notifier.catalog.zone)
+        today = local.date()
+        if not settings.packets or local.time() < settings.packet_time:
+            return None
+        if today != packet_day(self.calendar, today.year, today.month, settings.packet_workday):
+            return None
+        return month_before(today)
+
+    def post_due(self) -> list[str]:
+        """Queue the packets due now; returns the outbox keys queued (none when not due or already queued)."""
+        month = self.due(self.notifier.clock.now())
+        return [] if month is None else self.post(month)
+
+    def post(self, month: str, departments: list[str] | None = None) -> list[str]:
+        """Queue `month`'s packet of each department (every one with metrics when None), each once."""
+        from services.scorer.report import build_packet, file_name, render_pdf, scope_of
+
+        notifier = self.notifier
+        catalog = notifier.catalog
+        wanted = departments or [d.id for d in catalog.departments if catalog.metrics_of(d.id)]
+        queued = []
+        for department in wanted:
+            key = f"packet:{department}:{month}"
+            if notifier._queued_before(key):
+                continue
+            scope = scope_of(catalog, department=department)
+            packet = build_packet(notifier.engine, catalog, month, scope, notifier._now())
+            channel = notifier.routing.departments.get(department)
+            channel = channel.channel if channel is not None else notifier.routing.default_channel
+            title = f"{scope.name}: {packet.first:%B %Y} review"
+            below = sum(1 for section in packet.sections if standing(section.scores[0].result.score) == "below")
+            comment = (f"The monthly review packet of {scope.name} for {packet.first:%B %Y}: "
+                       f"{len(packet.sections)} metrics, {below} below target for the month, "
+                       f"{len(packet.alerts)} follow-up alerts.")
+            with notifier._work() as work:
+                new = work.outbox.upload(key, None, channel, file_name(packet), title, render_pdf(packet, catalog),
+                                         comment)
+            if new:
+                queued.append(key)
+                log.info("monthly packet queued", extra={"key": key, "channel": channel})
+        if queued:
+            notifier.on_enqueue()
+        return queued
