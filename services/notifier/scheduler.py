@@ -1,6 +1,7 @@
 """The notifier's schedule: APScheduler jobs kept in the database.
 
-Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), the
+Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), each
+department's weekly digest (NOTIFIER_DEPARTMENT_DIGEST, default Monday 08:45, off unless set), the
 reminders, the re-evaluation of steady scores, the look for stale feeds (data alerts,
 every NOTIFIER_FEED_CHECK_EVERY seconds and on start), the look at the overdue backlogs
 (at-risk alerts, every NOTIFIER_AT_RISK_CHECK_EVERY seconds and on start), a catch-up every five minutes that
@@ -80,6 +81,7 @@ def check_at_risk() -> None:
 
 def catch_up() -> None:
     _current().catch_up()
+    department_digests()  # due and not queued yet (a crash mid-job): queued now; otherwise nothing
     monthly_packets()  # due and not queued yet (a crash mid-job): queued now; otherwise nothing
 
 
@@ -87,6 +89,12 @@ def monthly_packets() -> None:
     from .packets import MonthlyPackets
 
     MonthlyPackets(_current()).post_due()
+
+
+def department_digests() -> None:
+    from .department_digest import DepartmentDigests
+
+    DepartmentDigests(_current()).post_due()
 
 
 def purge_outbox() -> None:
@@ -131,6 +139,10 @@ class NotifierScheduler:
                                                              minute=settings.packet_time.minute, timezone=zone)),
             # Follow-up actions due: each owner once, from the board's time on the due day.
             "action-reminders": (action_reminders, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
+            # Each department's week in its channel (NOTIFIER_DEPARTMENT_DIGEST; department_digest.py decides).
+            "department-digests": (department_digests, CronTrigger(
+                day_of_week=settings.department_digest_day, hour=settings.department_digest_time.hour,
+                minute=settings.department_digest_time.minute, timezone=zone)),
             # The board and recap again if their time passed without them (scores came late).
             "catch-up": (catch_up, IntervalTrigger(seconds=300, start_date=start, timezone=zone)),
             "evaluate-steady": (evaluate_steady, IntervalTrigger(seconds=max(60, settings.evaluate_every_s // 4),

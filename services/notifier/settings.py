@@ -58,6 +58,11 @@ class NotifierSettings(BaseSettings):
     board_time: time = Field(time(8, 30), alias="NOTIFIER_BOARD_TIME")
     recap_day: str = Field("mon", alias="NOTIFIER_RECAP_DAY")
     recap_time: time = Field(time(8, 35), alias="NOTIFIER_RECAP_TIME")
+    department_digest: bool = Field(False, alias="NOTIFIER_DEPARTMENT_DIGEST",
+                                    description="Post each department's weekly digest to its channel "
+                                                "(services/notifier/department_digest.py)")
+    department_digest_day: str = Field("mon", alias="NOTIFIER_DEPARTMENT_DIGEST_DAY")
+    department_digest_time: time = Field(time(8, 45), alias="NOTIFIER_DEPARTMENT_DIGEST_TIME")
     chart_days: int = Field(90, alias="NOTIFIER_CHART_DAYS", ge=2)
     packets: bool = Field(False, alias="NOTIFIER_PACKETS",
                           description="Post each department's monthly review packet (PDF) to its channel "
@@ -112,12 +117,12 @@ class NotifierSettings(BaseSettings):
                               description="`notifier run` answers Slack's requests on its own HTTP port too "
                                           "(the laptop); false where gunicorn serves them (services.notifier.wsgi)")
 
-    @field_validator("recap_day")
+    @field_validator("recap_day", "department_digest_day")
     @classmethod
     def _weekday(cls, value: str) -> str:
         value = value.strip().lower()[:3]
         if value not in WEEKDAYS:
-            raise ValueError(f"recap day must be one of {', '.join(WEEKDAYS)}")
+            raise ValueError(f"give a day of the week, one of {', '.join(WEEKDAYS)}")
         return value
 
     @field_validator("alert_windows")
