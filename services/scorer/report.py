@@ -29,12 +29,14 @@ from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day
 from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.scoring import WindowScore
 from shared.core.windows import Window, month_end
+from shared.core.record import Action, Note
 from shared.store.alert_history import AlertRecord, alerts_between
+from shared.store.record import actions_for, notes_for
 from shared.store.score_reader import ScoreReader
 
 from .pages import (HISTORY_DAYS, HISTORY_WINDOW, BacklogShown, attribute_heading, backlog_shown, cell, figure,
-                    history_chart, history_summary, in_force_since, local_time, long_date, short_date, span_words,
-                    window_cell)
+                    history_chart, history_summary, in_force_since, local_time, long_date, note_marks, short_date,
+                    span_words, window_cell)
 
 HERE = Path(__file__).resolve().parent
 # The calendar month under review, scored beside the catalog's own windows (which may be trailing
@@ -133,10 +135,14 @@ class Section:
     scores: list[ScoreRow]
     series: list[tuple[date, WindowScore]]
     chart: object
+    marks: list  # notes on the chart's days (pages.note_marks)
     summary: str
     backlog: BacklogShown | None
     cases: CasesSummary | None
     alerts: list[AlertShown]
+    notes: list[Note]  # on the month's days, internal ones too: the packet is the department's
+    open_actions: list[Action]  # open when the packet was made, by due day
+    closed_actions: list[Action]  # closed in the month, with their outcome
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class Packet:
     made_at: str
     sections: list[Section]
     alerts: list[AlertRecord] = field(default_factory=list)  # the month's alerts as read, for the record
+    made_on: date | None = None  # the city's day it was made: an open action due before it is overdue
 
 
 def review_catalog(catalog: Catalog) -> Catalog:
@@ -186,6 +193,13 @@ def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, mad
     alerts = alerts_between(engine, [m.id for m in metrics], end_of_day(first - timedelta(days=1), catalog),
                             end_of_day(last, catalog))
     windows = [REVIEW_MONTH, *catalog.windows]
+    ids = [m.id for m in metrics]
+    # Notes and actions on the record (shared/store/record.py): the chart's days' notes, every action
+    # open now or closed in the month.
+    chart_start = last - timedelta(days=HISTORY_DAYS - 1)
+    notes = notes_for(engine, ids, chart_start, last) if ids else []
+    month_start, month_end_at = end_of_day(first - timedelta(days=1), catalog), end_of_day(last, catalog)
+    actions = actions_for(engine, metrics=ids) if ids else []
     sections = []
     for metric in metrics:
         department = catalog.departments_by_id.get(metric.department)
@@ -196,6 +210,8 @@ def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, mad
             scores.append(ScoreRow(window, span, result, wording.figures(metric, result),
                                    wording.earlier_target(metric, span, last, year=True)))
         series = reader.history(metric.id, HISTORY_WINDOW, HISTORY_DAYS, last, timeout_s)
+        chart = history_chart(series)
+        mine = [note for note in notes if note.metric == metric.id]
         cases = None
         if metric.feed is Feed.CASES:
             late = reader.case_lines(metric.id, last, LATE, REVIEW_MONTH, timeout_s)
@@ -212,13 +228,19 @@ def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, mad
             targets=wording.target_history(metric),
             scores=scores,
             series=series,
-            chart=history_chart(series),
+            chart=chart,
+            marks=note_marks(chart, series, mine),
             summary=history_summary(series, HISTORY_WINDOW),
             backlog=backlog_shown(backlogs[metric.id]) if metric.id in backlogs else None,
             cases=cases,
             alerts=[_alert_shown(a, catalog) for a in alerts if a.metric == metric.id],
+            notes=[note for note in mine if first <= note.day <= last],
+            open_actions=[a for a in actions if a.metric == metric.id and a.is_open],
+            closed_actions=[a for a in actions if a.metric == metric.id and not a.is_open
+                            and a.closed_at is not None and month_start <= a.closed_at < month_end_at],
         ))
-    return Packet(catalog.city, scope, first, last, local_time(made_at, catalog), sections, alerts)
+    return Packet(catalog.city, scope, first, last, local_time(made_at, catalog), sections, alerts,
+                  made_at.astimezone(catalog.zone).date())
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.core.wording import span_in_words
 from shared.dev.generator import generate
+from shared.core.record import close, new_action, new_note
+from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from shared.store.tables.notifier import Alert, AlertNote
@@ -72,6 +74,25 @@ def engine(database_url):
                  created_at=at(7, 14), digest="a"),
             dict(alert_id=ids_made[1], user_id="U_LEAD", text="Rental truck on the route", created_at=at(9, 14),
                  digest="b")])
+        record = Record(conn)
+        # Notes: one on a May day (listed, marked on the chart), one in April (on the chart only).
+        record.add_note(new_note(metric=pothole, day=date(2026, 5, 18), text="Snowstorm closed the depots",
+                                 author="U_LEAD", created_at=at(18, 20)))
+        record.add_note(new_note(metric=pothole, day=date(2026, 4, 20), text="April crew shortage",
+                                 author="U_LEAD", created_at=at(-10, 20), public=True))
+        # Actions: open (one past due when the packet is made), closed in May (with its outcome),
+        # closed in April (not this month's).
+        def action(text, due, made, **more):
+            found, _ = record.add_action(new_action(metric=pothole, department=DEPARTMENT, owner="U_OWNER",
+                                                    text=text, due=due, today=made.date(), created_by="U_CHIEF",
+                                                    created_at=made, **more))
+            return found
+        action("Add a second pothole crew", date(2026, 6, 15), at(20, 15))
+        action("Review the vendor's backlog", date(2026, 5, 29), at(12, 15), alert_id=ids_made[0])
+        done = action("Patch Blue Hill Avenue", date(2026, 5, 10), at(2, 15))
+        record.save_closed(close(done, "Patched; 40 potholes closed", "U_OWNER", at(9, 16)))
+        old = action("Old promise", date(2026, 4, 20), at(-15, 15))
+        record.save_closed(close(old, "Done in April", "U_OWNER", at(-12, 16)))
     yield made
     made.dispose()
 
@@ -150,14 +171,31 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
                 assert note in flat
     assert {a.id for a in packet.alerts} == set(alerts) and len(alerts) == 2
 
-    # The pages render to images (docs/screenshots/packet.png is the first metric's page).
+    # Follow-up actions and notes on the record: the pothole section lists the open actions (the one past
+    # due marked overdue), the action closed in May with its outcome, and May's note; nothing of April's.
+    pothole = " ".join(sections["pothole-on-time"].split())
+    assert "Add a second pothole crew U_OWNER 15 June 2026" in pothole
+    assert "Review the vendor's backlog U_OWNER 29 May 2026 overdue" in pothole
+    assert "Patch Blue Hill Avenue U_OWNER 10 May 2026 Patched; 40 potholes closed" in pothole
+    assert "Monday 18 May 2026: Snowstorm closed the depots (U_LEAD)" in pothole
+    assert "Old promise" not in pothole and "April crew shortage" not in pothole
+    for metric in METRICS:
+        if metric.id != "pothole-on-time":
+            assert "No follow-up action is open." in " ".join(sections[metric.id].split())
+
+    # The pages render to images: every page of the pothole section, kept in the test's directory to look at
+    # (docs/screenshots/packet.png is its first page).
     document = pypdfium2.PdfDocument(data)
-    image = document[1].render(scale=1.5).to_pil()
-    assert image.size[0] > 800 and len(image.convert("L").getcolors(256)) > 10
-    image.save(tmp_path / "packet-page-2.png")
+    first = next(i for i, text in enumerate(pages) if i > 0 and text.lstrip().startswith("POTHOLE"))
+    for index in range(first, first + 2):
+        image = document[index].render(scale=1.5).to_pil()
+        assert image.size[0] > 800 and len(image.convert("L").getcolors(256)) > 10
+        image.save(tmp_path / f"packet-page-{index + 1}.png")
     document.close()
 
     html = render_html(packet, CATALOG)
+    pothole_html = html.split('data-metric="pothole-on-time" id=')[1].split("</article>")[0]
+    assert pothole_html.count('class="note-mark"') == 2  # both notes' days are on the chart's 90 days
     assert {int(n) for n in re.findall(r'data-alert="(\d+)"', html)} == set(alerts)
     assert [m for m in re.findall(r'<article class="metric packet-metric" data-metric="([^"]+)"', html)] == \
         [m.id for m in METRICS]
