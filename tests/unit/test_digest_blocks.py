@@ -74,3 +74,32 @@ def test_the_backlog_alerts_and_actions_at_risk_are_named_and_escaped():
     assert "• Alert open since 2 July: Streetlight On-Time % (at risk, week), no owner yet" in risks
     assert "• Action overdue since 1 July: Fix &lt;!channel&gt; &amp; more (Night crew &lt;lead&gt;)" in risks
     assert who_is("U0PWD1") == "<@U0PWD1>"
+
+
+def test_the_daily_board_and_the_terminal_mark_the_band_where_the_catalog_sets_one():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from services.cli.terminal_board import render_table
+    from services.notifier.blocks import board_message
+
+    scores = board(AS_OF, {"pothole-on-time": 0.95, "streetlight-on-time": 0.5, "graffiti-on-time": 1.2})
+
+    def cells_of(catalog) -> dict[str, str]:
+        table = next(b for b in board_message(scores, None, catalog, "https://x/", chart=False)["blocks"]
+                     if b["type"] == "table")
+        return {str(row[0]): str(row[2]) for row in table["rows"][1:]}
+
+    near_cells, plain_cells = cells_of(NEAR), cells_of(BOSTON)
+    pothole = next(text for name, text in near_cells.items() if "Pothole" in name)
+    assert "🟡 0.95 ▽" in pothole
+    assert "🔴 0.95 ▼" in next(text for name, text in plain_cells.items() if "Pothole" in name)
+    assert "🔴 0.50 ▼" in next(text for name, text in near_cells.items() if "Streetlight" in name)
+
+    out = StringIO()
+    render_table(scores, NEAR, Console(file=out, width=200))
+    assert "0.95 ▽" in out.getvalue() and "0.50 ▼" in out.getvalue() and "near target (0.90 to 0.99)" in out.getvalue()
+    out = StringIO()
+    render_table(scores, BOSTON, Console(file=out, width=200))
+    assert "0.95 ▼" in out.getvalue() and "near" not in out.getvalue()
