@@ -179,7 +179,7 @@ def load_ledger(conn: Connection, ledger: Ledger) -> None:
             values.extend((metric, day, value) for value in totals.values)
     firsts = sorted(ledger.first_day.items())
     case_columns = tuple(KeptCase.__table__.c.keys())
-    cases = (tuple(kept_case_row(key, case).values()) for key, case in ledger.cases.items())
+    cases = (tuple(kept_case_row(key, case, ledger.catalog).values()) for key, case in ledger.cases.items())
     loads = ((CurrentPart, ("key", "metric", "day", "numerator", "denominator", "count"), parts),
              (KeptCase, case_columns, cases),
              (DayTotal, ("metric", "day", "numerator", "denominator", "count", "parts"), days),

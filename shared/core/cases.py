@@ -246,7 +246,9 @@ def case_line_dict(line: CaseLine, catalog: Catalog) -> dict:
                       if line.status in (LATE, ON_TIME) and case.closed_at is not None else None),
         "status": line.status,
         "hours_late": line.hours_late,
-        "attributes": dict(case.attributes),
+        # Filtered again: a case kept before the catalog made one of them private is not shown with it.
+        "attributes": {name: value for name, value in case.attributes
+                       if name in catalog.by_id[case.metric].public_attributes},
     }
 
 

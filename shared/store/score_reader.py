@@ -241,7 +241,7 @@ class ScoreReader:
                                     table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
                                     table.c.closed_at < end_of_day(end, self.catalog))
         with self.bounded_reads(timeout_s) as conn:
-            return [kept_case(row) for row in conn.execute(query)]
+            return [kept_case(row, self.catalog) for row in conn.execute(query)]
 
     def cases_open_at(self, as_of: date, metric_ids: Iterable[str] | None = None,
                       timeout_s: float | None = None) -> list[Case]:
@@ -252,7 +252,7 @@ class ScoreReader:
         if metric_ids is not None:
             query = query.where(table.c.metric.in_(list(metric_ids)))
         with self.bounded_reads(timeout_s) as conn:
-            return [kept_case(row) for row in conn.execute(query)]
+            return [kept_case(row, self.catalog) for row in conn.execute(query)]
 
     def case_lines(self, metric_id: str, as_of: date, status: str, window: str = "week",
                    timeout_s: float | None = None) -> list[CaseLine]:
@@ -318,17 +318,31 @@ class ScoreReader:
         return conn.scalar(select(func.max(CurrentScore.__table__.c.updated_at)))
 
 
-def kept_case(row) -> Case:
-    """A `cases` row as the core's `Case` (shared/store/tables/scorer.py, KeptCase)."""
-    attributes = tuple(sorted(orjson.loads(row.attributes).items())) if row.attributes else ()
-    groups = tuple(orjson.loads(row.groups)) if row.groups else ()
+def kept_case(row, catalog: Catalog) -> Case:
+    """A `cases` row as the core's `Case` (shared/store/tables/scorer.py, KeptCase), under the
+    catalog as it is now: only the attributes its metric marks public now (one made private since
+    the case was folded is not shown again), and the breakdown values in its metric's breakdowns'
+    order now (kept by name, so a catalog that adds or reorders breakdowns reads them right)."""
+    metric = catalog.by_id.get(row.metric)
+    attributes: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str | None, ...] = ()
+    if metric is not None and row.attributes and metric.public_attributes:
+        attributes = tuple(sorted((name, value) for name, value in orjson.loads(row.attributes).items()
+                                  if name in metric.public_attributes))
+    if metric is not None and metric.breakdowns:
+        named = orjson.loads(row.groups) if row.groups else {}
+        groups = tuple(named.get(name) for name in metric.breakdowns)
     return Case(row.department, row.case_id, row.metric, row.opened_at, row.due_at, row.closed_at,
                 attributes, groups)
 
 
-def kept_case_row(key: str, case: Case) -> dict:
-    """The `cases` row of a case kept under its replace key (the fold and the rebuild write these)."""
+def kept_case_row(key: str, case: Case, catalog: Catalog) -> dict:
+    """The `cases` row of a case kept under its replace key (the fold and the rebuild write these):
+    its public attributes and its breakdown values, each by name."""
+    metric = catalog.by_id.get(case.metric)
+    named = ({name: value for name, value in zip(metric.breakdowns, case.groups) if value is not None}
+             if metric is not None and case.groups else None)
     return {"key": key, "department": case.department, "case_id": case.case_id, "metric": case.metric,
             "opened_at": case.opened_at, "due_at": case.due_at, "closed_at": case.closed_at,
             "attributes": orjson.dumps(dict(case.attributes)).decode() if case.attributes else None,
-            "groups": orjson.dumps(case.groups).decode() if case.groups else None}
+            "groups": orjson.dumps(named).decode() if named else None}

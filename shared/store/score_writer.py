@@ -276,7 +276,7 @@ class ScoreWriter:
             self.sql.write_parts(conn, rows, stored)
 
         if kept:
-            keep = [kept_case_row(key, case) for key, case in sorted(kept.items()) if case is not None]
+            keep = [kept_case_row(key, case, self.catalog) for key, case in sorted(kept.items()) if case is not None]
             forget = sorted(key for key, case in kept.items() if case is None)
             self.sql.write_cases(conn, keep, forget)
 

@@ -108,3 +108,32 @@ def test_a_case_reopened_then_withdrawn_leaves_the_lists(engine):
 
     fold_in_batches(engine, [{"event_id": "w", "type": "withdrawal", "metric": metric.id, "withdraws": "c2"}])
     assert reader.cases_open_at(date(2026, 6, 3)) == []
+
+
+def test_kept_cases_are_read_under_the_catalog_as_it_is_now(engine):
+    """Attributes made private since a case was folded are not shown again (by the reader nor by a
+    list's JSON), and breakdown values are read by name when the catalog adds or reorders breakdowns."""
+    from shared.core.cases import case_line_dict
+    from tests.helpers.catalogs import boston_with
+
+    before = boston_with("pothole-on-time", public_attributes=["neighborhood", "zip"], breakdowns=["neighborhood"])
+    now = boston_with("pothole-on-time", public_attributes=["neighborhood"], breakdowns=["zip", "neighborhood"])
+    case = {"event_id": "c1", "type": "case", "metric": "pothole-on-time", "case_id": "K-1",
+            "opened_at": "2026-06-01T09:00:00-04:00", "closed_at": "2026-06-03T09:00:00-04:00",
+            "attributes": {"neighborhood": "Back Bay", "zip": "02116", "address": "1 Elm St"}}
+    with engine.begin() as conn:
+        ScoreWriter(engine, before).fold(conn, [parse_event(case)])
+
+    kept = ScoreReader(engine, now).cases_closed("pothole-on-time", date(2026, 6, 3), date(2026, 6, 3))
+    assert [(c.attributes, c.groups) for c in kept] == [((("neighborhood", "Back Bay"),), (None, "Back Bay"))]
+    assert ScoreReader(engine, before).cases_closed("pothole-on-time", date(2026, 6, 3), date(2026, 6, 3))[0] \
+        .attributes == (("neighborhood", "Back Bay"), ("zip", "02116"))
+    by_zip, by_neighborhood = (breakdown(kept, now, "pothole-on-time", by, date(2026, 6, 3))
+                               for by in ("zip", "neighborhood"))
+    assert [g.name for g in by_zip] == ["(not given)"] and [g.name for g in by_neighborhood] == ["Back Bay"]
+
+    # A list's JSON shows only what the catalog marks public now, whatever the case carries.
+    line = cases_behind(ScoreReader(engine, before).cases_closed("pothole-on-time", date(2026, 6, 3),
+                                                                 date(2026, 6, 3)),
+                        now, "pothole-on-time", date(2026, 6, 3), LATE)[0]
+    assert case_line_dict(line, now)["attributes"] == {"neighborhood": "Back Bay"}
