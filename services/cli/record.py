@@ -1,6 +1,8 @@
 """`cityscore action …` and `cityscore note …`: follow-up actions and notes on the record, from a
 terminal (a Stat meeting's carried-over actions, a note an analyst adds), in the database at
 DATABASE_URL. The same rules as from Slack (shared/core/record.py); every refusal names its option.
+An action on an alert is told in its thread, and a closed action's reminder edited, through the
+notifier's outbox in the same transaction (services/notifier/actions.py): its sender delivers them.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def action_group() -> None:
 @by_option
 def action_add(metric_id: str, owner: str, due: date, text: str, alert_id: int | None, by: str | None) -> None:
     """Record an open action; its owner is reminded on the due day."""
+    from services.notifier.actions import queue_recorded
     from shared.core.record import Refused, new_action
     from shared.store.record import Record
 
@@ -97,6 +100,8 @@ def action_add(metric_id: str, owner: str, due: date, text: str, alert_id: int |
         raise _refused(refused) from None
     with engine.begin() as conn:
         action, new = Record(conn).add_action(action)
+        if new:  # told in the alert's thread, as from Slack: the notifier's sender delivers it
+            queue_recorded(conn, action)
     click.echo(f"action {action.id} {'recorded' if new else 'was recorded already'}: {action.metric}, "
                f"owner {action.owner}, due {action.due.isoformat()}")
 
@@ -132,10 +137,11 @@ def action_list(department: str | None, open_only: bool) -> None:
 @by_option
 def action_close(action_id: int, outcome: str, by: str | None) -> None:
     """Close an open action with its outcome."""
+    from services.notifier.actions import queue_closed
     from shared.core.record import Refused, close
     from shared.store.record import Record
 
-    _, engine = _foundation()
+    catalog, engine = _foundation()
     with engine.begin() as conn:
         record = Record(conn)
         action = record.action(action_id, lock=True)
@@ -145,7 +151,11 @@ def action_close(action_id: int, outcome: str, by: str | None) -> None:
             closed = close(action, outcome, by or _who(), _now())
         except Refused as refused:
             raise _refused(refused) from None
-        record.save_closed(closed)
+        if not record.save_closed(closed):
+            raise click.ClickException(f"ID: action {action_id} was closed meanwhile")
+        metric = catalog.by_id.get(closed.metric)
+        # Its reminder edited and its alert's thread told, as from Slack.
+        queue_closed(conn, closed, metric.name if metric else closed.metric)
     click.echo(f"action {closed.id} closed: {closed.outcome}")
 
 

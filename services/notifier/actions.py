@@ -4,14 +4,18 @@ their owner when due, closed with an outcome.
 Like the alerts' use cases (service.py), each runs in one transaction that saves the action
 and queues its Slack messages in the outbox, whose keys make each message once however
 often a job runs or a form is sent: `action:ID:reminder` is the owner's one reminder.
-The rules are shared/core/record.py's; the rows shared/store/record.py's.
+The rules are shared/core/record.py's; the rows shared/store/record.py's. `cityscore action`
+(services/cli/record.py) queues the same thread replies and edits through `queue_recorded`
+and `queue_closed`: the notifier's sender delivers them.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.engine import Connection
 
 from shared.core.record import Action, Problem, Refused, close, new_action, reminder_due
 from shared.store.record import Record
@@ -39,6 +43,30 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
     text: str | None = None
     new: bool = False
+
+
+def queue_recorded(conn: Connection, action: Action, *, not_before: datetime | None = None) -> bool:
+    """Tell the thread of the alert the action answers (if any, and still known) who recorded it,
+    for whom and by when; on `conn`, in the transaction that recorded it."""
+    alert = FollowUps(conn).get(action.alert_id) if action.alert_id is not None else None
+    if alert is None:
+        return False
+    return Queue(conn).post(f"{alert.key}:action:{action.id}", alert.channel,
+                            recorded_reply(action, action.created_by), parent_key=alert.post_key,
+                            not_before=not_before)
+
+
+def queue_closed(conn: Connection, closed: Action, metric_name: str) -> None:
+    """Say the action was closed, and its outcome: its reminder is edited (its button goes) and the
+    thread of its alert told; on `conn`, in the transaction that closed it."""
+    queue = Queue(conn)
+    reminder = f"action:{closed.id}:reminder"
+    if queue.has(reminder):
+        queue.update(f"{reminder}:update", reminder, closed_message(closed, metric_name))
+    alert = FollowUps(conn).get(closed.alert_id) if closed.alert_id is not None else None
+    if alert is not None:
+        queue.post(f"{alert.key}:action:{closed.id}:closed", alert.channel, closed_message(closed, metric_name),
+                   parent_key=alert.post_key)
 
 
 class FollowUpActions:
@@ -87,8 +115,7 @@ class FollowUpActions:
         with self.notifier.engine.begin() as conn:
             action, new = Record(conn).add_action(action)
             if new:
-                Queue(conn).post(f"{alert.key}:action:{action.id}", alert.channel, recorded_reply(action, user),
-                                 parent_key=alert.post_key, not_before=self.notifier._hold())
+                queue_recorded(conn, action, not_before=self.notifier._hold())
         if new:
             self.notifier.on_enqueue()
             log.info("action recorded", extra={"action": action.id, "alert": alert.id, "metric": metric.id,
@@ -147,7 +174,7 @@ class FollowUpActions:
         """Close the action with its outcome and say so where it was reminded or recorded; the
         problems when it is closed already or the outcome is empty."""
         with self.notifier.engine.begin() as conn:
-            record, queue = Record(conn), Queue(conn)
+            record = Record(conn)
             action = record.action(action_id, lock=True)
             if action is None:
                 return Outcome(problems=[Problem("outcome", f"action {action_id} does not exist")])
@@ -159,17 +186,10 @@ class FollowUpActions:
             if not record.save_closed(closed):
                 return Outcome(action=action, problems=[Problem("status", f"action {action_id} was closed "
                                                                           "already")])
-            name = self._metric_name(closed.metric)
-            reminder = f"action:{closed.id}:reminder"
-            if queue.has(reminder):  # the reminder's button goes: it says it was closed
-                queue.update(f"{reminder}:update", reminder, closed_message(closed, name))
-            alert = FollowUps(conn).get(closed.alert_id) if closed.alert_id is not None else None
-            if alert is not None:
-                queue.post(f"{alert.key}:action:{closed.id}:closed", alert.channel, closed_message(closed, name),
-                           parent_key=alert.post_key)
+            queue_closed(conn, closed, self._metric_name(closed.metric))
         self.notifier.on_enqueue()
         log.info("action closed", extra={"action": closed.id, "by": user})
         return Outcome(action=closed, new=True)
 
 
-__all__ = ["FollowUpActions", "Outcome"]
+__all__ = ["FollowUpActions", "Outcome", "queue_closed", "queue_recorded"]

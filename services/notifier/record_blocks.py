@@ -78,7 +78,7 @@ def modal_errors(problems: list[Problem], fields: Mapping[str, str]) -> dict:
 
 
 def recorded_reply(action: Action, user: str) -> dict:
-    text = (f"<@{user}> recorded an action for {who(action.owner)}, due {long_date(action.due)}: "
+    text = (f"{who(user)} recorded an action for {who(action.owner)}, due {long_date(action.due)}: "
             f"{escape(action.text)}")
     return {"text": _clip(text, 3000), "blocks": [section(text), context(f"Action {action.id} · close it with its "
                                                                          f"outcome: `cityscore action close "

@@ -24,7 +24,7 @@ from services.scorer.app import create_app as create_scorer_app
 from shared.platform.settings import get_settings
 from shared.store.engine import make_engine, migrate
 from shared.store.record import actions_for, notes_for
-from shared.store.tables.notifier import Alert
+from shared.store.tables.notifier import Alert, OutboxMessage
 from shared.store.tables.record import FollowUpAction, MetricNote
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
@@ -228,7 +228,7 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
             metric="shootings", window="week", seq=1, status="firing", channel="C0BPD",
             fired_at=datetime.now(BOSTON), reminders=0, replies=0).returning(Alert.id)).scalar()
     run("action", "add", "--metric", "shootings", "--owner", "U0BPD1", "--due", due, "--text", "Review patrols",
-        "--alert", str(alert_id))
+        "--alert", str(alert_id), "--by", "U0BPD2")
     assert f"there is no alert {alert_id + 1}" in run("action", "add", "--metric", "shootings", "--owner", "x",
                                                       "--due", due, "--text", "t", "--alert", str(alert_id + 1),
                                                       ok=False)
@@ -250,6 +250,15 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
     [closed, other] = actions_for(engine)
     assert (closed.status, closed.closed_by, other.alert_id, other.department) == ("closed", "lead", alert_id,
                                                                                    "police")
+    run("action", "close", str(other.id), "--outcome", "Patrols moved", "--by", "U0BPD1")
+    with engine.connect() as conn:  # the alert's thread is told both, through the notifier's outbox
+        queued = conn.execute(select(OutboxMessage.key, OutboxMessage.parent_key, OutboxMessage.payload)
+                              .order_by(OutboxMessage.id)).all()
+    assert [(m.key, m.parent_key) for m in queued] == [
+        (f"alert:shootings:week:1:action:{other.id}", "alert:shootings:week:1:post"),
+        (f"alert:shootings:week:1:action:{other.id}:closed", "alert:shootings:week:1:post")]
+    assert "<@U0BPD2> recorded an action for <@U0BPD1>" in queued[0].payload
+    assert "<@U0BPD1> closed the action" in queued[1].payload and "Patrols moved" in queued[1].payload
 
     run("note", "add", "--metric", "pothole-on-time", "--date", "2026-07-20", "--text", "Snowstorm", "--public")
     run("note", "add", "--metric", "pothole-on-time", "--date", "2026-07-21", "--text", "Depot audit")
