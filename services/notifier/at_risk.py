@@ -62,7 +62,12 @@ def at_risk_message(view: AtRiskView) -> dict:
     period = for_window(alert.window, alert.span)
     score = WindowScore(alert.score, alert.numerator, alert.denominator)
     mentions = " ".join(f"<@{owner}>" for owner in alert.owners)
-    if alert.status != "resolved":
+    if alert.status != "resolved" and alert.score is None:
+        lead = (f"⚠️ *{name}* is at risk {period}: no case has closed in it yet, and its {_cases(view.overdue)} "
+                f"would bring it to {mark(view.projected.score)} if closed late now.")
+        text = (f"At risk: {name} {alert.window} has no score yet (nothing closed), {shown(view.projected.score)} "
+                f"if its {_cases(view.overdue)} close late")
+    elif alert.status != "resolved":
         lead = (f"⚠️ *{name}* is at risk {period}: it scores {mark(alert.score)} now, but its {_cases(view.overdue)} "
                 f"would bring it to {mark(view.projected.score)} if closed late now.")
         text = (f"At risk: {name} {alert.window} score {shown(alert.score)} now, {shown(view.projected.score)} "

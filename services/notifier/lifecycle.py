@@ -324,12 +324,13 @@ def watched_window(alert_window: str) -> str | None:
 
 
 def at_risk(score: float | None, projected_score: float | None) -> bool | None:
-    """Whether a window is at risk: its score is still at or above 1, as shown, while its projected
-    score is below 1 (docs/architecture.md, "At-risk alerts"). None when there is no score: that
-    says nothing either way, as for a follow-up. A score below 1 is not at risk: the follow-up is
-    about it already."""
+    """Whether a window is at risk: its score is still at or above 1, as shown, or it has no score
+    (nothing closed in it yet), while its projected score is below 1 (docs/architecture.md, "At-risk
+    alerts"). A department that closed nothing all week with cases overdue is the worst backlog of
+    all, and no follow-up fires on a null score. None when neither has a score: that says nothing
+    either way. A score below 1 is not at risk: the follow-up is about it already."""
     if score is None:
-        return None
+        return True if projected_score is not None and standing(projected_score) == "below" else None
     if standing(score) == "below":
         return False
     return projected_score is not None and standing(projected_score) == "below"

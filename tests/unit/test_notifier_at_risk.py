@@ -67,10 +67,18 @@ def test_no_overdue_case_projects_the_score_itself():
     assert risk.at_risk is False
 
 
-def test_no_score_says_nothing_either_way():
-    risk = risk_of(POTHOLES, Reading(None, as_of=AS_OF), 3, AS_OF)
+def test_no_score_and_nothing_overdue_says_nothing_either_way():
+    risk = risk_of(POTHOLES, Reading(None, as_of=AS_OF), 0, AS_OF)
     assert risk.at_risk is None
     assert evaluate_condition(Streak(1, 0), None, risk.at_risk, POLICY) == (Streak(1, 0), Transition.NONE)
+
+
+def test_nothing_closed_in_the_window_with_cases_overdue_is_at_risk():
+    # No score (nothing closed all week) and 3 overdue: projected 0 of 3, the worst backlog of all,
+    # and no follow-up fires on a null score.
+    risk = risk_of(POTHOLES, Reading(None, as_of=AS_OF), 3, AS_OF)
+    assert (risk.projected.score, risk.projected.denominator) == (0.0, 3)
+    assert risk.at_risk is True
 
 
 def test_a_metric_not_fed_cases_has_no_projection_and_no_early_warning():
@@ -209,3 +217,13 @@ def test_a_public_attribute_is_listed_beside_its_case_and_a_breakdown_group_neve
     assert "`P-0` opened 10 July 2026, 9:00 AM, due 11 July 2026, 9:00 AM, 12 days 15 hours late · description: " \
            "pothole outside 12 Elm St" in blocks
     assert "Dorchester" not in blocks
+
+
+def test_an_at_risk_message_without_a_score_says_nothing_has_closed():
+    alert = AlertView(41, POTHOLES, "week", "firing", None, None, None, None, None, "Public Works",
+                      ("U0PWD1",), as_of=AS_OF, span=span_if_known(CATALOG, "week", AS_OF))
+    message = at_risk_message(AtRiskView(alert, WindowScore(0.0, 0.0, 3), None, 3, BOSTON,
+                                         oldest_first(overdue_cases(3))))
+    assert limit_problems(message) == []
+    assert "no case has closed in it yet" in message["blocks"][0]["text"]["text"]
+    assert "has no score yet" in message["text"]
