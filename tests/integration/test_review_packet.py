@@ -5,7 +5,7 @@ database's, and the HTML format says the same."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pypdfium2
 import pytest
@@ -35,8 +35,8 @@ METRICS = [m for m in CATALOG.metrics if m.department == DEPARTMENT]
 UTC = timezone.utc
 
 
-def at(day: int, hour: int) -> datetime:
-    return datetime(2026, 5, day, hour, tzinfo=UTC) if day > 0 else datetime(2026, 4, 30 + day, hour, tzinfo=UTC)
+def at(day: int, hour: int, month: int = 5) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,15 @@ def engine(database_url):
     alerts = [
         # fired in April, still open in May: in May's review
         dict(metric=pothole, window="week", seq=10, status="acknowledged", channel="#pw", first_score=0.81,
-             fired_at=at(-2, 13), acknowledged_at=at(-1, 14), acknowledged_by="U_ACK", owner="U_OWNER"),
+             fired_at=at(28, 13, month=4), acknowledged_at=at(29, 14, month=4), acknowledged_by="U_ACK",
+             owner="U_OWNER"),
         # fired and resolved in May, with two notes
         dict(metric=trash, window="week", seq=11, status="resolved", channel="#pw", first_score=0.9,
              fired_at=at(6, 12), acknowledged_at=at(6, 15), acknowledged_by="U_LEAD", owner="U_LEAD",
              resolved_at=at(12, 11)),
         # resolved in April: not in May's review
         dict(metric=trash, window="month", seq=5, status="resolved", channel="#pw", first_score=0.7,
-             fired_at=at(-20, 12), resolved_at=at(-5, 12)),
+             fired_at=at(10, 12, month=4), resolved_at=at(25, 12, month=4)),
         # fired in June: not in May's review
         dict(metric=pothole, window="month", seq=12, status="firing", channel="#pw", first_score=0.95,
              fired_at=datetime(2026, 6, 2, 12, tzinfo=UTC)),
@@ -79,7 +80,7 @@ def engine(database_url):
         record.add_note(new_note(metric=pothole, day=date(2026, 5, 18), text="Snowstorm closed the depots",
                                  author="U_LEAD", created_at=at(18, 20)))
         record.add_note(new_note(metric=pothole, day=date(2026, 4, 20), text="April crew shortage",
-                                 author="U_LEAD", created_at=at(-10, 20), public=True))
+                                 author="U_LEAD", created_at=at(20, 20, month=4), public=True))
         # Actions: open (one past due when the packet is made), closed in May (with its outcome),
         # closed in April (not this month's).
         def action(text, due, made, **more):
@@ -91,8 +92,8 @@ def engine(database_url):
         action("Review the vendor's backlog", date(2026, 5, 29), at(12, 15), alert_id=ids_made[0])
         done = action("Patch Blue Hill Avenue", date(2026, 5, 10), at(2, 15))
         record.save_closed(close(done, "Patched; 40 potholes closed", "U_OWNER", at(9, 16)))
-        old = action("Old promise", date(2026, 4, 20), at(-15, 15))
-        record.save_closed(close(old, "Done in April", "U_OWNER", at(-12, 16)))
+        old = action("Old promise", date(2026, 4, 20), at(15, 15, month=4))
+        record.save_closed(close(old, "Done in April", "U_OWNER", at(18, 16, month=4)))
     yield made
     made.dispose()
 
@@ -150,7 +151,8 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
         assert month.score is not None
         # Each window's row: its name, its dates as the pages write them, its score rounded as the pages.
         rows = [(REVIEW_MONTH, (FIRST, LAST), month)] + [
-            (window, CATALOG.windows[window].span(LAST), board.metrics[metric.id][window]) for window in CATALOG.windows]
+            (window, CATALOG.windows[window].span(LAST), board.metrics[metric.id][window])
+            for window in CATALOG.windows]
         for window, span, result in rows:
             expected = f"{window.capitalize()} {span_in_words(*span, year=True)}"
             shown = cell(result.score).text if result.score is not None else ""
@@ -158,7 +160,8 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
         assert f"{metric.target_on(LAST):.0%}" in flat  # the target in force
         late = reader.case_lines(metric.id, LAST, "late", "calendar")
         overdue = reader.case_lines(metric.id, LAST, "overdue", "calendar")
-        assert f"{len(late):,} case{'s' if len(late) != 1 else ''} closed late in {span_in_words(FIRST, LAST, year=True)}; " \
+        month_words = span_in_words(FIRST, LAST, year=True)
+        assert f"{len(late):,} case{'s' if len(late) != 1 else ''} closed late in {month_words}; " \
                f"{len(overdue):,} still open" in flat
         for group in reader.breakdown(metric.id, "neighborhood", LAST, "calendar")[:3]:
             assert f"{group.name} {group.on_time:,} {group.closed:,}" in flat
