@@ -410,6 +410,10 @@ class CaseFeed(_Strict):
     opened: FeedTime
     closed: FeedTime
     due: FeedTime | None = None
+    # When the row's case last changed (Open311's updated_datetime, New York's "Resolution
+    # Action Updated Date"): part of the event id, so a case reopened to an earlier state is a
+    # new version, not a duplicate of that state's event.
+    version: FeedTime | None = None
     status: FeedStatus | None = None
     type: FeedColumn
     # Type as written in the export -> metric id; unset: the metrics' case_types.
@@ -432,7 +436,9 @@ class CaseFeed(_Strict):
         for name in ("opened", "closed"):
             if getattr(self, name).date_only:
                 raise ValueError(f"{name}.date_only: only a due time may be a date (an {name} time is an instant)")
-        for name in ("opened", "due"):
+        if self.version is not None and self.version.date_only:
+            raise ValueError("version.date_only: only a due time may be a date (a version is an instant)")
+        for name in ("opened", "due", "version"):
             column = getattr(self, name)
             if column is not None and column.when_status_closed:
                 raise ValueError(f"{name}.when_status_closed: only the closed time may depend on the status")

@@ -19,9 +19,11 @@ Date-only due times: a due column marked ``date_only`` holds a day (Philadelphia
 or offset follows it, and the case is due by the end of that local day, 23:59:59.
 
 Event ids: ``<source>-<case id>-<open|closed>-<digest>``, the digest of everything the event
-says (metric, case, times, due time, and the attributes when there are any), so importing the
-same file again gives the same ids (duplicates downstream) and a later export in which a case
-changed gives a new id whose case replaces the earlier version (docs/contract.md).
+says (metric, case, times, due time, and the attributes when there are any) and of the row's
+version (the feed's `version` column, when it names one and the row has a value), so importing
+the same file again gives the same ids (duplicates downstream) and a later export in which a
+case changed (or, with a version, was reopened to an earlier state) gives a new id whose case
+replaces the earlier version (docs/contract.md).
 """
 
 from __future__ import annotations
@@ -280,6 +282,7 @@ class FeedRows:
         self._closed = _find(header, feed.closed.column)
         self._due = _find(header, feed.due.column) if feed.due is not None else None
         self._status = _find(header, feed.status.column) if feed.status is not None else None
+        self._version = _find(header, feed.version.column) if feed.version is not None else None
         self._closed_values = frozenset(v.strip().casefold() for v in feed.status.closed) if feed.status else frozenset()
         self.due_column = self._due.strip() if self._due is not None else None
         # The close column counts only on closed rows (a file without the status column: none is).
@@ -292,7 +295,7 @@ class FeedRows:
             for rule in feed.skip
         ]
         # The header's names this feed reads: a reader need hand over no other column.
-        read = [self._case_id, self._type, self._opened, self._closed, self._due, self._status,
+        read = [self._case_id, self._type, self._opened, self._closed, self._due, self._status, self._version,
                 *(column for _, column in self._attributes), *(rule.column for rule in self._skips)]
         self.columns = tuple(dict.fromkeys(column for column in read if column is not None))
         self._first_skips = [rule for rule in self._skips if not rule.repeated]
@@ -306,6 +309,7 @@ class FeedRows:
         self._parse_opened = self._parser(feed.opened)
         self._parse_closed = self._parser(feed.closed)
         self._parse_due = self._parser(feed.due) if feed.due is not None else None
+        self._parse_version = self._parser(feed.version) if feed.version is not None else None
 
     def _parser(self, column: FeedTime) -> TimeParser:
         named = column.timezone or self.feed.timezone
@@ -315,6 +319,14 @@ class FeedRows:
     def parse_time(self, text: str) -> datetime | None:
         """An opened-column timestamp as an aware datetime in the city's zone; None if unparseable."""
         return self._parse_opened(text)
+
+    def version_of(self, row: Mapping[str, str]) -> datetime | None:
+        """When the row's case last changed, by the feed's `version` column (None: the feed names
+        none, the file lacks it, or the row's is blank or unreadable)."""
+        if self._version is None:
+            return None
+        text = (row.get(self._version) or "").strip()
+        return self._parse_version(text) if text else None  # type: ignore[misc]
 
     def type_of(self, row: Mapping[str, str]) -> str:
         return (row.get(self._type) or "").strip()
@@ -388,6 +400,15 @@ class FeedRows:
         said = f"{metric_id}|{case_id}|{opened_s}|{closed_s or ''}|{due_s}"
         if attributes:
             said += "|" + "|".join(attributes.get(attribute, "") for attribute, _ in self._attributes)
+        if self._version is not None:
+            # The version too, where the feed names one and the row has it: a case closed and then
+            # reopened says again what its first open version said, and without its version its
+            # event would be that version's id, dropped downstream as a duplicate. (A feed without
+            # a version column cannot tell such a reopen; its rows keep the ids they always had.)
+            version_text = (get(self._version) or "").strip()
+            if version_text:
+                version = self._parse_version(version_text)  # type: ignore[misc]
+                said += "|v=" + (version.isoformat() if version is not None else version_text)
         digest = hashlib.blake2b(said.encode(), digest_size=6).hexdigest()
         raw: dict = {
             "event_id": f"{self.source}-{case_id}-{'open' if closed_s is None else 'closed'}-{digest}",

@@ -271,6 +271,27 @@ def test_a_row_becomes_an_event_or_a_reason_without_any_file():
     assert from_export is False and event.due_at.isoformat() == "2024-01-09T10:00:00-05:00"
 
 
+def test_a_case_reopened_to_an_earlier_state_gets_a_new_event_id_by_its_version_column():
+    # New York: closed, then reopened with the row as it was when first open; only "Resolution
+    # Action Updated Date" (the feed's version) differs from the first open row.
+    header = ["Unique Key", "Created Date", "Closed Date", "Complaint Type", "Status", "Due Date",
+              "Resolution Action Updated Date", "Resolution Description", "Incident Zip", "Borough"]
+    rows = FeedRows(NYC.feeds["nyc311"], NYC, header, name="nyc311")
+    first = {"Unique Key": "61000001", "Created Date": "02/05/2024 09:00:00 AM", "Closed Date": "",
+             "Complaint Type": "Street Light Condition", "Status": "Open", "Due Date": "",
+             "Resolution Action Updated Date": "02/05/2024 09:00:00 AM", "Resolution Description": "",
+             "Incident Zip": "11215", "Borough": "BROOKLYN"}
+    closed = {**first, "Status": "Closed", "Closed Date": "02/06/2024 10:00:00 AM",
+              "Resolution Action Updated Date": "02/06/2024 10:00:00 AM"}
+    reopened = {**first, "Status": "Open", "Resolution Action Updated Date": "02/07/2024 08:00:00 AM"}
+    ids = [rows.event(row)[0].event_id for row in (first, closed, reopened)]
+    assert len(set(ids)) == 3 and ids[2].startswith("nyc311-61000001-open-")
+    assert rows.event(dict(reopened))[0].event_id == ids[2]  # the same version: the same event
+    # A file without the version column: the ids the rows always had (such a reopen is not told).
+    plain = FeedRows(NYC.feeds["nyc311"], NYC, header[:6] + header[7:], name="nyc311")
+    assert plain.event(first)[0].event_id == plain.event(reopened)[0].event_id
+
+
 def test_repeated_rows_are_skipped_by_value_but_blank_values_are_not_repeats():
     catalog = catalog_with_feed({**BASIC, "skip": [{"reason": "duplicate", "column": "ref", "repeated": True}]})
     rows = FeedRows(catalog.feeds["test"], catalog, ["id", "opened", "closed", "kind", "ref"])
@@ -308,6 +329,7 @@ def test_a_header_without_a_needed_column_is_refused_naming_it():
     ({"colums": {}}, "feeds.test.colums: Extra inputs are not permitted"),
     ({"types": {}}, "feeds.test.types: map at least one type to a metric, or leave types out"),
     ({"recognised_by": {}}, "feeds.test.recognised_by: name at least one column in any_column or upper_case_column"),
+    ({"version": {"column": "changed", "date_only": True}}, "feeds.test: version.date_only: only a due time may be"),
 ])
 def test_feed_mistakes_are_refused_naming_the_field(change, message):
     with pytest.raises(CatalogError) as refused:

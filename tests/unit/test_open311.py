@@ -105,6 +105,27 @@ def test_updated_datetime_is_the_close_time_only_of_a_closed_request():
     assert event.closed_at.isoformat() == "2024-01-04T08:00:00-05:00"
 
 
+def test_a_request_reopened_to_its_first_state_is_a_new_version_not_a_duplicate():
+    # Open, closed, then reopened with the same times and attributes as when it was first open:
+    # only updated_datetime (the feed's version) tells the third apart from the first.
+    from shared.core.folding import Ledger
+
+    rows = Open311Rows(CATALOG, [("open311", CATALOG.feeds["open311"])], [])
+    first = {"service_request_id": "900", "service_name": "Illegal Dumping", "zipcode": "19104",
+             "requested_datetime": "2024-01-02T10:00:00-05:00", "expected_datetime": "2024-01-04T10:00:00-05:00",
+             "status": "open", "updated_datetime": "2024-01-02T10:00:00-05:00"}
+    closed = {**first, "status": "closed", "updated_datetime": "2024-01-03T09:00:00-05:00"}
+    reopened = {**first, "updated_datetime": "2024-01-03T15:00:00-05:00"}
+    events = [rows.mapper.event(flatten(request))[0] for request in (first, closed, reopened)]
+    assert len({event.event_id for event in events}) == 3
+    ledger = Ledger(CATALOG)
+    assert [ledger.fold(event) for event in events] == [True, True, True]
+    (case,) = ledger.cases.values()
+    assert case.closed_at is None  # open again, as the city's system says
+    # The same version read again is the same event (a duplicate downstream).
+    assert rows.mapper.event(flatten(dict(reopened)))[0].event_id == events[2].event_id
+
+
 def test_when_status_closed_is_refused_where_it_cannot_apply():
     data = yaml.safe_load(CATALOG_FILE.read_text())
     base = yaml.safe_load((FEEDS / "philadelphia.yaml").read_text())
@@ -128,15 +149,15 @@ def test_when_status_closed_is_refused_where_it_cannot_apply():
 # -- a saved answer -------------------------------------------------------------------------------
 
 SAVED_EVENTS = [
-    {"event_id": "open311-16473162-closed-98896d74c860", "metric": "illegal-dumping-on-time", "type": "case",
+    {"event_id": "open311-16473162-closed-c8445b565742", "metric": "illegal-dumping-on-time", "type": "case",
      "case_id": "16473162", "opened_at": "2023-12-31T19:13:37-05:00", "closed_at": "2024-01-08T07:22:43-05:00",
      "due_at": "2024-01-08T17:00:00-05:00", "attributes": {"zip": "19102"}},
     # Open: its updated_datetime is a change. Due: the metric's 5 business days.
-    {"event_id": "open311-16473200-open-78d47efea154", "metric": "street-light-on-time", "type": "case",
+    {"event_id": "open311-16473200-open-7c5ae16e23b8", "metric": "street-light-on-time", "type": "case",
      "case_id": "16473200", "opened_at": "2024-01-02T15:00:00-05:00", "due_at": "2024-01-09T15:00:00-05:00",
      "attributes": {"zip": "19104"}},
     # No expected_datetime: the feed's 10 business days for alley lights (15 January, MLK Day, is a holiday).
-    {"event_id": "open311-16473201-closed-cd1a7ecfe53d", "metric": "street-light-on-time", "type": "case",
+    {"event_id": "open311-16473201-closed-fe25163c6dba", "metric": "street-light-on-time", "type": "case",
      "case_id": "16473201", "opened_at": "2024-01-02T10:00:00-05:00", "closed_at": "2024-01-05T11:00:00-05:00",
      "due_at": "2024-01-17T10:00:00-05:00"},
 ]
