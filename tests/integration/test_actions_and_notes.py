@@ -267,3 +267,47 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
     notes = run("note", "list", "--metric", "pothole-on-time").splitlines()
     assert [line.split()[:2] for line in notes] == [["2026-07-20", "public"], ["2026-07-21", "internal"]]
     assert [n.text for n in notes_for(engine, ["pothole-on-time"], public_only=True)] == ["Snowstorm"]
+
+
+def test_public_notes_on_the_metric_page_in_chromium(schema, tmp_path):
+    """The page as a browser shows it: the public note listed and its day marked on the chart (its
+    title the note), the internal one nowhere, nothing refused by the page's Content-Security-Policy."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from shared.core.catalog import load_catalog
+    from shared.core.record import new_note
+    from shared.store.record import Record
+    from tests.helpers.browser import chromium, console_problems, open_page, publish, screenshot
+    from tests.helpers.notifier import seed_scores
+
+    catalog = load_catalog()
+    seed_scores(schema.engine, catalog, date(2026, 7, 23))
+    written = datetime(2026, 7, 22, 15, 0, tzinfo=BOSTON)
+    with schema.engine.begin() as conn:
+        record = Record(conn)
+        record.add_note(new_note(metric="pothole-on-time", day=date(2026, 7, 6), text="Snowstorm closed the depots",
+                                 author="U0PWD1", created_at=written, public=True))
+        record.add_note(new_note(metric="pothole-on-time", day=date(2026, 7, 10), text="Two crews out sick",
+                                 author="U0PWD1", created_at=written))
+    app = create_scorer_app(engine=schema.engine, catalog=catalog,
+                            clock=ManualClock(datetime(2026, 7, 24, 10, 0, tzinfo=BOSTON)))
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with chromium() as browser:
+            open_page(browser, f"http://127.0.0.1:{http.server_port}/metric/pothole-on-time", 1100)
+            marks = browser.execute_script(
+                "return [...document.querySelectorAll('svg .note-mark title')].map(t => t.textContent)")
+            listed = browser.execute_script(
+                "return [...document.querySelectorAll('.metric-notes li')].map(li => li.innerText)")
+            assert marks == ["Monday 6 July 2026: Snowstorm closed the depots"]
+            assert listed == ["Monday 6 July 2026: Snowstorm closed the depots"]
+            assert "Two crews out sick" not in browser.page_source
+            assert console_problems(browser) == []
+            publish(screenshot(browser, tmp_path / "metric-notes.png"), "metric-notes")
+    finally:
+        http.shutdown()
+        thread.join(10)
