@@ -311,3 +311,49 @@ def test_public_notes_on_the_metric_page_in_chromium(schema, tmp_path):
     finally:
         http.shutdown()
         thread.join(10)
+
+
+def test_who_may_record_or_close_and_where_a_named_owner_is_reminded(schema, slack, tmp_path):
+    """A department with responders: anyone else gets 403 and nothing opens or changes. An owner
+    given by name (the command's) is reminded in the department's channel, not in private."""
+    from shared.core.record import new_action
+    from shared.store.record import Record
+
+    routing = tmp_path / "responders.json"
+    routing.write_text(json.dumps({"default_channel": "C0DEFAULT", "departments": {
+        "public-works": {"channel": "C0PWD", "owners": ["U0PWD1"], "responders": ["U0PWDR"]}}}))
+    clock = ManualClock(datetime(2026, 7, 24, 10, 0, tzinfo=BOSTON))
+    settings = notifier_settings(tmp_path, slack, fire_after=1, routing_file=str(routing))
+    harness = Harness(schema, settings, clock)
+    harness.notifier.handle_changes([Changes()("pothole-on-time", 0.7)])
+    harness.drain()
+    alert_id = harness.notifier.alerts()[0].id
+    client = create_app(settings, harness.notifier, harness.runtime.gateway).test_client()
+
+    refused = click(client, "cityscore_record_action", alert_id, user="U0OTHER")
+    assert (refused.status_code, refused.json["field"]) == (403, "user.id")
+    sent = submit(client, "cityscore_action_modal", alert_id, action_values("Mine", "U0OTHER", "2026-07-30"),
+                  user="U0OTHER", offset=1)
+    assert sent.status_code == 403 and actions(schema) == []
+    assert slack.state.views == []
+    assert click(client, "cityscore_record_action", alert_id, user="U0PWDR", offset=2).status_code == 200
+
+    with schema.engine.begin() as conn:
+        action, _ = Record(conn).add_action(new_action(
+            metric="pothole-on-time", department="public-works", owner="Jane Roe", text="Audit the depot",
+            due=date(2026, 7, 24), today=date(2026, 7, 24), created_by="analyst", created_at=clock.now()))
+    desk = FollowUpActions(harness.notifier)
+    assert [desk.send_reminders(), desk.send_reminders()] == [1, 0]
+    harness.drain()
+    (reminder,) = [m for m in slack.messages("C0PWD") if m["text"].startswith("Reminder")]
+    assert "Reminder for Jane Roe" in json.dumps(reminder["blocks"]) and "Audit the depot" in reminder["text"]
+
+    closing = click(client, "cityscore_close_action", action.id, user="U0OTHER", offset=3)
+    assert closing.status_code == 403
+    outcome = {"outcome": {"text": {"type": "plain_text_input", "value": "Done"}}}
+    assert submit(client, "cityscore_close_action_modal", action.id, outcome, user="U0OTHER",
+                  offset=4).status_code == 403
+    assert [a.status for a in actions_for(schema.engine, "public-works")] == ["open"]
+    assert submit(client, "cityscore_close_action_modal", action.id, outcome, user="U0PWD1",
+                  offset=5).get_data() == b""
+    assert [a.status for a in actions_for(schema.engine, "public-works")] == ["closed"]
