@@ -2,7 +2,8 @@
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), each
 department's weekly digest (NOTIFIER_DEPARTMENT_DIGEST, default Monday 08:45, off unless set), the
-reminders, the re-evaluation of steady scores, the look for stale feeds (data alerts,
+reminders, the reminders of follow-up actions due (every five minutes; each owner once, from the board's
+time on the due day: actions.py), the re-evaluation of steady scores, the look for stale feeds (data alerts,
 every NOTIFIER_FEED_CHECK_EVERY seconds and on start), the look at the overdue backlogs
 (at-risk alerts, every NOTIFIER_AT_RISK_CHECK_EVERY seconds and on start), a catch-up every five minutes that
 posts the board and recap if their time passed without them (no scores yet then), and
