@@ -24,6 +24,7 @@ from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from shared.store.tables.notifier import Alert, AlertNote
+from tests.helpers.browser import publish
 from tests.helpers.catalogs import variant
 from tests.helpers.ingest import fresh_database
 
@@ -195,6 +196,7 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
         assert image.size[0] > 800 and len(image.convert("L").getcolors(256)) > 10
         image.save(tmp_path / f"packet-page-{index + 1}.png")
     document.close()
+    publish(tmp_path / f"packet-page-{first + 1}.png", "packet")  # with CITYSCORE_UPDATE_SCREENSHOT=1
 
     html = render_html(packet, CATALOG)
     pothole_html = html.split('data-metric="pothole-on-time" id=')[1].split("</article>")[0]
