@@ -342,6 +342,17 @@ _OPEN311_PARAM = click.option(
     help="An extra query parameter of every requests.json call, NAME=VALUE (jurisdiction_id, api_key); repeatable.")
 
 
+def _open311_reading(command):
+    """--page-size and --limit: how an endpoint's pages and its cap are asked for (docs/feeds.md)."""
+    command = click.option(
+        "--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+        help="The most requests the endpoint answers when it does not page (GeoReport v2's default: "
+             "1,000); an answer this long is asked for again in halves.")(command)
+    return click.option(
+        "--page-size", default=500, show_default=True, type=click.IntRange(min=1),
+        help="page_size asked for when the endpoint pages; pages are read until an empty one.")(command)
+
+
 @import_group.command("open311")
 @click.argument("source")
 @click.option("--feed", "feed_name", required=True, help="The catalog's feed for this city's Open311 requests.")
@@ -350,11 +361,12 @@ _OPEN311_PARAM = click.option(
 @click.option("--end", "end_day", callback=_parse_date, default=None,
               help="Last local day to read, included (default: today). URL only.")
 @_OPEN311_PARAM
+@_open311_reading
 @_import_options
 @catalog_option
 def import_open311(source: str, feed_name: str, start_day: date | None, end_day: date | None,
-                   params: tuple[str, ...], out_path: str | None, ingest_url: str | None, api_keys: tuple[str, ...],
-                   batch_size: int, catalog_path: str | None) -> None:
+                   params: tuple[str, ...], page_size: int, limit: int, out_path: str | None, ingest_url: str | None,
+                   api_keys: tuple[str, ...], batch_size: int, catalog_path: str | None) -> None:
     """Turn a city's Open311 GeoReport v2 requests into case events through a feed of the catalog.
 
     SOURCE is the endpoint (https://city.example/open311/v2, or its requests.json URL), read in
@@ -378,7 +390,7 @@ def import_open311(source: str, feed_name: str, start_day: date | None, end_day:
                 raise click.BadParameter(f"{start_day} is after --end {end_day}", param_hint="'--start'")
             start = datetime.combine(start_day, datetime.min.time(), loaded.zone)
             end = datetime.combine(end_day + timedelta(days=1), datetime.min.time(), loaded.zone)
-            client = Open311Client(source, params=_open311_params(params))
+            client = Open311Client(source, params=_open311_params(params), page_size=page_size, limit=limit)
             reader = Open311Reader.from_endpoint(client, start, end, loaded, feeds)
             click.echo(f"{source}: {client.stats.line()}; {len(reader.rows)} distinct requests "
                        f"requested {start_day} to {end_day}", err=True)

@@ -62,12 +62,17 @@ def pull_group() -> None:
               help="Stop after this many successful cycles (0: run until stopped).")
 @click.option("--param", "params", multiple=True,
               help="An extra query parameter of every requests.json call, NAME=VALUE; repeatable.")
+@click.option("--page-size", default=500, show_default=True, type=click.IntRange(min=1),
+              help="page_size asked for when the endpoint pages; pages are read until an empty one.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="The most requests the endpoint answers when it does not page; an answer this long is "
+                   "asked for again in halves.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where /healthz and /readyz are served.")
 @click.option("--http-port", default=0, show_default=True, type=int, help="Their port (0: not served).")
 @catalog_option
 def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str, ...], state_path: str, every: float,
                  lookback: float, backoff: float, backoff_max: float, batch_size: int, cycles: int,
-                 params: tuple[str, ...], host: str, http_port: int, catalog_path: str | None) -> None:
+                 params: tuple[str, ...], page_size: int, limit: int, host: str, http_port: int, catalog_path: str | None) -> None:
     """Send a city's new and updated Open311 requests to ingest every --every, restart-safe."""
     from services.cli.commands import _feeds_option, _open311_params
     from services.ingest.client import DepartmentRouter
@@ -81,7 +86,8 @@ def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str,
     catalog = _load_catalog(catalog_path)
     feeds = _feeds_option(catalog, feed_name)
     keys = [part for key in api_keys for part in key.split()]  # $CITYSCORE_API_KEYS: space-separated
-    client = Open311Client(url, params=_open311_params(params), backoff_s=min(0.5, backoff))
+    client = Open311Client(url, params=_open311_params(params), backoff_s=min(0.5, backoff), page_size=page_size,
+                           limit=limit)
     state = StateFile(Path(state_path), requests_url(url), feed_name)
     try:
         pull = Open311Pull(client, catalog, feeds, lambda: DepartmentRouter(ingest_url, keys, batch_size=1000), state,

@@ -4,8 +4,10 @@
 "Open311"). The endpoint is asked for `requests.json` in windows of at most 90 days on
 `requested_datetime` (shared/core/open311.py), once with `status=open` and once with
 `status=closed`, page by page with the `page`/`page_size` extension when the endpoint offers
-it. An endpoint that does not page answers at most its limit (1,000 by default): a window
-whose answer is that long may have been cut, so it is asked for again in two halves.
+it, until an empty page (page 2 is asked for after any non-empty page 1: an endpoint may cap
+page_size below ours). An endpoint that does not page answers at most its limit (1,000 by
+default): a window whose answer is that long may have been cut, so it is asked for again in
+two halves.
 
 Each request is flattened into a row (shared/core/open311.flatten) and goes through the
 feeds' one row rule (shared/core/feed_rows.py) and the CSV importer's counting (csv_feed.tally),
@@ -111,21 +113,23 @@ class Open311Client:
     def _window(self, window: tuple[datetime, datetime], status: str) -> Iterator[Mapping[str, object]]:
         self.stats.windows += 1
         first = self._get(window, status, 1)
-        if len(first) < min(self.page_size, self.limit):
-            yield from first  # all of it
+        if not first:
             return
         if self.stats.paging is not False:
+            # Page 2 is asked for even after a short page 1: an endpoint may cap page_size below
+            # ours (answering 100 of 500) and a short page says nothing about what is left.
             second = self._get(window, status, 2)
             if not _same_page(first, second):
                 self.stats.paging = True
                 yield from first
-                page, answer = 2, second
-                while answer:
+                page, previous, answer = 2, first, second
+                # Until an empty page: only that says the window is read (a page shorter than
+                # asked may be the endpoint's own size). A page repeating the one before it is
+                # an endpoint that stopped paging: nothing more to read.
+                while answer and not _same_page(previous, answer):
                     yield from answer
-                    if len(answer) < self.page_size:
-                        return
                     page += 1
-                    answer = self._get(window, status, page)
+                    previous, answer = answer, self._get(window, status, page)
                 return
             self.stats.paging = False  # page 2 is page 1 again: the endpoint ignores `page`
         if len(first) < self.limit:

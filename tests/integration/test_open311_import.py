@@ -74,6 +74,26 @@ def test_an_endpoint_that_pages_is_read_page_by_page_every_request_once(endpoint
     assert "4000 distinct requests requested 2023-12-01 to 2024-06-30" in stderr
 
 
+@pytest.mark.parametrize("endpoint", [{"paging": True, "max_page_size": 100}], indirect=True)
+def test_an_endpoint_capping_page_size_below_ours_is_read_to_its_last_page(endpoint, tmp_path):
+    # Asked for 500 a page, it answers 100: a short first page is not the whole window.
+    fake, url = endpoint
+    events, stderr = imported(url, tmp_path)
+    assert_windows_within_90_days(fake)
+    served = Counter(rid for call in fake.calls for rid in call.ids)
+    assert set(served) == {r["service_request_id"] for r in REQUESTS}
+    assert max(int(call.params["page"]) for call in fake.calls) > 5
+    assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, saved_answer_events(tmp_path)))
+    assert "(the endpoint pages with page/page_size)" in stderr
+    # Read with the endpoint's own page size, each window ends at its first empty page.
+    fake.calls.clear()
+    again, _ = imported(url, tmp_path, "--page-size", "100", "--limit", "100")
+    assert sorted(map(json.dumps, again)) == sorted(map(json.dumps, events))
+    assert all(call.params["page_size"] == "100" for call in fake.calls)
+    last_pages = [call for call in fake.calls if not call.ids]
+    assert len(last_pages) == len({(c.params["start_date"], c.params["status"]) for c in fake.calls})
+
+
 @pytest.mark.parametrize("endpoint", [{"paging": False}], indirect=True)
 def test_an_endpoint_that_does_not_page_is_asked_in_halves_until_nothing_is_cut(endpoint, tmp_path):
     fake, url = endpoint
