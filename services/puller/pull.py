@@ -151,15 +151,17 @@ class Open311Pull:
         report = CycleReport()
         now = self.clock()
         read = [flatten(request) for request in self.client.fetch(now - self.lookback, now)]
-        pending = to_send(read, self.cursor)
+        try:
+            rows = Open311Rows(self.catalog, self.feeds, read, report.summary)
+        except FeedFormatError as exc:
+            raise Open311Error(f"the requests do not fit the feed: {exc}") from None
+        # Versions by the feed's time rule: an endpoint writing local times without an offset is
+        # read as `import open311` reads it.
+        pending = to_send(read, self.cursor, rows.version_of)
         report.read, report.new = len({row.get("service_request_id") for row in read}), len(pending)
         if not pending:
             log.info("nothing new", extra={"read": report.read, "cursor": self._cursor_text()})
             return report
-        try:
-            rows = Open311Rows(self.catalog, self.feeds, [row for _, row in pending], report.summary)
-        except FeedFormatError as exc:
-            raise Open311Error(f"the requests do not fit the feed: {exc}") from None
         for at in range(0, len(pending), self.batch_size):
             batch = pending[at: at + self.batch_size]
             events = list(ingest_dicts(rows.events(row for _, row in batch)))

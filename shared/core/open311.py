@@ -8,8 +8,8 @@ flattened into a mapping of field name to text.
   and `end_date`, a span of at most 90 days, so a longer period is asked for in consecutive
   windows of at most 90 days. A window whose answer may have been cut at the endpoint's limit
   (1,000 requests by default, when it does not page) is asked for again in two halves.
-- The cursor of `cityscore pull open311`: the version (updated_datetime, else
-  requested_datetime) and id of the last request whose events ingest accepted. Requests are
+- The cursor of `cityscore pull open311`: the version (the feed's version column, else
+  updated_datetime, else requested_datetime, read by the feed's TimeParser) and id of the last request whose events ingest accepted. Requests are
   sent in (version, id) order, so the ones still to send are exactly those after the cursor:
   a restart sends nothing twice and skips nothing, and a request updated later has a newer
   version and is sent again.
@@ -20,7 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
+
+from shared.core.feed_rows import TimeParser
 
 # The fields of a GeoReport v2 request (city-data.md). A JSON request leaves out a field it
 # has no value for, so every one of these is a "column" of every request, blank when absent.
@@ -114,7 +117,8 @@ def request_key(row: Mapping[str, str]) -> str:
 
 
 def parse_instant(text: str) -> datetime | None:
-    """An ISO 8601 time with an offset (as GeoReport v2 writes them) in UTC; None if it is not one."""
+    """An ISO 8601 time with an offset in UTC; None if it is not one. Only for the pull's state
+    file, which writes its cursor so; a request's times are read by the feed's TimeParser."""
     text = (text or "").strip()
     if not text:
         return None
@@ -127,12 +131,32 @@ def parse_instant(text: str) -> datetime | None:
     return moment.astimezone(_UTC)
 
 
-def version_of(row: Mapping[str, str]) -> datetime | None:
-    """When the request last changed: updated_datetime, else requested_datetime (a request never updated)."""
-    return parse_instant(row.get("updated_datetime", "")) or parse_instant(row.get("requested_datetime", ""))
+Version = Callable[[Mapping[str, str]], "datetime | None"]
 
 
-def latest_versions(rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+def versions_read_by(parse: Callable[[str], "datetime | None"]) -> Version:
+    """A request's version (when it last changed: updated_datetime, else requested_datetime for a
+    request never updated) read by `parse`, the feed's reading of its times (shared/feeds/open311.py
+    Open311Rows.version_of), so that the version and the events agree on what a time means."""
+
+    def version(row: Mapping[str, str]) -> datetime | None:
+        for name in ("updated_datetime", "requested_datetime"):
+            text = (row.get(name) or "").strip()
+            if text:
+                moment = parse(text)
+                if moment is not None:
+                    return moment
+        return None
+
+    return version
+
+
+_UTC_ZONE = ZoneInfo("UTC")
+# Without a feed: the feeds' time rule with times lacking an offset taken as UTC.
+version_of: Version = versions_read_by(TimeParser(_UTC_ZONE, _UTC_ZONE))
+
+
+def latest_versions(rows: Iterable[dict[str, str]], version: Version = version_of) -> list[dict[str, str]]:
     """One row per request id (its latest version) in the order first seen: a request read twice
     (two windows sharing a bound, or status=open then status=closed while it closed) counts once.
     Rows without an id are kept, each on its own (the row rule skips them as `bad case id`)."""
@@ -148,7 +172,7 @@ def latest_versions(rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
             kept[key] = row
             out.append(row)
             continue
-        old, new = version_of(earlier), version_of(row)
+        old, new = version(earlier), version(row)
         if new is not None and (old is None or new > old):
             earlier.clear()
             earlier.update(row)
@@ -174,17 +198,18 @@ class Cursor:
         return cls(version, case_id)
 
 
-def to_send(rows: Iterable[dict[str, str]], cursor: Cursor | None) -> list[tuple[Cursor, dict[str, str]]]:
+def to_send(rows: Iterable[dict[str, str]], cursor: Cursor | None,
+            version: Version = version_of) -> list[tuple[Cursor, dict[str, str]]]:
     """The requests after the cursor, in (version, id) order, each with the cursor it leaves.
 
     A request without an id or a readable version cannot be placed in that order: it is left
     out (the row rule would skip it anyway, for want of an id or an open time)."""
     placed = []
-    for row in latest_versions(rows):
-        key, version = request_key(row), version_of(row)
-        if not key or version is None:
+    for row in latest_versions(rows, version):
+        key, changed = request_key(row), version(row)
+        if not key or changed is None:
             continue
-        at = Cursor(version, key)
+        at = Cursor(changed.astimezone(_UTC), key)
         if cursor is None or at > cursor:
             placed.append((at, row))
     placed.sort(key=lambda item: item[0])

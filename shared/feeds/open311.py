@@ -41,6 +41,7 @@ from shared.core.open311 import (
     latest_versions,
     requests_of,
     stamp,
+    versions_read_by,
     windows,
 )
 from shared.feeds.csv_feed import ImportSummary, tally
@@ -219,6 +220,14 @@ class Open311Rows:
         self.summary.format = self.feed.layout or self.feed_name
         self.summary.description = self.feed.description or self.summary.format
         self.summary.target_column = self.mapper.due_column
+        # Open311's own version fields, read as the feed reads its open time (its zone for a time
+        # written without an offset): the pull's order and the events agree on every time.
+        self._request_version = versions_read_by(self.mapper.parse_time)
+
+    def version_of(self, row: Mapping[str, str]) -> datetime | None:
+        """When the request last changed: the feed's `version` column, else updated_datetime, else
+        requested_datetime, by the feed's time rule (None: none readable)."""
+        return self.mapper.version_of(row) or self._request_version(row)
 
     def events(self, rows: Iterable[Mapping[str, str]]) -> Iterator[CaseEvent]:
         summary, mapper = self.summary, self.mapper
@@ -239,9 +248,10 @@ class Open311Reader:
     def __init__(self, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]],
                  requests_read: Iterable[Mapping[str, object]], stats: FetchStats | None = None):
         self.stats = stats
-        self.rows = latest_versions(flatten(request) for request in requests_read)
+        every = [flatten(request) for request in requests_read]
+        self._rows = Open311Rows(catalog, feeds, every)
+        self.rows = latest_versions(every, self._rows.version_of)
         self.repeats = (stats.requests - len(self.rows)) if stats is not None else 0
-        self._rows = Open311Rows(catalog, feeds, self.rows)
         self.summary = self._rows.summary
         self.on_rows = None  # csv_feed.write_events' progress hook: none here (read before writing)
 

@@ -5,6 +5,7 @@ It answers `GET /open311/v2/requests.json` as the spec and the big cities do (ci
 90 days is refused with HTTP 400; `status` filters open or closed; with `paging` the
 `page`/`page_size` extension is honoured (page_size capped at 500, as Chicago does), without
 it `page` is ignored and at most `limit` requests are answered (the spec's 1,000 by default).
+Request times without an offset are local times in `zone` (a city writing them so).
 `fail_next(n)` makes the next n calls answer HTTP 500. Every call is recorded.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import orjson
 from werkzeug.serving import make_server
@@ -21,8 +22,9 @@ from werkzeug.wrappers import Request, Response
 PATH = "/open311/v2/requests.json"
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _instant(text: str, zone: tzinfo = timezone.utc) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)  # local time in the city's zone
 
 
 @dataclass
@@ -34,11 +36,12 @@ class Call:
 
 class FakeOpen311:
     def __init__(self, requests: list[dict] | None = None, *, paging: bool = True, limit: int = 1000,
-                 max_page_size: int = 500):
+                 max_page_size: int = 500, zone: tzinfo = timezone.utc):
         self.requests: list[dict] = list(requests or [])
         self.paging = paging
         self.limit = limit
         self.max_page_size = max_page_size
+        self.zone = zone  # of request times written without an offset
         self.calls: list[Call] = []
         self._failures = 0
         self._lock = threading.Lock()
@@ -91,7 +94,7 @@ class FakeOpen311:
             if end - start > timedelta(days=90):
                 return self._error(params, "the span between start_date and end_date may be at most 90 days")
             status = params.get("status")
-            found = [r for r in self.requests if start <= _instant(r["requested_datetime"]) <= end
+            found = [r for r in self.requests if start <= _instant(r["requested_datetime"], self.zone) <= end
                      and (status is None or r.get("status") == status)]
             found.sort(key=lambda r: (r["requested_datetime"], r.get("service_request_id") or ""))
             if self.paging:

@@ -224,6 +224,37 @@ def test_the_pull_backs_off_while_ingest_is_down_and_sends_everything_once_it_is
     assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, offline_import(url, tmp_path, "offline")))
 
 
+def in_local_time(requests: list[dict]) -> list[dict]:
+    """The requests as a city writing local times without an offset answers them."""
+    out = []
+    for request in requests:
+        request = dict(request)
+        for name in ("requested_datetime", "updated_datetime", "expected_datetime"):
+            if name in request:
+                local = datetime.fromisoformat(request[name]).astimezone(CATALOG.zone)
+                request[name] = local.replace(tzinfo=None).isoformat()
+        out.append(request)
+    return out
+
+
+def test_a_pull_reads_times_without_an_offset_as_import_open311_does(ingest, kafka_bootstrap, tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fake = FakeOpen311(in_local_time(city_requests(80, now - timedelta(minutes=10), days=30, seed=11)),
+                       zone=CATALOG.zone)
+    url = fake.start()
+    ingest_url, keys, topic = ingest
+    try:
+        pull = Open311Pull(Open311Client(url, backoff_s=0.01), CATALOG, [("open311", CATALOG.feeds["open311"])],
+                           lambda: DepartmentRouter(ingest_url, keys),
+                           StateFile(tmp_path / "s.json", requests_url(url), "open311"), lookback_s=40 * 86400)
+        report = pull.cycle()
+        expected = offline_import(url, tmp_path, "offline")
+    finally:
+        fake.stop()
+    assert report.new == 80 and report.accepted == len(expected) > 0
+    assert sorted(map(json.dumps, on_topic(kafka_bootstrap, topic))) == sorted(map(json.dumps, expected))
+
+
 def free_port() -> int:
     import socket
 

@@ -223,6 +223,16 @@ def test_requests_go_in_version_then_id_order_and_the_cursor_leaves_exactly_the_
     assert [(c.version, c.case_id) for c, _ in again] == [(at(6), "2")]
 
 
+def test_a_requests_version_is_read_by_the_feeds_time_rule():
+    # Local Philadelphia time without an offset, as import open311 reads it: 09:00 EST is 14:00 UTC.
+    rows = Open311Rows(CATALOG, [("open311", CATALOG.feeds["open311"])], [])
+    local = {"service_request_id": "5", "requested_datetime": "2024-01-02T10:00:00",
+             "updated_datetime": "2024-01-03T09:00:00"}
+    assert rows.version_of(local) == at(3, 14)
+    assert rows.version_of({**local, "updated_datetime": ""}) == at(2, 15)  # never updated: requested
+    assert [(c.version, c.case_id) for c, _ in to_send([dict(local)], None, rows.version_of)] == [(at(3, 14), "5")]
+
+
 def test_the_cursor_survives_its_file_and_a_state_of_another_endpoint_is_refused(tmp_path):
     state = StateFile(tmp_path / "state" / "pull.json", "http://a/requests.json", "open311")
     assert state.load() is None
