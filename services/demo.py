@@ -54,6 +54,8 @@ class Demo:
             # A laptop without Slack: the scorer serves the notifier's posts on /slack-posts
             # (internal, so off by default and never on the public board).
             "SCORER_SHOW_SLACK_POSTS": "true",
+            # A laptop is staff's: the department pages name who owns each alert and action.
+            "SCORER_SHOW_OWNERS": "true",
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "prometheus"),
             "PYTHONUNBUFFERED": "1",
         }

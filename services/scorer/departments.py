@@ -75,24 +75,38 @@ def scorecards(departments: Sequence[Department], as_of: date | None) -> tuple[S
     return board, [department_card(catalog, parts["store"], board, department, fields) for department in departments]
 
 
-def _action_dict(action: Action) -> dict:
-    return {"id": action.id, "metric": action.metric, "owner": action.owner, "text": action.text,
-            "due": action.due.isoformat(), "created_at": action.created_at.isoformat()}
+def _show_owners() -> bool:
+    """Whether the pages may name who owns alerts and actions (SCORER_SHOW_OWNERS: staff only)."""
+    return _parts()["settings"].scorer_show_owners
+
+
+def _alert_dict(alert: OpenAlert, owners: bool) -> dict:
+    body = alert.as_dict()
+    if not owners:  # whether, not who
+        body = {key: value for key, value in body.items() if key not in ("acknowledged_by", "owner")}
+        body.update(acknowledged=alert.status == "acknowledged", owned=alert.owner is not None)
+    return body
+
+
+def _action_dict(action: Action, owners: bool) -> dict:
+    return {"id": action.id, "metric": action.metric, **({"owner": action.owner} if owners else {}),
+            "text": action.text, "due": action.due.isoformat(), "created_at": action.created_at.isoformat()}
 
 
 def _note_dict(note: Note) -> dict:
     return {"id": note.id, "metric": note.metric, "day": note.day.isoformat(), "text": note.text}
 
 
-def card_dict(card: DepartmentCard, board_json: dict) -> dict:
-    """A card as JSON: each metric as the board's JSON gives it (scores, dates, targets, open, projected)."""
+def card_dict(card: DepartmentCard, board_json: dict, owners: bool) -> dict:
+    """A card as JSON: each metric as the board's JSON gives it (scores, dates, targets, open, projected);
+    who owns the alerts and actions only with `owners`."""
     cabinet = {"id": card.cabinet.id, "name": card.cabinet.name} if card.cabinet else None
     body = {
         "department": {"id": card.department.id, "name": card.department.name, "cabinet": cabinet},
         "metrics": {metric.id: board_json["metrics"][metric.id] for metric in card.metrics},
-        "alerts": [alert.as_dict() for alert in card.alerts],
+        "alerts": [_alert_dict(alert, owners) for alert in card.alerts],
     }
-    body["actions"] = [_action_dict(action) for action in card.actions]
+    body["actions"] = [_action_dict(action, owners) for action in card.actions]
     body["notes"] = [_note_dict(note) for note in card.notes]
     return body
 
@@ -158,6 +172,7 @@ def _render(title: str, board: Scoreboard, cards: list[DepartmentCard], asked: d
         when=lambda moment: local_time(moment, catalog),
         score_cell=cell,
         json_url=json_url,
+        show_owners=_show_owners(),
     )
     return html, 200, {"Cache-Control": "public, max-age=30"}
 
@@ -196,9 +211,9 @@ def _json(departments: list[Department], head: dict) -> Response:
     board_json = _board_json(board, cards)
     body = {"as_of": board_json["as_of"], "windows": board_json["windows"], **head}
     if len(cards) == 1 and "cabinet" not in head:
-        body.update(card_dict(cards[0], board_json))
+        body.update(card_dict(cards[0], board_json, _show_owners()))
     else:
-        body["departments"] = [card_dict(card, board_json) for card in cards]
+        body["departments"] = [card_dict(card, board_json, _show_owners()) for card in cards]
     return json_response(200, body, {"Cache-Control": "public, max-age=30"})
 
 

@@ -19,6 +19,12 @@ class ScorerSettings(Settings):
     # only a laptop without Slack (the demo) shows them, on a page of their own.
     scorer_show_slack_posts: bool = Field(False, alias="SCORER_SHOW_SLACK_POSTS",
                                           description="Serve /slack-posts, the notifier's recent posts (laptop only)")
+    # Who acknowledged and owns an alert, and who owns an action, are Slack user ids or staff names:
+    # internal, like the posts. The department pages say whether an alert is owned; they say who
+    # only where the city serves them to its staff (an intranet) and sets this.
+    scorer_show_owners: bool = Field(False, alias="SCORER_SHOW_OWNERS",
+                                     description="The department and cabinet pages and their JSON name who owns "
+                                                 "each alert and action (staff only)")
     scorer_read_timeout_s: float = Field(5.0, alias="SCORER_READ_TIMEOUT", gt=0,
                                          description="Seconds a score computed on request may take before a 503")
     # The same variable as the notifier's (deploy/k8s/configmap.yaml gives both services one value):

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from services.scorer.app import create_app
+from services.scorer.settings import ScorerSettings
 from shared.core.catalog import load_catalog, parse_catalog
 from shared.core.contract import parse_event
 from shared.core.record import Action, Note
@@ -99,7 +100,9 @@ def server(tmp_path_factory):
                                  "U0PWDLEAD", FIRED))
         record.add_note(Note(None, "pothole-on-time", date(2026, 6, 22), "Heavy rain: crews on flooding calls",
                              "U0PWDLEAD", FIRED, public=True))
-    app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
+    # As the city's staff see it (SCORER_SHOW_OWNERS): who owns each alert and action.
+    app = create_app(ScorerSettings(**{"SCORER_SHOW_OWNERS": True}), engine=engine, catalog=CATALOG,
+                     clock=ManualClock(NOW))
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, name="department-http", daemon=True)
     thread.start()

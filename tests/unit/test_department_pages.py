@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import insert
 
 from services.scorer.app import create_app
+from services.scorer.settings import ScorerSettings
 from shared.core.catalog import parse_catalog
 from shared.core.contract import parse_event
 from shared.store.engine import make_engine, migrate
@@ -54,7 +55,9 @@ NOTES = [
 ]
 
 
-def client_for(tmp_path_factory, catalog):
+def client_for(tmp_path_factory, catalog, show_owners: bool = True):
+    """The pages over the events, alerts, actions and notes above; as a city's staff see them (who owns
+    what) unless `show_owners` is False, the public's."""
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
     migrate(engine)
     with engine.begin() as conn:
@@ -70,7 +73,8 @@ def client_for(tmp_path_factory, catalog):
         record.save_closed(close(done, "Crews added", "U0OWNER", FIRED))
         for note in NOTES:
             record.add_note(note)
-    app = create_app(engine=engine, catalog=catalog, clock=ManualClock(NOW))
+    settings = ScorerSettings(**{"SCORER_SHOW_OWNERS": show_owners})
+    app = create_app(settings, engine=engine, catalog=catalog, clock=ManualClock(NOW))
     yield app.test_client()
     engine.dispose()
 
@@ -78,6 +82,11 @@ def client_for(tmp_path_factory, catalog):
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     yield from client_for(tmp_path_factory, CATALOG)
+
+
+@pytest.fixture(scope="module")
+def public_client(tmp_path_factory):
+    yield from client_for(tmp_path_factory, CATALOG, show_owners=False)
 
 
 NEAR = parse_catalog({**CATALOG.model_dump(by_alias=True, exclude_none=True), "near_target": 0.75}, "near band")
@@ -232,3 +241,22 @@ def test_the_department_page_lists_its_open_actions_and_public_notes(client):
     assert "Crew lead out sick" not in client.get("/departments/public-works").data.decode()
     assert [a["text"] for a in get_json(client, "/v1/departments/boston-311")["actions"]] == ["Two more agents at lunch"]
     assert "No open follow-up action" in parse(client.get("/departments/police").data).one("p", data_actions="0").text()
+
+
+def test_who_owns_what_is_named_only_where_the_city_says_so(client, public_client):
+    """SCORER_SHOW_OWNERS unset (a public board): whether each alert is acknowledged and owned, never
+    who; the actions without their owners. The figures are the same."""
+    staff, public = get_json(client, "/v1/departments/public-works"), get_json(public_client, "/v1/departments/public-works")
+    assert public["metrics"] == staff["metrics"] and public["notes"] == staff["notes"]
+    assert public["alerts"] == [
+        {"id": 1, "metric": "pothole-on-time", "kind": "follow-up", "window": "week", "status": "acknowledged",
+         "score": 0.8036, "fired_at": "2026-06-29T13:00:00+00:00", "acknowledged": True, "owned": True},
+        {"id": 2, "metric": "streetlight-on-time", "kind": "at risk", "window": "week", "status": "firing",
+         "score": 1.02, "fired_at": "2026-06-29T15:00:00+00:00", "acknowledged": False, "owned": False}]
+    assert [{k: v for k, v in a.items() if k != "owner"} for a in staff["actions"]] == public["actions"]
+    html = public_client.get("/departments/public-works").data.decode()
+    assert not any(who in html for who in ("U0OWNER", "U0LEAD", "U0CREW"))
+    rows = parse(html.encode()).one("table", cls="alerts").one("tbody").all("tr")
+    assert [r.attrs["data-owner"] for r in rows] == ["owned", ""]
+    assert rows[0].all("td")[-1].text().strip() == "owned" and "no owner yet" in rows[1].text()
+    assert "U0CALLS" not in public_client.get("/v1/cabinets/operations").data.decode()
