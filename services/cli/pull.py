@@ -53,6 +53,9 @@ def pull_group() -> None:
 @click.option("--lookback", default="90d", show_default=True, envvar="CITYSCORE_PULL_LOOKBACK", callback=_duration,
               help="How far back in requested_datetime each cycle reads, to see requests updated since "
                    "[$CITYSCORE_PULL_LOOKBACK].")
+@click.option("--overlap", default="1d", show_default=True, envvar="CITYSCORE_PULL_OVERLAP", callback=_duration,
+              help="How far before the cursor each cycle looks again for requests it has not sent as they are "
+                   "(missed by a cycle, shown late, closes back-dated) [$CITYSCORE_PULL_OVERLAP].")
 @click.option("--backoff", default="5s", show_default=True, callback=_duration,
               help="The first wait after a failure of the endpoint or ingest; doubled after each failure.")
 @click.option("--backoff-max", default="15m", show_default=True, callback=_duration, help="The longest wait.")
@@ -71,7 +74,7 @@ def pull_group() -> None:
 @click.option("--http-port", default=0, show_default=True, type=int, help="Their port (0: not served).")
 @catalog_option
 def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str, ...], state_path: str, every: float,
-                 lookback: float, backoff: float, backoff_max: float, batch_size: int, cycles: int,
+                 lookback: float, overlap: float, backoff: float, backoff_max: float, batch_size: int, cycles: int,
                  params: tuple[str, ...], page_size: int, limit: int, host: str, http_port: int, catalog_path: str | None) -> None:
     """Send a city's new and updated Open311 requests to ingest every --every, restart-safe."""
     from services.cli.commands import _feeds_option, _open311_params
@@ -91,7 +94,7 @@ def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str,
     state = StateFile(Path(state_path), requests_url(url), feed_name)
     try:
         pull = Open311Pull(client, catalog, feeds, lambda: DepartmentRouter(ingest_url, keys, batch_size=1000), state,
-                           lookback_s=lookback, batch_size=batch_size)
+                           lookback_s=lookback, batch_size=batch_size, overlap_s=overlap)
     except StateError as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()
@@ -105,7 +108,7 @@ def pull_open311(url: str, feed_name: str, ingest_url: str, api_keys: tuple[str,
         server = make_server(host, http_port, create_app(pull, loop.is_alive), threaded=True)
         threading.Thread(target=server.serve_forever, name="pull-http", daemon=True).start()
     log.info("pulling", extra={"endpoint": requests_url(url), "feed": feed_name, "ingest": ingest_url,
-                               "every_s": every, "lookback_s": lookback, "state": state_path,
+                               "every_s": every, "lookback_s": lookback, "overlap_s": overlap, "state": state_path,
                                "cursor": pull._cursor_text()})
     try:
         status = pull.run(stop, every, backoff, backoff_max, cycles)

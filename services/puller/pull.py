@@ -2,18 +2,23 @@
 
 Every cycle (`--every`, 15 minutes by default) reads the requests requested in the last
 `--lookback` (90 days by default; GeoReport v2 can only filter on requested_datetime, so an
-update to an older request is seen while the request is within the look-back), keeps those
-after the cursor in (version, id) order (shared/core/open311.py: version = updated_datetime,
-else requested_datetime), and sends them to ingest in batches through the importers' row rule
-and DepartmentRouter (each event with its department's key, an Idempotency-Key per batch).
+update to an older request is seen while the request is within the look-back) and sends to
+ingest, in (version, id) order (shared/core/open311.py: the feed's version column, else
+updated_datetime, else requested_datetime), those after the cursor and those whose version is
+within `--overlap` (1 day) before it and which were not sent as they are now: a request a cycle
+did not see below the cursor (paging shifted, the endpoint lagged, an equal version with a
+lower id shown late, a close back-dated) is sent once it shows. Events go in batches through
+the importers' row rule and DepartmentRouter (each event with its department's key, an
+Idempotency-Key per batch).
 
-The cursor is written to the state file (atomically: a temporary file, fsync, rename) only
+The cursor, and what was sent in its overlap (request id -> version and a digest of the
+request), are written to the state file (atomically: a temporary file, fsync, rename) only
 after ingest accepted the batch, so a pull killed at any moment resends at most the batch in
 flight: the same requests, hence the same events and the same Idempotency-Keys, which ingest
-answers from its record without writing them again. A request updated later has a newer
-version and is sent again; its event differs when anything the event says changed (the event
-id is a digest of the case's times and attributes, shared/core/feed_rows.py), and the new
-version replaces the earlier one through its case_id.
+answers from its record without writing them again. A request updated later is sent again;
+its event differs when anything the event says or its version changed (the event id is a
+digest of them, shared/core/feed_rows.py), and the new version replaces the earlier one
+through its case_id.
 
 When the endpoint or ingest fails the cycle stops where it is (the cursor stays at the last
 accepted batch) and the next one starts after an exponential back-off (`--backoff`, doubling,
@@ -30,20 +35,30 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import orjson
 import requests
 
 from shared.core.catalog import CaseFeed, Catalog
 from shared.core.feed_rows import FeedFormatError
-from shared.core.open311 import Cursor, backoff_delay, flatten, to_send
+from shared.core.open311 import (
+    Cursor,
+    backoff_delay,
+    flatten,
+    kept_in_overlap,
+    parse_instant,
+    request_digest,
+    to_send,
+)
 from shared.feeds.csv_feed import ImportSummary, ingest_dicts
 from shared.feeds.open311 import Open311Client, Open311Error, Open311Rows
 
 log = logging.getLogger("cityscore.pull")
 
-STATE_VERSION = 1
+# 2: the state keeps what was sent in the overlap ("sent"); a version 1 file has none, so its
+# first cycle sends the overlap's requests again (the same events: duplicates downstream).
+STATE_VERSION = 2
 # Refusals that are the events' own (the contract, a metric no key may send): logged and
 # passed over, or the pull would stop on them for ever. Anything else fails the batch.
 EVENT_REFUSALS = (0, 403, 422)
@@ -85,10 +100,32 @@ class StateFile:
         except (ValueError, TypeError) as exc:
             raise StateError(f"{self.path}: {exc}") from None
 
-    def save(self, cursor: Cursor) -> None:
-        """Write the cursor so that a crash leaves the old state or the new one, never a torn file."""
+    def sent(self) -> dict[str, tuple[datetime, str]]:
+        """What was sent in the overlap before the cursor: request id -> (version, digest)."""
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise StateError(f"{self.path}: cannot read the pull's state ({exc})") from None
+        out = {}
+        try:
+            for key, (version, digest) in (data.get("sent") or {}).items():
+                moment = parse_instant(version)
+                if moment is None or not isinstance(digest, str):
+                    raise ValueError(version)
+                out[key] = (moment, digest)
+        except (ValueError, TypeError, AttributeError):
+            raise StateError(f"{self.path}: sent: expected {{request id: [ISO time with an offset, digest]}}") from None
+        return out
+
+    def save(self, cursor: Cursor, sent: Mapping[str, tuple[datetime, str]] | None = None) -> None:
+        """Write the cursor (and what was sent in its overlap) so that a crash leaves the old state
+        or the new one, never a torn file."""
         body = orjson.dumps({"version": STATE_VERSION, "endpoint": self.endpoint, "feed": self.feed,
                              "cursor": cursor.as_dict(),
+                             "sent": {key: [version.astimezone(timezone.utc).isoformat(), digest]
+                                      for key, (version, digest) in (sent or {}).items()},
                              "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                             option=orjson.OPT_INDENT_2)
         folder = self.path.parent
@@ -130,7 +167,7 @@ class Open311Pull:
 
     def __init__(self, client: Open311Client, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]],
                  router_for: Callable[[], object], state: StateFile, *, lookback_s: float, batch_size: int = 200,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 overlap_s: float = 86400.0, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.client = client
         self.catalog = catalog
         self.feeds = feeds
@@ -141,6 +178,10 @@ class Open311Pull:
         self.batch_size = batch_size
         self.clock = clock
         self.cursor = state.load()
+        # Versions from `overlap` before the cursor are read again and compared with what was
+        # sent of them: a request a cycle missed below the cursor is not lost.
+        self.overlap = timedelta(seconds=overlap_s)
+        self.sent = state.sent()
         self.failures = 0
         self.cycles = 0
         self.last_success: datetime | None = None
@@ -157,7 +198,7 @@ class Open311Pull:
             raise Open311Error(f"the requests do not fit the feed: {exc}") from None
         # Versions by the feed's time rule: an endpoint writing local times without an offset is
         # read as `import open311` reads it.
-        pending = to_send(read, self.cursor, rows.version_of)
+        pending = to_send(read, self.cursor, rows.version_of, sent=self.sent, overlap=self.overlap)
         report.read, report.new = len({row.get("service_request_id") for row in read}), len(pending)
         if not pending:
             log.info("nothing new", extra={"read": report.read, "cursor": self._cursor_text()})
@@ -166,9 +207,14 @@ class Open311Pull:
             batch = pending[at: at + self.batch_size]
             events = list(ingest_dicts(rows.events(row for _, row in batch)))
             accepted, refused = self._send(events) if events else (0, [])
-            last = batch[-1][0]
-            self.state.save(last)
-            self.cursor = last
+            # The batch is sorted, but requests from the overlap lie before the cursor.
+            last = batch[-1][0] if self.cursor is None else max(self.cursor, batch[-1][0])
+            sent = dict(self.sent)
+            for at, row in batch:
+                sent[at.case_id] = (at.version, request_digest(row))
+            sent = kept_in_overlap(sent, last, self.overlap)
+            self.state.save(last, sent)
+            self.cursor, self.sent = last, sent
             report.batches += 1
             report.accepted += accepted
             report.refused += len(refused)

@@ -8,15 +8,18 @@ flattened into a mapping of field name to text.
   and `end_date`, a span of at most 90 days, so a longer period is asked for in consecutive
   windows of at most 90 days. A window whose answer may have been cut at the endpoint's limit
   (1,000 requests by default, when it does not page) is asked for again in two halves.
-- The cursor of `cityscore pull open311`: the version (the feed's version column, else
-  updated_datetime, else requested_datetime, read by the feed's TimeParser) and id of the last request whose events ingest accepted. Requests are
-  sent in (version, id) order, so the ones still to send are exactly those after the cursor:
-  a restart sends nothing twice and skips nothing, and a request updated later has a newer
-  version and is sent again.
+- The cursor of `cityscore pull open311`: the newest version (the feed's version column, else
+  updated_datetime, else requested_datetime, read by the feed's TimeParser) and id among the
+  requests whose events ingest accepted, with what was sent of the versions in an overlap
+  before it (request id -> version and digest). Each cycle sends the requests after the
+  cursor and those in the overlap that are not as they were sent: a request a cycle did not
+  see (paging shifted, the endpoint lagged, a close back-dated) is sent once it shows, if its
+  version is within the overlap of the cursor; a restart sends nothing twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -198,12 +201,31 @@ class Cursor:
         return cls(version, case_id)
 
 
-def to_send(rows: Iterable[dict[str, str]], cursor: Cursor | None,
-            version: Version = version_of) -> list[tuple[Cursor, dict[str, str]]]:
-    """The requests after the cursor, in (version, id) order, each with the cursor it leaves.
+def request_digest(row: Mapping[str, str]) -> str:
+    """A short digest of everything a request said (its fields as read), to tell whether a
+    request re-read in the pull's overlap is the one already sent."""
+    said = "\x1e".join(f"{name}\x1f{value}" for name, value in sorted(row.items()))
+    return hashlib.blake2b(said.encode(), digest_size=8).hexdigest()
+
+
+# What the pull sent in its overlap: request id -> (its version, request_digest of it).
+Sent = Mapping[str, "tuple[datetime, str]"]
+
+
+def to_send(rows: Iterable[dict[str, str]], cursor: Cursor | None, version: Version = version_of, *,
+            sent: Sent | None = None, overlap: timedelta = timedelta(0)) -> list[tuple[Cursor, dict[str, str]]]:
+    """The requests still to send, in (version, id) order, each with its place in that order.
+
+    Without `sent`: those after the cursor (a strict high-water mark). With `sent`, what the
+    pull already sent of the versions from `overlap` before the cursor on: also every request
+    whose version is at or after the cursor's version minus `overlap` and which is not in
+    `sent` as it is now (a request a cycle did not see, one with an equal version and a lower
+    id read late, a close back-dated by up to `overlap`, a request changed without a newer
+    version). Versions before that are never sent again.
 
     A request without an id or a readable version cannot be placed in that order: it is left
     out (the row rule would skip it anyway, for want of an id or an open time)."""
+    floor = cursor.version - overlap if cursor is not None and sent is not None else None
     placed = []
     for row in latest_versions(rows, version):
         key, changed = request_key(row), version(row)
@@ -212,8 +234,18 @@ def to_send(rows: Iterable[dict[str, str]], cursor: Cursor | None,
         at = Cursor(changed.astimezone(_UTC), key)
         if cursor is None or at > cursor:
             placed.append((at, row))
+        elif floor is not None and at.version >= floor:
+            earlier = sent.get(key)  # type: ignore[union-attr]
+            if earlier is None or earlier[1] != request_digest(row):
+                placed.append((at, row))
     placed.sort(key=lambda item: item[0])
     return placed
+
+
+def kept_in_overlap(sent: Sent, cursor: Cursor, overlap: timedelta) -> dict[str, tuple[datetime, str]]:
+    """The entries of `sent` the next cycle still compares with: versions from the overlap on."""
+    floor = cursor.version - overlap
+    return {key: entry for key, entry in sent.items() if entry[0] >= floor}
 
 
 def backoff_delay(failures: int, first: float, cap: float) -> float:

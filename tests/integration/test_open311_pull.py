@@ -224,6 +224,45 @@ def test_the_pull_backs_off_while_ingest_is_down_and_sends_everything_once_it_is
     assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, offline_import(url, tmp_path, "offline")))
 
 
+def test_a_request_shown_late_below_the_cursor_is_sent_once_within_the_overlap(ingest, kafka_bootstrap, tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def dumping(number: int, updated: datetime, status: str = "open") -> dict:
+        return {"service_request_id": str(number), "service_name": "Illegal Dumping", "status": status,
+                "requested_datetime": iso(now - timedelta(days=3)), "updated_datetime": iso(updated),
+                "zipcode": "19104"}
+
+    fake = FakeOpen311([dumping(1, now - timedelta(hours=3)), dumping(3, now - timedelta(hours=2))])
+    url = fake.start()
+    ingest_url, keys, topic = ingest
+    state = StateFile(tmp_path / "s.json", requests_url(url), "open311")
+
+    def pull() -> Open311Pull:  # a new process each time: all it knows is the state file
+        return Open311Pull(Open311Client(url, backoff_s=0.01), CATALOG, [("open311", CATALOG.feeds["open311"])],
+                           lambda: DepartmentRouter(ingest_url, keys), state, lookback_s=10 * 86400)
+
+    try:
+        assert pull().cycle().accepted == 2
+        assert state.load().case_id == "3"
+        # Shown only now, with versions before the cursor: 2 updated between 1 and 3 (the endpoint
+        # lagged), 4 closed in the field an hour before 1 and entered late, 5 two days back
+        # (beyond the day of overlap: never sent, as documented).
+        fake.requests += [dumping(2, now - timedelta(hours=2, minutes=30)),
+                          dumping(4, now - timedelta(hours=4), status="closed"),
+                          dumping(5, now - timedelta(days=2))]
+        report = pull().cycle()
+        assert (report.new, report.accepted) == (2, 2)
+        assert pull().cycle().new == 0  # sent once: neither again nor after a restart
+        # Changed without a newer version: sent again (its event is the same: a duplicate downstream).
+        fake.replace({**dumping(2, now - timedelta(hours=2, minutes=30)), "status_notes": "crew assigned"})
+        assert pull().cycle().new == 1
+    finally:
+        fake.stop()
+    events = on_topic(kafka_bootstrap, topic)
+    assert sorted(e["case_id"] for e in events) == ["1", "2", "2", "3", "4"]
+    assert next(e for e in events if e["case_id"] == "4")["closed_at"]
+
+
 def in_local_time(requests: list[dict]) -> list[dict]:
     """The requests as a city writing local times without an offset answers them."""
     out = []

@@ -233,12 +233,35 @@ def test_a_requests_version_is_read_by_the_feeds_time_rule():
     assert [(c.version, c.case_id) for c, _ in to_send([dict(local)], None, rows.version_of)] == [(at(3, 14), "5")]
 
 
+def test_requests_within_the_overlap_not_sent_as_they_are_are_sent_and_only_those():
+    from shared.core.open311 import kept_in_overlap, request_digest
+
+    seen = [request(1, at(5, 10)), request(3, at(5, 12))]
+    first = to_send([dict(r) for r in seen], None, sent={}, overlap=timedelta(days=1))
+    cursor = first[-1][0]
+    sent = {c.case_id: (c.version, request_digest(row)) for c, row in first}
+    # 2 (a version between 1 and 3, shown late), 4 (back-dated 20 hours), 6 (an equal version, a
+    # lower id, shown late): sent; 5 (two days back, beyond the overlap): never; 1 and 3: already sent.
+    late = [request(2, at(5, 11)), request(4, at(4, 16)), request(5, at(3, 12)), request(0, at(5, 12))]
+    again = to_send([dict(r) for r in seen + late], cursor, sent=sent, overlap=timedelta(days=1))
+    assert [c.case_id for c, _ in again] == ["4", "2", "0"]
+    # Without what was sent: the strict high-water mark, as before.
+    assert to_send([dict(r) for r in seen + late], cursor) == []
+    # A request changed without a newer version is not as it was sent.
+    changed = {**seen[0], "status_notes": "crew assigned"}
+    resent = to_send([changed, dict(seen[1])], cursor, sent=sent, overlap=timedelta(days=1))
+    assert [c.case_id for c, _ in resent] == ["1"]
+    assert kept_in_overlap({**sent, "9": (at(2), "x")}, cursor, timedelta(days=1)) == sent
+
+
 def test_the_cursor_survives_its_file_and_a_state_of_another_endpoint_is_refused(tmp_path):
     state = StateFile(tmp_path / "state" / "pull.json", "http://a/requests.json", "open311")
     assert state.load() is None
     cursor = Cursor(at(5, 3), "16473162")
     state.save(cursor)
-    assert state.load() == cursor
+    assert state.load() == cursor and state.sent() == {}
+    state.save(cursor, {"16473162": (at(5, 3), "ab12")})
+    assert state.load() == cursor and state.sent() == {"16473162": (at(5, 3), "ab12")}
     assert [p.name for p in (tmp_path / "state").iterdir()] == ["pull.json"]  # no temporary left
     with pytest.raises(StateError, match="endpoint is 'http://a/requests.json', this pull's is 'http://b/"):
         StateFile(state.path, "http://b/requests.json", "open311").load()
