@@ -1,12 +1,15 @@
 """A department's client for the ingest API: batches, retries, and an honest tally.
 
 Retries 429 and 503 (and dropped connections) with backoff, honouring Retry-After.
-A batch refused for some bad events (422) is sent again without them, so one bad
-event never holds back the good ones; every refusal is kept with its reason.
+A batch refused for some bad events (403, 422 with errors naming their indexes) is sent
+again without them, so one bad event never holds back the good ones; every refusal is kept
+with its reason, and a refusal of the request as a whole is marked `whole_batch`. Each batch
+carries an Idempotency-Key digested from its whole body.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -22,6 +25,10 @@ class Refusal:
     event_id: str
     status: int
     reasons: list[str]
+    # True when ingest refused the request as a whole (no error names this event's index: a
+    # refused key, an Idempotency-Key reused, retries exhausted): not the event's own fault, so
+    # a sender that keeps a cursor must not pass over it.
+    whole_batch: bool = False
 
 
 @dataclass
@@ -55,8 +62,7 @@ class IngestClient:
 
     def post_batch(self, events: list[dict]) -> requests.Response:
         body = orjson.dumps(events)
-        # One key per batch content: a retry after a lost answer is recognised, not written twice.
-        headers = {"Idempotency-Key": uuid.uuid5(uuid.NAMESPACE_URL, body.hex()[:4096] + str(len(body))).hex}
+        headers = {"Idempotency-Key": idempotency_key(body)}
         return self.session.post(self.url, data=body, headers=headers, timeout=self.timeout_s)
 
     def send(self, events: Iterable[dict], report: SendReport | None = None,
@@ -87,24 +93,30 @@ class IngestClient:
                 body = response.json()
             except ValueError:
                 body = {"error": response.text[:200]}
-            errors = body.get("errors") or []
-            named = {e.get("index") for e in errors if isinstance(e.get("index"), int)}
-            if response.status_code in (403, 422) and named and len(named) < len(batch):
-                # Set the bad events aside with their reasons and send the rest again.
+            errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+            named = {e["index"] for e in errors if isinstance(e.get("index"), int) and 0 <= e["index"] < len(batch)}
+            if response.status_code in (403, 422) and named:
+                # The events the errors name are refused for their own reasons (the contract, a
+                # metric of another department): set them aside and send the rest again.
                 for index in sorted(named):
-                    reasons = [f"{e['field']}: {e['reason']}" for e in errors if e.get("index") == index]
+                    reasons = [f"{e.get('field')}: {e.get('reason')}" for e in errors if e.get("index") == index]
                     report.refused.append(Refusal(str(batch[index].get("event_id")), response.status_code, reasons))
                 batch = [event for index, event in enumerate(batch) if index not in named]
                 continue
-            if response.status_code in (403, 422) and len(batch) == 1 and errors:
-                reasons = [f"{e['field']}: {e['reason']}" for e in errors]
-                report.refused.append(Refusal(str(batch[0].get("event_id")), response.status_code, reasons))
-                return
-            # Anything else refuses the batch as a whole (401, 413, retries exhausted, ...).
+            # Anything else refuses the batch as a whole (401, 413, an Idempotency-Key reused with
+            # another body, retries exhausted, ...): no event's own refusal.
             reason = body.get("error", f"HTTP {response.status_code}")
+            reasons = [reason] + [f"{e.get('field')}: {e.get('reason')}" for e in errors]
             for event in batch:
-                report.refused.append(Refusal(str(event.get("event_id")), response.status_code, [reason]))
+                report.refused.append(Refusal(str(event.get("event_id")), response.status_code, reasons,
+                                              whole_batch=True))
             return
+
+
+def idempotency_key(body: bytes) -> str:
+    """One key per batch content, from a digest of the whole body: a retry after a lost answer
+    is recognised, not written twice, and two different batches never share a key."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, hashlib.sha256(body).hexdigest()).hex
 
 
 class DepartmentRouter:

@@ -59,9 +59,12 @@ log = logging.getLogger("cityscore.pull")
 # 2: the state keeps what was sent in the overlap ("sent"); a version 1 file has none, so its
 # first cycle sends the overlap's requests again (the same events: duplicates downstream).
 STATE_VERSION = 2
-# Refusals that are the events' own (the contract, a metric no key may send): logged and
-# passed over, or the pull would stop on them for ever. Anything else fails the batch.
-EVENT_REFUSALS = (0, 403, 422)
+# Refusals that are the events' own are logged and passed over, or the pull would stop on them
+# for ever: those whose error names the event's index in the batch (the contract, a metric of
+# another department: 403, 422) and those the router makes itself (0: no key given may send the
+# metric). A refusal of the batch as a whole (`whole_batch`: a refused key, an Idempotency-Key
+# reused with another body, retries exhausted) fails the batch: the cursor stays, and the next
+# cycle tries again after the back-off.
 
 
 class StateError(ValueError):
@@ -234,7 +237,7 @@ class Open311Pull:
         except (requests.RequestException, ValueError) as exc:
             self.router = None  # ask GET /v1/catalog again when ingest is back
             raise IngestFailed(f"ingest: {exc.__class__.__name__}: {exc}") from None
-        failed = [refusal for refusal in sent.refused if refusal.status not in EVENT_REFUSALS]
+        failed = [refusal for refusal in sent.refused if refusal.whole_batch]
         if failed:
             self.router = None  # a key may have been replaced: read the keys' catalogs again
             reasons = sorted({f"HTTP {refusal.status}: {'; '.join(refusal.reasons)}" for refusal in failed})

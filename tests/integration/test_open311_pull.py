@@ -22,17 +22,20 @@ from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
 from services.cli.commands import main
 from services.cli.offline import score_file
 from services.ingest.app import create_app
-from services.ingest.client import DepartmentRouter
+from services.ingest.client import DepartmentRouter, IngestClient, idempotency_key
 from services.ingest.settings import IngestSettings
-from services.puller.pull import Open311Pull, StateFile
+from services.puller.pull import IngestFailed, Open311Pull, StateFile
 from shared.core.catalog import load_catalog
-from shared.feeds.open311 import Open311Client, requests_url
+from shared.core.open311 import flatten, to_send
+from shared.feeds.csv_feed import ingest_dicts
+from shared.feeds.open311 import Open311Client, Open311Rows, requests_url
 
 from tests.fakes.open311 import FakeOpen311
 from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
@@ -261,6 +264,68 @@ def test_a_request_shown_late_below_the_cursor_is_sent_once_within_the_overlap(i
     events = on_topic(kafka_bootstrap, topic)
     assert sorted(e["case_id"] for e in events) == ["1", "2", "2", "3", "4"]
     assert next(e for e in events if e["case_id"] == "4")["closed_at"]
+
+
+def dumping_events(requests: list[dict]) -> list[dict]:
+    """The events the pull makes of these requests, in the order it sends them."""
+    read = [flatten(r) for r in requests]
+    rows = Open311Rows(CATALOG, [("open311", CATALOG.feeds["open311"])], read)
+    return list(ingest_dicts(rows.events(row for _, row in to_send(read, None, rows.version_of))))
+
+
+def dumping_request(number: int, closed: str) -> dict:
+    return {"service_request_id": str(30_000_000 + number), "service_name": "Illegal Dumping", "status": "closed",
+            "requested_datetime": "2024-01-02T10:00:00-05:00", "updated_datetime": closed, "zipcode": "19104"}
+
+
+def test_two_batches_alike_in_their_first_kilobytes_and_length_are_both_accepted(ingest):
+    # Twenty requests alike, then one whose close time differs (same length): the bodies share
+    # their first 2 KB and their length, and must not share an Idempotency-Key.
+    ingest_url, keys, _ = ingest
+    alike = [dumping_request(number, "2024-01-03T10:00:00-05:00") for number in range(20)]
+    a = dumping_events(alike + [dumping_request(77, "2024-01-08T07:22:43-05:00")])
+    b = dumping_events(alike + [dumping_request(77, "2024-01-08T09:41:05-05:00")])
+    body_a, body_b = orjson.dumps(a), orjson.dumps(b)
+    assert body_a[:2048] == body_b[:2048] and len(body_a) == len(body_b) and body_a != body_b
+    client = IngestClient(ingest_url, keys[0])
+    assert client.send(a).accepted == 21
+    report = client.send(b)
+    assert (report.accepted, report.refused) == (21, [])
+
+
+def test_events_each_refused_for_their_own_reasons_are_not_a_refusal_of_the_batch(ingest):
+    # Every event of the batch is another department's: each error names its event's index.
+    ingest_url, keys, _ = ingest
+    events = [{**event, "metric": "abandoned-vehicle-on-time"}
+              for event in dumping_events([dumping_request(number, "2024-01-03T10:00:00-05:00") for number in (1, 2)])]
+    report = IngestClient(ingest_url, keys[0]).send(events)  # the streets key
+    assert report.accepted == 0 and [(r.status, r.whole_batch) for r in report.refused] == [(403, False)] * 2
+    assert "belongs to 'police'" in report.refused[0].reasons[0]
+
+
+def test_a_batch_refused_as_a_whole_fails_the_cycle_and_keeps_the_cursor(ingest, tmp_path):
+    ingest_url, keys, _ = ingest
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fake = FakeOpen311([{**dumping_request(number, iso(now - timedelta(hours=number + 1))),
+                         "requested_datetime": iso(now - timedelta(days=1))} for number in range(3)])
+    url = fake.start()
+    # The batch's Idempotency-Key already used with another body: ingest refuses the whole
+    # request (422, its error naming the Idempotency-Key, no event's index).
+    events = dumping_events(fake.requests)
+    assert len(events) == 3
+    poison = requests.post(ingest_url + "/v1/events", data=orjson.dumps(events[:1]),
+                           headers={"Authorization": f"Bearer {keys[0]}", "Content-Type": "application/json",
+                                    "Idempotency-Key": idempotency_key(orjson.dumps(events))}, timeout=30)
+    assert poison.status_code == 202
+    state = StateFile(tmp_path / "s.json", requests_url(url), "open311")
+    pull = Open311Pull(Open311Client(url, backoff_s=0.01), CATALOG, [("open311", CATALOG.feeds["open311"])],
+                       lambda: DepartmentRouter(ingest_url, keys), state, lookback_s=10 * 86400)
+    try:
+        with pytest.raises(IngestFailed, match="Idempotency-Key: reused with a different request body"):
+            pull.cycle()
+    finally:
+        fake.stop()
+    assert state.load() is None and pull.cursor is None  # nothing passed over: sent again next cycle
 
 
 def in_local_time(requests: list[dict]) -> list[dict]:
