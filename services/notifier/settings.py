@@ -58,13 +58,13 @@ class NotifierSettings(BaseSettings):
     board_time: time = Field(time(8, 30), alias="NOTIFIER_BOARD_TIME")
     recap_day: str = Field("mon", alias="NOTIFIER_RECAP_DAY")
     recap_time: time = Field(time(8, 35), alias="NOTIFIER_RECAP_TIME")
-    department_digest: bool = Field(False, alias="NOTIFIER_DEPARTMENT_DIGEST",
+    department_digest: bool = Field(True, alias="NOTIFIER_DEPARTMENT_DIGEST",
                                     description="Post each department's weekly digest to its channel "
                                                 "(services/notifier/department_digest.py)")
     department_digest_day: str = Field("mon", alias="NOTIFIER_DEPARTMENT_DIGEST_DAY")
     department_digest_time: time = Field(time(8, 45), alias="NOTIFIER_DEPARTMENT_DIGEST_TIME")
     chart_days: int = Field(90, alias="NOTIFIER_CHART_DAYS", ge=2)
-    packets: bool = Field(False, alias="NOTIFIER_PACKETS",
+    packets: bool = Field(True, alias="NOTIFIER_PACKETS",
                           description="Post each department's monthly review packet (PDF) to its channel "
                                       "(services/notifier/packets.py)")
     packet_workday: int = Field(1, alias="NOTIFIER_PACKET_WORKDAY", ge=1, le=10,

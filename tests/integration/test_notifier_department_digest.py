@@ -110,9 +110,10 @@ def test_each_departments_digest_is_posted_once_on_monday(schema, slack, tmp_pat
     harness.stop()
 
 
-def test_the_digest_is_off_unless_asked_for(schema, slack, tmp_path):
+def test_the_digest_is_on_by_default_and_off_when_turned_off(schema, slack, tmp_path):
+    assert notifier_settings(tmp_path, slack).department_digest  # on unless a city turns it off
     clock = ManualClock(datetime(2026, 7, 6, 9, 0, tzinfo=BOSTON))
-    harness = Harness(schema, notifier_settings(tmp_path, slack), clock)
+    harness = Harness(schema, notifier_settings(tmp_path, slack, department_digest=False), clock)
     seed_scores(schema.engine, harness.runtime.catalog, SUNDAY)
     harness.start_scheduler().run_due()
     assert DepartmentDigests(harness.notifier).post_due() == []

@@ -99,9 +99,10 @@ def test_each_departments_packet_is_posted_once_on_the_first_working_day(schema,
     harness.stop()
 
 
-def test_packets_are_off_unless_turned_on(schema, slack, tmp_path):
+def test_packets_are_on_by_default_and_off_when_turned_off(schema, slack, tmp_path):
+    assert notifier_settings(tmp_path, slack).packets  # on unless a city turns it off
     clock = ManualClock(datetime(2027, 1, 4, 8, 45, tzinfo=BOSTON))
-    harness = Harness(schema, notifier_settings(tmp_path, slack), clock)
+    harness = Harness(schema, notifier_settings(tmp_path, slack, packets=False), clock)
     harness.start_scheduler().run_due()
     assert packet_rows(schema.engine) == []
     harness.stop()
