@@ -205,6 +205,16 @@ def _folded_header(columns: Sequence[str]) -> dict[str, str]:
     return header
 
 
+def named_columns(feed: CaseFeed) -> list[tuple[str, ...]]:
+    """Every column the feed reads, each as the names it may have (first choice first): the case
+    id, type, times, status, attributes and skip rules' columns."""
+    named = [feed.case_id.column, feed.type.column, feed.opened.column, feed.closed.column]
+    named += [column.column for column in (feed.due, feed.status, feed.version) if column is not None]
+    named += list(feed.attributes.values())
+    named += [rule.column for rule in feed.skip]
+    return named
+
+
 def recognises(feed: CaseFeed, columns: Sequence[str]) -> bool:
     """Whether a header shows this feed's layout (by its `recognised_by`; none: any header)."""
     rule = feed.recognised_by
@@ -295,8 +305,7 @@ class FeedRows:
             for rule in feed.skip
         ]
         # The header's names this feed reads: a reader need hand over no other column.
-        read = [self._case_id, self._type, self._opened, self._closed, self._due, self._status, self._version,
-                *(column for _, column in self._attributes), *(rule.column for rule in self._skips)]
+        read = (_find(header, names) for names in named_columns(feed))
         self.columns = tuple(dict.fromkeys(column for column in read if column is not None))
         self._first_skips = [rule for rule in self._skips if not rule.repeated]
         self._repeat_skips = [rule for rule in self._skips if rule.repeated]

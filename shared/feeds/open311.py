@@ -31,10 +31,11 @@ from urllib3.util.retry import Retry
 
 from shared.core.catalog import CaseFeed, Catalog
 from shared.core.contract import CaseEvent
-from shared.core.feed_rows import FeedFormatError, FeedRows, choose_feed
+from shared.core.feed_rows import FeedFormatError, FeedRows, choose_feed, named_columns
 from shared.core.open311 import (
     CLOSED_NOTE,
     DEFAULT_LIMIT,
+    EXTENDED,
     OPEN311_FIELDS,
     flatten,
     halves,
@@ -184,22 +185,19 @@ def read_saved(path: str) -> list[Mapping[str, object]]:
         raise FeedFormatError(f"{path}: {exc}") from None
 
 
-def feed_columns(feed: CaseFeed) -> set[str]:
-    """Every field name the feed reads (for a JSON request, whose 'header' is its keys)."""
-    named = [*feed.case_id.column, *feed.opened.column, *feed.closed.column, *feed.type.column,
-             *(feed.due.column if feed.due else ()), *(feed.status.column if feed.status else ()),
-             *(name for names in feed.attributes.values() for name in names),
-             *(name for rule in feed.skip for name in rule.column)]
-    return set(named)
+# (feed, field) pairs already warned of as absent from every request read: once a process.
+_WARNED_ABSENT: set[tuple[str, str]] = set()
 
 
 class Open311Rows:
     """Open311 requests through a feed: the events, counted in an ImportSummary like a CSV's rows.
 
     The 'header' a feed is checked against is every GeoReport v2 field, `notes.closed`, the
-    fields the requests carry, and the `extended_attributes.*` fields the feed names (a JSON
-    request leaves out what it has no value for). A feed naming another field no request has
-    is refused (FeedFormatError), naming it.
+    fields the requests carry, and every column the feed names that none of those is (a JSON
+    request leaves out what it has no value for: a city's `closed_datetime` is absent from
+    every request of a read whose requests are all open). Such a column reads blank; one that
+    is neither a GeoReport v2 field nor an extension's is warned of once a process, in case the
+    feed misspells it.
     """
 
     def __init__(self, catalog: Catalog, feeds: Sequence[tuple[str, CaseFeed]], rows: Sequence[dict[str, str]],
@@ -209,12 +207,18 @@ class Open311Rows:
         for row in rows:
             for key in row:
                 seen.setdefault(key)
-        for _, feed in feeds:
-            for name in feed_columns(feed):
-                if name.startswith("extended_attributes."):
-                    seen.setdefault(name)
+        self.feed_name, self.feed = choose_feed(feeds, list(seen))
+        present = {name.strip().casefold() for name in seen}
+        for names in named_columns(self.feed):
+            if any(name.strip().casefold() in present for name in names):
+                continue
+            seen.setdefault(names[0])  # the first choice, as a file would spell it
+            present.add(names[0].strip().casefold())
+            if not names[0].startswith(EXTENDED) and (self.feed_name, names[0]) not in _WARNED_ABSENT:
+                _WARNED_ABSENT.add((self.feed_name, names[0]))
+                log.warning("a field the feed names is in no request read: read as blank", extra={
+                    "feed": self.feed_name, "field": " or ".join(names), "requests": len(rows)})
         header = list(seen)
-        self.feed_name, self.feed = choose_feed(feeds, header)
         self.mapper = FeedRows(self.feed, catalog, header, name=self.feed_name)
         self.summary = summary or ImportSummary()
         self.summary.format = self.feed.layout or self.feed_name

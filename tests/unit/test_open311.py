@@ -126,6 +126,30 @@ def test_a_request_reopened_to_its_first_state_is_a_new_version_not_a_duplicate(
     assert rows.mapper.event(flatten(dict(reopened)))[0].event_id == events[2].event_id
 
 
+def test_a_field_the_feed_names_is_a_column_even_when_no_request_read_carries_it(monkeypatch, caplog):
+    # Philadelphia's own closed_datetime: a read whose requests are all open has none of it.
+    import shared.feeds.open311 as open311
+
+    monkeypatch.setattr(open311, "_WARNED_ABSENT", set())
+    philly = load_catalog(Path(__file__).resolve().parents[2] / "shared" / "catalogs" / "philadelphia.yaml")
+    feeds = [("philly311", philly.feeds["philly311"])]
+    open_only = [flatten({"service_request_id": "1", "status": "Open", "service_name": "Illegal Dumping",
+                          "requested_datetime": "2024-01-02T10:00:00-05:00", "zipcode": "19104"})]
+    with caplog.at_level("WARNING", logger="cityscore.open311"):
+        rows = Open311Rows(philly, feeds, open_only)
+        Open311Rows(philly, feeds, open_only)  # the next cycle: warned once
+    (event,) = rows.events(open_only)
+    assert event.case_id == "1" and event.closed_at is None
+    absent = "a field the feed names is in no request read: read as blank"
+    warned = [r for r in caplog.records if r.getMessage() == absent]
+    assert [(r.feed, r.field) for r in warned] == [("philly311", "closed_datetime")]
+    # A request carrying it is read by it.
+    closed = flatten({**open_only[0], "service_request_id": "2", "status": "Closed",
+                      "closed_datetime": "2024-01-03T10:00:00-05:00"})
+    (event,) = Open311Rows(philly, feeds, [closed]).events([closed])
+    assert event.closed_at.isoformat() == "2024-01-03T10:00:00-05:00"
+
+
 def test_when_status_closed_is_refused_where_it_cannot_apply():
     data = yaml.safe_load(CATALOG_FILE.read_text())
     base = yaml.safe_load((FEEDS / "philadelphia.yaml").read_text())
