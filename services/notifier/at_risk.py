@@ -15,7 +15,7 @@ from typing import Sequence
 from zoneinfo import ZoneInfo
 
 from shared.core import wording
-from shared.core.cases import CaseLine
+from shared.core.cases import CaseLine, oldest
 from shared.core.scoring import WindowScore, standing
 
 from .blocks import (
@@ -152,4 +152,4 @@ def at_risk_reply(kind: str, view: AtRiskView, *, user: str | None = None, note:
 
 def oldest_first(overdue: Sequence[CaseLine], count: int = OLDEST_SHOWN) -> tuple[CaseLine, ...]:
     """The `count` oldest of the overdue cases (listed newest opened first), oldest first."""
-    return tuple(overdue[::-1][:count])
+    return tuple(oldest(overdue, count))

@@ -21,7 +21,7 @@ from typing import Sequence
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
-from shared.core.cases import LATE, OVERDUE, CaseLine
+from shared.core.cases import LATE, OVERDUE, CaseLine, oldest
 from shared.core.catalog import Feed, Metric
 from shared.core.wording import case_time, lateness_words
 from shared.store.score_reader import ReadTimedOut
@@ -106,17 +106,17 @@ def cases_message(metric: Metric, window: str, span: tuple[date, date] | None, a
     period = in_window(window, span)
     day_end = f"the end of {long_date(as_of)}"
     latest = list(late[:shown])
-    oldest = list(overdue[::-1][:shown])
+    oldest_cases = oldest(overdue, shown)
 
     if latest:
         late_text = (f"*Late cases*: {_how_many(len(latest), len(late), 'latest')} closed late {period}"
                      + (", newest first" if len(latest) > 1 else "") + "\n" + "\n".join(late_line(line, metric, zone) for line in latest))
     else:
         late_text = f"*Late cases*: none closed late {period}."
-    if oldest:
-        overdue_text = (f"*Overdue cases*: {_how_many(len(oldest), len(overdue), 'oldest')} open past "
-                        f"{'their' if len(overdue) > 1 else 'its'} due time at {day_end}" + (", oldest first" if len(oldest) > 1 else "") + "\n"
-                        + "\n".join(overdue_line(line, metric, zone) for line in oldest))
+    if oldest_cases:
+        overdue_text = (f"*Overdue cases*: {_how_many(len(oldest_cases), len(overdue), 'oldest')} open past "
+                        f"{'their' if len(overdue) > 1 else 'its'} due time at {day_end}" + (", oldest first" if len(oldest_cases) > 1 else "") + "\n"
+                        + "\n".join(overdue_line(line, metric, zone) for line in oldest_cases))
     else:
         overdue_text = f"*Overdue cases*: none open past its due time at {day_end}."
 

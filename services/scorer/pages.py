@@ -19,7 +19,7 @@ from flask import Blueprint, Response, abort, current_app, has_app_context, rend
 from werkzeug.exceptions import HTTPException
 
 from shared.core import wording
-from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind
+from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind, oldest
 from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.record import Note
 from shared.store.record import notes_for
@@ -341,7 +341,7 @@ def cases_shown(store, catalog: Catalog, metric: Metric, as_of: date, window: st
                            OVERDUE, window)
     late = cases_behind(closed, catalog, metric.id, as_of, LATE, window)
     # cases_behind lists newest first: the oldest overdue cases are its last ones, oldest first.
-    return CasesShown(window, span, True, overdue[::-1][:CASES_SHOWN], len(overdue), late[:CASES_SHOWN], len(late),
+    return CasesShown(window, span, True, oldest(overdue, CASES_SHOWN), len(overdue), late[:CASES_SHOWN], len(late),
                       groups)
 
 

@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import Engine
 
 from shared.core import wording
-from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day
+from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day, oldest
 from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.scoring import WindowScore
 from shared.core.windows import Window, month_end
@@ -217,7 +217,7 @@ def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, mad
             late = reader.case_lines(metric.id, last, LATE, REVIEW_MONTH, timeout_s)
             overdue = reader.case_lines(metric.id, last, OVERDUE, REVIEW_MONTH, timeout_s)
             cases = CasesSummary(REVIEW_MONTH, (first, last), len(late), late[:CASES_LISTED], len(overdue),
-                                 overdue[::-1][:CASES_LISTED],  # newest first: the oldest are the last ones
+                                 oldest(overdue, CASES_LISTED),
                                  [(by, reader.breakdown(metric.id, by, last, REVIEW_MONTH, timeout_s))
                                   for by in metric.breakdowns])
         sections.append(Section(

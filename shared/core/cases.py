@@ -11,7 +11,7 @@ tuples read from its database and get the same answers.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from shared.core.business_time import BusinessCalendar
 from shared.core.catalog import Catalog, Feed, Kind, Metric
@@ -146,6 +146,12 @@ def cases_behind(cases: Iterable[Case], catalog: Catalog, metric_id: str, as_of:
             lines.append(CaseLine(case, status, _hours(moment, case.due_at)))
     lines.sort(key=lambda line: (line.case.opened_at, line.case.case_id), reverse=True)
     return lines
+
+
+def oldest(lines: Sequence[CaseLine], count: int) -> list[CaseLine]:
+    """The `count` oldest cases of a list (lists are newest first), oldest first: the overdue cases
+    a manager should close first, as the metric page, Slack and the review packet show them."""
+    return list(lines[::-1][:count])
 
 
 class Backlog(NamedTuple):

@@ -200,3 +200,14 @@ def test_unknown_status_and_window_are_refused_by_name():
         cases_behind([], BOSTON, METRIC, AS_OF, "closed")
     with pytest.raises(ValueError, match="window: 'year' is not one of the catalog's windows"):
         cases_behind([], BOSTON, METRIC, AS_OF, "late", "year")
+
+
+def test_the_oldest_overdue_cases_come_oldest_first_and_as_many_as_asked():
+    from shared.core.cases import OVERDUE, oldest
+
+    ledger = ledger_of(*(case(f"e{n}", f"C-{n}", f"2026-07-{10 + n:02d}T09:00:00-04:00") for n in range(5)))
+    lines = cases_behind(ledger.cases.values(), BOSTON, METRIC, AS_OF, OVERDUE)
+    assert [line.case.case_id for line in lines] == ["C-4", "C-3", "C-2", "C-1", "C-0"]  # lists: newest first
+    assert [line.case.case_id for line in oldest(lines, 3)] == ["C-0", "C-1", "C-2"]
+    assert [line.case.case_id for line in oldest(lines, 10)] == ["C-0", "C-1", "C-2", "C-3", "C-4"]
+    assert oldest([], 3) == []
