@@ -20,7 +20,7 @@ from shared.core.scoring import WindowScore, standing
 
 from .blocks import (
     ACKNOWLEDGE, ADD_NOTE, MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, RECORD_ACTION, TAKE_OWNERSHIP, AlertView, _clip, button,
-    context, for_window, mark, reply_message, section, show_cases_button, shown,
+    context, for_window, mark, reply_message, section, show_cases_button, shown, status_notes,
 )
 from .case_replies import overdue_line
 
@@ -52,6 +52,9 @@ class AtRiskView:
 
 def _cases(count: int) -> str:
     return f"{count:,} overdue case{'s' if count != 1 else ''}"
+
+
+AT_RISK_STATUS = {"firing": "At risk", "acknowledged": "At risk, acknowledged", "resolved": "Resolved"}
 
 
 def at_risk_message(view: AtRiskView) -> dict:
@@ -89,15 +92,7 @@ def at_risk_message(view: AtRiskView) -> dict:
                                    + (f" (projected {shown(view.first_projected)} when it fired)"
                                       if view.first_projected is not None else "")},
     ]
-    status = {"firing": "At risk", "acknowledged": "At risk, acknowledged", "resolved": "Resolved"}[alert.status]
-    who = []
-    if alert.acknowledged_by:
-        who.append(f"acknowledged by <@{alert.acknowledged_by}>")
-    if alert.owner:
-        who.append(f"owned by <@{alert.owner}>")
-    notes = [f"*{status}*" + (f" — {', '.join(who)}" if who else ""),
-             f"{alert.department}" + (f" · {mentions}" if mentions else ""),
-             f"as of {alert.as_of.isoformat()}" if alert.as_of else "latest score"]
+    notes = status_notes(alert, AT_RISK_STATUS, mentions)
     blocks: list[dict] = [section(lead + (f"\n{mentions}" if mentions and alert.status == "firing" else "")),
                           {"type": "section", "fields": fields}]
     if view.oldest and alert.status != "resolved":

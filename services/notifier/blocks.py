@@ -288,6 +288,23 @@ class AlertView:
         return self.span[1] if self.span is not None else self.as_of
 
 
+# The status an alert's message leads its context line with, by its status.
+FOLLOW_UP_STATUS = {"firing": "Firing", "acknowledged": "Acknowledged", "resolved": "Resolved"}
+
+
+def status_notes(view: AlertView, words: Mapping[str, str], mentions: str) -> list[str]:
+    """An alert message's context line (a follow-up's, an at-risk alert's): its status in `words`,
+    who acknowledged and owns it, its department and responders, and the day it is as of."""
+    who = []
+    if view.acknowledged_by:
+        who.append(f"acknowledged by <@{view.acknowledged_by}>")
+    if view.owner:
+        who.append(f"owned by <@{view.owner}>")
+    return [f"*{words[view.status]}*" + (f" — {', '.join(who)}" if who else ""),
+            f"{view.department}" + (f" · {mentions}" if mentions else ""),
+            f"as of {view.as_of.isoformat()}" if view.as_of else "latest score"]
+
+
 def alert_message(view: AlertView) -> dict:
     metric = view.metric
     result = WindowScore(view.score, view.numerator, view.denominator)
@@ -308,15 +325,7 @@ def alert_message(view: AlertView) -> dict:
         {"type": "mrkdwn", "text": f"*Target*\n{wording.target_short(metric, on=view.target_day)}"},
         {"type": "mrkdwn", "text": f"*Trend*\n{trend or 'first evaluation'}"},
     ]
-    status = {"firing": "Firing", "acknowledged": "Acknowledged", "resolved": "Resolved"}[view.status]
-    who = []
-    if view.acknowledged_by:
-        who.append(f"acknowledged by <@{view.acknowledged_by}>")
-    if view.owner:
-        who.append(f"owned by <@{view.owner}>")
-    notes = [f"*{status}*" + (f" — {', '.join(who)}" if who else ""),
-             f"{view.department}" + (f" · {mentions}" if mentions else ""),
-             f"as of {view.as_of.isoformat()}" if view.as_of else "latest score"]
+    notes = status_notes(view, FOLLOW_UP_STATUS, mentions)
     blocks: list[dict] = [section(lead + (f"\n{mentions}" if mentions and view.status == "firing" else "")),
                           {"type": "section", "fields": fields}, context(*notes)]
     if view.status != "resolved":
