@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -129,6 +130,10 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
     # A backstop for bodies sent without a Content-Length (chunked): reading stops at the limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.slack_max_body_bytes
     app.extensions["cityscore_notifier"] = {"notifier": notifier, "metrics": metrics}
+    # "Show cases" is answered after the click is: Slack waits three seconds for the click's 200,
+    # and reading the cases and posting them can take longer on a busy day. Two threads: a few
+    # clicks at once queue rather than open connections without bound.
+    answering = ThreadPoolExecutor(max_workers=2, thread_name_prefix="show-cases")
 
     def refuse(endpoint: str, status: int, field: str, error: str) -> Response:
         log.warning("a Slack request was refused", extra={"endpoint": endpoint, "status": status, "field": field,
@@ -275,24 +280,32 @@ def create_app(settings: NotifierSettings, notifier: Notifier, gateway: SlackGat
         """"Show cases": the cases behind the alert, posted to the click's response_url, which Slack
         shows to `user` only (ephemeral). Reading only, so anyone who sees the alert may ask.
 
-        Answered before the click is: the cases are read with a bound (case_replies.READ_TIMEOUT_S)
-        so that Slack hears back within its three seconds."""
+        The click is answered (200) at once and the cases after it, on a worker thread: Slack hears
+        back within its three seconds however long the read (bounded by case_replies.READ_TIMEOUT_S)
+        and the post take."""
         response_url = payload.get("response_url")
         if not isinstance(response_url, str) or not response_url:
             return _json(400, {"error": "the click carries no response_url to answer to", "field": "response_url"})
         if not slack_response_url(response_url, settings.slack_base_url):
             return refuse("actions", 400, "response_url", "not a Slack response_url (hooks.slack.com or "
                                                           "SLACK_BASE_URL's host)")
-        message = show_cases(notifier, alert_id)
+        answering.submit(answer_cases, response_url, alert_id, user)
+        return None
+
+    def answer_cases(response_url: str, alert_id: int, user: str) -> None:
         try:
+            message = show_cases(notifier, alert_id)
             gateway.respond(response_url, message)
         except DeliveryError as failed:
             # Nothing to retry later: the person who clicked sees no answer and may click again.
             log.warning("the cases could not be answered", extra={"alert": alert_id, "user": user,
                                                                   "reason": failed.error})
+            return
+        except Exception:  # a worker thread's failure would otherwise vanish silently
+            log.exception("the cases could not be answered", extra={"alert": alert_id, "user": user})
+            return
         log.info("slack action", extra={"action": SHOW_CASES, "alert": alert_id, "user": user,
                                         "answer": message.get("text")})
-        return None
 
     @slack_route("/slack/commands")
     def slack_commands() -> Response:

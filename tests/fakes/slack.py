@@ -120,6 +120,15 @@ class FakeSlack:
         with self._lock:
             return [answer.message for answer in self.state.responses if answer.path == path]
 
+    def answers(self, url: str, count: int = 1, timeout_s: float = 15, settle_s: float = 0.5) -> list[dict]:
+        """The messages posted to one response_url once `count` have come (the notifier answers a
+        click after it, on a worker thread), and `settle_s` more seconds to see no more come."""
+        from tests.helpers.waiting import wait_until
+
+        wait_until(lambda: len(self.answered(url)) >= count, timeout_s, f"{count} answer(s) on {url}")
+        time.sleep(settle_s)
+        return self.answered(url)
+
     def _respond(self, path: str, body: bytes) -> tuple[int, str]:
         # Slack's answers to a response_url post: plain text, not the Web API's JSON.
         try:

@@ -159,7 +159,7 @@ def test_an_at_risk_alert_fires_with_the_oldest_overdue_cases_is_acknowledged_an
               if element["action_id"] == SHOW_CASES]
     url = slack.response_url()
     assert click(client, SHOW_CASES, show["value"], url).status_code == 200
-    [answer] = slack.answered(url)
+    [answer] = slack.answers(url)
     assert "the cases behind its week score" in answer["blocks"][0]["text"]["text"]
     assert answer["blocks"][2]["text"]["text"].startswith(
         "*Overdue cases*: all 5 open past their due time at the end of Wednesday 22 July 2026")

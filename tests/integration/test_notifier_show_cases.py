@@ -116,7 +116,7 @@ def test_the_show_cases_button_answers_the_clicker_with_the_cases_behind_the_ale
     body = click(button["value"], url)
     signed = sign(body, int(time.time()))
     assert client.post("/slack/actions", data=body, headers=signed).status_code == 200
-    [answer] = slack.answered(url)
+    [answer] = slack.answers(url)
     assert answer["response_type"] == "ephemeral" and answer["replace_original"] is False
     late_text, overdue_text = (answer["blocks"][i]["text"]["text"] for i in (1, 2))
 
@@ -140,7 +140,7 @@ def test_the_show_cases_button_answers_the_clicker_with_the_cases_behind_the_ale
 
     # The same signed request again is a replay: no second answer.
     assert client.post("/slack/actions", data=body, headers=signed).status_code == 200
-    assert len(slack.answered(url)) == 1
+    assert len(slack.answers(url)) == 1
 
     # Only the clicker sees it: nothing was posted to the channel or its thread.
     assert slack.calls_to("chat.postEphemeral") == [] and posted() == [alert_message]
@@ -167,7 +167,7 @@ def test_show_cases_answers_in_words_when_there_are_no_cases_and_posts_only_to_s
     for offset, alert_id in enumerate((str(alert.id), "999999")):
         url = slack.response_url()
         assert ask(alert_id, url, offset).status_code == 200
-        [answers[alert_id]] = slack.answered(url)
+        [answers[alert_id]] = slack.answers(url)
     assert answers[str(alert.id)] == {"response_type": "ephemeral", "replace_original": False, "text": (
         "Shootings (Trend) is not scored from cases (its feed is incidents): there are no cases behind its score "
         "to show.")}
@@ -183,4 +183,4 @@ def test_show_cases_answers_in_words_when_there_are_no_cases_and_posts_only_to_s
     # Slack takes five answers per click; a sixth is refused (used_url), which the notifier logs and survives.
     url = slack.response_url()
     assert [ask(str(alert.id), url, 30 + n).status_code for n in range(6)] == [200] * 6
-    assert len(slack.answered(url)) == 5
+    assert len(slack.answers(url, count=5)) == 5
