@@ -75,7 +75,7 @@ class DepartmentDigests:
             actions = [action for action in actions_for(notifier.engine, department_id, open_only=True)
                        if action.due <= as_of + ACTIONS_AHEAD]
             week = DigestWeek(department, metrics, board, before, {m: fields[m] for m in ids if m in fields},
-                              open_alerts(notifier.engine, ids), actions)
+                              open_alerts(notifier.engine, ids), actions, posted_on)
             message = digest_message(week, catalog, f"{base}/departments/{department_id}")
             route = notifier.routing.departments.get(department_id)
             channel = route.channel if route is not None else notifier.routing.default_channel

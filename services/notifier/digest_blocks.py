@@ -39,6 +39,9 @@ class DigestWeek:
     case_fields: Mapping[str, dict]  # ScoreReader.case_fields: each case-fed metric's open and projected
     alerts: Sequence[OpenAlert]
     actions: Sequence[Action]  # open, due by the end of the coming week (or overdue)
+    # The city's day the digest is posted (the day after the board's): an open action due before it
+    # is overdue, by Action.overdue as on the department page and in the packet.
+    today: date
 
 
 def who_is(owner: str) -> str:
@@ -79,7 +82,7 @@ def _at_risk_lines(week: DigestWeek, catalog: Catalog) -> list[str]:
                      f"{escape(metric.name.title() if metric else alert.metric)} ({alert.kind}"
                      f"{f', {alert.score_window}' if alert.score_window else ''}), {who}")
     for action in week.actions:
-        when = "overdue since" if action.due < week.board.as_of else "due"
+        when = "overdue since" if action.overdue(week.today) else "due"
         lines.append(f"• Action {when} {wording.day_in_words(action.due, year=False)}: {escape(action.text)} "
                      f"({who_is(action.owner)})")
     return lines

@@ -46,6 +46,9 @@ class DepartmentCard:
     cabinet: Cabinet | None
     metrics: list[Metric]
     alerts: list[OpenAlert]
+    # The city's local day now: an open action due before it is overdue (Action.overdue, as the packet
+    # and `cityscore action list` say), whatever day the board is as of.
+    today: date
     # The department's open follow-up actions, by due day, and the public notes on its metrics about
     # the days of the board's windows (a note is internal unless marked public: this page is public).
     actions: list[Action] = field(default_factory=list)
@@ -54,14 +57,14 @@ class DepartmentCard:
 
 
 def department_card(catalog: Catalog, store, board: Scoreboard, department: Department,
-                    fields: dict[str, dict]) -> DepartmentCard:
+                    fields: dict[str, dict], today: date) -> DepartmentCard:
     metrics = catalog.metrics_of(department.id)
     ids = [metric.id for metric in metrics]
     actions = actions_for(store.engine, department.id, open_only=True)
     earliest = min(span[0] for span in spans(catalog.windows, board.as_of).values())
     notes = notes_for(store.engine, ids, earliest, board.as_of, public_only=True) if ids else []
     return DepartmentCard(department, catalog.cabinet_of(department.id), metrics, open_alerts(store.engine, ids),
-                          actions, notes, {metric_id: fields[metric_id] for metric_id in ids if metric_id in fields})
+                          today, actions, notes, {metric_id: fields[metric_id] for metric_id in ids if metric_id in fields})
 
 
 def scorecards(departments: Sequence[Department], as_of: date | None) -> tuple[Scoreboard, list[DepartmentCard]]:
@@ -72,7 +75,9 @@ def scorecards(departments: Sequence[Department], as_of: date | None) -> tuple[S
     fields: dict[str, dict] = {}
     if any(metric.feed is Feed.CASES for department in departments for metric in catalog.metrics_of(department.id)):
         fields = parts["store"].case_fields(board, alert_windows(catalog), parts["read_timeout_s"])
-    return board, [department_card(catalog, parts["store"], board, department, fields) for department in departments]
+    today = parts["clock"].now().astimezone(catalog.zone).date()
+    return board, [department_card(catalog, parts["store"], board, department, fields, today)
+                   for department in departments]
 
 
 def _show_owners() -> bool:
@@ -88,9 +93,10 @@ def _alert_dict(alert: OpenAlert, owners: bool) -> dict:
     return body
 
 
-def _action_dict(action: Action, owners: bool) -> dict:
+def _action_dict(action: Action, owners: bool, today: date) -> dict:
     return {"id": action.id, "metric": action.metric, **({"owner": action.owner} if owners else {}),
-            "text": action.text, "due": action.due.isoformat(), "created_at": action.created_at.isoformat()}
+            "text": action.text, "due": action.due.isoformat(), "overdue": action.overdue(today),
+            "created_at": action.created_at.isoformat()}
 
 
 def _note_dict(note: Note) -> dict:
@@ -106,7 +112,7 @@ def card_dict(card: DepartmentCard, board_json: dict, owners: bool) -> dict:
         "metrics": {metric.id: board_json["metrics"][metric.id] for metric in card.metrics},
         "alerts": [_alert_dict(alert, owners) for alert in card.alerts],
     }
-    body["actions"] = [_action_dict(action, owners) for action in card.actions]
+    body["actions"] = [_action_dict(action, owners, card.today) for action in card.actions]
     body["notes"] = [_note_dict(note) for note in card.notes]
     return body
 

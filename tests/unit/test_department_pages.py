@@ -55,9 +55,9 @@ NOTES = [
 ]
 
 
-def client_for(tmp_path_factory, catalog, show_owners: bool = True):
-    """The pages over the events, alerts, actions and notes above; as a city's staff see them (who owns
-    what) unless `show_owners` is False, the public's."""
+def client_for(tmp_path_factory, catalog, show_owners: bool = True, more_actions: tuple[Action, ...] = ()):
+    """The pages over the events, alerts, actions (and `more_actions`) and notes above; as a city's staff
+    see them (who owns what) unless `show_owners` is False, the public's."""
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
     migrate(engine)
     with engine.begin() as conn:
@@ -66,7 +66,7 @@ def client_for(tmp_path_factory, catalog, show_owners: bool = True):
         for alert in ALERTS:  # one by one: each row names only the columns it sets
             conn.execute(insert(Alert.__table__).values(**alert))
         record = Record(conn)
-        for action in ACTIONS:
+        for action in (*ACTIONS, *more_actions):
             record.add_action(action)
         done, _ = record.add_action(Action(None, "pothole-on-time", "public-works", "U0OWNER", "Already done",
                                            date(2026, 6, 25), "U0LEAD", FIRED))
@@ -87,6 +87,14 @@ def client(tmp_path_factory):
 @pytest.fixture(scope="module")
 def public_client(tmp_path_factory):
     yield from client_for(tmp_path_factory, CATALOG, show_owners=False)
+
+
+@pytest.fixture(scope="module")
+def due_yesterday_client(tmp_path_factory):
+    """With an action of Boston 311 due on the board's day (30 June), yesterday in the city."""
+    yield from client_for(tmp_path_factory, CATALOG, more_actions=(
+        Action(None, "311-call-center", "boston-311", "U0CALLS", "Call back the June callers", AS_OF, "U0LEAD",
+               FIRED),))
 
 
 NEAR = parse_catalog({**CATALOG.model_dump(by_alias=True, exclude_none=True), "near_target": 0.75}, "near band")
@@ -260,3 +268,12 @@ def test_who_owns_what_is_named_only_where_the_city_says_so(client, public_clien
     assert [r.attrs["data-owner"] for r in rows] == ["owned", ""]
     assert rows[0].all("td")[-1].text().strip() == "owned" and "no owner yet" in rows[1].text()
     assert "U0CALLS" not in public_client.get("/v1/cabinets/operations").data.decode()
+
+
+def test_an_action_due_yesterday_is_overdue_on_the_page_and_in_the_json(due_yesterday_client):
+    """Overdue is Action.overdue with the city's day now (1 July), as in the packet and `action list`:
+    due on the board's day (30 June, yesterday) and still open is overdue; due today is not."""
+    card = get_json(due_yesterday_client, "/v1/departments/boston-311")
+    assert [(a["due"], a["overdue"]) for a in card["actions"]] == [("2026-06-30", True), ("2026-07-01", False)]
+    items = parse(due_yesterday_client.get("/departments/boston-311").data).one("ul", cls="actions").all("li")
+    assert ["overdue" in li.text() for li in items] == [True, False]

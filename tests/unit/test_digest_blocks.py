@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from services.notifier.blocks import limit_problems
 from services.notifier.digest_blocks import DigestWeek, digest_message, moved, who_is
@@ -24,7 +24,7 @@ def board(as_of: date, scores: dict[str, float | None]) -> Scoreboard:
 
 def week(catalog, now: dict, before: dict, **extra) -> DigestWeek:
     department = catalog.departments_by_id["public-works"]
-    values = dict(case_fields={}, alerts=[], actions=[])
+    values = dict(case_fields={}, alerts=[], actions=[], today=AS_OF + timedelta(days=1))  # posted on Monday
     values.update(extra)
     return DigestWeek(department, catalog.metrics_of("public-works"), board(AS_OF, now), board(date(2026, 6, 28), before),
                       **values)
@@ -74,6 +74,19 @@ def test_the_backlog_alerts_and_actions_at_risk_are_named_and_escaped():
     assert "• Alert open since 2 July: Streetlight On-Time % (at risk, week), no owner yet" in risks
     assert "• Action overdue since 1 July: Fix &lt;!channel&gt; &amp; more (Night crew &lt;lead&gt;)" in risks
     assert who_is("U0PWD1") == "<@U0PWD1>"
+
+
+def test_an_action_due_on_the_boards_day_is_overdue_when_the_digest_is_posted():
+    """Posted on Monday as of Sunday: an action due on Sunday is overdue (Action.overdue with the day
+    it is posted, as the department page and the packet say); one due on Monday is due."""
+    def action(due: date) -> Action:
+        return Action(None, "pothole-on-time", "public-works", "U0CREW", f"Due {due}", due, "U0LEAD",
+                      datetime(2026, 6, 30, tzinfo=timezone.utc))
+    message = digest_message(week(BOSTON, {}, {}, actions=[action(AS_OF), action(AS_OF + timedelta(days=1))]),
+                             BOSTON, "https://x/d")
+    risks = sections(message)[1]
+    assert "• Action overdue since 5 July: Due 2026-07-05" in risks
+    assert "• Action due 6 July: Due 2026-07-06" in risks
 
 
 def test_the_daily_board_and_the_terminal_mark_the_band_where_the_catalog_sets_one():
