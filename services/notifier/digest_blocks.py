@@ -95,7 +95,7 @@ def digest_message(week: DigestWeek, catalog: Catalog, page_url: str) -> dict:
     title = f"{week.department.name}: week of {days}"
     scored = [m for m in week.metrics if week.board.metrics[m.id][DIGEST_WINDOW].score is not None]
     below = [m for m in scored if standing(week.board.metrics[m.id][DIGEST_WINDOW].score) == "below"]
-    text = (f"{title}. {len(below)} of {len(week.metrics)} metric{'s' if len(week.metrics) != 1 else ''} "
+    text = (f"{escape(title)}. {len(below)} of {len(week.metrics)} metric{'s' if len(week.metrics) != 1 else ''} "
             f"below target this week.")
     lines = []
     for metric in week.metrics:

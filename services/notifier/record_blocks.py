@@ -90,7 +90,9 @@ def reminder_message(action: Action, metric_name: str, today: date) -> dict:
                                                f"day{'s' if (today - action.due).days != 1 else ''} ago"
     lead = (f"Reminder for {who(action.owner)}: your action on *{escape(metric_name)}* is due {when}.\n"
             f">{escape(action.text)}")
-    return {"text": _clip(f"Reminder: your action on {metric_name} is due {when}: {action.text}", 3000),
+    # The fallback is mrkdwn too (Slack's notification and screen readers): escaped as the blocks.
+    return {"text": _clip(f"Reminder: your action on {escape(metric_name)} is due {when}: {escape(action.text)}",
+                          3000),
             "blocks": [section(lead),
                        context(f"Action {action.id}, recorded by {who(action.created_by)} on "
                                f"{action.created_at:%Y-%m-%d}"),

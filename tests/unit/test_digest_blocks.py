@@ -89,6 +89,17 @@ def test_an_action_due_on_the_boards_day_is_overdue_when_the_digest_is_posted():
     assert "• Action due 6 July: Due 2026-07-06" in risks
 
 
+def test_the_fallback_text_escapes_the_departments_name():
+    """The `text` fallback is mrkdwn in Slack's notification: a name with `&` or `<…>` is shown, not read."""
+    from dataclasses import replace
+
+    plain = week(BOSTON, {}, {})
+    named = replace(plain, department=plain.department.model_copy(update={"name": "Parks & <!channel>"}))
+    message = digest_message(named, BOSTON, "https://x/d")
+    assert message["text"].startswith("Parks &amp; &lt;!channel&gt;: week of")
+    assert message["blocks"][0]["text"]["text"].startswith("Parks & <!channel>: week of")  # plain text header
+
+
 def test_the_daily_board_and_the_terminal_mark_the_band_where_the_catalog_sets_one():
     from io import StringIO
 

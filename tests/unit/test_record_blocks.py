@@ -1,0 +1,22 @@
+"""Slack's messages of follow-up actions: pure, from hand-made actions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from services.notifier.record_blocks import closed_message, recorded_reply, reminder_message
+from shared.core.record import Action, close
+
+AT = datetime(2026, 6, 30, 14, 0, tzinfo=timezone.utc)
+SHOUTY = Action(5, "pothole-on-time", "public-works", "U0CREW", "Ping <!channel> & <https://x.example|click>",
+                date(2026, 7, 1), "U0LEAD", AT)
+
+
+def test_every_fallback_text_escapes_peoples_words_as_the_blocks():
+    """The `text` fallback is what Slack's notification shows and reads as mrkdwn: a metric name or
+    an action's words can neither ping everyone nor post a link from it."""
+    closed = close(SHOUTY, "Done <!here>", "U0CREW", AT)
+    for message in (reminder_message(SHOUTY, "Potholes <!everyone>", date(2026, 7, 1)),
+                    recorded_reply(SHOUTY, "U0LEAD"), closed_message(closed, "Potholes <!everyone>")):
+        assert "<!" not in message["text"] and "<https" not in message["text"], message["text"]
+        assert "&lt;!channel&gt; &amp; &lt;https://x.example|click&gt;" in message["text"]
