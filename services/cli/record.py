@@ -127,7 +127,8 @@ def action_list(department: str | None, open_only: bool) -> None:
         line = f"{action.id:>5}  {status:<7}  {action.due.isoformat()}  {action.metric:<28}  {action.owner:<14}  " \
                f"{action.text}"
         if action.outcome:
-            line += f"  → {action.outcome} ({action.closed_by}, {action.closed_at:%Y-%m-%d})"
+            # The city's day it was closed, not UTC's (an evening's close is that evening's day).
+            line += f"  → {action.outcome} ({action.closed_by}, {action.closed_at.astimezone(catalog.zone):%Y-%m-%d})"
         click.echo(line)
 
 

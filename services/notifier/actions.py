@@ -143,7 +143,8 @@ class FollowUpActions:
                 if not reminder_due(action, local_now, remind_at) or not record.mark_reminded(
                         action.id, self.notifier._now()):
                     continue
-                message = reminder_message(action, self._metric_name(action.metric), local_now.date())
+                message = reminder_message(action, self._metric_name(action.metric), local_now.date(),
+                                           self.catalog.zone)
                 if queue.post(f"action:{action.id}:reminder", self._channel(action), message):
                     sent += 1
                     log.info("action reminded", extra={"action": action.id, "owner": action.owner,

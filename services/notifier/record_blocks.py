@@ -8,7 +8,7 @@ Block ids are the fields' names (owner, due, text, outcome), so a refusal from t
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, tzinfo
 from typing import Mapping
 
 from shared.core.catalog import Metric
@@ -85,7 +85,8 @@ def recorded_reply(action: Action, user: str) -> dict:
                                                                          f"{action.id} --outcome …`")]}
 
 
-def reminder_message(action: Action, metric_name: str, today: date) -> dict:
+def reminder_message(action: Action, metric_name: str, today: date, zone: tzinfo) -> dict:
+    """The owner's reminder; `today` and the day it was recorded are the city's (`zone`, the catalog's)."""
     when = "today" if action.due == today else f"on {long_date(action.due)}, {(today - action.due).days} " \
                                                f"day{'s' if (today - action.due).days != 1 else ''} ago"
     lead = (f"Reminder for {who(action.owner)}: your action on *{escape(metric_name)}* is due {when}.\n"
@@ -95,7 +96,7 @@ def reminder_message(action: Action, metric_name: str, today: date) -> dict:
                           3000),
             "blocks": [section(lead),
                        context(f"Action {action.id}, recorded by {who(action.created_by)} on "
-                               f"{action.created_at:%Y-%m-%d}"),
+                               f"{action.created_at.astimezone(zone):%Y-%m-%d}"),
                        {"type": "actions", "block_id": f"action-{action.id}",
                         "elements": [button("Close with an outcome", CLOSE_ACTION, str(action.id),
                                             style="primary")]}]}

@@ -357,3 +357,35 @@ def test_who_may_record_or_close_and_where_a_named_owner_is_reminded(schema, sla
     assert submit(client, "cityscore_close_action_modal", action.id, outcome, user="U0PWD1",
                   offset=5).get_data() == b""
     assert [a.status for a in actions_for(schema.engine, "public-works")] == ["closed"]
+
+
+@pytest.fixture
+def command(database, monkeypatch, request):
+    """`cityscore …` on the test's database: run(*args, ok=True) -> its output."""
+    url, engine = database
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    return run, engine
+
+
+def test_action_list_says_the_city_day_an_action_was_closed(command):
+    """Closed at 9:30 PM EDT on 29 June (01:30 UTC on 30 June): closed on 29 June, the city's day."""
+    from shared.core.record import Action, close
+    from shared.store.record import Record
+
+    run, engine = command
+    evening = datetime(2026, 6, 29, 21, 30, tzinfo=BOSTON)
+    with engine.begin() as conn:
+        record = Record(conn)
+        action, _ = record.add_action(Action(None, "pothole-on-time", "public-works", "Jane Roe", "Count the crews",
+                                             date(2026, 6, 29), "analyst", evening))
+        record.save_closed(close(action, "Counted", "lead", evening))
+    assert "→ Counted (lead, 2026-06-29)" in run("action", "list")

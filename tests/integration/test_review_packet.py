@@ -224,3 +224,11 @@ def test_the_command_writes_the_pdf_and_the_html(engine, database_url, tmp_path,
 
     refused = CliRunner().invoke(cityscore, ["report", "--month", "May", "--out", str(out)])
     assert refused.exit_code == 2 and "--month: 'May' is not a month written YYYY-MM" in refused.output
+
+
+def test_an_action_is_recorded_on_the_citys_day_and_time_in_the_packet(engine):
+    """Recorded at 15:00 UTC on 20 May: 11:00 AM in Boston, the city's day and time (not UTC's)."""
+    packet = build_packet(engine, CATALOG, MONTH, scope_of(CATALOG, department=DEPARTMENT),
+                          datetime(2026, 6, 1, 12, tzinfo=UTC))
+    flat = " ".join(re.sub(r"<[^>]+>", " ", render_html(packet, CATALOG)).split())
+    assert "Add a second pothole crew U_OWNER 15 June 2026 20 May 2026, 11:00 AM by U_CHIEF" in flat
