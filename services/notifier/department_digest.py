@@ -5,8 +5,9 @@ NOTIFIER_DEPARTMENT_DIGEST_TIME, every department with metrics gets its digest i
 routing file's, else the default channel, as its alerts): its metrics' week scores as of the day
 before and how they moved since the week before, and what is at risk (scores below target, the
 overdue backlog and the week's projected score, open alerts, follow-up actions due). Each is queued
-once a week, under the outbox key `digest:DEPARTMENT:YYYY-Www` (the ISO week of the day it is
-posted): the job, the catch-up and a restart may all run that day and post nothing twice.
+once a week, under the outbox key `digest:DEPARTMENT:YYYY-Www` (the ISO week of the digest day): the
+digests stay due from the digest day's time to the week's end, so a notifier down that day posts them
+when it is back (with the digest day's figures), and the job, the catch-up and a restart post nothing twice.
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ class DepartmentDigests:
         self.notifier = notifier
 
     def due(self, now: datetime) -> date | None:
-        """The local day whose digests are due at `now` (the digest day, from its time), or None."""
+        """The digest day whose digests are due at `now`: this ISO week's, from its time until the week's
+        end (a notifier down that day posts them when back, with that day's figures), or None."""
         settings = self.notifier.settings
         local = now.astimezone(self.notifier.catalog.zone)
-        if not settings.department_digest or WEEKDAYS[local.weekday()] != settings.department_digest_day:
+        if not settings.department_digest:
             return None
-        return local.date() if local.time() >= settings.department_digest_time else None
+        day = local.date() + timedelta(days=WEEKDAYS.index(settings.department_digest_day) - local.weekday())
+        if local.date() < day or (local.date() == day and local.time() < settings.department_digest_time):
+            return None
+        return day
 
     def post_due(self) -> list[str]:
         """Queue the digests due now; returns the outbox keys queued (none when not due or queued before)."""

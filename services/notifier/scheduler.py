@@ -81,9 +81,14 @@ def check_at_risk() -> None:
 
 
 def catch_up() -> None:
-    _current().catch_up()
-    department_digests()  # due and not queued yet (a crash mid-job): queued now; otherwise nothing
-    monthly_packets()  # due and not queued yet (a crash mid-job): queued now; otherwise nothing
+    # Each due and not queued yet (a crash mid-job, a notifier down at its time): queued now; otherwise
+    # nothing. Each on its own: one's failure is logged and stops none of the others.
+    for name, job in (("board and recap", lambda: _current().catch_up()), ("department digests", department_digests),
+                      ("monthly packets", monthly_packets)):
+        try:
+            job()
+        except Exception:
+            log.exception("catch-up failed", extra={"job": name})
 
 
 def monthly_packets() -> None:

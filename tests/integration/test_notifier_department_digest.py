@@ -44,7 +44,8 @@ def texts(message: dict) -> str:
 
 def test_each_departments_digest_is_posted_once_on_monday(schema, slack, tmp_path):
     clock = ManualClock(datetime(2026, 7, 6, 8, 44, tzinfo=BOSTON))  # Monday, a minute before the digests
-    settings = notifier_settings(tmp_path, slack, department_digest=True)
+    # No packets: June's are still due that week (from 1 July to the month's end) and would share the channel.
+    settings = notifier_settings(tmp_path, slack, department_digest=True, packets=False)
     harness = Harness(schema, settings, clock)
     catalog = harness.runtime.catalog
     seed_scores(schema.engine, catalog, SUNDAY)
@@ -103,9 +104,11 @@ def test_each_departments_digest_is_posted_once_on_monday(schema, slack, tmp_pat
     assert len(digest_rows(schema.engine)) == len(departments)
     assert {row.status for row in digest_rows(schema.engine)} == {"sent"}
 
-    # Tuesday is no digest day; the Monday after is the next week's.
+    # Tuesday is still Monday's digest (due within its week) and posts nothing twice; the Monday after is
+    # the next week's.
     clock.set(datetime(2026, 7, 7, 9, 0, tzinfo=BOSTON))
-    assert DepartmentDigests(harness.notifier).due(clock.now()) is None
+    assert DepartmentDigests(harness.notifier).due(clock.now()) == MONDAY
+    assert DepartmentDigests(harness.notifier).post_due() == []
     assert digest_key("public-works", date(2026, 7, 13)) == "digest:public-works:2026-W29"
     harness.stop()
 
@@ -133,4 +136,28 @@ def test_the_digest_day_and_time_are_settings(schema, slack, tmp_path):
     clock.set(datetime(2026, 7, 10, 7, 15, tzinfo=BOSTON))
     assert "department-digests" in scheduler.run_due()
     assert {row.key.rsplit(":", 1)[1] for row in digest_rows(schema.engine)} == {"2026-W28"}
+    harness.stop()
+
+
+def test_a_missed_digest_day_is_made_up_later_in_its_week(schema, slack, tmp_path):
+    """A notifier down on Monday posts the week's digest when it is back, with Monday's figures."""
+    clock = ManualClock(datetime(2026, 7, 8, 11, 0, tzinfo=BOSTON))  # Wednesday
+    settings = notifier_settings(tmp_path, slack, department_digest=True, packets=False)
+    harness = Harness(schema, settings, clock)
+    catalog = harness.runtime.catalog
+    seed_scores(schema.engine, catalog, SUNDAY)
+    digests = DepartmentDigests(harness.notifier)
+    assert digests.due(datetime(2026, 7, 6, 8, 44, tzinfo=BOSTON)) is None  # Monday, before its time
+    assert digests.due(datetime(2026, 7, 12, 23, 59, tzinfo=BOSTON)) == MONDAY  # Sunday: still that week's
+    assert digests.due(clock.now()) == MONDAY
+    departments = [d.id for d in catalog.departments if catalog.metrics_of(d.id)]
+    assert sorted(digests.post_due()) == sorted(f"digest:{d}:2026-W28" for d in departments)
+    harness.drain()
+    assert slack.messages("C0PWD")[0]["blocks"][0]["text"]["text"] == \
+        "Public Works Department: week of 29 June – 5 July 2026"
+    # A Friday digest day: Monday to Thursday of its week are before it, not due.
+    friday = DepartmentDigests(Harness(schema, notifier_settings(tmp_path, slack, department_digest=True,
+                                                                department_digest_day="friday"), clock).notifier)
+    assert friday.due(clock.now()) is None
+    assert friday.due(datetime(2026, 7, 11, 9, 0, tzinfo=BOSTON)) == date(2026, 7, 10)
     harness.stop()
