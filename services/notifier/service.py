@@ -611,11 +611,13 @@ class Notifier:
         digest = hashlib.sha256(f"{user}\n{text}".encode()).hexdigest()
 
         def act(work: Work, alert: Alert) -> ActionResult:
+            kept = new_note(metric=alert.metric, day=day or alert.reading.as_of or self.local_today(), text=text,
+                            author=user, created_at=self._now(), public=public, alert_id=alert.id)
             if not work.alerts.add_note(alert.id, user, text, digest, self._now()):
+                if public:  # the same note sent again public: the one on the record is published
+                    Record(work.alerts.conn).add_note(kept)
                 return ActionResult(Answer.NOTE_ALREADY_THERE, alert)
-            Record(work.alerts.conn).add_note(new_note(metric=alert.metric, day=day or alert.reading.as_of
-                                                       or self.local_today(), text=text, author=user,
-                                                       created_at=self._now(), public=public, alert_id=alert.id))
+            Record(work.alerts.conn).add_note(kept)
             return ActionResult(Answer.NOTE_ADDED, self._reply(work, alert, "note", user=user, note=text[:2000]))
         return self._act(alert_id, user, "add notes to", act)
 

@@ -138,5 +138,6 @@ def action_digest(action: Action) -> str:
 
 
 def note_digest(note: Note) -> str:
-    """The same note (who wrote what on which metric and day) is kept once."""
+    """The same note (who wrote what on which metric and day) is kept once. Whether it is public is
+    not part of it: the same note added again public makes the one kept public (shared/store/record.py)."""
     return hashlib.sha256("\n".join((note.author, note.metric, note.day.isoformat(), note.text)).encode()).hexdigest()

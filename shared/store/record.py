@@ -105,11 +105,16 @@ class Record:
     # -- notes
 
     def add_note(self, note: Note) -> tuple[Note, bool]:
-        """Keep a note; the one kept before and False when the same note was written already."""
+        """Keep a note; the one kept before and False when the same note was written already. Written
+        again public, the note kept before becomes public (an internal note is published by adding it
+        again with --public or the form's box ticked); written again internal, it stays as it was."""
         digest = note_digest(note)
         new_id = _insert_new(self.conn, NOTES, metric=note.metric, day=note.day, text=note.text, author=note.author,
                              public=note.public, created_at=_utc(note.created_at), alert_id=note.alert_id,
                              digest=digest)
+        if new_id is None and note.public:
+            self.conn.execute(update(NOTES).where(NOTES.c.digest == digest, NOTES.c.public.is_(False))
+                              .values(public=True))
         row = self.conn.execute(select(NOTES).where(
             NOTES.c.id == new_id if new_id is not None else NOTES.c.digest == digest)).one()
         return _note(row), new_id is not None

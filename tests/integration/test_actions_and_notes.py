@@ -389,3 +389,37 @@ def test_action_list_says_the_city_day_an_action_was_closed(command):
                                              date(2026, 6, 29), "analyst", evening))
         record.save_closed(close(action, "Counted", "lead", evening))
     assert "→ Counted (lead, 2026-06-29)" in run("action", "list")
+
+
+def test_an_internal_note_sent_again_public_from_slack_becomes_public(schema, slack, tmp_path):
+    """The form sent again with the same words and "public" ticked publishes the note kept internal:
+    one note, now public, and nothing new in the thread; sent again internal, it stays public."""
+    clock = ManualClock(datetime(2026, 7, 24, 10, 0, tzinfo=BOSTON))
+    harness, client, alert_id = fired(schema, slack, tmp_path, clock)
+
+    def note(public: bool, offset: int):
+        values = {"note": {"text": {"type": "plain_text_input", "value": "Two crews out sick"}},
+                  "public": {"public": {"type": "checkboxes",
+                                        "selected_options": [{"value": "public"}] if public else []}}}
+        assert submit(client, "cityscore_note_modal", alert_id, values, offset=offset).status_code == 200
+
+    note(False, 1)
+    assert notes_for(schema.engine, ["pothole-on-time"], public_only=True) == []
+    note(True, 2)
+    note(False, 3)
+    harness.drain()
+    with schema.engine.connect() as conn:
+        kept = conn.execute(select(MetricNote.__table__)).all()
+    assert [(n.text, n.public) for n in kept] == [("Two crews out sick", True)]
+    thread = [m["text"] for m in slack.thread("C0PWD", slack.messages("C0PWD")[0]["ts"])]
+    assert sum("Two crews out sick" in t for t in thread) == 1
+
+
+def test_an_internal_note_added_again_public_by_the_command_becomes_public(command):
+    run, engine = command
+    args = ("note", "add", "--metric", "pothole-on-time", "--date", "2026-07-21", "--text", "Depot audit",
+            "--by", "analyst")
+    assert "(internal)" in run(*args)
+    assert "note 1 was kept already: pothole-on-time on 2026-07-21 (public)" in run(*args, "--public")
+    assert "(public)" in run(*args)  # added again internal: still public, nothing is unpublished by it
+    assert [(n.id, n.public) for n in notes_for(engine, ["pothole-on-time"])] == [(1, True)]
