@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from flask import Blueprint, Response, abort, current_app, has_app_context, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -68,11 +70,27 @@ class Cell:
         return "" if self.score is None else repr(self.score)
 
 
+# The band of the catalog a review packet is built and rendered for (services/scorer/report.py), which
+# runs outside Flask: set by `near_target_of`, so the packet marks a score as its department's page does.
+_BAND: ContextVar[float | None] = ContextVar("near_target_band", default=None)
+
+
+@contextmanager
+def near_target_of(catalog: Catalog) -> Iterator[None]:
+    """Within it, `cell` outside a request marks scores with `catalog`'s near-target band."""
+    token = _BAND.set(catalog.near_target)
+    try:
+        yield
+    finally:
+        _BAND.reset(token)
+
+
 def _near_target() -> float | None:
-    """The catalog's near-target band, when a page is being served (a bare `cell` has none)."""
+    """The catalog's near-target band: the served app's when a page is being served, else the one of
+    `near_target_of` (the review packet's); a bare `cell` has none."""
     if has_app_context() and "cityscore" in current_app.extensions:
         return current_app.extensions["cityscore"]["catalog"].near_target
-    return None
+    return _BAND.get()
 
 
 def cell(score: float | None, state: str | None = None) -> Cell:

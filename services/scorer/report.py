@@ -35,8 +35,8 @@ from shared.store.record import actions_for, notes_for
 from shared.store.score_reader import ScoreReader
 
 from .pages import (HISTORY_DAYS, HISTORY_WINDOW, BacklogShown, attribute_heading, backlog_shown, cell, figure,
-                    history_chart, history_summary, in_force_since, local_time, long_date, note_marks, short_date,
-                    span_words, window_cell)
+                    history_chart, history_summary, in_force_since, local_time, long_date, near_target_of,
+                    note_marks, short_date, span_words, window_cell)
 
 HERE = Path(__file__).resolve().parent
 # The calendar month under review, scored beside the catalog's own windows (which may be trailing
@@ -182,6 +182,12 @@ def _alert_shown(alert: AlertRecord, catalog: Catalog) -> AlertShown:
 def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, made_at: datetime,
                  timeout_s: float | None = None) -> Packet:
     """Read everything the packet shows for `month` ('YYYY-MM') and `scope`."""
+    with near_target_of(catalog):  # the backlog's projections and the chart's words mark scores as the pages
+        return _build_packet(engine, catalog, month, scope, made_at, timeout_s)
+
+
+def _build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, made_at: datetime,
+                  timeout_s: float | None) -> Packet:
     first, last = parse_month(month)
     reviewing = review_catalog(catalog)
     reader = ScoreReader(engine, reviewing)
@@ -280,9 +286,10 @@ def chart_style(stylesheet: str) -> str:
 
 def render_html(packet: Packet, catalog: Catalog) -> str:
     stylesheet = _stylesheets()
-    return _environment().get_template("pages/report.html").render(
-        packet=packet, city=packet.city, stylesheet=stylesheet, chart_style=chart_style(stylesheet),
-        case_time=lambda moment: wording.case_time(moment, catalog.zone))
+    with near_target_of(catalog):  # the catalog's band, as the department page marks its scores
+        return _environment().get_template("pages/report.html").render(
+            packet=packet, city=packet.city, stylesheet=stylesheet, chart_style=chart_style(stylesheet),
+            case_time=lambda moment: wording.case_time(moment, catalog.zone))
 
 
 def render_pdf(packet: Packet, catalog: Catalog) -> bytes:

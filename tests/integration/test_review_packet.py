@@ -232,3 +232,38 @@ def test_an_action_is_recorded_on_the_citys_day_and_time_in_the_packet(engine):
                           datetime(2026, 6, 1, 12, tzinfo=UTC))
     flat = " ".join(re.sub(r"<[^>]+>", " ", render_html(packet, CATALOG)).split())
     assert "Add a second pothole crew U_OWNER 15 June 2026 20 May 2026, 11:00 AM by U_CHIEF" in flat
+
+
+def score_marks(html: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each score cell's (metric, window) -> (standing class, mark), as the pages' score_td writes it."""
+    found = re.findall(r'<td class="score (\w+)[^"]*" data-metric="([^"]+)" data-window="([^"]+)"[^>]*>\s*'
+                       r'(?:<span class="mark"[^>]*>([^<]*)</span>)?', html)
+    return {(metric, window): (standing, mark) for standing, metric, window, mark in found}
+
+
+def test_the_packet_marks_a_near_target_score_as_the_department_page_does(engine):
+    from services.scorer.app import create_app
+    from services.scorer.settings import ScorerSettings
+    from shared.core.catalog import parse_catalog
+    from tests.fakes.clock import ManualClock
+
+    # A band that takes in the lowest below-target score the page shows for the month's last day.
+    board = ScoreReader(engine, CATALOG).scoreboard(LAST)
+    below = [result.score for m in METRICS for result in board.metrics[m.id].values()
+             if result.score is not None and round(result.score, 2) < 1]
+    assert below, "the generated month should have a Public Works score below target"
+    band = int(min(below) * 100) / 100
+    near = parse_catalog({**CATALOG.model_dump(by_alias=True, exclude_none=True), "near_target": band}, "near band")
+
+    packet = build_packet(engine, near, MONTH, scope_of(near, department=DEPARTMENT),
+                          datetime(2026, 6, 1, 12, tzinfo=UTC))
+    packet_marks = score_marks(render_html(packet, near))
+    app = create_app(ScorerSettings(), engine=engine, catalog=near, clock=ManualClock(datetime(2026, 6, 5, 16, tzinfo=UTC)))
+    response = app.test_client().get(f"/departments/{DEPARTMENT}?as_of={LAST.isoformat()}")
+    assert response.status_code == 200, response.data[:500]
+    page_marks = score_marks(response.get_data(as_text=True))
+    shared = sorted(set(packet_marks) & set(page_marks))
+    assert len(shared) == len(METRICS) * len(CATALOG.windows), (sorted(packet_marks), sorted(page_marks))
+    assert {page_marks[key][0] for key in shared} >= {"near"}, "the band should put a score near target"
+    for key in shared:
+        assert packet_marks[key] == page_marks[key], key
