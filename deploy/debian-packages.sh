@@ -2,7 +2,7 @@
 # Install the Debian packages the project needs and this machine lacks, and nothing else.
 #
 #   deploy/debian-packages.sh demo   Java and Maven (the local Kafka broker), python3-venv
-#   deploy/debian-packages.sh test   the same, plus PostgreSQL and Chromium for the tests
+#   deploy/debian-packages.sh test   the same, plus PostgreSQL, Chromium and poppler-utils for the tests
 #
 # Used by `make demo` and by .ci/run. Needs root or sudo only when something is missing.
 set -euo pipefail
@@ -20,6 +20,8 @@ if [ "$purpose" = test ]; then
   # the scoreboard page is tested in a real headless browser
   command -v chromium >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)
+  # the monthly review packet's PDF is read back as a reader would: pdftotext, pdftoppm
+  command -v pdftotext >/dev/null || need+=(poppler-utils)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
