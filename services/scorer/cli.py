@@ -173,11 +173,12 @@ def report(month: str, department: str | None, cabinet: str | None, out_path: st
     from shared.platform.bootstrap import bootstrap
     from shared.store.schema import SchemaNotCurrent
 
-    from .report import PacketRefused, build_packet, parse_month, render_html, render_pdf, scope_of
+    from .report import PacketRefused, build_packet, complete_month, render_html, render_pdf, scope_of
 
     catalog = load_catalog_option(catalog_path)
+    now = datetime.now(timezone.utc)
     try:  # every option is checked before the database is opened
-        parse_month(month)
+        complete_month(month, catalog, now)  # a month under way or to come has no figures as of its end
         scope = scope_of(catalog, department, cabinet)
     except PacketRefused as exc:
         raise click.UsageError(str(exc)) from None
@@ -185,7 +186,7 @@ def report(month: str, department: str | None, cabinet: str | None, out_path: st
         settings, catalog, engine = bootstrap(ScorerSettings, catalog=catalog)
     except SchemaNotCurrent as exc:
         raise click.ClickException(str(exc)) from None
-    packet = build_packet(engine, catalog, month, scope, datetime.now(timezone.utc))
+    packet = build_packet(engine, catalog, month, scope, now)
     data = render_pdf(packet, catalog) if fmt == "pdf" else render_html(packet, catalog).encode()
     Path(out_path).write_bytes(data)
     click.echo(f"{scope.name}, {packet.first:%B %Y}: {len(packet.sections)} metrics, "

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from shared.core import wording
 from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day, oldest
 from shared.core.catalog import Catalog, Feed, Metric
-from shared.core.scoring import WindowScore
+from shared.core.scoring import WindowScore, as_of_at
 from shared.core.windows import Window, month_end
 from shared.core.record import Action, Note
 from shared.store.alert_history import AlertRecord, alerts_between
@@ -59,6 +59,19 @@ def parse_month(text: str) -> tuple[date, date]:
         raise PacketRefused(f"--month: {text!r} is not a month written YYYY-MM")
     year, month = int(found[1]), int(found[2])
     return date(year, month, 1), month_end(year, month)
+
+
+def complete_month(text: str, catalog: Catalog, now: datetime) -> tuple[date, date]:
+    """`parse_month`, refusing a month whose last day is after the last complete day at `now` (yesterday
+    in the city's time, the day the scorer's scores are as of): its figures would be "as of" a day that
+    has not happened."""
+    first, last = parse_month(text)
+    complete = as_of_at(now, catalog)
+    if last > complete:
+        raise PacketRefused(f"--month: {text.strip()} is not over: its last day, {last.day} {last:%B %Y}, is after "
+                            f"the last complete day, {complete.day} {complete:%B %Y} (yesterday in "
+                            f"{catalog.zone.key}); review a month that has ended")
+    return first, last
 
 
 @dataclass(frozen=True)
@@ -181,7 +194,8 @@ def _alert_shown(alert: AlertRecord, catalog: Catalog) -> AlertShown:
 
 def build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, made_at: datetime,
                  timeout_s: float | None = None) -> Packet:
-    """Read everything the packet shows for `month` ('YYYY-MM') and `scope`."""
+    """Read everything the packet shows for `month` ('YYYY-MM', ended by `made_at`) and `scope`."""
+    complete_month(month, catalog, made_at)
     with near_target_of(catalog):  # the backlog's projections and the chart's words mark scores as the pages
         return _build_packet(engine, catalog, month, scope, made_at, timeout_s)
 

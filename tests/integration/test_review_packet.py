@@ -225,6 +225,11 @@ def test_the_command_writes_the_pdf_and_the_html(engine, database_url, tmp_path,
     refused = CliRunner().invoke(cityscore, ["report", "--month", "May", "--out", str(out)])
     assert refused.exit_code == 2 and "--month: 'May' is not a month written YYYY-MM" in refused.output
 
+    # The month under way (in the city's time, as the scorer's last complete day) is not reviewed yet.
+    this_month = f"{datetime.now(CATALOG.zone):%Y-%m}"
+    refused = CliRunner().invoke(cityscore, ["report", "--month", this_month, "--out", str(out)])
+    assert refused.exit_code == 2 and f"--month: {this_month} is not over" in refused.output, refused.output
+
 
 def test_an_action_is_recorded_on_the_citys_day_and_time_in_the_packet(engine):
     """Recorded at 15:00 UTC on 20 May: 11:00 AM in Boston, the city's day and time (not UTC's)."""

@@ -3,12 +3,13 @@ chart's own stylesheet for WeasyPrint, and the notifier's packet day."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.notifier.packets import month_before
-from services.scorer.report import PacketRefused, chart_style, parse_month, review_catalog, scope_of
+from services.scorer.report import PacketRefused, chart_style, complete_month, parse_month, review_catalog, scope_of
 from shared.core.catalog import load_catalog
 
 CATALOG = load_catalog()
@@ -24,6 +25,19 @@ def test_a_month_is_its_first_and_last_day():
 def test_a_month_not_written_yyyy_mm_is_refused_naming_the_option(text):
     with pytest.raises(PacketRefused, match=r"^--month: .* is not a month written YYYY-MM"):
         parse_month(text)
+
+
+def test_a_month_is_reviewed_only_once_its_last_day_is_complete():
+    boston = ZoneInfo("America/New_York")
+    # Just after midnight on 1 June in Boston (still 31 May in no other sense): May is complete.
+    assert complete_month("2026-05", CATALOG, datetime(2026, 6, 1, 0, 5, tzinfo=boston)) == \
+        (date(2026, 5, 1), date(2026, 5, 31))
+    # The evening of 31 May in Boston (1 June in UTC): May's last day is not over.
+    with pytest.raises(PacketRefused, match=r"^--month: 2026-05 is not over: its last day, 31 May 2026, is after "
+                                            r"the last complete day, 30 May 2026 \(yesterday in America/New_York\)"):
+        complete_month("2026-05", CATALOG, datetime(2026, 6, 1, 2, 0, tzinfo=ZoneInfo("UTC")))
+    with pytest.raises(PacketRefused, match=r"^--month: 2027-01 is not over"):
+        complete_month("2027-01", CATALOG, datetime(2026, 6, 1, 12, 0, tzinfo=boston))
 
 
 def test_the_scope_is_a_department_a_cabinet_or_the_city():
