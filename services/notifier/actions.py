@@ -128,8 +128,7 @@ class FollowUpActions:
         """An owner chosen in Slack is reminded in private; a name, in the department's channel."""
         if SLACK_USER.fullmatch(action.owner):
             return action.owner
-        route = self.notifier.routing.departments.get(action.department)
-        return route.channel if route else self.notifier.routing.default_channel
+        return self.notifier.routing.channel_of(action.department)
 
     def send_reminders(self) -> int:
         """Remind the owner of each open action whose due day has come, once (its outbox key and

@@ -1,8 +1,8 @@
 """The weekly department digest: each department's week in its own channel, on Monday.
 
-With NOTIFIER_DEPARTMENT_DIGEST=true, on NOTIFIER_DEPARTMENT_DIGEST_DAY (Monday by default) from
-NOTIFIER_DEPARTMENT_DIGEST_TIME, every department with metrics gets its digest in its channel (the
-routing file's, else the default channel, as its alerts): its metrics' week scores as of the day
+On by default (NOTIFIER_DEPARTMENT_DIGEST=false turns it off): on NOTIFIER_DEPARTMENT_DIGEST_DAY (Monday
+by default) from NOTIFIER_DEPARTMENT_DIGEST_TIME, every department with metrics gets its digest in its
+channel (Routing.channel_of: the routing file's, else the default channel, as its alerts): its metrics' week scores as of the day
 before and how they moved since the week before, and what is at risk (scores below target, the
 overdue backlog and the week's projected score, open alerts, follow-up actions due). Each is queued
 once a week, under the outbox key `digest:DEPARTMENT:YYYY-Www` (the ISO week of the digest day): the
@@ -82,8 +82,7 @@ class DepartmentDigests:
             week = DigestWeek(department, metrics, board, before, {m: fields[m] for m in ids if m in fields},
                               open_alerts(notifier.engine, ids), actions, posted_on)
             message = digest_message(week, catalog, f"{base}/departments/{department_id}")
-            route = notifier.routing.departments.get(department_id)
-            channel = route.channel if route is not None else notifier.routing.default_channel
+            channel = notifier.routing.channel_of(department_id)
             with notifier._work() as work:
                 new = work.outbox.post(keys[department_id], channel, message)
             if new:

@@ -97,8 +97,7 @@ class MonthlyPackets:
         catalog = notifier.catalog
         scope = scope_of(catalog, department=department)
         packet = build_packet(notifier.engine, catalog, month, scope, notifier._now())
-        channel = notifier.routing.departments.get(department)
-        channel = channel.channel if channel is not None else notifier.routing.default_channel
+        channel = notifier.routing.channel_of(department)
         title = f"{scope.name}: {packet.first:%B %Y} review"
         below = sum(1 for section in packet.sections if standing(section.scores[0].result.score) == "below")
         comment = (f"The monthly review packet of {scope.name} for {packet.first:%B %Y}: "

@@ -46,6 +46,12 @@ class Routing:
     departments: dict[str, Route]
     metric_owners: dict[str, tuple[str, ...]]
 
+    def channel_of(self, department: str) -> str:
+        """The department's channel: the routing file's, else the default channel. Its alerts, its
+        digest, its packet and the reminders of its actions owned by name all go there."""
+        route = self.departments.get(department)
+        return route.channel if route is not None else self.default_channel
+
     def route(self, catalog: Catalog, metric_id: str) -> Route:
         department = catalog.by_id[metric_id].department
         base = self.departments.get(department, Route(self.default_channel, ()))

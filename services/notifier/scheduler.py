@@ -1,7 +1,7 @@
 """The notifier's schedule: APScheduler jobs kept in the database.
 
 Jobs: the daily board (default 08:30 local), the weekly recap (default Monday), each
-department's weekly digest (NOTIFIER_DEPARTMENT_DIGEST, default Monday 08:45, off unless set), the
+department's weekly digest (default Monday 08:45; NOTIFIER_DEPARTMENT_DIGEST=false turns it off), the
 reminders, the reminders of follow-up actions due (every five minutes; each owner once, from the board's
 time on the due day: actions.py), the re-evaluation of steady scores, the look for stale feeds (data alerts,
 every NOTIFIER_FEED_CHECK_EVERY seconds and on start), the look at the overdue backlogs

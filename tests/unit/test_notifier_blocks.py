@@ -153,6 +153,12 @@ def test_routing_maps_metric_to_department_channel_and_owners(tmp_path):
         parse_routing({"metrics": {"pothole-on-time": {"channel": "C1"}}}, CATALOG, "C0")
 
 
+def test_a_departments_channel_is_one_rule_for_its_alerts_digest_packet_and_reminders():
+    routing = parse_routing({"departments": {"public-works": {"channel": "C0PWD"}}}, CATALOG, "C0DEF")
+    assert routing.channel_of("public-works") == "C0PWD" == routing.route(CATALOG, "pothole-on-time").channel
+    assert routing.channel_of("police") == "C0DEF" == routing.route(CATALOG, "shootings").channel
+
+
 def test_responders_named_by_a_department_and_its_owners_alone_may_act():
     routing = parse_routing({"departments": {
         "public-works": {"channel": "C0PWD", "owners": ["U0A"], "responders": ["U0LEAD"]},
