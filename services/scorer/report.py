@@ -154,7 +154,7 @@ class Section:
     cases: CasesSummary | None
     alerts: list[AlertShown]
     notes: list[Note]  # on the month's days, internal ones too: the packet is the department's
-    open_actions: list[Action]  # open when the packet was made, by due day
+    open_actions: list[Action]  # open at the month's end (`open_at`), by due day
     closed_actions: list[Action]  # closed in the month, with their outcome
 
 
@@ -167,7 +167,18 @@ class Packet:
     made_at: str
     sections: list[Section]
     alerts: list[AlertRecord] = field(default_factory=list)  # the month's alerts as read, for the record
-    made_on: date | None = None  # the city's day it was made: an open action due before it is overdue
+    made_on: date | None = None  # the city's day it was made
+
+    def overdue(self, action: Action) -> bool:
+        """An action open at the month's end was overdue then when it was due on or before the month's
+        last day (due before the day after it: `Action.overdue`'s rule on that day), closed since or not."""
+        return action.due <= self.last
+
+
+def open_at(action: Action, moment: datetime) -> bool:
+    """Whether `action` was open at `moment` (the month's end, the city's midnight): recorded before it
+    and not closed before it. The packet reviews the month as it ended, not as things stand now."""
+    return action.created_at < moment and (action.closed_at is None or action.closed_at >= moment)
 
 
 def review_catalog(catalog: Catalog) -> Catalog:
@@ -215,7 +226,7 @@ def _build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, ma
     windows = [REVIEW_MONTH, *catalog.windows]
     ids = [m.id for m in metrics]
     # Notes and actions on the record (shared/store/record.py): the chart's days' notes, every action
-    # open now or closed in the month.
+    # open at the month's end (whatever became of it since) or closed in the month.
     chart_start = last - timedelta(days=HISTORY_DAYS - 1)
     notes = notes_for(engine, ids, chart_start, last) if ids else []
     month_start, month_end_at = end_of_day(first - timedelta(days=1), catalog), end_of_day(last, catalog)
@@ -255,7 +266,7 @@ def _build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, ma
             cases=cases,
             alerts=[_alert_shown(a, catalog) for a in alerts if a.metric == metric.id],
             notes=[note for note in mine if first <= note.day <= last],
-            open_actions=[a for a in actions if a.metric == metric.id and a.is_open],
+            open_actions=[a for a in actions if a.metric == metric.id and open_at(a, month_end_at)],
             closed_actions=[a for a in actions if a.metric == metric.id and not a.is_open
                             and a.closed_at is not None and month_start <= a.closed_at < month_end_at],
         ))

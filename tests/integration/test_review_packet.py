@@ -185,7 +185,7 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
     assert "Old promise" not in pothole and "April crew shortage" not in pothole
     for metric in METRICS:
         if metric.id != "pothole-on-time":
-            assert "No follow-up action is open." in " ".join(sections[metric.id].split())
+            assert "No follow-up action was open at the end of May 2026." in " ".join(sections[metric.id].split())
 
     # The pages render to images: every page of the pothole section, kept in the test's directory to look at
     # (docs/screenshots/packet.png is its first page).
@@ -272,3 +272,50 @@ def test_the_packet_marks_a_near_target_score_as_the_department_page_does(engine
     assert {page_marks[key][0] for key in shared} >= {"near"}, "the band should put a score near target"
     for key in shared:
         assert packet_marks[key] == page_marks[key], key
+
+
+def test_the_packet_lists_the_actions_open_at_the_months_end_not_now(engine):
+    """Open at the month's end (the city's midnight, 1 June 04:00 UTC): recorded before it and not closed
+    before it. Read in July, when the first is closed and another recorded. (On a metric with no other
+    action, removed afterwards: the module's data stays as the other tests read it.)"""
+    from sqlalchemy import delete
+
+    from shared.store.tables.record import FollowUpAction
+
+    metric = "streetlight-on-time"
+    assert metric in {m.id for m in METRICS}
+    made_ids = []
+    try:
+        with engine.begin() as conn:
+            record = Record(conn)
+
+            def action(text, due, recorded):
+                found, _ = record.add_action(new_action(metric=metric, department=DEPARTMENT, owner="U_OWNER",
+                                                        text=text, due=due, today=recorded.date(),
+                                                        created_by="U_CHIEF", created_at=recorded))
+                made_ids.append(found.id)
+                return found
+            late = action("Relamp Dorchester Avenue", date(2026, 5, 28), at(20, 15))
+            record.save_closed(close(late, "Relamped", "U_OWNER", datetime(2026, 6, 1, 15, tzinfo=UTC)))
+            edge = action("Closed at the stroke of June", date(2026, 5, 30), at(21, 15))
+            record.save_closed(close(edge, "Done", "U_OWNER", datetime(2026, 6, 1, 4, tzinfo=UTC)))
+            inside = action("Closed on the last evening", date(2026, 5, 30), at(21, 15))
+            record.save_closed(close(inside, "Done", "U_OWNER", datetime(2026, 6, 1, 3, 59, tzinfo=UTC)))
+            action("Recorded after the month", date(2026, 6, 30), datetime(2026, 6, 1, 4, 1, tzinfo=UTC))
+            action("Recorded on the last evening", date(2026, 6, 10), datetime(2026, 6, 1, 3, 0, tzinfo=UTC))
+        packet = build_packet(engine, CATALOG, MONTH, scope_of(CATALOG, department=DEPARTMENT),
+                              datetime(2026, 7, 2, 12, tzinfo=UTC))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(FollowUpAction).where(FollowUpAction.id.in_(made_ids)))
+    section = next(s for s in packet.sections if s.metric.id == metric)
+    assert [a.text for a in section.open_actions] == [
+        "Relamp Dorchester Avenue", "Closed at the stroke of June", "Recorded on the last evening"]
+    assert [a.text for a in section.closed_actions] == ["Closed on the last evening"]
+    html = render_html(packet, CATALOG)
+    record_html = html.split(f'data-metric="{metric}" id=')[1].split("</article>")[0]
+    open_table = record_html.split('class="actions open-actions"')[1].split("</table>")[0]
+    assert "Open at the end of May 2026" in open_table
+    # Due 28 May and still open when May ended: overdue then, though closed since.
+    assert re.search(r"Relamp Dorchester Avenue.*?overdue", open_table, re.S)
+    assert "Recorded after the month" not in html
