@@ -117,7 +117,7 @@ def action_list(department: str | None, open_only: bool) -> None:
     if department is not None and department not in catalog.departments_by_id:
         raise click.BadParameter(f"{department!r} is not a department of the {catalog.city} catalog",
                                  param_hint="--department")
-    actions = actions_for(engine, department, open_only)
+    actions = actions_for(engine, department, open_only, catalog=catalog)
     if not actions:
         click.echo("no open actions" if open_only else "no actions")
         return

@@ -2,9 +2,9 @@
 
 On by default (NOTIFIER_DEPARTMENT_DIGEST=false turns it off): on NOTIFIER_DEPARTMENT_DIGEST_DAY (Monday
 by default) from NOTIFIER_DEPARTMENT_DIGEST_TIME, every department with metrics gets its digest in its
-channel (Routing.channel_of: the routing file's, else the default channel, as its alerts): its metrics' week scores as of the day
-before and how they moved since the week before, and what is at risk (scores below target, the
-overdue backlog and the week's projected score, open alerts, follow-up actions due). Each is queued
+channel (Routing.channel_of: the routing file's, else the default channel, as its alerts): its
+metrics' week scores as of the day before and how they moved since the week before, and what is at
+risk (scores below target, the overdue backlog and the week's projected score, open alerts, follow-up actions due). Each is queued
 once a week, under the outbox key `digest:DEPARTMENT:YYYY-Www` (the ISO week of the digest day): the
 digests stay due from the digest day's time to the week's end, so a notifier down that day posts them
 when it is back (with the digest day's figures), and the job, the catch-up and a restart post nothing twice.
@@ -77,7 +77,8 @@ class DepartmentDigests:
             department = catalog.departments_by_id[department_id]
             metrics = catalog.metrics_of(department_id)
             ids = [metric.id for metric in metrics]
-            actions = [action for action in actions_for(notifier.engine, department_id, open_only=True)
+            actions = [action for action in actions_for(notifier.engine, department_id, open_only=True,
+                                                        catalog=catalog)
                        if action.due <= as_of + ACTIONS_AHEAD]
             week = DigestWeek(department, metrics, board, before, {m: fields[m] for m in ids if m in fields},
                               open_alerts(notifier.engine, ids), actions, posted_on)

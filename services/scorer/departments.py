@@ -60,7 +60,7 @@ def department_card(catalog: Catalog, store, board: Scoreboard, department: Depa
                     fields: dict[str, dict], today: date) -> DepartmentCard:
     metrics = catalog.metrics_of(department.id)
     ids = [metric.id for metric in metrics]
-    actions = actions_for(store.engine, department.id, open_only=True)
+    actions = actions_for(store.engine, department.id, open_only=True, catalog=catalog)
     earliest = min(span[0] for span in spans(catalog.windows, board.as_of).values())
     notes = notes_for(store.engine, ids, earliest, board.as_of, public_only=True) if ids else []
     return DepartmentCard(department, catalog.cabinet_of(department.id), metrics, open_alerts(store.engine, ids),

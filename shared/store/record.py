@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from shared.core.catalog import Catalog
 from shared.core.record import CLOSED, OPEN, Action, Note, action_digest, note_digest
 from shared.store.tables.record import FollowUpAction, MetricNote
 
@@ -91,11 +92,17 @@ class Record:
         return done.rowcount == 1
 
     def actions(self, department: str | None = None, open_only: bool = False,
-                metrics: Sequence[str] | None = None) -> list[Action]:
-        """Actions by due day (then as recorded): of a department, of some metrics, open ones only."""
+                metrics: Sequence[str] | None = None, catalog: Catalog | None = None) -> list[Action]:
+        """Actions by due day (then as recorded): of a department (by `catalog`: see `actions_for`),
+        of some metrics, open ones only."""
         query = select(ACTIONS)
         if department is not None:
-            query = query.where(ACTIONS.c.department == department)
+            if catalog is None:
+                raise TypeError("a department's actions are its metrics' in the catalog: give the catalog")
+            known = [metric.id for metric in catalog.metrics]
+            query = query.where(or_(
+                ACTIONS.c.metric.in_([metric.id for metric in catalog.metrics_of(department)]),
+                and_(ACTIONS.c.metric.notin_(known), ACTIONS.c.department == department)))
         if metrics is not None:
             query = query.where(ACTIONS.c.metric.in_(list(metrics)))
         if open_only:
@@ -140,11 +147,15 @@ def notes_for(engine: Engine, metric_ids: Iterable[str], start: date | None = No
 
 
 def actions_for(engine: Engine, department: str | None = None, open_only: bool = False,
-                metrics: Sequence[str] | None = None) -> list[Action]:
+                metrics: Sequence[str] | None = None, *, catalog: Catalog | None = None) -> list[Action]:
     """The actions of a department (every department with None), open ones only with `open_only`,
-    by due day: the department page's and the monthly packet's."""
+    by due day: the department page's, the weekly digest's, `cityscore action list`'s and (by its
+    metrics) the monthly packet's. A department's actions are those on its metrics in `catalog` now,
+    whatever department was stored when they were recorded: after a metric moves to another
+    department, its open actions move with it, as its scores and alerts do. An action on a metric
+    gone from the catalog stays with the department it was recorded for."""
     with engine.connect() as conn:
-        return Record(conn).actions(department, open_only, metrics)
+        return Record(conn).actions(department, open_only, metrics, catalog)
 
 
 __all__ = ["Record", "actions_for", "notes_for"]

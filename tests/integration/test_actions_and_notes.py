@@ -21,9 +21,10 @@ from services.cli.commands import main
 from services.notifier.actions import FollowUpActions
 from services.notifier.app import create_app
 from services.scorer.app import create_app as create_scorer_app
+from shared.core.catalog import load_catalog
 from shared.platform.settings import get_settings
 from shared.store.engine import make_engine, migrate
-from shared.store.record import actions_for, notes_for
+from shared.store.record import Record, actions_for, notes_for
 from shared.store.tables.notifier import Alert, OutboxMessage
 from shared.store.tables.record import FollowUpAction, MetricNote
 from tests.fakes.clock import ManualClock
@@ -32,6 +33,7 @@ from tests.helpers.notifier import Changes
 from tests.helpers.notifier_harness import Harness, notifier_settings, sign
 
 BOSTON = ZoneInfo("America/New_York")
+CATALOG = load_catalog()
 TEAM = "T0CITY"
 
 
@@ -152,8 +154,9 @@ def test_an_action_from_an_alert_is_reminded_once_when_due_and_closed_with_its_o
     assert not [b for b in reminder["blocks"] if b["type"] == "actions"]
     thread = [m["text"] for m in slack.thread("C0PWD", alert_post["ts"])]
     assert sum("Crew added; backlog down to 12" in t for t in thread) == 1
-    assert actions_for(schema.engine, "public-works", open_only=True) == []
-    assert [a.outcome for a in actions_for(schema.engine, "public-works")] == ["Crew added; backlog down to 12"]
+    assert actions_for(schema.engine, "public-works", open_only=True, catalog=CATALOG) == []
+    assert [a.outcome for a in actions_for(schema.engine, "public-works", catalog=CATALOG)] == [
+        "Crew added; backlog down to 12"]
 
 
 def test_a_note_from_slack_is_kept_on_the_metric_and_shown_on_its_page_only_when_public(schema, slack, tmp_path):
@@ -353,10 +356,10 @@ def test_who_may_record_or_close_and_where_a_named_owner_is_reminded(schema, sla
     outcome = {"outcome": {"text": {"type": "plain_text_input", "value": "Done"}}}
     assert submit(client, "cityscore_close_action_modal", action.id, outcome, user="U0OTHER",
                   offset=4).status_code == 403
-    assert [a.status for a in actions_for(schema.engine, "public-works")] == ["open"]
+    assert [a.status for a in actions_for(schema.engine, "public-works", catalog=CATALOG)] == ["open"]
     assert submit(client, "cityscore_close_action_modal", action.id, outcome, user="U0PWD1",
                   offset=5).get_data() == b""
-    assert [a.status for a in actions_for(schema.engine, "public-works")] == ["closed"]
+    assert [a.status for a in actions_for(schema.engine, "public-works", catalog=CATALOG)] == ["closed"]
 
 
 @pytest.fixture
@@ -423,3 +426,23 @@ def test_an_internal_note_added_again_public_by_the_command_becomes_public(comma
     assert "note 1 was kept already: pothole-on-time on 2026-07-21 (public)" in run(*args, "--public")
     assert "(public)" in run(*args)  # added again internal: still public, nothing is unpublished by it
     assert [(n.id, n.public) for n in notes_for(engine, ["pothole-on-time"])] == [(1, True)]
+
+
+def test_a_departments_actions_are_its_metrics_in_the_catalog_now(command):
+    """An action recorded for Boston 311 on a metric the catalog now gives Public Works is Public Works'
+    (a metric moved: its open actions move with it, as its scores); one on a metric gone from the
+    catalog stays with the department it was recorded for."""
+    from shared.core.record import Action
+
+    run, engine = command
+    at = datetime(2026, 6, 29, 9, 0, tzinfo=BOSTON)
+    with engine.begin() as conn:
+        record = Record(conn)
+        record.add_action(Action(None, "pothole-on-time", "boston-311", "Jane Roe", "Moved with its metric",
+                                 date(2026, 7, 1), "analyst", at))
+        record.add_action(Action(None, "retired-metric", "boston-311", "Jane Roe", "Of a metric gone",
+                                 date(2026, 7, 2), "analyst", at))
+    assert [a.text for a in actions_for(engine, "public-works", catalog=CATALOG)] == ["Moved with its metric"]
+    assert [a.text for a in actions_for(engine, "boston-311", catalog=CATALOG)] == ["Of a metric gone"]
+    listed = run("action", "list", "--department", "public-works")
+    assert "Moved with its metric" in listed and "Of a metric gone" not in listed

@@ -97,6 +97,14 @@ def due_yesterday_client(tmp_path_factory):
                FIRED),))
 
 
+@pytest.fixture(scope="module")
+def moved_client(tmp_path_factory):
+    """With an open action recorded for Boston 311 on pothole-on-time, a metric the catalog gives Public Works."""
+    yield from client_for(tmp_path_factory, CATALOG, more_actions=(
+        Action(None, "pothole-on-time", "boston-311", "U0CALLS", "Recorded before the metric moved",
+               date(2026, 7, 8), "U0LEAD", FIRED),))
+
+
 NEAR = parse_catalog({**CATALOG.model_dump(by_alias=True, exclude_none=True), "near_target": 0.75}, "near band")
 
 
@@ -277,3 +285,13 @@ def test_an_action_due_yesterday_is_overdue_on_the_page_and_in_the_json(due_yest
     assert [(a["due"], a["overdue"]) for a in card["actions"]] == [("2026-06-30", True), ("2026-07-01", False)]
     items = parse(due_yesterday_client.get("/departments/boston-311").data).one("ul", cls="actions").all("li")
     assert ["overdue" in li.text() for li in items] == [True, False]
+
+
+def test_a_departments_actions_are_those_of_its_metrics_in_the_catalog_now(moved_client):
+    """As the packet picks actions by metric: an action stored under another department (its metric
+    moved since) is on the page of the metric's department now, not of the one it was recorded for."""
+    works = [a["text"] for a in get_json(moved_client, "/v1/departments/public-works")["actions"]]
+    assert "Recorded before the metric moved" in works
+    assert [a["text"] for a in get_json(moved_client, "/v1/departments/boston-311")["actions"]] == [
+        "Two more agents at lunch"]
+    assert "Recorded before the metric moved" in moved_client.get("/departments/public-works").data.decode()
