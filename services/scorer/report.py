@@ -318,12 +318,23 @@ def render_html(packet: Packet, catalog: Catalog) -> str:
 
 
 def render_pdf(packet: Packet, catalog: Catalog) -> bytes:
+    return print_pdf(render_html(packet, catalog))
+
+
+def print_pdf(html: str) -> bytes:
+    """The packet's HTML printed to PDF, fetching nothing: its stylesheet and chart are inline, so any
+    URL it names (an image, a stylesheet, a font; over the network or a file:// on this machine) is
+    refused, and no text in it can make the printer read a local file or call a server. Only data:
+    URIs, which carry their content in themselves, are read."""
     from weasyprint import HTML  # loaded on use: Pango is needed only to print
+    from weasyprint.urls import URLFetcher
 
     # The pages' stylesheet is for browsers: WeasyPrint warns of every rule it does not print (the SVG
     # rules, which the chart carries itself, and the small-screen layout), line by line.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    return HTML(string=render_html(packet, catalog), base_url=str(HERE)).write_pdf()
+    fetcher = URLFetcher(allowed_protocols=("data",), allow_redirects=False)
+    # No base URL: a relative one resolves to nothing rather than to a file beside the code.
+    return HTML(string=html, url_fetcher=fetcher).write_pdf()
 
 
 def file_name(packet: Packet, suffix: str = "pdf") -> str:

@@ -319,3 +319,63 @@ def test_the_packet_lists_the_actions_open_at_the_months_end_not_now(engine):
     # Due 28 May and still open when May ended: overdue then, though closed since.
     assert re.search(r"Relamp Dorchester Avenue.*?overdue", open_table, re.S)
     assert "Recorded after the month" not in html
+
+
+def test_printing_fetches_no_url_and_reads_no_local_file(tmp_path):
+    """Whatever the HTML names (an image, a stylesheet, a font, over HTTP or from a file), WeasyPrint
+    fetches none of it: the packet's HTML carries its stylesheet and chart inline."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.scorer.report import print_pdf
+
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            body = b"body::after { content: 'FETCHED OVER HTTP'; }"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    local_css = tmp_path / "local.css"
+    local_css.write_text("body::before { content: 'READ FROM A FILE'; }")
+    local_png = tmp_path / "local.png"
+    from PIL import Image
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(local_png)
+    html = f"""<!doctype html><html><head>
+      <link rel="stylesheet" href="{base}/sheet.css">
+      <link rel="stylesheet" href="{local_css.as_uri()}">
+      <style>@import url("{base}/imported.css"); @font-face {{ font-family: x; src: url("{base}/font.woff"); }}
+             p {{ background: url("{base}/background.png"); font-family: x; }}</style>
+      </head><body><p>The packet</p>
+      <img src="file:///etc/passwd" alt="passwd"><img src="{local_png.as_uri()}" alt="local">
+      <img src="{base}/image.png" alt="remote">
+      <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">
+        <image href="{base}/svg-image.png" width="10" height="10"/></svg>
+      </body></html>"""
+    try:
+        data = print_pdf(html)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert data.startswith(b"%PDF-")
+    text = " ".join(pdf_text(data))
+    assert "The packet" in text
+    assert asked == []
+    assert "FETCHED OVER HTTP" not in text and "READ FROM A FILE" not in text
+    document = pypdfium2.PdfDocument(data)
+    try:
+        images = [o for o in document[0].get_objects() if o.type == pypdfium2.raw.FPDF_PAGEOBJ_IMAGE]
+    finally:
+        document.close()
+    assert images == []
