@@ -30,8 +30,9 @@ def _foundation():
     return foundation.catalog, foundation.engine
 
 
-def _refused(refused) -> click.ClickException:
-    return click.ClickException("; ".join(f"{OPTIONS.get(p.field, p.field)}: {p.reason}" for p in refused.problems))
+def _refused(refused, owner_option: str = "--owner") -> click.ClickException:
+    options = {**OPTIONS, "owner": owner_option}
+    return click.ClickException("; ".join(f"{options.get(p.field, p.field)}: {p.reason}" for p in refused.problems))
 
 
 def _metric(catalog, metric_id: str):
@@ -77,17 +78,28 @@ def action_group() -> None:
 
 @action_group.command("add")
 @click.option("--metric", "metric_id", required=True, help="The metric's id.")
-@click.option("--owner", required=True, help="Who does it: a Slack user id (reminded in private) or a name.")
+@click.option("--owner", default=None,
+              help="Who does it: a name (reminded in the department's channel), or a Slack user written as a "
+                   "mention, <@U0123ABCD> (reminded in private). A bare id such as WATER is a name.")
+@click.option("--owner-slack", default=None, metavar="USER_ID",
+              help="Who does it, as a Slack user id (U… or W…): reminded in private.")
 @click.option("--due", callback=parse_date, required=True, help="The day it is due, YYYY-MM-DD (the city's).")
 @click.option("--text", required=True, help="What will be done.")
 @click.option("--alert", "alert_id", type=click.IntRange(min=1), default=None, help="The alert it answers.")
 @by_option
-def action_add(metric_id: str, owner: str, due: date, text: str, alert_id: int | None, by: str | None) -> None:
-    """Record an open action; its owner is reminded on the due day."""
+def action_add(metric_id: str, owner: str | None, owner_slack: str | None, due: date, text: str,
+               alert_id: int | None, by: str | None) -> None:
+    """Record an open action; its owner is reminded on the due day (a Slack user in private, a name in
+    the department's channel)."""
     from services.notifier.actions import queue_recorded
-    from shared.core.record import Refused, new_action
+    from shared.core.record import Refused, new_action, owner_given
     from shared.store.record import Record
 
+    if (owner is None) == (owner_slack is None):
+        raise click.UsageError("--owner / --owner-slack: give one of them (a name or <@U…> mention, or a Slack "
+                               "user id)")
+    # Whether the owner is a Slack user is said, never guessed from the letters: --owner WATER is a name.
+    owner, owner_is_user = (owner_slack.strip(), True) if owner_slack is not None else owner_given(owner)
     catalog, engine = _foundation()
     metric = _metric(catalog, metric_id)
     if alert_id is not None:
@@ -95,15 +107,16 @@ def action_add(metric_id: str, owner: str, due: date, text: str, alert_id: int |
     try:
         action = new_action(metric=metric.id, department=metric.department, owner=owner, text=text, due=due,
                             today=_now().astimezone(catalog.zone).date(), created_by=by or _who(),
-                            created_at=_now(), alert_id=alert_id)
+                            created_at=_now(), alert_id=alert_id, owner_is_user=owner_is_user)
     except Refused as refused:
-        raise _refused(refused) from None
+        raise _refused(refused, "--owner-slack" if owner_slack is not None else "--owner") from None
     with engine.begin() as conn:
         action, new = Record(conn).add_action(action)
         if new:  # told in the alert's thread, as from Slack: the notifier's sender delivers it
             queue_recorded(conn, action)
+    owner_words = f"<@{action.owner}>" if action.owner_is_slack_user else action.owner
     click.echo(f"action {action.id} {'recorded' if new else 'was recorded already'}: {action.metric}, "
-               f"owner {action.owner}, due {action.due.isoformat()}")
+               f"owner {owner_words}, due {action.due.isoformat()}")
 
 
 @action_group.command("list")

@@ -12,9 +12,10 @@ and `queue_closed`: the notifier's sender delivers them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from shared.core.record import Action, Problem, Refused, close, new_action, reminder_due
@@ -23,14 +24,17 @@ from shared.store.record import Record
 from .follow_ups import FollowUps
 from .lifecycle import FEED
 from .outbox import Queue
+from .outbox.queue import FAILED, T
 from .record_blocks import action_modal, close_modal, closed_message, recorded_reply, reminder_message
-from .record_blocks import SLACK_USER
 from .service import NotAllowed, Notifier
 
 log = logging.getLogger("cityscore.notifier.actions")
 
 # The due day the form proposes: a week, the time between two weekly reviews.
 PROPOSED_DAYS = 7
+# Slack's refusals of a DM meaning the owner is no Slack user it knows (a deleted account, an id
+# mistyped): their reminder goes to the department's channel instead of being lost.
+DM_REFUSED = ("user_not_found", "channel_not_found")
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,9 @@ def queue_closed(conn: Connection, closed: Action, metric_name: str) -> None:
     """Say the action was closed, and its outcome: its reminder is edited (its button goes) and the
     thread of its alert told; on `conn`, in the transaction that closed it."""
     queue = Queue(conn)
-    reminder = f"action:{closed.id}:reminder"
-    if queue.has(reminder):
-        queue.update(f"{reminder}:update", reminder, closed_message(closed, metric_name))
+    for reminder in (f"action:{closed.id}:reminder", f"action:{closed.id}:reminder:channel"):
+        if queue.has(reminder):  # the DM, and the channel's when Slack refused the DM
+            queue.update(f"{reminder}:update", reminder, closed_message(closed, metric_name))
     alert = FollowUps(conn).get(closed.alert_id) if closed.alert_id is not None else None
     if alert is not None:
         queue.post(f"{alert.key}:action:{closed.id}:closed", alert.channel, closed_message(closed, metric_name),
@@ -109,7 +113,7 @@ class FollowUpActions:
         try:
             action = new_action(metric=metric.id, department=metric.department, owner=owner, text=text, due=due,
                                 today=self.notifier.local_today(), created_by=user,
-                                created_at=self.notifier._now(), alert_id=alert.id)
+                                created_at=self.notifier._now(), alert_id=alert.id, owner_is_user=True)
         except Refused as refused:
             return Outcome(problems=refused.problems)
         with self.notifier.engine.begin() as conn:
@@ -124,11 +128,34 @@ class FollowUpActions:
 
     # -- reminders
 
+    def _department_channel(self, action: Action) -> str:
+        """The channel of the metric's department now (as actions_for picks a department's actions)."""
+        metric = self.catalog.by_id.get(action.metric)
+        return self.notifier.routing.channel_of(metric.department if metric else action.department)
+
     def _channel(self, action: Action) -> str:
-        """An owner chosen in Slack is reminded in private; a name, in the department's channel."""
-        if SLACK_USER.fullmatch(action.owner):
-            return action.owner
-        return self.notifier.routing.channel_of(action.department)
+        """An owner who is a Slack user is reminded in private; a name, in the department's channel."""
+        return action.owner if action.owner_is_slack_user else self._department_channel(action)
+
+    def _reminders_refused(self, conn: Connection, local_today: date) -> int:
+        """Queue in the department's channel each reminder whose DM Slack refused for good (the owner
+        is no user it knows), once: under `action:ID:reminder:channel`, naming the owner as written."""
+        queue, record = Queue(conn), Record(conn)
+        refused = conn.execute(select(T.c.key).where(T.c.key.like("action:%:reminder"), T.c.status == FAILED,
+                                                     T.c.last_error.in_(DM_REFUSED))).scalars().all()
+        done = queue.states(f"{key}:channel" for key in refused)
+        queued = 0
+        for key in refused:
+            action = record.action(int(key.split(":")[1])) if f"{key}:channel" not in done else None
+            if action is None or not action.is_open:
+                continue
+            named = replace(action, owner_is_user=False)  # Slack knows no such user: its id as written
+            message = reminder_message(named, self._metric_name(action.metric), local_today, self.catalog.zone)
+            if queue.post(f"{key}:channel", self._department_channel(action), message):
+                queued += 1
+                log.warning("action reminded in the department's channel: Slack refused the owner's DM",
+                            extra={"action": action.id, "owner": action.owner})
+        return queued
 
     def send_reminders(self) -> int:
         """Remind the owner of each open action whose due day has come, once (its outbox key and
@@ -148,6 +175,7 @@ class FollowUpActions:
                     sent += 1
                     log.info("action reminded", extra={"action": action.id, "owner": action.owner,
                                                        "due": action.due.isoformat()})
+            sent += self._reminders_refused(conn, local_now.date())
         if sent:
             self.notifier.on_enqueue()
         return sent

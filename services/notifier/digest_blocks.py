@@ -9,7 +9,6 @@ actions due); and a link to the department's scorecard page. Marks as everywhere
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Mapping, Sequence
@@ -21,11 +20,11 @@ from shared.core.scoring import Scoreboard, standing
 from shared.store.open_alerts import OpenAlert
 
 from .blocks import MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, _clip, button, context, escape, header, mark, section, shown
+from .record_blocks import owner_of, who
 
 DIGEST_WINDOW = "week"
 # A link button: Slack opens the page and tells the notifier, which answers any action it does not act on.
 OPEN_PAGE = "cityscore_open_department"
-_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,8 @@ class DigestWeek:
     today: date
 
 
-def who_is(owner: str) -> str:
-    """An owner as Slack shows them: a Slack user id as a mention, other words as written."""
-    return f"<@{owner}>" if _SLACK_USER.fullmatch(owner) else escape(owner)
+# An owner as Slack shows them (record_blocks.who: one rule for who is a Slack user).
+who_is = who
 
 
 def moved(score: float | None, before: float | None) -> str:
@@ -84,7 +82,7 @@ def _at_risk_lines(week: DigestWeek, catalog: Catalog) -> list[str]:
     for action in week.actions:
         when = "overdue since" if action.overdue(week.today) else "due"
         lines.append(f"• Action {when} {wording.day_in_words(action.due, year=False)}: {escape(action.text)} "
-                     f"({who_is(action.owner)})")
+                     f"({owner_of(action)})")
     return lines
 
 

@@ -7,12 +7,11 @@ Block ids are the fields' names (owner, due, text, outcome), so a refusal from t
 
 from __future__ import annotations
 
-import re
 from datetime import date, tzinfo
 from typing import Mapping
 
 from shared.core.catalog import Metric
-from shared.core.record import MAX_TEXT, Action, Problem
+from shared.core.record import MAX_TEXT, Action, Problem, is_slack_user
 
 from .blocks import _clip, button, context, escape, long_date, section
 
@@ -20,13 +19,16 @@ ACTION_MODAL = "cityscore_action_modal"
 CLOSE_ACTION = "cityscore_close_action"  # the reminder's button
 CLOSE_MODAL = "cityscore_close_action_modal"
 
-# Slack's user ids (U…, W…): an owner chosen in Slack is mentioned and reminded in private;
-# a name given to the command is written as it is and reminded in the department's channel.
-SLACK_USER = re.compile(r"[UW][A-Z0-9]{1,31}")
+
+def who(person: str, slack_user: bool | None = None) -> str:
+    """A person as Slack shows them: a Slack user as a mention, a name as written (escaped). Whether
+    they are a Slack user is shared/core/record.py's one rule (`is_slack_user`): as given when known
+    (an action's owner_is_user), else by the letters of a Slack user id (who clicked, an alert's owner)."""
+    return f"<@{person}>" if is_slack_user(person, slack_user) else escape(person)
 
 
-def who(owner: str) -> str:
-    return f"<@{owner}>" if SLACK_USER.fullmatch(owner) else escape(owner)
+def owner_of(action: Action) -> str:
+    return who(action.owner, action.owner_is_user)
 
 
 def _input(block_id: str, label: str, element: dict, *, hint: str | None = None, optional: bool = False) -> dict:
@@ -59,7 +61,7 @@ def close_modal(action: Action, metric_name: str) -> dict:
             "title": {"type": "plain_text", "text": "Close the action"},
             "submit": {"type": "plain_text", "text": "Close"},
             "blocks": [
-                section(f"*{escape(metric_name)}*: {escape(action.text)}\nOwner {who(action.owner)}, "
+                section(f"*{escape(metric_name)}*: {escape(action.text)}\nOwner {owner_of(action)}, "
                         f"due {long_date(action.due)}"),
                 _input("outcome", "What came of it?", {"type": "plain_text_input", "action_id": "text",
                                                        "multiline": True, "max_length": MAX_TEXT}),
@@ -78,7 +80,7 @@ def modal_errors(problems: list[Problem], fields: Mapping[str, str]) -> dict:
 
 
 def recorded_reply(action: Action, user: str) -> dict:
-    text = (f"{who(user)} recorded an action for {who(action.owner)}, due {long_date(action.due)}: "
+    text = (f"{who(user)} recorded an action for {owner_of(action)}, due {long_date(action.due)}: "
             f"{escape(action.text)}")
     return {"text": _clip(text, 3000), "blocks": [section(text), context(f"Action {action.id} · close it with its "
                                                                          f"outcome: `cityscore action close "
@@ -89,7 +91,7 @@ def reminder_message(action: Action, metric_name: str, today: date, zone: tzinfo
     """The owner's reminder; `today` and the day it was recorded are the city's (`zone`, the catalog's)."""
     when = "today" if action.due == today else f"on {long_date(action.due)}, {(today - action.due).days} " \
                                                f"day{'s' if (today - action.due).days != 1 else ''} ago"
-    lead = (f"Reminder for {who(action.owner)}: your action on *{escape(metric_name)}* is due {when}.\n"
+    lead = (f"Reminder for {owner_of(action)}: your action on *{escape(metric_name)}* is due {when}.\n"
             f">{escape(action.text)}")
     # The fallback is mrkdwn too (Slack's notification and screen readers): escaped as the blocks.
     return {"text": _clip(f"Reminder: your action on {escape(metric_name)} is due {when}: {escape(action.text)}",

@@ -30,7 +30,7 @@ METADATA_EVENT = "cityscore_outbox"
 
 # Slack errors that retrying will not fix.
 PERMANENT_ERRORS = {
-    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
+    "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed", "account_inactive",
     "token_revoked", "token_expired", "missing_scope", "invalid_blocks", "invalid_blocks_format", "msg_too_long",
     "no_text", "invalid_arguments", "invalid_metadata_format", "invalid_metadata_schema", "message_not_found",
     "cant_update_message", "edit_window_closed", "thread_not_found", "restricted_action", "file_not_found",

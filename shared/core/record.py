@@ -11,6 +11,7 @@ notifier (services/notifier/actions.py) and the commands apply these.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
@@ -18,6 +19,24 @@ OPEN, CLOSED = "open", "closed"
 # Slack's plain-text inputs take at most 3000 characters; the modals ask for 2000.
 MAX_TEXT = 2000
 MAX_OWNER = 120
+# Slack's user ids (U…, or W… on Enterprise Grid): how an alert's owner (always a Slack user) and
+# an action's owner recorded before owners were kept with their kind are told from a name.
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
+# A Slack user written as Slack writes a mention, `<@U0123ABCD>` (the command's way to name one).
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,31})(?:\|[^>]*)?>")
+
+
+def is_slack_user(owner: str, given_as_user: bool | None = None) -> bool:
+    """Whether an owner is a Slack user (mentioned, reminded in private) or a name (written as it
+    is, reminded in the department's channel): as it was given when known, else by its letters."""
+    return given_as_user if given_as_user is not None else bool(SLACK_USER.fullmatch(owner))
+
+
+def owner_given(words: str) -> tuple[str, bool]:
+    """An owner as the command takes it: a mention `<@U…>` is that Slack user; any other words,
+    `WATER` included, are a name (a Slack user id is given by --owner-slack)."""
+    found = _MENTION.fullmatch(words.strip())
+    return (found[1], True) if found else (words, False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,12 @@ class Action:
     closed_at: datetime | None = None
     closed_by: str | None = None
     reminded_at: datetime | None = None
+    # True: `owner` is a Slack user id; False: a name; None (recorded before this was kept): by its letters.
+    owner_is_user: bool | None = None
+
+    @property
+    def owner_is_slack_user(self) -> bool:
+        return is_slack_user(self.owner, self.owner_is_user)
 
     @property
     def is_open(self) -> bool:
@@ -86,9 +111,11 @@ def _words(value: str | None, field: str, what: str, limit: int = MAX_TEXT) -> t
 
 
 def new_action(*, metric: str, department: str, owner: str | None, text: str | None, due: date | None,
-               today: date, created_by: str, created_at: datetime, alert_id: int | None = None) -> Action:
+               today: date, created_by: str, created_at: datetime, alert_id: int | None = None,
+               owner_is_user: bool = False) -> Action:
     """An open action, or Refused naming each field that is wrong: no owner, no words, no due day,
-    or a due day before `today` (the city's local day): a promise is for today or later."""
+    or a due day before `today` (the city's local day): a promise is for today or later. The owner
+    is a Slack user id with `owner_is_user` (the modal's user picker), else a name."""
     words, problems = _words(text, "text", "the action")
     owner_words, owner_problems = _words(owner, "owner", "the owner", MAX_OWNER)
     problems += owner_problems
@@ -96,9 +123,12 @@ def new_action(*, metric: str, department: str, owner: str | None, text: str | N
         problems.append(Problem("due", "give the day it is due (YYYY-MM-DD)"))
     elif due < today:
         problems.append(Problem("due", f"{due.isoformat()} is in the past (today is {today.isoformat()})"))
+    if owner_is_user and not owner_problems and not SLACK_USER.fullmatch(owner_words):
+        problems.append(Problem("owner", f"{owner_words!r} is not a Slack user id (U… or W…)"))
     if problems:
         raise Refused(problems)
-    return Action(None, metric, department, owner_words, words, due, created_by, created_at, alert_id)
+    return Action(None, metric, department, owner_words, words, due, created_by, created_at, alert_id,
+                  owner_is_user=owner_is_user)
 
 
 def close(action: Action, outcome: str | None, by: str, at: datetime) -> Action:

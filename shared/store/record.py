@@ -39,7 +39,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _action(row) -> Action:
     return Action(row.id, row.metric, row.department, row.owner, row.text, row.due, row.created_by, row.created_at,
-                  row.alert_id, row.status, row.outcome, row.closed_at, row.closed_by, row.reminded_at)
+                  row.alert_id, row.status, row.outcome, row.closed_at, row.closed_by, row.reminded_at,
+                  row.owner_is_user)
 
 
 def _note(row) -> Note:
@@ -58,7 +59,8 @@ class Record:
         """Keep a new action; the one kept before and False when the same was recorded already."""
         digest = action_digest(action)
         new_id = _insert_new(self.conn, ACTIONS, metric=action.metric, department=action.department,
-                             alert_id=action.alert_id, owner=action.owner, text=action.text, due=action.due,
+                             alert_id=action.alert_id, owner=action.owner, owner_is_user=action.owner_is_user,
+                             text=action.text, due=action.due,
                              status=OPEN, created_at=_utc(action.created_at), created_by=action.created_by,
                              digest=digest)
         if new_id is not None:

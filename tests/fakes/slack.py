@@ -57,6 +57,8 @@ class FakeSlackState:
     views: list[dict] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # "#name" -> channel id
     responses: list["Answered"] = field(default_factory=list)  # posts to response_urls, in order
+    # Channels (or users, for a DM) Slack refuses to post to, with its error: a user id that is no one's.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -279,6 +281,8 @@ class FakeSlack:
             channel = params.get("channel")
             if not channel:
                 return {"ok": False, "error": "channel_not_found"}
+            if channel in self.state.refused:
+                return {"ok": False, "error": self.state.refused[channel]}
             if channel.startswith("#"):  # Slack accepts a name and answers with the channel's id
                 channel = self.state.names.setdefault(channel, f"C{next(self._ids):08d}")
             if not params.get("text") and not params.get("blocks"):

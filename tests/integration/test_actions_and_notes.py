@@ -230,7 +230,7 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
         alert_id = conn.execute(insert(Alert.__table__).values(
             metric="shootings", window="week", seq=1, status="firing", channel="C0BPD",
             fired_at=datetime.now(BOSTON), reminders=0, replies=0).returning(Alert.id)).scalar()
-    run("action", "add", "--metric", "shootings", "--owner", "U0BPD1", "--due", due, "--text", "Review patrols",
+    run("action", "add", "--metric", "shootings", "--owner-slack", "U0BPD1", "--due", due, "--text", "Review patrols",
         "--alert", str(alert_id), "--by", "U0BPD2")
     assert f"there is no alert {alert_id + 1}" in run("action", "add", "--metric", "shootings", "--owner", "x",
                                                       "--due", due, "--text", "t", "--alert", str(alert_id + 1),
@@ -446,3 +446,64 @@ def test_a_departments_actions_are_its_metrics_in_the_catalog_now(command):
     assert [a.text for a in actions_for(engine, "boston-311", catalog=CATALOG)] == ["Of a metric gone"]
     listed = run("action", "list", "--department", "public-works")
     assert "Moved with its metric" in listed and "Of a metric gone" not in listed
+
+
+def test_the_command_takes_a_slack_user_only_when_said_so(command):
+    """`--owner WATER` is a name, however it looks (reminded in the department's channel); a Slack user
+    is written `<@U…>` or given by --owner-slack; both or neither are refused, naming the options."""
+    run, engine = command
+    due = (datetime.now(BOSTON).date() + timedelta(days=3)).isoformat()
+
+    def add(*owner: str, text: str, ok: bool = True) -> str:
+        return run("action", "add", "--metric", "pothole-on-time", *owner, "--due", due, "--text", text, ok=ok)
+
+    assert "owner WATER," in add("--owner", "WATER", text="Flush the hydrants")
+    assert "owner <@U0PWD1>," in add("--owner", "<@U0PWD1>", text="Call the contractor")
+    assert "owner <@U0PWD2>," in add("--owner-slack", "U0PWD2", text="Count the crews")
+    assert "--owner-slack: 'water crew' is not a Slack user id" in add("--owner-slack", "water crew", text="x",
+                                                                      ok=False)
+    assert "--owner / --owner-slack: give one of them" in add("--owner", "x", "--owner-slack", "U0A", text="x",
+                                                              ok=False)
+    assert "--owner / --owner-slack: give one of them" in add(text="x", ok=False)
+    with engine.connect() as conn:
+        kept = conn.execute(select(FollowUpAction.owner, FollowUpAction.owner_is_user).order_by(FollowUpAction.id))
+        assert kept.all() == [("WATER", False), ("U0PWD1", True), ("U0PWD2", True)]
+
+
+def test_an_owner_slack_does_not_know_is_reminded_in_the_departments_channel(schema, slack, tmp_path):
+    """An action named WATER from the command is reminded in the department's channel, never as a DM;
+    a Slack user id Slack refuses (user_not_found) has the reminder go to the department's channel,
+    once, and closing the action edits that reminder."""
+    from shared.core.record import Action, is_slack_user
+    from shared.store.record import Record
+
+    clock = ManualClock(datetime(2026, 7, 24, 10, 0, tzinfo=BOSTON))
+    harness = Harness(schema, notifier_settings(tmp_path, slack), clock)
+    at = clock.now()
+    with schema.engine.begin() as conn:
+        record = Record(conn)
+        water, _ = record.add_action(Action(None, "pothole-on-time", "public-works", "WATER", "Flush the hydrants",
+                                            date(2026, 7, 24), "analyst", at, owner_is_user=False))
+        gone, _ = record.add_action(Action(None, "pothole-on-time", "public-works", "U0GONE", "Count the crews",
+                                           date(2026, 7, 24), "U0PWD1", at, owner_is_user=True))
+    assert is_slack_user("WATER") and not water.owner_is_slack_user  # the pattern would have guessed wrong
+    slack.state.refused["U0GONE"] = "user_not_found"
+    desk = FollowUpActions(harness.notifier)
+    assert desk.send_reminders() == 2
+    harness.drain()
+    with schema.engine.connect() as conn:
+        states = dict(conn.execute(select(OutboxMessage.key, OutboxMessage.status)).all())
+    assert states == {f"action:{water.id}:reminder": "sent", f"action:{gone.id}:reminder": "failed"}
+    assert "WATER" not in slack.state.channels
+    assert [desk.send_reminders(), desk.send_reminders()] == [1, 0]  # the refused DM to the channel, once
+    harness.drain()
+    reminders = [m for m in slack.messages("C0PWD") if m["text"].startswith("Reminder")]
+    assert len(reminders) == 2 and "Reminder for U0GONE" in json.dumps(reminders[1]["blocks"])
+    assert "Reminder for WATER" in json.dumps(reminders[0]["blocks"])
+
+    desk.close(gone.id, "U0PWD1", "Counted")
+    harness.drain()
+    with schema.engine.connect() as conn:
+        states = dict(conn.execute(select(OutboxMessage.key, OutboxMessage.status)).all())
+    assert states[f"action:{gone.id}:reminder:channel:update"] == "sent"
+    harness.stop()

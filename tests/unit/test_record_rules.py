@@ -93,3 +93,23 @@ def test_the_same_action_or_note_is_one_by_its_digest():
     assert action_digest(action()) != action_digest(action(owner="U0PWD2"))
     note = new_note(metric="m", day=TODAY, text="t", author="a", created_at=NOW)
     assert note_digest(note) != note_digest(replace(note, day=date(2026, 7, 23)))
+
+
+def test_an_owner_is_a_slack_user_as_given_else_by_the_letters_of_a_slack_id():
+    from shared.core.record import is_slack_user, owner_given
+
+    assert owner_given("<@U0PWD1>") == ("U0PWD1", True) and owner_given(" <@W0ABC|jane> ") == ("W0ABC", True)
+    assert owner_given("WATER") == ("WATER", False) and owner_given("Jane Roe") == ("Jane Roe", False)
+    assert is_slack_user("WATER", False) is False and is_slack_user("U0PWD1", True) is True
+    # Recorded before the kind was kept (None): by the letters, as then; an alert's owner is always a user id.
+    assert is_slack_user("U0PWD1") and not is_slack_user("Jane Roe") and not is_slack_user("U")
+
+
+def test_a_slack_user_owner_must_be_a_slack_user_id():
+    from shared.core.record import Refused
+
+    with pytest.raises(Refused) as refused:
+        new_action(metric="m", department="d", owner="water crew", text="t", due=date(2026, 7, 2),
+                   today=date(2026, 7, 1), created_by="x", created_at=datetime(2026, 7, 1, tzinfo=timezone.utc),
+                   owner_is_user=True)
+    assert [p.field for p in refused.value.problems] == ["owner"]

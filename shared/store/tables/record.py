@@ -4,7 +4,7 @@ An action is what someone promised to do about a metric (often at a Stat meeting
 from an alert), by when, and what came of it; a note says what happened on a metric's
 day ("snowstorm closed the depots"). Written by the notifier (from Slack) and the
 `cityscore action|note` commands, read by the pages and the monthly packet
-(shared/store/record.py). Created by migration 0010.
+(shared/store/record.py). Created by migration 0010 (0011: owner_is_user).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class FollowUpAction(Base):
     department: Mapped[str] = mapped_column(String(64))
     alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the alert it was recorded from
     owner: Mapped[str] = mapped_column(String(120))  # a Slack user id, or a name given to the command
+    # Whether `owner` is a Slack user id, as it was given (the modal's user, the command's <@U…> or
+    # --owner-slack) and not guessed from its letters; NULL before migration 0011 (read by the pattern).
+    owner_is_user: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     text: Mapped[str] = mapped_column(Text)
     due: Mapped[date] = mapped_column(Date)  # the city's local day
     status: Mapped[str] = mapped_column(String(8), default="open")  # open | closed
