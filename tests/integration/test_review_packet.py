@@ -379,3 +379,36 @@ def test_printing_fetches_no_url_and_reads_no_local_file(tmp_path):
     finally:
         document.close()
     assert images == []
+
+
+def test_poppler_reads_the_packet_as_a_reader_would_and_renders_its_pages(engine, tmp_path):
+    """pdftotext and pdftoppm (poppler-utils), the tools a city's staff would open it with: each metric's
+    section starts a page with its name, and each window's row carries its label and its score as the
+    pages round it; the pages render to images."""
+    import subprocess
+
+    packet = build_packet(engine, CATALOG, MONTH, scope_of(CATALOG, department=DEPARTMENT),
+                          datetime(2026, 6, 1, 12, tzinfo=UTC))
+    path = tmp_path / "packet.pdf"
+    path.write_bytes(render_pdf(packet, CATALOG))
+    # -layout keeps a table's row on its lines: a window's label, then its score and figures.
+    text = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(path), "-"], capture_output=True,
+                          check=True).stdout.decode()
+    pages = text.split("\f")[:-1]
+    assert len(pages) == len(pdf_text(path.read_bytes()))
+    sections = sections_of(pages)
+    board = ScoreReader(engine, CATALOG).scoreboard(LAST)
+    month_board = ScoreReader(engine, variant(CATALOG, windows={**CATALOG.windows,
+                                                                "calendar": {"period": "month"}})).scoreboard(LAST)
+    for metric in METRICS:
+        rows = [("Calendar month", month_board.metrics[metric.id]["calendar"])] + [
+            (window.capitalize(), board.metrics[metric.id][window]) for window in CATALOG.windows]
+        for label, result in rows:
+            shown = cell(result.score).text if result.score is not None else "no score"
+            assert re.search(r"^" + re.escape(label) + r"\s*$\s*^\s*\S*\s*" + re.escape(shown),
+                             sections[metric.id], re.MULTILINE), (metric.id, label, shown)
+
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "2", str(path), str(tmp_path / "page")],
+                   check=True)
+    images = sorted(tmp_path.glob("page-*.png"))
+    assert len(images) == 2 and all(image.stat().st_size > 5_000 for image in images)
