@@ -33,7 +33,10 @@ def notifier_settings(tmp_path: Path, slack, **overrides) -> NotifierSettings:
     values = dict(slack_bot_token=slack.token, slack_base_url=slack.base_url, slack_signing_secret=SECRET,
                   slack_timeout_s=2, slack_rate_limit_retries=2, mayor_channel="C0MAYOR", default_channel="C0DEFAULT",
                   routing_file=str(routing), public_board_url="https://cityscore.example/", quiet_hours="off",
-                  retry_base_s=0.05, retry_max_s=0.5, lease_s=5.0, send_poll_s=0.05, chart_days=90)
+                  retry_base_s=0.05, retry_max_s=0.5, lease_s=5.0, send_poll_s=0.05, chart_days=90,
+                  # Off unless a test is about them: on by default in a city (their own tests say so),
+                  # they would post a digest or print eleven PDFs into every other test's channels.
+                  department_digest=False, packets=False)
     values.update(overrides)
     return NotifierSettings(**values)
 

@@ -19,6 +19,7 @@ from shared.store.tables.notifier import Alert, OutboxMessage
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier import seed_scores
+from services.notifier.settings import NotifierSettings
 from tests.helpers.notifier_harness import Harness, notifier_settings
 
 BOSTON = ZoneInfo("America/New_York")
@@ -114,7 +115,7 @@ def test_each_departments_digest_is_posted_once_on_monday(schema, slack, tmp_pat
 
 
 def test_the_digest_is_on_by_default_and_off_when_turned_off(schema, slack, tmp_path):
-    assert notifier_settings(tmp_path, slack).department_digest  # on unless a city turns it off
+    assert NotifierSettings.model_fields["department_digest"].default is True  # on unless a city turns it off
     clock = ManualClock(datetime(2026, 7, 6, 9, 0, tzinfo=BOSTON))
     harness = Harness(schema, notifier_settings(tmp_path, slack, department_digest=False), clock)
     seed_scores(schema.engine, harness.runtime.catalog, SUNDAY)

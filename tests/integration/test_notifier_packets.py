@@ -19,6 +19,7 @@ from shared.store.tables.notifier import OutboxMessage
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier import seed_scores
+from services.notifier.settings import NotifierSettings
 from tests.helpers.notifier_harness import Harness, notifier_settings
 
 BOSTON = ZoneInfo("America/New_York")
@@ -102,7 +103,7 @@ def test_each_departments_packet_is_posted_once_on_the_first_working_day(schema,
 
 
 def test_packets_are_on_by_default_and_off_when_turned_off(schema, slack, tmp_path):
-    assert notifier_settings(tmp_path, slack).packets  # on unless a city turns it off
+    assert NotifierSettings.model_fields["packets"].default is True  # on unless a city turns it off
     clock = ManualClock(datetime(2027, 1, 4, 8, 45, tzinfo=BOSTON))
     harness = Harness(schema, notifier_settings(tmp_path, slack, packets=False), clock)
     harness.start_scheduler().run_due()
