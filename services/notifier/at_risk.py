@@ -19,8 +19,8 @@ from shared.core.cases import CaseLine, oldest
 from shared.core.scoring import WindowScore, standing
 
 from .blocks import (
-    ACKNOWLEDGE, ADD_NOTE, MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, RECORD_ACTION, TAKE_OWNERSHIP, AlertView, _clip, button,
-    context, for_window, mark, reply_message, section, show_cases_button, shown, status_notes,
+    MAX_MESSAGE_TEXT, MAX_SECTION_TEXT, AlertView, _clip, alert_actions, context, for_window, mark, reply_message,
+    section, shown, status_notes,
 )
 from .case_replies import overdue_line
 
@@ -103,16 +103,7 @@ def at_risk_message(view: AtRiskView) -> dict:
                                     f"{listed}" + (f"\n…and {more:,} more" if more > 0 else ""), MAX_SECTION_TEXT)))
     blocks.append(context(*notes))
     if alert.status != "resolved":
-        value = str(alert.alert_id)
-        elements = []
-        if alert.status == "firing":
-            elements.append(button("Acknowledge", ACKNOWLEDGE, value, style="primary"))
-        if not alert.owner:
-            elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
-        elements.append(button("Add a note", ADD_NOTE, value))
-        elements.append(button("Record an action", RECORD_ACTION, value))
-        elements.append(show_cases_button(alert.alert_id))  # every at-risk metric is fed cases
-        blocks.append({"type": "actions", "block_id": f"alert-{alert.alert_id}", "elements": elements})
+        blocks.append(alert_actions(alert, cases=True))  # every at-risk metric is fed cases
     if alert.status == "firing" and mentions:
         text += f" {mentions}"
     return {"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks}

@@ -305,6 +305,23 @@ def status_notes(view: AlertView, words: Mapping[str, str], mentions: str) -> li
             f"as of {view.as_of.isoformat()}" if view.as_of else "latest score"]
 
 
+def alert_actions(view: AlertView, cases: bool) -> dict:
+    """An open alert's buttons (a follow-up's, an at-risk alert's): Acknowledge while firing, Take
+    ownership while no one owns it, Add a note, Record an action, and Show cases when its metric is
+    fed cases."""
+    value = str(view.alert_id)
+    elements = []
+    if view.status == "firing":
+        elements.append(button("Acknowledge", ACKNOWLEDGE, value, style="primary"))
+    if not view.owner:
+        elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
+    elements.append(button("Add a note", ADD_NOTE, value))
+    elements.append(button("Record an action", RECORD_ACTION, value))
+    if cases:
+        elements.append(show_cases_button(view.alert_id))
+    return {"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements}
+
+
 def alert_message(view: AlertView) -> dict:
     metric = view.metric
     result = WindowScore(view.score, view.numerator, view.denominator)
@@ -329,17 +346,7 @@ def alert_message(view: AlertView) -> dict:
     blocks: list[dict] = [section(lead + (f"\n{mentions}" if mentions and view.status == "firing" else "")),
                           {"type": "section", "fields": fields}, context(*notes)]
     if view.status != "resolved":
-        value = str(view.alert_id)
-        elements = []
-        if view.status == "firing":
-            elements.append(button("Acknowledge", ACKNOWLEDGE, value, style="primary"))
-        if not view.owner:
-            elements.append(button("Take ownership", TAKE_OWNERSHIP, value))
-        elements.append(button("Add a note", ADD_NOTE, value))
-        elements.append(button("Record an action", RECORD_ACTION, value))
-        if metric.feed is Feed.CASES:
-            elements.append(show_cases_button(view.alert_id))
-        blocks.append({"type": "actions", "block_id": f"alert-{view.alert_id}", "elements": elements})
+        blocks.append(alert_actions(view, metric.feed is Feed.CASES))
     text = (f"{'Resolved: ' if view.status == 'resolved' else ''}{metric.name.title()} "
             f"{wording.score_line(metric, view.window, result, span=view.span)}")
     if view.status == "firing" and mentions:
