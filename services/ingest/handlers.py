@@ -205,6 +205,8 @@ def catalog_for(catalog: Catalog, department: str) -> dict[str, Any]:
             },
             **({"threshold": metric.threshold} if metric.threshold is not None else {}),
             **({"sla": metric.sla.describe()} if metric.sla is not None else {}),
+            # No SLA in the catalog: the department's own due_at on every case decides.
+            **({"sla": "each case's own due_at (required)"} if metric.due_from_case else {}),
             **({"min_value": metric.min_value} if metric.min_value is not None else {}),
             **({"max_value": metric.max_value} if metric.max_value is not None else {}),
         })

@@ -138,6 +138,10 @@ class Metric(_Strict):
     unit: str | None = None
     sla: SLA | None = None
     sla_by_attribute: SLAByAttribute | None = None
+    # true: the catalog sets no SLA for this metric; each case carries its own due time (`due_at`),
+    # which its source decides (Philly311 states each request's SLA in its `service_notice`). A
+    # case event without one is refused (docs/contract.md).
+    due_from_case: bool = False
     case_types: tuple[str, ...] = ()
     # The case attributes a case list may show (e.g. [neighborhood]); the others stay out of lists,
     # which may reach the public pages (docs/scoring.md §5a). Unset: a list shows ids and times only.
@@ -187,10 +191,15 @@ class Metric(_Strict):
         if self.feed is not Feed.THRESHOLD and self.threshold is not None:
             raise ValueError("threshold only applies to feed 'threshold'")
         if self.feed is Feed.CASES:
-            if self.sla is None:
-                raise ValueError("sla is required for feed 'cases' (the default when a case has no due_at)")
-        elif self.sla is not None or self.sla_by_attribute is not None or self.case_types:
-            raise ValueError("sla, sla_by_attribute and case_types only apply to feed 'cases'")
+            if self.due_from_case:
+                if self.sla is not None or self.sla_by_attribute is not None:
+                    raise ValueError("due_from_case: give either an sla (the default when a case has no due_at) "
+                                     "or due_from_case: true (every case carries its due_at), not both")
+            elif self.sla is None:
+                raise ValueError("sla is required for feed 'cases' (the default when a case has no due_at), "
+                                 "unless due_from_case: true says every case carries its own due_at")
+        elif self.sla is not None or self.sla_by_attribute is not None or self.case_types or self.due_from_case:
+            raise ValueError("sla, sla_by_attribute, due_from_case and case_types only apply to feed 'cases'")
         if self.public_attributes and self.feed is not Feed.CASES:
             raise ValueError("public_attributes only applies to feed 'cases' (the attributes a case list shows)")
         if len(set(self.public_attributes)) != len(self.public_attributes):
@@ -251,7 +260,10 @@ class Metric(_Strict):
             chosen = self.sla_by_attribute.values.get(attributes.get(self.sla_by_attribute.attribute, ""))
             if chosen is not None:
                 return chosen
-        assert self.sla is not None
+        if self.sla is None:
+            # Only a metric with due_from_case has none, and the contract refuses its cases
+            # without a due_at: reaching here is a bug, said plainly rather than a None SLA.
+            raise ValueError(f"{self.id} has no SLA in the catalog (due_from_case): a case needs its own due_at")
         return self.sla
 
 
@@ -425,6 +437,10 @@ class CaseFeed(_Strict):
     # The SLA by type (as written in the export) for rows without a due time; a type not
     # listed takes its metric's SLA from the catalog (sla, sla_by_attribute).
     sla: dict[Annotated[str, Field(min_length=1)], SLA] = {}
+    # A column stating each row's SLA in words ("5 Business Days", "3 Calendar Days", "48 Hours":
+    # Philly311's and Open311's service_notice): a row without a due time is due that long after
+    # it opened, before the SLA by type and the metric's. Blank or unreadable: the next rule.
+    sla_notice: FeedColumn | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -569,6 +585,15 @@ class Catalog(BaseModel):
                 if case_type not in types:
                     problems.append(f"{where}.sla[{case_type!r}]: not a type this feed maps to a metric "
                                     "(give it under types, or the metric's case_types)")
+            if feed.due is None and feed.sla_notice is None:
+                # Such a type's rows could never be imported: say so at `catalog check`, not as
+                # every row skipped at the first import.
+                for case_type, metric_id in types.items():
+                    metric = self.by_id.get(metric_id)
+                    if metric is not None and metric.due_from_case and case_type not in feed.sla:
+                        problems.append(f"{where}.types[{case_type!r}]: metric {metric_id!r} takes each case's "
+                                        "due time (due_from_case), but this feed names no due column, no "
+                                        "sla_notice and no sla for the type")
         if problems:
             raise ValueError("; ".join(problems))
         return self

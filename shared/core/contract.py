@@ -320,7 +320,11 @@ def check_against_catalog(event: Event, catalog: Catalog, today: date | None = N
             problems.append(Problem(name, f"falls on {day}, before {metric.id}'s history starts ({start})"))
         elif last is not None and day > last:
             problems.append(Problem(name, f"falls on {day}, more than a day after today ({today})"))
-    if isinstance(event, MeasurementEvent):
+    if isinstance(event, CaseEvent):
+        if event.due_at is None and metric.due_from_case:
+            problems.append(Problem("due_at", f"required: {metric.id} has no SLA in the catalog (due_from_case), "
+                                              "so each case says when it is due"))
+    elif isinstance(event, MeasurementEvent):
         if metric.min_value is not None and event.value < metric.min_value:
             problems.append(Problem("value", f"must be at least {metric.min_value:g} for {metric.id}"))
         if metric.max_value is not None and event.value > metric.max_value:

@@ -48,7 +48,34 @@ BAD_CLOSED = "unparseable closed date"
 BAD_TARGET = "unparseable target date"
 CLOSED_WITHOUT_DATE = "closed case without a closed date"
 CLOSED_BEFORE_OPENED = "closed before opened"
+NO_DUE_TIME = "no due time (a metric without an SLA, and the row states none)"
 INVALID_EVENT = "invalid event"  # followed by the contract's reason
+
+# An SLA in words, as Philly311 and Open311 write service_notice: "5 Business Days",
+# "1 Business Day", "3 Calendar Days", "30 Days" (calendar days), "48 Hours", "24 hrs".
+_NOTICE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(business\s+days?|calendar\s+days?|days?|hours?|hrs?)\.?\s*",
+                        re.IGNORECASE)
+
+
+def sla_of_notice(text: str) -> SLA | None:
+    """The SLA a notice states ("5 Business Days"), or None when it states none this rule reads
+    (blank, "Varies", "2-3 Business Days", business hours, a zero)."""
+    return _notice_sla(text.strip().casefold()) if text else None
+
+
+def _notice_sla(folded: str) -> SLA | None:
+    found = _NOTICE_RE.fullmatch(folded)
+    if found is None:
+        return None
+    amount, unit = float(found.group(1)), found.group(2)
+    if amount <= 0:
+        return None
+    if unit.startswith("h"):
+        return SLA(hours=amount)
+    if amount != int(amount):  # "1.5 Days": no whole days to count
+        return None
+    return SLA(business_days=int(amount)) if unit.startswith("business") else SLA(calendar_days=int(amount))
+
 
 # Case ids: Boston's are 12 digits; other systems use letters. Anything else (blank,
 # "1.01001E+11" from a spreadsheet, spaces) cannot be trusted as an id.
@@ -209,7 +236,7 @@ def named_columns(feed: CaseFeed) -> list[tuple[str, ...]]:
     """Every column the feed reads, each as the names it may have (first choice first): the case
     id, type, times, status, attributes and skip rules' columns."""
     named = [feed.case_id.column, feed.type.column, feed.opened.column, feed.closed.column]
-    named += [column.column for column in (feed.due, feed.status, feed.version) if column is not None]
+    named += [column.column for column in (feed.due, feed.status, feed.version, feed.sla_notice) if column is not None]
     named += list(feed.attributes.values())
     named += [rule.column for rule in feed.skip]
     return named
@@ -313,6 +340,8 @@ class FeedRows:
         # Exact type first; a case-insensitive match forgives a re-typed export.
         self._types = dict(feed.types if feed.types is not None else catalog.case_type_map)
         self._types_folded = {name.casefold(): metric for name, metric in self._types.items()}
+        self._notice = _find(header, feed.sla_notice.column) if feed.sla_notice is not None else None
+        self._notices: dict[str, SLA | None] = {}  # a feed's notices are a handful of strings, read once each
         self._sla_by_type: dict[str, SLA] = dict(feed.sla)
         self._sla_folded = {name.casefold(): sla for name, sla in feed.sla.items()}
         self._parse_opened = self._parser(feed.opened)
@@ -336,6 +365,15 @@ class FeedRows:
             return None
         text = (row.get(self._version) or "").strip()
         return self._parse_version(text) if text else None  # type: ignore[misc]
+
+    def _notice_of(self, row: Mapping[str, str]) -> SLA | None:
+        """The SLA the row's notice column states, if the feed names one and the row's reads."""
+        if self._notice is None:
+            return None
+        text = row.get(self._notice) or ""
+        if text not in self._notices:
+            self._notices[text] = sla_of_notice(text)
+        return self._notices[text]
 
     def type_of(self, row: Mapping[str, str]) -> str:
         return (row.get(self._type) or "").strip()
@@ -391,14 +429,20 @@ class FeedRows:
                 return BAD_TARGET
             from_export = True
         else:
-            sla = self._sla_by_type.get(case_type) or self._sla_folded.get(case_type.casefold())
+            # The row's own SLA notice first (the export states the due time: counted as from the
+            # export), then the feed's SLA for its type, then the metric's.
+            sla = self._notice_of(row)
+            from_export = sla is not None
+            if sla is None:
+                sla = self._sla_by_type.get(case_type) or self._sla_folded.get(case_type.casefold())
             metric = self.catalog.by_id[metric_id]
             # Written in local time like every other timestamp here (an hours SLA comes back in UTC).
             if sla is not None:
                 due_at = self.calendar.due_at(sla, opened_at).astimezone(self.catalog.zone)
+            elif metric.due_from_case:
+                return NO_DUE_TIME
             else:
                 due_at = self.calendar.case_due_at(metric, opened_at, attributes or None).astimezone(self.catalog.zone)
-            from_export = False
 
         opened_s = opened_at.isoformat()
         closed_s = closed_at.isoformat() if closed_at is not None else None

@@ -161,6 +161,8 @@ def _span(sla: SLA) -> str:
 
 def sla_words(metric: Metric) -> str | None:
     """The service-level agreement a case is judged against, e.g. 'Closed within 10 business days'."""
+    if metric.due_from_case:
+        return "Closed by the due time each case carries from its source"
     if metric.sla is None:
         return None
     if metric.sla_by_attribute is None:

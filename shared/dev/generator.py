@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterator
 
 from shared.core.business_time import BusinessCalendar
-from shared.core.catalog import Catalog, Feed, Kind, Metric
+from shared.core.catalog import SLA, Catalog, Feed, Kind, Metric
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ DUPLICATE_SHARE = 0.005  # events a department sends twice
 OPENED_SHARE = 0.15  # cases also sent when opened, before they close
 REOPENED_SHARE = 0.02  # closed cases reopened and closed again
 DUE_AT_SHARE = 0.5  # cases whose system exports its own due time
+# The due time generated for a metric that takes each case's own (due_from_case).
+_GENERATED_SLA = SLA(business_days=5)
 HISTORY_YEARS = 3
 MORNING_RUN = time(8, 0)
 
@@ -241,7 +243,11 @@ class Generator:
         if metric.sla_by_attribute is not None:
             choices = sorted(metric.sla_by_attribute.values) + ["other"]
             attributes = {metric.sla_by_attribute.attribute: rng.choice(choices)}
-        due = self.calendar.case_due_at(metric, opened, attributes).astimezone(timezone.utc)
+        if metric.due_from_case:
+            # No SLA in the catalog: each case carries its own due time, here a plausible one.
+            due = self.calendar.due_at(_GENERATED_SLA, opened).astimezone(timezone.utc)
+        else:
+            due = self.calendar.case_due_at(metric, opened, attributes).astimezone(timezone.utc)
         span = (due - opened).total_seconds()
         if rng.random() < quality:
             closed = opened + timedelta(seconds=span * rng.uniform(0.05, 0.98))
@@ -250,7 +256,8 @@ class Generator:
         # Numeric like Boston's case enquiry ids, and unique across metrics.
         case_id = f"1{day:%y%m%d}{self.metric_number[metric.id]:02d}{int(event_id.rsplit('-', 1)[1]):04d}"
         base = {"type": "case", "metric": metric.id, "case_id": case_id, "opened_at": self.iso(opened)}
-        if rng.random() < DUE_AT_SHARE:
+        # (the draw comes first, so a catalog's other metrics generate the same cases as ever)
+        if rng.random() < DUE_AT_SHARE or metric.due_from_case:
             base["due_at"] = self.iso(due)
         if attributes:
             base["attributes"] = attributes
