@@ -228,15 +228,14 @@ def cases(events_path: str, metric_id: str, as_of: date, status: str, window: st
 def breakdown(events_path: str, metric_id: str, by: str, as_of: date, window: str, fmt: str,
               catalog_path: str | None, skip_invalid: bool) -> None:
     """Who waits longer: a metric's on-time share in a window by a case attribute, worst first."""
-    from shared.core.cases import BREAKDOWN_COLUMNS, breakdown_document
+    from shared.core.cases import BREAKDOWN_COLUMNS, breakdown_document, breakdown_refusal
     from shared.core.cases import breakdown as groups_of
 
     loaded = _load_catalog(catalog_path)
     metric = _case_metric(loaded, metric_id, "break down")
-    if by not in metric.breakdowns:
-        named = ", ".join(metric.breakdowns) or "none: the catalog names no breakdowns for it"
-        raise click.BadParameter(f"{by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})",
-                                 param_hint="'--by'")
+    reason = breakdown_refusal(metric, by)
+    if reason is not None:
+        raise click.BadParameter(reason, param_hint="'--by'")
     _known_window(loaded, window, "--window")
     ledger = _folded(events_path, loaded, skip_invalid, "Not counted")
     # The read API's document too (GET /v1/metrics/ID/breakdown), so the two cannot drift.

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
 
-from shared.core.cases import (BREAKDOWN_COLUMNS, LATE, ON_TIME, STATUSES, breakdown_document, case_cells,
-                               case_columns, case_list_document)
+from shared.core.cases import (BREAKDOWN_COLUMNS, LATE, ON_TIME, STATUSES, breakdown_document, breakdown_refusal,
+                               case_cells, case_columns, case_list_document)
 from shared.core.catalog import Feed, Metric
 from shared.platform.clock import current_as_of
 from shared.platform.web import json_response
@@ -161,10 +161,8 @@ def _breakdown(metric_id: str, as_csv: bool) -> Response:
     if refusal is not None:
         return refusal
     by = request.args.get("by")
-    if by not in metric.breakdowns:
-        named = ", ".join(metric.breakdowns) or "none: the catalog names no breakdowns for it"
-        reason = (f"required: one of {metric_id}'s breakdowns in the catalog ({named})" if by is None
-                  else f"{by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})")
+    reason = breakdown_refusal(metric, by)
+    if reason is not None:
         return _refused(400, "invalid by", "by", reason)
     window, refusal = _window()
     if refusal is not None:

@@ -114,6 +114,48 @@ def status_at(case: Case, moment: datetime) -> str | None:
     return OVERDUE if case.due_at < moment else OPEN
 
 
+def status_refusal(status: str | None) -> str | None:
+    """Why `status` names no case list (None: it names one). The one wording the core, the CLI and
+    the read API give, each under its own field name."""
+    if status in STATUSES:
+        return None
+    return f"{status!r} is not one of {', '.join(STATUSES)}"
+
+
+def window_refusal(catalog: Catalog, window: str | None) -> str | None:
+    """Why `window` is none of the catalog's windows (None: it is one)."""
+    if window in catalog.windows:
+        return None
+    return f"{window!r} is not one of the catalog's windows ({', '.join(catalog.windows)})"
+
+
+def breakdown_refusal(metric: Metric, by: str | None) -> str | None:
+    """Why a metric's on-time share cannot be broken down by `by` (None: it can): not asked, or not
+    one of the metric's `breakdowns` in the catalog."""
+    if by is not None and by in metric.breakdowns:
+        return None
+    named = ", ".join(metric.breakdowns) or "none: the catalog names no breakdowns for it"
+    if by is None:
+        return f"required: one of {metric.id}'s breakdowns in the catalog ({named})"
+    return f"{by!r} is not one of {metric.id}'s breakdowns in the catalog ({named})"
+
+
+def check_case_query(catalog: Catalog, metric_id: str, window: str, *, status: str | None = None,
+                     by: str | None = None) -> None:
+    """Refuse a question about a metric's cases that the catalog cannot answer, naming the field:
+    the metric, its window, and the status asked for (a case list) or the attribute (a breakdown).
+    Raises ValueError("field: reason"); asks the cases nothing."""
+    metric = catalog.by_id.get(metric_id)
+    if metric is None:
+        raise ValueError(f"metric: no metric {metric_id!r} in the catalog")
+    if status is not None and (reason := status_refusal(status)) is not None:
+        raise ValueError(f"status: {reason}")
+    if by is not None and (reason := breakdown_refusal(metric, by)) is not None:
+        raise ValueError(f"by: {reason}")
+    if (reason := window_refusal(catalog, window)) is not None:
+        raise ValueError(f"window: {reason}")
+
+
 def cases_behind(cases: Iterable[Case], catalog: Catalog, metric_id: str, as_of: date, status: str,
                  window: str = "week") -> list[CaseLine]:
     """The cases of one metric with `status`, newest first.
@@ -122,10 +164,7 @@ def cases_behind(cases: Iterable[Case], catalog: Catalog, metric_id: str, as_of:
     closed, as scoring does), newest closing first. open / overdue: the cases open at the end of
     the as-of day, whatever the window (a backlog is a moment, not a span), newest opened first.
     """
-    if status not in STATUSES:
-        raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
-    if window not in catalog.windows:
-        raise ValueError(f"window: {window!r} is not one of the catalog's windows ({', '.join(catalog.windows)})")
+    check_case_query(catalog, metric_id, window, status=status)
     moment = end_of_day(as_of, catalog)
     zone = catalog.zone
     lines: list[CaseLine] = []
@@ -310,14 +349,8 @@ def breakdown(cases: Iterable[Case], catalog: Catalog, metric_id: str, by: str, 
     at or before its due time, once (its latest version: a reopened case is open, and not counted
     until it closes again). The groups' numerators and denominators add up to the window's.
     """
-    metric = catalog.by_id.get(metric_id)
-    if metric is None:
-        raise ValueError(f"metric: no metric {metric_id!r} in the catalog")
-    if by not in metric.breakdowns:
-        named = ", ".join(metric.breakdowns) or "none"
-        raise ValueError(f"by: {by!r} is not one of {metric_id}'s breakdowns in the catalog ({named})")
-    if window not in catalog.windows:
-        raise ValueError(f"window: {window!r} is not one of the catalog's windows ({', '.join(catalog.windows)})")
+    check_case_query(catalog, metric_id, window, by=by)
+    metric = catalog.by_id[metric_id]
     at = metric.breakdowns.index(by)
     start, end = catalog.windows[window].span(as_of)
     zone = catalog.zone

@@ -17,8 +17,8 @@ from sqlalchemy import TIMESTAMP, Date, and_, bindparam, case, cast, func, liter
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from shared.core.cases import (DUE_SOON, LATE, ON_TIME, STATUSES, Backlog, Case, CaseLine, Group, breakdown,
-                               case_fields, cases_behind, end_of_day)
+from shared.core.cases import (DUE_SOON, LATE, ON_TIME, Backlog, Case, CaseLine, Group, breakdown,
+                               case_fields, cases_behind, check_case_query, end_of_day)
 from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
 from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
@@ -257,20 +257,18 @@ class ScoreReader:
     def case_lines(self, metric_id: str, as_of: date, status: str, window: str = "week",
                    timeout_s: float | None = None) -> list[CaseLine]:
         """`cases.cases_behind` over the stored cases: the metric's cases with `status`, newest first."""
+        check_case_query(self.catalog, metric_id, window, status=status)  # refused before any read
         if status in (LATE, ON_TIME):
-            if window not in self.catalog.windows:  # the core's refusal names the field
-                return cases_behind((), self.catalog, metric_id, as_of, status, window)
             start, end = self.catalog.windows[window].span(as_of)
             rows = self.cases_closed(metric_id, start, end, timeout_s)
         else:
-            rows = self.cases_open_at(as_of, [metric_id], timeout_s) if status in STATUSES else []
+            rows = self.cases_open_at(as_of, [metric_id], timeout_s)
         return cases_behind(rows, self.catalog, metric_id, as_of, status, window)
 
     def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
                   timeout_s: float | None = None) -> list[Group]:
         """`cases.breakdown` over the stored cases closed in the window."""
-        if metric_id not in self.catalog.by_id or window not in self.catalog.windows:
-            return breakdown((), self.catalog, metric_id, by, as_of, window)  # the core's refusal
+        check_case_query(self.catalog, metric_id, window, by=by)  # refused before any read
         start, end = self.catalog.windows[window].span(as_of)
         return breakdown(self.cases_closed(metric_id, start, end, timeout_s), self.catalog, metric_id, by,
                          as_of, window)

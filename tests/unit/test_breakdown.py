@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from shared.core.cases import NOT_GIVEN, Group, breakdown
+from shared.core.cases import NOT_GIVEN, Group, breakdown, breakdown_refusal, check_case_query
 from shared.core.catalog import CatalogError
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
@@ -116,6 +116,31 @@ def test_refusals_name_the_field():
         breakdown([], CATALOG, METRIC, "caller", AS_OF)
     with pytest.raises(ValueError, match="window: 'year' is not one of the catalog's windows"):
         breakdown([], CATALOG, METRIC, "neighborhood", AS_OF, "year")
+
+
+def test_one_refusal_for_every_reader_and_it_asks_the_cases_nothing():
+    """The core, `cityscore breakdown` and the read API give breakdown_refusal's words; a question
+    the catalog cannot answer is refused before any case is read."""
+    def never_read():
+        raise AssertionError("the cases were read")
+        yield
+    with pytest.raises(ValueError, match="by: 'caller' is not one of"):
+        breakdown(never_read(), CATALOG, METRIC, "caller", AS_OF)
+    with pytest.raises(ValueError, match="window: 'year' is not one of the catalog's windows"):
+        check_case_query(CATALOG, METRIC, "year", status="late")
+    with pytest.raises(ValueError, match="status: 'closed' is not one of late, on_time, open, overdue"):
+        check_case_query(CATALOG, METRIC, "week", status="closed")
+    check_case_query(CATALOG, METRIC, "week", status="late", by=None)  # a good question: no refusal
+    metric = CATALOG.metric(METRIC)
+    assert breakdown_refusal(metric, "ward") is None
+    assert breakdown_refusal(metric, None) == ("required: one of signal-repair-on-time's breakdowns in the "
+                                               "catalog (neighborhood, ward)")
+    bare = boston_with(METRIC, breakdowns=[])
+    assert breakdown_refusal(bare.metric(METRIC), "ward") == (
+        "'ward' is not one of signal-repair-on-time's breakdowns in the catalog (none: the catalog names no "
+        "breakdowns for it)")
+    with pytest.raises(ValueError, match=r"\(none: the catalog names no breakdowns for it\)"):
+        breakdown([], bare, METRIC, "ward", AS_OF)
 
 
 def test_breakdowns_are_refused_where_they_mean_nothing():
