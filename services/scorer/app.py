@@ -36,7 +36,7 @@ READ_RETRY_AFTER_S = 5
 
 def stored_board(store: ScoreReader, as_of: date) -> tuple[Scoreboard, str | None] | None:
     """The board the scorer last published for `as_of`, if it has published all of it."""
-    with store.engine.connect() as conn:
+    with store.bounded_reads(None) as conn:  # (the request's one connection, inside one_connection)
         rows = store.current(conn)
         updated = store.last_updated(conn)
     windows = list(store.catalog.windows)
@@ -124,7 +124,7 @@ def create_app(
         """The first day with data (None: no data yet), the current as-of day, and the last as_of
         answered (today: the current as-of day + 1). Checked before any score is computed: an
         as_of centuries away would score centuries of trend baselines, minutes of CPU."""
-        with store.engine.connect() as conn:
+        with store.bounded_reads(read_timeout_s) as conn:
             first_days = store.first_days(conn)
         current = current_as_of(clock, catalog)
         first = max(min(first_days.values()), floor) if first_days else None
@@ -179,6 +179,12 @@ def create_app(
 
     @app.get("/v1/scoreboard")
     def scoreboard() -> Response:
+        # Every read of the request (the data's range, the board, its nulls' states, the stale-feed
+        # days, the backlog) on one connection.
+        with store.one_connection(read_timeout_s):
+            return _scoreboard()
+
+    def _scoreboard() -> Response:
         as_of, refusal = parse_as_of()
         if refusal is not None:
             return refusal

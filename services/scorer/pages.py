@@ -477,6 +477,11 @@ def stale_words(catalog: Catalog, board: Scoreboard) -> dict[str, str]:
 def board() -> tuple[str, int, dict[str, str]]:
     """The board: the overall CityScore, then one row per metric, for the current or a chosen day."""
     parts = _parts()
+    with parts["store"].one_connection(parts["read_timeout_s"]):  # the API's reads, on one connection
+        return _board(parts)
+
+
+def _board(parts: dict) -> tuple[str, int, dict[str, str]]:
     catalog: Catalog = parts["catalog"]
     asked, current, first = requested_as_of()
     scoreboard, updated = parts["board_for"](asked)

@@ -144,3 +144,23 @@ def test_an_unknown_window_is_refused_with_its_name(app):
     assert refused.status_code == 400
     assert "The window “fortnight” is not one of the Boston catalog's windows: day, week, month, quarter." in \
         html.unescape(refused.data.decode())
+
+
+@pytest.mark.parametrize("path", ["/v1/scoreboard", "/v1/scoreboard?as_of=2026-06-29", "/", "/?as_of=2026-06-29"])
+def test_a_board_request_reads_on_one_connection(app, path):
+    """The data's range, the board (published or scored on request), its nulls' states, the
+    stale-feed days and the backlog: one connection from the pool per request, not one per read."""
+    from sqlalchemy import event
+
+    engine = app.extensions["cityscore"]["store"].engine
+    taken = []
+
+    def checked_out(*_):
+        taken.append(1)
+    event.listen(engine, "checkout", checked_out)
+    try:
+        answer = app.test_client().get(path)
+    finally:
+        event.remove(engine, "checkout", checked_out)
+    assert answer.status_code == 200
+    assert len(taken) == 1
