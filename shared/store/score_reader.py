@@ -237,12 +237,15 @@ class ScoreReader:
 
     def last_data(self, as_of: date, timeout_s: float | None = None) -> dict[str, date | None]:
         """The last local day with data on or before `as_of` (None: none yet) of each metric with
-        expect_data (of every metric when none has), for the stale-feed rule (shared/core/staleness.py).
+        expect_data, for the stale-feed rule (shared/core/staleness.py); nothing, and no read, when
+        no metric sets it (no feed can be stale then).
 
         One statement of one max(day) per metric: each is a short backward scan of day_totals'
         (metric, day) key, whatever the history's length (a max grouped by metric would read every
         row up to as_of)."""
         ids, query = self._last_data_query
+        if not ids:
+            return {}
         with self.bounded_reads(timeout_s) as conn:
             row = conn.execute(query, {"as_of": as_of}).one()
         return dict(zip(ids, row))
@@ -251,7 +254,9 @@ class ScoreReader:
     def _last_data_query(self):
         # Built once: building two dozen subqueries costs more than the database takes to answer them.
         table = DayTotal.__table__
-        ids = [m.id for m in self.catalog.metrics if m.expect_data is not None] or [m.id for m in self.catalog.metrics]
+        ids = [m.id for m in self.catalog.metrics if m.expect_data is not None]
+        if not ids:
+            return ids, None
         as_of = bindparam("as_of", type_=Date)
         return ids, select(*(select(func.max(table.c.day)).where(table.c.metric == metric_id, table.c.day <= as_of)
                              .scalar_subquery() for metric_id in ids))

@@ -145,3 +145,26 @@ def test_the_slack_board_says_no_data_since_beside_the_metric(client):
     names = {row[0]["text"] for row in table["rows"][1:]}
     assert "Calls Answered · no data since 3 February" in names
     assert "Inspections On Time" in names and "Never Sent · no data yet" in names
+
+
+def test_a_catalog_where_no_metric_expects_data_reads_no_last_days(client, tmp_path):
+    """The notifier's board, slash command and feed check ask for the last days unguarded: with no
+    metric's expect_data set, the reader answers nothing without a query."""
+    from sqlalchemy import event
+
+    _, reader = client
+    assert set(reader.last_data(AS_OF)) == {m.id for m in CATALOG.metrics if m.expect_data is not None}
+    quiet = catalog_data()
+    for metric in quiet["metrics"]:
+        metric.pop("expect_data", None)
+    unexpecting = ScoreReader(reader.engine, parse_catalog(quiet, "test"))
+    statements = []
+
+    def executed(*_):
+        statements.append(1)
+    event.listen(reader.engine, "before_cursor_execute", executed)
+    try:
+        assert unexpecting.last_data(AS_OF) == {}
+    finally:
+        event.remove(reader.engine, "before_cursor_execute", executed)
+    assert statements == []
