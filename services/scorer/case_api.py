@@ -122,9 +122,7 @@ def _cases(metric_id: str, as_csv: bool) -> Response:
         return refusal
     parts = _parts()
     catalog = parts["catalog"]
-    lines = parts["store"].case_lines(metric_id, as_of, status, window, parts["read_timeout_s"])
-    total = len(lines)
-    page = lines[offset:offset + limit]
+    total, page = parts["store"].case_page(metric_id, as_of, status, window, limit, offset, parts["read_timeout_s"])
     # The next page pins the as-of day: a list paged across midnight stays one list.
     asked = {"status": status, "as_of": as_of.isoformat()}
     if status in (LATE, ON_TIME) or "window" in request.args:

@@ -355,11 +355,12 @@ def cases_shown(store, catalog: Catalog, metric: Metric, as_of: date, window: st
     groups = [(by, breakdown(closed, catalog, metric.id, by, as_of, window)) for by in metric.breakdowns]
     if not metric.public_case_lists:
         return CasesShown(window, span, False, [], 0, [], 0, groups)
-    overdue = cases_behind(store.cases_open_at(as_of, [metric.id], timeout_s), catalog, metric.id, as_of,
-                           OVERDUE, window)
-    late = cases_behind(closed, catalog, metric.id, as_of, LATE, window)
-    # cases_behind lists newest first: the oldest overdue cases are its last ones, oldest first.
-    return CasesShown(window, span, True, oldest(overdue, CASES_SHOWN), len(overdue), late[:CASES_SHOWN], len(late),
+    # Only the oldest overdue cases are read (the backlog of a busy metric is thousands), with their count.
+    overdue_count, overdue = store.case_page(metric.id, as_of, OVERDUE, window, CASES_SHOWN, 0, timeout_s,
+                                             oldest_first=True)
+    late = cases_behind(closed, catalog, metric.id, as_of, LATE, window)  # (closed cases are read for breakdowns)
+    # Lists are newest first: the oldest overdue cases are the page's last ones, oldest first.
+    return CasesShown(window, span, True, oldest(overdue, CASES_SHOWN), overdue_count, late[:CASES_SHOWN], len(late),
                       groups)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import TIMESTAMP, Date, and_, bindparam, case, cast, func, liter
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from shared.core.cases import (DUE_SOON, LATE, ON_TIME, Backlog, Case, CaseLine, Group, breakdown,
+from shared.core.cases import (DUE_SOON, LATE, ON_TIME, OVERDUE, Backlog, Case, CaseLine, Group, breakdown,
                                case_fields, cases_behind, check_case_query, end_of_day)
 from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
@@ -294,6 +294,41 @@ class ScoreReader:
         else:
             rows = self.cases_open_at(as_of, [metric_id], timeout_s)
         return cases_behind(rows, self.catalog, metric_id, as_of, status, window)
+
+    def case_page(self, metric_id: str, as_of: date, status: str, window: str = "week", limit: int | None = None,
+                  offset: int = 0, timeout_s: float | None = None, oldest_first: bool = False,
+                  ) -> tuple[int, list[CaseLine]]:
+        """One page of `case_lines` and the whole list's length, with only the page read: the
+        database counts the list and orders and cuts it (a quarter's on-time cases of a busy metric
+        are thousands; a page is a hundred). `oldest_first`: the page from the list's other end
+        (the oldest overdue cases a manager should close first), still returned newest first.
+
+        The database only narrows the rows, by the core's rules (`cases.status_at`: late when
+        closed after its due time, overdue when open and due before the end of the day); the core
+        then makes the page's lines, as it makes the whole list's. Case ids are ordered by code
+        point, as Python orders them, not by the database's collation."""
+        check_case_query(self.catalog, metric_id, window, status=status)  # refused before any read
+        table = KeptCase.__table__
+        moment = end_of_day(as_of, self.catalog)
+        case_id = table.c.case_id.collate("C") if self.engine.dialect.name == "postgresql" else table.c.case_id
+        if status in (LATE, ON_TIME):
+            start, end = self.catalog.windows[window].span(as_of)
+            where = [table.c.metric == metric_id,
+                     table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
+                     table.c.closed_at < end_of_day(end, self.catalog),
+                     table.c.closed_at > table.c.due_at if status == LATE else table.c.closed_at <= table.c.due_at]
+            order = [table.c.closed_at, case_id]
+        else:
+            where = [table.c.metric == metric_id, self._open_at(moment),
+                     table.c.due_at < moment if status == OVERDUE else table.c.due_at >= moment]
+            order = [table.c.opened_at, case_id]
+        query = select(table).where(*where).order_by(*(column if oldest_first else column.desc() for column in order))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.bounded_reads(timeout_s) as conn:
+            total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+            rows = [kept_case(row, self.catalog) for row in conn.execute(query.offset(offset))]
+        return total, cases_behind(rows, self.catalog, metric_id, as_of, status, window)
 
     def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
                   timeout_s: float | None = None) -> list[Group]:

@@ -86,6 +86,12 @@ def test_the_kept_cases_are_the_ledgers_and_the_readers_queries_miss_none(engine
                 listed = cases_behind(ledger.cases.values(), CATALOG, metric.id, as_of, status)
                 assert cases_behind(rows, CATALOG, metric.id, as_of, status) == listed, (metric.id, status)
                 assert reader.case_lines(metric.id, as_of, status) == listed, (metric.id, status)
+                # Pages read alone: each the list's slice, with the whole list's length.
+                for limit, offset in ((7, 0), (7, 7), (50, 3), (1000, 0), (5, len(listed)), (5, max(0, len(listed) - 2))):
+                    assert reader.case_page(metric.id, as_of, status, "week", limit, offset) == (
+                        len(listed), listed[offset:offset + limit]), (metric.id, status, limit, offset)
+                oldest_two = reader.case_page(metric.id, as_of, status, "week", 2, 0, oldest_first=True)
+                assert oldest_two == (len(listed), listed[-2:]), (metric.id, status)
             for by in metric.breakdowns:
                 expected_groups = breakdown(ledger.cases.values(), CATALOG, metric.id, by, as_of)
                 assert breakdown(closed, CATALOG, metric.id, by, as_of) == expected_groups
@@ -137,3 +143,25 @@ def test_kept_cases_are_read_under_the_catalog_as_it_is_now(engine):
                                                                  date(2026, 6, 3)),
                         now, "pothole-on-time", date(2026, 6, 3), LATE)[0]
     assert case_line_dict(line, now)["attributes"] == {"neighborhood": "Back Bay"}
+
+
+def test_a_page_orders_case_ids_as_the_core_does_whatever_the_databases_collation(engine):
+    """Cases closed at the same moment are ordered by case id, newest list first; the database's
+    collation (en_US: 'a-2' before 'B-1', ignoring case) must not reorder a page against the core's
+    code-point order ('B-1' before 'a-2')."""
+    if engine.dialect.name == "postgresql":
+        # These test databases are created with the C collation; a city's may well be en_US.
+        from sqlalchemy import text
+        with engine.begin() as conn:
+            conn.execute(text('ALTER TABLE cases ALTER COLUMN case_id TYPE varchar(128) COLLATE "en-US-x-icu"'))
+    metric = next(m for m in CATALOG.metrics if m.feed.value == "cases")
+    ids = ["a-2", "B-1", "b-1", "A-10", "_x", "Z", "a-10"]
+    fold_in_batches(engine, [{"event_id": f"e{number}", "type": "case", "metric": metric.id, "case_id": case_id,
+                              "opened_at": "2026-06-01T09:00:00-04:00", "closed_at": "2026-06-01T10:00:00-04:00"}
+                             for number, case_id in enumerate(ids)])
+    reader = ScoreReader(engine, CATALOG)
+    listed = reader.case_lines(metric.id, date(2026, 6, 1), ON_TIME)
+    assert [line.case.case_id for line in listed] == sorted(ids, reverse=True)
+    pages = [reader.case_page(metric.id, date(2026, 6, 1), ON_TIME, "week", 3, offset) for offset in (0, 3, 6)]
+    assert [line for _, page in pages for line in page] == listed
+    assert {total for total, _ in pages} == {len(ids)}
