@@ -42,6 +42,18 @@ def event_dict(row: tuple) -> dict:
     return dict(zip(EVENT_COLUMNS, row + (None,) * (len(EVENT_COLUMNS) - len(row))))
 
 
+_NO_VALUES = (None,) * len(EVENT_COLUMNS)
+
+
+def event_columns(rows: list[tuple]) -> dict[str, str]:
+    """event_row tuples as the parameters of `_EVENT_ROWS`: c0..c8, each column's values as a
+    JSON array (a short row's missing values are nulls)."""
+    width = len(EVENT_COLUMNS)
+    full = [row if len(row) == width else row + _NO_VALUES[len(row):] for row in rows]
+    columns = list(zip(*full)) if full else [()] * width
+    return {f"c{at}": orjson.dumps(column).decode() for at, column in enumerate(columns)}
+
+
 def chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -104,12 +116,17 @@ def bulk_sql_for(engine: Engine) -> "PostgresBulkSQL | SQLiteBulkSQL":
 #
 # An event is (department, event_id); a row of department '' (folded before identities were
 # per department) stands for every department. Each row keeps what the event counts.
-# Each row goes as a JSON array in EVENT_COLUMNS' order, cut short after the last value it
-# has (most have no contribution of their own): a third of the bytes of JSON objects.
-_EVENT_ROWS = ("(SELECT e->>0 AS department, e->>1 AS event_id, e->>2 AS part_key, e->>3 AS metric, "
-               "CAST(e->>4 AS date) AS day, CAST(e->>5 AS float8) AS numerator, CAST(e->>6 AS float8) AS denominator, "
-               "CAST(e->>7 AS float8) AS count, CAST(e->>8 AS float8) AS value "
-               "FROM json_array_elements(CAST(:rows AS json)) AS e) AS r")
+# The rows go column by column (`event_columns`): one JSON array per column, read with
+# json_array_elements_text side by side (ROWS FROM). Sent as one array of rows, each `e->>N`
+# on a json element parsed the element's text again, nine times a row, which made the claim
+# about a quarter slower (a batch of 5,000 ids timed from Python, alternately: 102-131 ms
+# against 79-105 ms). jsonb would parse once too, but keeps no negative zero; text keeps
+# each number as written, so the float8 casts read the same values as before.
+_EVENT_ROWS = ("(SELECT department, event_id, part_key, metric, CAST(day AS date) AS day, "
+               "CAST(numerator AS float8) AS numerator, CAST(denominator AS float8) AS denominator, "
+               "CAST(count AS float8) AS count, CAST(value AS float8) AS value FROM ROWS FROM ("
+               + ", ".join(f"json_array_elements_text(CAST(:c{column} AS json))" for column in range(len(EVENT_COLUMNS)))
+               + f") AS e({', '.join(EVENT_COLUMNS)})) AS r")
 _CLAIM = text(
     f"WITH ids AS MATERIALIZED (SELECT r.*, EXISTS (SELECT 1 FROM processed_events p "
     f"WHERE p.event_id = r.event_id AND p.department IN (r.department, '')) AS seen FROM {_EVENT_ROWS}), "
@@ -191,7 +208,7 @@ class PostgresBulkSQL(PortableReads):
 
     def claim(self, conn: Connection, identities: list[Identity], records: dict[Identity, Record]) -> set[Identity]:
         rows = [event_row(identity, records[identity]) for identity in identities]
-        found = conn.execute(_CLAIM, {"rows": _json(rows)}).scalar()
+        found = conn.execute(_CLAIM, event_columns(rows)).scalar()
         return {(department, event_id) for department, event_id in found or ()}
 
     def event_rows(self, conn: Connection, identities: list[Identity]) -> list:
@@ -205,7 +222,7 @@ class PostgresBulkSQL(PortableReads):
 
     def update_events(self, conn: Connection, rows: list[tuple]) -> None:
         """Set what these events (event_row tuples) count now."""
-        conn.execute(_UPDATE_EVENTS, {"rows": _json(rows)})
+        conn.execute(_UPDATE_EVENTS, event_columns(rows))
 
     def write_parts(self, conn: Connection, rows: list[dict], stored: set[str]) -> None:
         """Update the parts whose key is `stored` (found and locked by `part_rows`), insert the others."""

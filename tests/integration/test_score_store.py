@@ -332,6 +332,28 @@ def test_an_event_id_folded_before_identities_were_per_department_is_still_a_dup
         assert conn.scalar(select(func.count()).select_from(ProcessedEvent)) == 2  # no tombstone beside the old row
 
 
+def test_the_claim_keeps_what_each_measurement_counts_to_the_last_bit(engine, writer):
+    """processed_events keeps each measurement's value as folded, to take it back exactly: the rows
+    go to PostgreSQL as JSON text, and a negative zero or a float's last digit must come back the same."""
+    import struct
+
+    from shared.store.tables.scorer import ProcessedEvent
+
+    values = [0.1 + 0.2, 1e-7, 123456789.12345679, 5e-324, 0.0]
+    if engine.dialect.name == "postgresql":
+        values.append(-0.0)  # (SQLite itself stores a negative zero as 0)
+    events = [parse_event({"event_id": f"ems-{at}", "type": "measurement", "metric": "ems-response-time",
+                           "occurred_at": "2026-06-01T12:00:00-04:00", "value": value})
+              for at, value in enumerate(values)]
+    with engine.begin() as conn:
+        writer.fold(conn, events)
+    table = ProcessedEvent.__table__
+    with engine.connect() as conn:
+        kept = dict(conn.execute(select(table.c.event_id, table.c.value)).all())
+    assert [struct.pack("<d", kept[f"ems-{at}"]) for at in range(len(values))] == [
+        struct.pack("<d", value) for value in values]
+
+
 def test_past_boards_read_as_arrays_equal_the_row_by_row_reads_exactly(database_url, generated):
     """PostgreSQL reads a past board's day totals and measurements as arrays (the fast path of the
     date picker); the boards must be exactly those of the plain row-by-row reads, on every date
