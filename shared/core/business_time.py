@@ -43,7 +43,7 @@ class BusinessCalendar:
     def clock_start(self, moment: datetime) -> datetime:
         """When the business clock starts for a case opened at this instant (local time)."""
         local = moment.astimezone(self.zone)
-        day, clock = local.date(), local.time().replace(tzinfo=None)
+        day, clock = local.date(), local.time()  # time(): the clock time alone, without a zone
         if self.is_business_day(day):
             if self.opens <= clock < self.closes:
                 return local
@@ -55,7 +55,7 @@ class BusinessCalendar:
         """The instant `days` business days after `moment`, per Boston's rule."""
         start = self.clock_start(moment)
         day = self.business_days_after(start.date(), days)
-        return datetime.combine(day, start.timetz().replace(tzinfo=None), tzinfo=self.zone)
+        return datetime.combine(day, start.time(), tzinfo=self.zone)
 
     def _business_days_after(self, day: date, days: int) -> date:
         for _ in range(days):

@@ -53,6 +53,29 @@ Identity = tuple[str, str]  # (department, event_id)
 Record = Union[str, "Contribution", None]
 
 
+_EVENT_CLASSES = (CaseEvent, MeasurementEvent, IncidentEvent, TallyEvent, WithdrawalEvent)
+# An event's class -> the contract's event class it is (None: none of them), filled as met.
+_CLASS_OF: dict[type, type | None] = {cls: cls for cls in _EVENT_CLASSES}
+
+
+def event_class(event: Event) -> type | None:
+    """Which of the contract's event classes an event is (None: none of them).
+
+    The fold asks this of every event several times. `isinstance` answers a pydantic model's
+    class quickly only when it is the event's own class: every "no" goes through ABCMeta's
+    __instancecheck__, and a measurement was asked six questions answered "no" on its way
+    through prepare. A dictionary of the classes met answers each in one lookup, the same
+    answer `isinstance` gives (a subclass of an event class is looked up once, then kept).
+    """
+    cls = type(event)
+    try:
+        return _CLASS_OF[cls]
+    except KeyError:
+        found = next((known for known in _EVENT_CLASSES if isinstance(event, known)), None)
+        _CLASS_OF[cls] = found
+        return found
+
+
 def department_of(event: Event, catalog: Catalog) -> str:
     """Who sent the event: its department (ingest stamps it), else the metric's owner."""
     return event.department or catalog.by_id[event.metric].department
@@ -60,11 +83,12 @@ def department_of(event: Event, catalog: Catalog) -> str:
 
 def replace_key(event: Event, department: str) -> str | None:
     """The identity a newer event replaces, or None for events that only add."""
-    if isinstance(event, CaseEvent):
+    kind = event_class(event)
+    if kind is CaseEvent:
         # Case ids are unique within a department (Boston's are public, so another
         # department may send the same one); a case moved to another metric still replaces.
         return f"case:{department}/{event.case_id}"
-    if isinstance(event, TallyEvent):
+    if kind is TallyEvent:
         # A metric has one owner, so its tallies are the owner's.
         return f"tally:{event.metric}:{event.date.isoformat()}"
     return None
@@ -72,7 +96,7 @@ def replace_key(event: Event, department: str) -> str | None:
 
 def taken_back(event: Event) -> str | None:
     """The event_id (of the same department) that this event withdraws or corrects."""
-    if isinstance(event, WithdrawalEvent):
+    if event_class(event) is WithdrawalEvent:
         return event.withdraws
     return event.replaces
 
@@ -84,6 +108,7 @@ class Folder:
         self.catalog = catalog
         self.calendar = BusinessCalendar(catalog)
         self._zone = catalog.zone
+        self._by_id = catalog.by_id
 
     def case_contribution(self, metric: Metric, closed_at: datetime | None, due: datetime) -> Contribution | None:
         """A case's contribution, judged against its due time; None while it is open."""
@@ -94,21 +119,31 @@ class Folder:
 
     def case(self, event: CaseEvent, department: str) -> tuple[Case, Contribution | None]:
         """The case an event describes (kept for the case lists and the backlog) and its
-        contribution; the due time is worked out once, for both."""
-        metric = self.catalog.by_id[event.metric]
-        due = due_at_of(self.calendar, metric, event)
-        return case_of(event, department, metric, due), self.case_contribution(metric, event.closed_at, due)
+        contribution; the due time is worked out once, for both.
+
+        The contribution is read off the case, whose times are already in UTC: the same
+        instants as the event's, so the same local day and the same on-time comparison, without
+        asking each parsed time's offset (pydantic's TzInfo, slow to ask) a second time.
+        """
+        metric = self._by_id[event.metric]
+        case = case_of(event, department, metric, due_at_of(self.calendar, metric, event))
+        closed = case.closed_at
+        if closed is None:
+            return case, None  # open cases count when they close
+        return case, Contribution(metric.id, closed.astimezone(self._zone).date(),
+                                  1.0 if closed <= case.due_at else 0.0, 1.0)
 
     def contribution(self, event: Event) -> Contribution | None:
         """The event's contribution, or None when it adds nothing (an open case, a withdrawal)."""
-        if isinstance(event, WithdrawalEvent):
+        kind = event_class(event)
+        if kind is WithdrawalEvent:
             return None
-        metric = self.catalog.by_id[event.metric]
-        if isinstance(event, CaseEvent):
+        metric = self._by_id[event.metric]
+        if kind is CaseEvent:
             if event.closed_at is None:
                 return None  # open: no due time to work out (business time is not free) until it closes
             return self.case_contribution(metric, event.closed_at, due_at_of(self.calendar, metric, event))
-        if isinstance(event, MeasurementEvent):
+        if kind is MeasurementEvent:
             day = event.occurred_at.astimezone(self._zone).date()
             if metric.feed is Feed.THRESHOLD:
                 assert metric.threshold is not None
@@ -116,9 +151,9 @@ class Folder:
             if metric.feed is Feed.RATING:
                 return Contribution(metric.id, day, event.value, 1.0)
             return Contribution(metric.id, day, count=1.0, value=event.value)
-        if isinstance(event, IncidentEvent):
+        if kind is IncidentEvent:
             return Contribution(metric.id, event.occurred_at.astimezone(self._zone).date(), count=float(event.count))
-        assert isinstance(event, TallyEvent)
+        assert kind is TallyEvent
         if event.count is not None:
             return Contribution(metric.id, event.date, count=event.count)
         assert event.numerator is not None and event.denominator is not None
@@ -172,7 +207,7 @@ class Ledger:
         if target is not None:
             self._take_back((department, target))
         case = None
-        if isinstance(event, CaseEvent):
+        if event_class(event) is CaseEvent:
             case, part = self.folder.case(event, department)
         else:
             part = self.folder.contribution(event)

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from shared.core.catalog import Catalog
 from shared.core.cases import Case
 from shared.core.contract import CaseEvent, Event
-from shared.core.folding import Contribution, Folder, Identity, Record, department_of, replace_key, taken_back
+from shared.core.folding import (Contribution, Folder, Identity, Record, department_of, event_class, replace_key,
+                                 taken_back)
 from shared.store.bulk_sql import bulk_sql_for, event_dict, event_row
 from shared.store.score_reader import kept_case_row
 from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, MeasurementValue, MetricFirstDay,
@@ -113,7 +114,7 @@ class ScoreWriter:
         department = department_of(event, self.catalog)
         target = taken_back(event)
         takes_back = None if target is None else (department, target)
-        if isinstance(event, CaseEvent):
+        if event_class(event) is CaseEvent:
             case, part = self.folder.case(event, department)
             return Folding((department, event.event_id), replace_key(event, department), part, takes_back, case)
         return Folding((department, event.event_id), replace_key(event, department), self.folder.contribution(event),

@@ -76,6 +76,44 @@ def test_a_case_counts_on_the_day_it_closed_against_its_due_time():
     assert day_totals(ledger, "pothole-on-time", "2026-07-20") is None
 
 
+def test_a_case_closed_exactly_at_its_due_time_on_a_dst_day_is_on_time_whatever_the_offsets():
+    # The fold compares the closing and the due time (and finds the closing's local day) on the
+    # case's UTC times: the same instants as the event's own, written here in other offsets.
+    # Sunday 8 March 2026 is Boston's spring-forward day: 12:00 EDT is 16:00 UTC.
+    on_time = case("c1", "C1", "2026-03-07T10:00:00-05:00", "2026-03-08T16:00:00Z", due_at="2026-03-08T12:00:00-04:00")
+    late = case("c2", "C2", "2026-03-07T10:00:00-05:00", "2026-03-08T16:00:00.000001+00:00",
+                due_at="2026-03-08T12:00:00-04:00")
+    # 00:30 EDT on Monday 9 March, written in UTC: Monday's, not Sunday's (EST would say 23:30 Sunday).
+    after_midnight = case("c3", "C3", "2026-03-07T10:00:00-05:00", "2026-03-09T04:30:00Z",
+                          due_at="2026-03-10T08:30:00+05:30")
+    ledger = ledger_of(on_time, late, after_midnight)
+    sunday = day_totals(ledger, "pothole-on-time", "2026-03-08")
+    assert (sunday.numerator, sunday.denominator) == (1.0, 2.0)
+    monday = day_totals(ledger, "pothole-on-time", "2026-03-09")
+    assert (monday.numerator, monday.denominator) == (1.0, 1.0)
+    kept = ledger.cases["case:public-works/C1"]
+    assert kept.closed_at == kept.due_at and kept.closed_at.utcoffset().total_seconds() == 0
+
+
+def test_a_subclass_of_an_event_class_folds_as_that_class():
+    # The fold tells events apart by their class, looked up rather than asked with isinstance.
+    from shared.core.contract import CaseEvent
+    from shared.core.folding import event_class, replace_key
+
+    class ResentCase(CaseEvent):
+        pass
+
+    event = ResentCase.model_validate(parse_event(case("c1", "C1", "2026-03-02T10:00:00-05:00",
+                                                       "2026-03-03T10:00:00-05:00")).model_dump())
+    assert event_class(event) is CaseEvent
+    assert replace_key(event, "public-works") == "case:public-works/C1"
+    assert event_class(object()) is None
+    ledger = Ledger(BOSTON)
+    ledger.fold(event)
+    assert set(ledger.cases) == {"case:public-works/C1"}
+    assert day_totals(ledger, "pothole-on-time", "2026-03-03").denominator == 1.0
+
+
 def test_a_case_sent_again_replaces_its_earlier_version_everywhere():
     opened = "2026-07-20T09:00:00-04:00"
     ledger = ledger_of(
