@@ -28,6 +28,8 @@ case_api = Blueprint("case_api", __name__)
 # thousand; a client pages through them with `next`).
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Beyond any list (a database's OFFSET takes a 64-bit integer at most; SQLite's too): refused, not a 500.
+MAX_OFFSET = 2**31 - 1
 
 
 def _parts() -> dict:
@@ -114,7 +116,7 @@ def _cases(metric_id: str, as_csv: bool) -> Response:
     limit, refusal = _whole("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     if refusal is not None:
         return refusal
-    offset, refusal = _whole("offset", 0, 0, None)
+    offset, refusal = _whole("offset", 0, 0, MAX_OFFSET)
     if refusal is not None:
         return refusal
     as_of, refusal = _as_of()

@@ -245,9 +245,11 @@ def _build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, ma
         mine = [note for note in notes if note.metric == metric.id]
         cases = None
         if metric.feed is Feed.CASES:
-            late = reader.case_lines(metric.id, last, LATE, REVIEW_MONTH, timeout_s)
-            overdue = reader.case_lines(metric.id, last, OVERDUE, REVIEW_MONTH, timeout_s)
-            cases = CasesSummary(REVIEW_MONTH, (first, last), len(late), late[:CASES_LISTED], len(overdue),
+            # Counted by the database, with only the cases listed read.
+            late_count, late = reader.case_page(metric.id, last, LATE, REVIEW_MONTH, CASES_LISTED, 0, timeout_s)
+            overdue_count, overdue = reader.case_page(metric.id, last, OVERDUE, REVIEW_MONTH, CASES_LISTED, 0,
+                                                      timeout_s, oldest_first=True)
+            cases = CasesSummary(REVIEW_MONTH, (first, last), late_count, late, overdue_count,
                                  oldest(overdue, CASES_LISTED),
                                  [(by, reader.breakdown(metric.id, by, last, REVIEW_MONTH, timeout_s))
                                   for by in metric.breakdowns])

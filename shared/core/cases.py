@@ -140,17 +140,20 @@ def breakdown_refusal(metric: Metric, by: str | None) -> str | None:
     return f"{by!r} is not one of {metric.id}'s breakdowns in the catalog ({named})"
 
 
+_LIST = object()  # check_case_query's `by` for a case list, which names no attribute
+
+
 def check_case_query(catalog: Catalog, metric_id: str, window: str, *, status: str | None = None,
-                     by: str | None = None) -> None:
+                     by: str | None | object = _LIST) -> None:
     """Refuse a question about a metric's cases that the catalog cannot answer, naming the field:
-    the metric, its window, and the status asked for (a case list) or the attribute (a breakdown).
-    Raises ValueError("field: reason"); asks the cases nothing."""
+    the metric, its window, and the status asked for (a case list) or the attribute (a breakdown:
+    `by` given, None too). Raises ValueError("field: reason"); asks the cases nothing."""
     metric = catalog.by_id.get(metric_id)
     if metric is None:
         raise ValueError(f"metric: no metric {metric_id!r} in the catalog")
     if status is not None and (reason := status_refusal(status)) is not None:
         raise ValueError(f"status: {reason}")
-    if by is not None and (reason := breakdown_refusal(metric, by)) is not None:
+    if by is not _LIST and (reason := breakdown_refusal(metric, by)) is not None:  # type: ignore[arg-type]
         raise ValueError(f"by: {reason}")
     if (reason := window_refusal(catalog, window)) is not None:
         raise ValueError(f"window: {reason}")
@@ -178,12 +181,12 @@ def cases_behind(cases: Iterable[Case], catalog: Catalog, metric_id: str, as_of:
             late = case.closed_at > case.due_at
             if (status == LATE) == late:
                 lines.append(CaseLine(case, status, _hours(case.closed_at, case.due_at)))
-        lines.sort(key=lambda line: (line.case.closed_at, line.case.case_id), reverse=True)
+        lines.sort(key=lambda line: (line.case.closed_at, line.case.case_id, line.case.department), reverse=True)
         return lines
     for case in cases:
         if case.metric == metric_id and status_at(case, moment) == status:
             lines.append(CaseLine(case, status, _hours(moment, case.due_at)))
-    lines.sort(key=lambda line: (line.case.opened_at, line.case.case_id), reverse=True)
+    lines.sort(key=lambda line: (line.case.opened_at, line.case.case_id, line.case.department), reverse=True)
     return lines
 
 

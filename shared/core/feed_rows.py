@@ -57,6 +57,10 @@ _NOTICE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(business\s+days?|calendar\s+days
                         re.IGNORECASE)
 
 
+# The most a notice may say, by its unit's first letter: a year of hours, of working days, of days.
+_NOTICE_MOST = {"h": 24 * 366, "b": 261, "c": 366, "d": 366}
+
+
 def sla_of_notice(text: str) -> SLA | None:
     """The SLA a notice states ("5 Business Days"), or None when it states none this rule reads
     (blank, "Varies", "2-3 Business Days", business hours, a zero)."""
@@ -68,7 +72,9 @@ def _notice_sla(folded: str) -> SLA | None:
     if found is None:
         return None
     amount, unit = float(found.group(1)), found.group(2)
-    if amount <= 0:
+    # A notice is data, not the catalog: an amount no service promises ("9999999 Days", a typo) is
+    # read as no notice rather than a due time centuries away (or past the calendar's end).
+    if amount <= 0 or amount > _NOTICE_MOST[unit[0]]:
         return None
     if unit.startswith("h"):
         return SLA(hours=amount)

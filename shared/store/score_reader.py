@@ -60,7 +60,18 @@ class ScoreReader:
         Inside `one_connection` (this thread), the connection of that scope, whose bound holds."""
         shared = getattr(self._scope, "conn", None)
         if shared is not None:
-            yield shared
+            try:
+                yield shared
+            except OperationalError as exc:
+                # The statement failed and took the scope's transaction with it: begin again, with
+                # the scope's bound, so that a caller that goes on (a page that shows the rest
+                # without one part) can still read; and say a cancelled statement as ever.
+                bound = self._scope.timeout_s
+                shared.rollback()
+                self.sql.bound_reads(shared, bound)
+                if bound is not None and ReadTimedOut.cancelled(exc):
+                    raise ReadTimedOut(bound) from exc
+                raise
             return
         with self.engine.connect() as conn:
             try:
@@ -82,7 +93,7 @@ class ScoreReader:
             yield self._scope.conn
             return
         with self.bounded_reads(timeout_s) as conn:
-            self._scope.conn = conn
+            self._scope.conn, self._scope.timeout_s = conn, timeout_s
             try:
                 yield conn
             finally:
@@ -310,25 +321,33 @@ class ScoreReader:
         check_case_query(self.catalog, metric_id, window, status=status)  # refused before any read
         table = KeptCase.__table__
         moment = end_of_day(as_of, self.catalog)
-        case_id = table.c.case_id.collate("C") if self.engine.dialect.name == "postgresql" else table.c.case_id
+        postgres = self.engine.dialect.name == "postgresql"
+        case_id = table.c.case_id.collate("C") if postgres else table.c.case_id
+        department = table.c.department.collate("C") if postgres else table.c.department
         if status in (LATE, ON_TIME):
             start, end = self.catalog.windows[window].span(as_of)
             where = [table.c.metric == metric_id,
                      table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
                      table.c.closed_at < end_of_day(end, self.catalog),
                      table.c.closed_at > table.c.due_at if status == LATE else table.c.closed_at <= table.c.due_at]
-            order = [table.c.closed_at, case_id]
+            order = [table.c.closed_at, case_id, department]
         else:
             where = [table.c.metric == metric_id, self._open_at(moment),
                      table.c.due_at < moment if status == OVERDUE else table.c.due_at >= moment]
-            order = [table.c.opened_at, case_id]
-        query = select(table).where(*where).order_by(*(column if oldest_first else column.desc() for column in order))
+            order = [table.c.opened_at, case_id, department]
+        # The list's length with the page, in the same statement: a fold committed between a count
+        # and a page would make them disagree.
+        query = (select(table, func.count().over().label("total")).where(*where)
+                 .order_by(*(column if oldest_first else column.desc() for column in order)).offset(offset))
         if limit is not None:
             query = query.limit(limit)
         with self.bounded_reads(timeout_s) as conn:
-            total = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
-            rows = [kept_case(row, self.catalog) for row in conn.execute(query.offset(offset))]
-        return total, cases_behind(rows, self.catalog, metric_id, as_of, status, window)
+            found = conn.execute(query).all()
+            # No row: a page past the end, or no case at all; the count alone says which.
+            total = found[0].total if found else conn.execute(
+                select(func.count()).select_from(table).where(*where)).scalar_one()
+        return total, cases_behind([kept_case(row, self.catalog) for row in found], self.catalog, metric_id, as_of,
+                                   status, window)
 
     def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
                   timeout_s: float | None = None) -> list[Group]:

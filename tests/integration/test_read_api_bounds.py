@@ -186,3 +186,19 @@ def test_a_statement_held_past_the_time_bound_is_cancelled_on_postgresql(postgre
     finally:
         for conn in held:
             conn.close()
+
+
+def test_inside_one_connection_a_cancelled_read_is_read_timed_out_and_the_next_read_works(postgres_store):
+    """A request's reads share one connection (ScoreReader.one_connection): a read cancelled there is
+    ReadTimedOut to whoever made it, as outside a scope, and the scope can still read afterwards with
+    its bound (a caller that shows the rest without the part that ran out of time)."""
+    from shared.store.score_reader import ReadTimedOut
+
+    reader = ScoreReader(postgres_store.engine, CATALOG)
+    with reader.one_connection(0.05) as conn:
+        with pytest.raises(ReadTimedOut, match="0.05"):
+            with reader.bounded_reads(0.05) as inner:
+                inner.execute(text("SELECT pg_sleep(0.3)"))
+        assert reader.backlogs(END) is not None  # the scope reads on
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "50ms"
+    assert postgres_store.engine.pool.checkedout() == 0

@@ -130,7 +130,8 @@ def test_one_refusal_for_every_reader_and_it_asks_the_cases_nothing():
         check_case_query(CATALOG, METRIC, "year", status="late")
     with pytest.raises(ValueError, match="status: 'closed' is not one of late, on_time, open, overdue"):
         check_case_query(CATALOG, METRIC, "week", status="closed")
-    check_case_query(CATALOG, METRIC, "week", status="late", by=None)  # a good question: no refusal
+    check_case_query(CATALOG, METRIC, "week", status="late")  # a good question: no refusal
+    check_case_query(CATALOG, METRIC, "week", by="ward")
     metric = CATALOG.metric(METRIC)
     assert breakdown_refusal(metric, "ward") is None
     assert breakdown_refusal(metric, None) == ("required: one of signal-repair-on-time's breakdowns in the "
@@ -141,6 +142,39 @@ def test_one_refusal_for_every_reader_and_it_asks_the_cases_nothing():
         "breakdowns for it)")
     with pytest.raises(ValueError, match=r"\(none: the catalog names no breakdowns for it\)"):
         breakdown([], bare, METRIC, "ward", AS_OF)
+    with pytest.raises(ValueError, match=r"by: required: one of signal-repair-on-time's breakdowns"):
+        breakdown([], CATALOG, METRIC, None, AS_OF)
+
+
+def test_the_reader_refuses_a_question_before_it_reads_a_case(tmp_path):
+    """ScoreReader.breakdown, case_lines and case_page refuse a bad attribute, status or window
+    without a statement to the database."""
+    from sqlalchemy import event
+
+    from shared.store.engine import make_engine, migrate
+    from shared.store.score_reader import ScoreReader
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'scores.db'}")
+    migrate(engine)
+    reader = ScoreReader(engine, CATALOG)
+    statements = []
+
+    def executed(*_):
+        statements.append(1)
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        with pytest.raises(ValueError, match="by: 'caller' is not one of"):
+            reader.breakdown(METRIC, "caller", AS_OF)
+        with pytest.raises(ValueError, match="window: 'year' is not one of"):
+            reader.breakdown(METRIC, "ward", AS_OF, "year")
+        with pytest.raises(ValueError, match="status: 'closed' is not one of"):
+            reader.case_lines(METRIC, AS_OF, "closed")
+        with pytest.raises(ValueError, match="window: 'year' is not one of"):
+            reader.case_page(METRIC, AS_OF, "overdue", "year")
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+    engine.dispose()
+    assert statements == []
 
 
 def test_breakdowns_are_refused_where_they_mean_nothing():

@@ -28,13 +28,19 @@ FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
     ("48 Hours", SLA(hours=48)),
     ("24 hrs", SLA(hours=24)),
     ("1.5 Hours", SLA(hours=1.5)),
+    ("366 Days", SLA(calendar_days=366)),  # the most of each unit: a year
+    ("261 Business Days", SLA(business_days=261)),
+    ("8784 Hours", SLA(hours=8784)),
 ])
 def test_a_notice_states_an_sla(notice, sla):
     assert sla_of_notice(notice) == sla
 
 
 @pytest.mark.parametrize("notice", ["", "   ", "Varies", "2-3 Business Days", "0 Business Days", "1.5 Days",
-                                    "5 Business Hours", "Business Days", "5"])
+                                    "5 Business Hours", "Business Days", "5",
+                                    # more than a year: a typo, not a promise (and past the calendar's end)
+                                    "9999999 Days", "367 Days", "367 Calendar Days", "262 Business Days",
+                                    "8785 Hours", "99999999999 Hours"])
 def test_a_notice_that_states_no_sla_this_rule_reads_gives_none(notice):
     assert sla_of_notice(notice) is None
 
@@ -165,3 +171,9 @@ def test_generated_cases_of_such_a_metric_carry_their_due_time_and_are_valid():
     assert lights and all("due_at" in e for e in lights)
     for event in events:
         validate_event(event, catalog)  # none refused for a missing due_at
+
+
+def test_a_row_whose_notice_is_past_any_promise_is_skipped_not_a_crash():
+    catalog = parse_catalog(philadelphia(), "test")
+    assert due_of(catalog, service_notice="9999999 Days") == NO_DUE_TIME
+    assert due_of(catalog, service_notice="3000000 Business Days") == NO_DUE_TIME
