@@ -20,7 +20,7 @@ EXPORT = Path(__file__).resolve().parents[1] / "data" / "feeds" / "philadelphia_
 def test_catalog_check_passes_on_the_shipped_philadelphia_catalog():
     result = CliRunner().invoke(main, ["catalog", "check", "philadelphia.yaml"])
     assert result.exit_code == 0, result.output
-    assert "Philadelphia (America/New_York): 4 metrics, 1 departments" in result.output
+    assert "Philadelphia (America/New_York): 5 metrics, 2 departments" in result.output
     assert "feeds: philly311 (Philadelphia 311 (public_cases_fc))" in result.output
     catalog = load_catalog("philadelphia.yaml")
     dumping = catalog.metric("illegal-dumping-on-time")
@@ -33,9 +33,11 @@ def test_catalog_check_passes_on_the_shipped_philadelphia_catalog():
     for metric_id in ("street-lights-on-time", "street-defects-on-time", "rubbish-collection-on-time"):
         metric = catalog.metric(metric_id)
         assert metric.due_from_case and metric.sla is None and metric.department == "streets"
+    complaints = catalog.metric("maintenance-complaints-on-time")
+    assert complaints.due_from_case and complaints.department == "licenses-inspections"
     assert {name for name, metric_id in feed.types.items()} == {
         "Illegal Dumping", "Street Light Outage", "Alley Light Outage", "Street Defect",
-        "Rubbish/Recyclable Material Collection"}
+        "Rubbish/Recyclable Material Collection", "Maintenance Complaint"}
 
 
 def test_an_export_goes_to_a_scoreboard_through_the_shipped_catalog(tmp_path):
@@ -43,13 +45,13 @@ def test_an_export_goes_to_a_scoreboard_through_the_shipped_catalog(tmp_path):
     result = CliRunner().invoke(main, ["import", "csv", str(EXPORT), "--feed", "philly311", "--catalog",
                                        "philadelphia.yaml", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "12 rows read" in result.stderr and "6 events written (5 closed, 1 open" in result.stderr
-    # Every due time is the row's own: expected_datetime (3), else service_notice (3).
-    assert "due_at from the export 6, computed from the catalog SLA 0" in result.stderr
+    assert "12 rows read" in result.stderr and "7 events written (5 closed, 2 open" in result.stderr
+    # Every due time is the row's own: expected_datetime (4), else service_notice (3).
+    assert "due_at from the export 7, computed from the catalog SLA 0" in result.stderr
     assert "skipped, information request: 1" in result.stderr
     assert "skipped, duplicate request: 1" in result.stderr
     assert "skipped, closed case without a closed date: 1" in result.stderr
-    assert "skipped, case type not in the catalog: 2" in result.stderr
+    assert "skipped, case type not in the catalog: 1" in result.stderr  # Abandoned Vehicle
     # The pothole row states no due time, and its metric has no SLA to guess one with.
     assert "skipped, no due time (a metric without an SLA, and the row states none): 1" in result.stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
@@ -63,6 +65,8 @@ def test_an_export_goes_to_a_scoreboard_through_the_shipped_catalog(tmp_path):
         # no expected_datetime; service_notice "10 Business Days" from Thu 4 Jan 10:00, Martin
         # Luther King Day (15 Jan) skipped: Fri 19 Jan 10:00
         ("street-lights-on-time", "16490004", "2024-01-10T13:30:00-05:00", "2024-01-19T10:00:00-05:00"),
+        # Licenses and Inspections' open complaint, due by the end of its expected day
+        ("maintenance-complaints-on-time", "16490005", None, "2024-02-02T23:59:59-05:00"),
         # "5 Business Days" from Friday evening: the clock starts Monday 8 Jan 08:30; 9, 10, 11,
         # 12, (15 a holiday) 16 Jan
         ("street-lights-on-time", "16490006", None, "2024-01-16T08:30:00-05:00"),
@@ -82,7 +86,7 @@ def test_an_export_goes_to_a_scoreboard_through_the_shipped_catalog(tmp_path):
     }
     for (as_of, metric_id, window), counted in by_hand.items():
         board, report, _ = score_file(io.BytesIO(out.read_bytes()), catalog, as_of, percentile=False)
-        assert report.folded == 6 and report.invalid == 0
+        assert report.folded == 7 and report.invalid == 0
         scored = board.metrics[metric_id][window]
         assert (scored.numerator, scored.denominator) == counted, (as_of, metric_id, window)
     quarter = score_file(io.BytesIO(out.read_bytes()), catalog, date(2024, 3, 11), percentile=False)[0]
