@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -67,6 +68,7 @@ def sla_of_notice(text: str) -> SLA | None:
     return _notice_sla(text.strip().casefold()) if text else None
 
 
+@lru_cache(maxsize=256)  # a feed's notices are a handful of strings: each read once
 def _notice_sla(folded: str) -> SLA | None:
     found = _NOTICE_RE.fullmatch(folded)
     if found is None:
@@ -347,7 +349,6 @@ class FeedRows:
         self._types = dict(feed.types if feed.types is not None else catalog.case_type_map)
         self._types_folded = {name.casefold(): metric for name, metric in self._types.items()}
         self._notice = _find(header, feed.sla_notice.column) if feed.sla_notice is not None else None
-        self._notices: dict[str, SLA | None] = {}  # a feed's notices are a handful of strings, read once each
         self._sla_by_type: dict[str, SLA] = dict(feed.sla)
         self._sla_folded = {name.casefold(): sla for name, sla in feed.sla.items()}
         self._parse_opened = self._parser(feed.opened)
@@ -374,12 +375,7 @@ class FeedRows:
 
     def _notice_of(self, row: Mapping[str, str]) -> SLA | None:
         """The SLA the row's notice column states, if the feed names one and the row's reads."""
-        if self._notice is None:
-            return None
-        text = row.get(self._notice) or ""
-        if text not in self._notices:
-            self._notices[text] = sla_of_notice(text)
-        return self._notices[text]
+        return sla_of_notice(row.get(self._notice) or "") if self._notice is not None else None
 
     def type_of(self, row: Mapping[str, str]) -> str:
         return (row.get(self._type) or "").strip()

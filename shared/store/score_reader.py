@@ -277,10 +277,7 @@ class ScoreReader:
     def cases_closed(self, metric_id: str, start: date, end: date, timeout_s: float | None = None) -> list[Case]:
         """A metric's cases closed on local days start..end (its window's late and on-time cases,
         its breakdowns)."""
-        table = KeptCase.__table__
-        query = select(table).where(table.c.metric == metric_id,
-                                    table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
-                                    table.c.closed_at < end_of_day(end, self.catalog))
+        query = select(KeptCase.__table__).where(*self._closed_on(metric_id, start, end))
         with self.bounded_reads(timeout_s) as conn:
             return [kept_case(row, self.catalog) for row in conn.execute(query)]
 
@@ -297,14 +294,16 @@ class ScoreReader:
 
     def case_lines(self, metric_id: str, as_of: date, status: str, window: str = "week",
                    timeout_s: float | None = None) -> list[CaseLine]:
-        """`cases.cases_behind` over the stored cases: the metric's cases with `status`, newest first."""
-        check_case_query(self.catalog, metric_id, window, status=status)  # refused before any read
-        if status in (LATE, ON_TIME):
-            start, end = self.catalog.windows[window].span(as_of)
-            rows = self.cases_closed(metric_id, start, end, timeout_s)
-        else:
-            rows = self.cases_open_at(as_of, [metric_id], timeout_s)
-        return cases_behind(rows, self.catalog, metric_id, as_of, status, window)
+        """`cases.cases_behind` over the stored cases: the metric's cases with `status`, newest first
+        (`case_page` without a limit: one reading of a list, paged or whole)."""
+        return self.case_page(metric_id, as_of, status, window, timeout_s=timeout_s)[1]
+
+    def _closed_on(self, metric_id: str, start: date, end: date) -> list:
+        """The conditions of a metric's kept case closed on local days start..end."""
+        table = KeptCase.__table__
+        return [table.c.metric == metric_id,
+                table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
+                table.c.closed_at < end_of_day(end, self.catalog)]
 
     def case_page(self, metric_id: str, as_of: date, status: str, window: str = "week", limit: int | None = None,
                   offset: int = 0, timeout_s: float | None = None, oldest_first: bool = False,
@@ -326,9 +325,7 @@ class ScoreReader:
         department = table.c.department.collate("C") if postgres else table.c.department
         if status in (LATE, ON_TIME):
             start, end = self.catalog.windows[window].span(as_of)
-            where = [table.c.metric == metric_id,
-                     table.c.closed_at >= end_of_day(start - timedelta(days=1), self.catalog),
-                     table.c.closed_at < end_of_day(end, self.catalog),
+            where = [*self._closed_on(metric_id, start, end),
                      table.c.closed_at > table.c.due_at if status == LATE else table.c.closed_at <= table.c.due_at]
             order = [table.c.closed_at, case_id, department]
         else:
