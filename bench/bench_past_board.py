@@ -14,7 +14,12 @@ tables are dropped and made anew, unless --reuse finds the same history already 
 there. --source serves the API from another checkout of the project (e.g. an older commit
 extracted with `git archive`), to time before and after on the same database.
 
-    python bench/bench_past_board.py [--events 1000000] [--requests 300] [--reuse] [--source DIR]
+--live N folds N events a second meanwhile, as a scorer would (today's incidents and EMS
+measurements, and each second one late incident on a random past day), each second's in one
+transaction through ScoreWriter: the read API's kept day totals then follow the fold's change
+log (shared/store/kept_days.py) while it is timed. Those events stay in the database.
+
+    python bench/bench_past_board.py [--events 1000000] [--requests 300] [--reuse] [--source DIR] [--live 1000]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -134,6 +140,46 @@ def cpu_seconds(master: int) -> float:
     return total
 
 
+class LiveFolds(threading.Thread):
+    """Folds `rate` events a second into the database until stopped, as a scorer would."""
+
+    def __init__(self, database_url: str, rate: int, first: date, current: date):
+        super().__init__(daemon=True)
+        self.database_url, self.rate, self.first, self.current = database_url, rate, first, current
+        self.stop = threading.Event()
+        self.folds = 0
+
+    def run(self) -> None:
+        catalog = load_catalog()
+        engine = make_engine(self.database_url)
+        writer = ScoreWriter(engine, catalog)
+        rng = random.Random(SEED)
+        incidents = [m.id for m in catalog.metrics if m.feed.value == "incidents"]
+        today = (self.current + timedelta(days=1)).isoformat()
+        number = 0
+        try:
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                events = []
+                for _ in range(self.rate):
+                    number += 1
+                    if number % 2:
+                        raw = {"type": "incident", "metric": rng.choice(incidents)}
+                    else:
+                        raw = {"type": "measurement", "metric": "ems-response-time", "value": rng.uniform(4, 12)}
+                    events.append(parse_event({**raw, "event_id": f"live-{time.time_ns()}-{number}",
+                                               "occurred_at": f"{today}T12:00:00-05:00"}))
+                late = self.first + timedelta(days=rng.randrange((self.current - self.first).days))
+                events.append(parse_event({"event_id": f"late-{time.time_ns()}", "type": "incident",
+                                           "metric": rng.choice(incidents), "occurred_at": f"{late}T12:00:00-05:00"}))
+                with engine.begin() as conn:
+                    writer.fold(conn, events)
+                self.folds += 1
+                self.stop.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
+        finally:
+            engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="about how many events the history holds")
@@ -141,6 +187,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep a history already folded in the database")
     parser.add_argument("--source", type=Path, default=ROOT, help="the project checkout serving the API")
     parser.add_argument("--seed", type=int, default=7, help="seed of the random as-of dates")
+    parser.add_argument("--live", type=int, default=0, metavar="N", help="fold N events a second meanwhile")
     args = parser.parse_args()
     database_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not database_url or not database_url.startswith("postgresql"):
@@ -172,6 +219,10 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}/v1/scoreboard?as_of="
         for day in dates[:10]:  # warm both workers' connections
             session.get(base + day.isoformat(), timeout=60)
+        live = None
+        if args.live:
+            live = LiveFolds(database_url, args.live, first, current)
+            live.start()
         timings = []
         cpu_before = cpu_seconds(server.pid)
         for day in dates:
@@ -185,6 +236,10 @@ def main() -> None:
         print(f"GET /v1/scoreboard?as_of=<past date>: p50 {statistics.median(timings):.1f} ms, p99 {p99:.1f} ms, "
               f"max {max(timings):.1f} ms over {len(timings)} requests (goal p99 < {GOAL_MS} ms: "
               f"{'met' if p99 < GOAL_MS else 'NOT met'}); the workers' CPU {cpu_ms:.1f} ms a request")
+        if live is not None:
+            live.stop.set()
+            live.join(30)
+            print(f"meanwhile {live.folds} folds of {args.live} events and one late incident each")
     finally:
         server.terminate()
         server.wait(30)

@@ -213,6 +213,7 @@ def forget(conn: Connection, writer: ScoreWriter) -> None:
         writer.reset(conn)
         return
     conn.exec_driver_sql(f"TRUNCATE {', '.join(model.__table__.name for model in FOLDED_TABLES)}")
+    writer.log_everything(conn)  # readers that kept day totals read them anew
 
 
 def _copy(conn: Connection, table: str, columns, rows, pad: int = 0) -> None:

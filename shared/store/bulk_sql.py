@@ -21,6 +21,7 @@ from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, Measure
                                         ProcessedEvent)
 
 RESCORE_LOCK = 7_343_264_001  # PostgreSQL advisory lock key: one scorer rescoring at a time
+CHANGE_LOG_LOCK = 7_343_264_002  # and one fold at a time taking the change log's next version
 
 # A processed_events row: the event's identity, then what it counts (see `event_row`).
 EVENT_COLUMNS = ("department", "event_id", "part_key", "metric", "day", "numerator", "denominator", "count",
@@ -257,6 +258,12 @@ class PostgresBulkSQL(PortableReads):
         # both insert a metric's first score). Held until this transaction ends.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RESCORE_LOCK})
 
+    def order_changes(self, conn: Connection) -> None:
+        # Two scorers' folds (a rebalance, several partitions) take the change log's versions
+        # one after the other, each holding this lock from reading the last version to its
+        # commit: versions follow the commit order, so a reader that sees N has seen all below.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
+
     def bound_reads(self, conn: Connection, timeout_s: float | None) -> None:
         """Cancel this read transaction's statements after `timeout_s` (SET LOCAL, so the pooled
         connection, which the scorer's folds may use next, keeps no timeout)."""
@@ -340,6 +347,10 @@ class SQLiteBulkSQL(PortableReads):
 
     def lock_rescore(self, conn: Connection) -> None:
         """Nothing to take: SQLite's single writer already runs one rescore at a time."""
+
+    def order_changes(self, conn: Connection) -> None:
+        """Nothing to take: a SQLite transaction that has written holds the database's only write
+        lock until it commits, so change log versions already follow the commit order."""
 
     def bound_reads(self, conn: Connection, timeout_s: float | None) -> None:
         """Nothing to set: SQLite has no statement timeout (it serves tests and a laptop)."""

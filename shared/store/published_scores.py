@@ -45,7 +45,9 @@ class PublishedScores:
         metric_ids = [m for m in all_ids if m in wanted]
         if not metric_ids:
             return []
-        fresh = self.reader.score_metrics(conn, metric_ids, as_of)
+        # Read afresh in the fold's transaction, not from the day totals the reader keeps: this
+        # transaction's own folds are in what it reads, and it may yet roll back.
+        fresh = self.reader.score_metrics(conn, metric_ids, as_of, fresh=True)
         changes: list[ScoreChange] = []
         now = utcnow()
         table = CurrentScore.__table__

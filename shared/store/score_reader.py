@@ -26,6 +26,7 @@ from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, sc
                                  days_up_to)
 from shared.core.windows import earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
+from shared.store.kept_days import KeptDays, Span
 from shared.store.tables.scorer import CurrentScore, DayTotal, KeptCase, MetricFirstDay
 
 
@@ -51,6 +52,7 @@ class ScoreReader:
         # `sql`: the database's own adapter unless given (a test reads PostgreSQL row by row too).
         self.sql = bulk_sql_for(engine) if sql is None else sql
         self._scope = threading.local()  # one_connection's connection, per thread
+        self._kept = KeptDays()  # day totals read for past boards, kept while the change log allows
 
     @contextmanager
     def bounded_reads(self, timeout_s: float | None) -> Iterator[Connection]:
@@ -103,12 +105,29 @@ class ScoreReader:
         return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
 
     def load_days(self, conn: Connection, metric_ids: Iterable[str], start: date, end: date,
-                  first_days: dict[str, date]) -> dict[str, dict[date, DayTotals]]:
-        """Daily totals of these metrics for local days start..end, plus trend metrics' past years."""
-        metric_ids = list(metric_ids)
-        table = DayTotal.__table__
-        conditions = [and_(table.c.metric.in_(metric_ids), table.c.day.between(start, end))]
+                  first_days: dict[str, date], fresh: bool = False) -> dict[str, dict[date, DayTotals]]:
+        """Daily totals of these metrics for local days start..end, plus trend metrics' past years.
+
+        From the days kept across requests (`KeptDays`), once the fold's change log has said
+        which of them changed; only days not kept yet are read. `fresh`: all read now and
+        nothing kept, for a read inside a transaction that writes (the scorer's rescore, after
+        its fold): what it reads may yet be rolled back, so no other request may be served it."""
+        spans = self.spans(metric_ids, start, end, first_days)
+        medians = {m for m in spans if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN}
+        kept = KeptDays() if fresh else self._kept
+        with kept.lock:
+            if not fresh:
+                kept.follow_changes(conn)
+            kept.read_spans(conn, kept.missing(spans), self.sql.day_totals, self.sql.measurement_values, medians)
+            return {metric_id: kept.view(metric_id, metric_spans) for metric_id, metric_spans in spans.items()}
+
+    def spans(self, metric_ids: Iterable[str], start: date, end: date,
+              first_days: dict[str, date]) -> dict[str, list[Span]]:
+        """The days a board of these metrics over start..end scores from: start..end, and for a
+        trend metric the same days of each past year since its first day."""
+        spans: dict[str, list[Span]] = {}
         for metric_id in metric_ids:
+            metric_spans = spans[metric_id] = [(start, end)]
             metric = self.catalog.by_id[metric_id]
             first = first_days.get(metric_id)
             if not metric.kind.is_trend or first is None:
@@ -116,28 +135,18 @@ class ScoreReader:
             years = 1
             while years_back(end, years) >= first:
                 # a day either side covers 29 February moved to 28 February
-                conditions.append(and_(table.c.metric == metric_id, table.c.day.between(
-                    years_back(start, years) - timedelta(days=1), years_back(end, years) + timedelta(days=1))))
+                metric_spans.append((years_back(start, years) - timedelta(days=1),
+                                     years_back(end, years) + timedelta(days=1)))
                 years += 1
-        days: dict[str, dict[date, DayTotals]] = {metric_id: {} for metric_id in metric_ids}
-        for metric_id, dates, numerators, denominators, counts in self.sql.day_totals(conn, or_(*conditions)):
-            into = days[metric_id]
-            for day, numerator, denominator, count in zip(dates, numerators, denominators, counts):
-                into[day] = DayTotals(numerator, denominator, count, [])
-        medians = [m for m in metric_ids if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN]
-        if medians:
-            for metric_id, day, values in self.sql.measurement_values(conn, medians, start, end):
-                totals = days[metric_id].get(day)
-                if totals is None:
-                    totals = days[metric_id][day] = DayTotals()
-                totals.values.extend(values)
-        return days
+        return spans
 
     def score_metrics(self, conn: Connection, metric_ids: Iterable[str], as_of: date,
-                      first_days: dict[str, date] | None = None) -> dict[str, dict[str, WindowScore]]:
+                      first_days: dict[str, date] | None = None,
+                      fresh: bool = False) -> dict[str, dict[str, WindowScore]]:
         metric_ids = list(metric_ids)
         first_days = self.first_days(conn) if first_days is None else first_days
-        days = self.load_days(conn, metric_ids, earliest_start(self.catalog.windows, as_of), as_of, first_days)
+        days = self.load_days(conn, metric_ids, earliest_start(self.catalog.windows, as_of), as_of, first_days,
+                              fresh)
         return {metric_id: score_metric(self.catalog.by_id[metric_id], days[metric_id], as_of, self.catalog.windows,
                                         first_days.get(metric_id))
                 for metric_id in metric_ids}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import NamedTuple, Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.core.catalog import Catalog
@@ -24,8 +24,8 @@ from shared.core.folding import (Contribution, Folder, Identity, Record, departm
                                  taken_back)
 from shared.store.bulk_sql import bulk_sql_for, event_dict, event_row
 from shared.store.score_reader import kept_case_row
-from shared.store.tables.scorer import (CurrentPart, DayTotal, KeptCase, MeasurementValue, MetricFirstDay,
-                                        ProcessedEvent)
+from shared.store.tables.scorer import (EVERYTHING, CurrentPart, DayChange, DayTotal, KeptCase, MeasurementValue,
+                                        MetricFirstDay, ProcessedEvent)
 
 
 @dataclass
@@ -66,6 +66,12 @@ def _record_of(row) -> Record:
 
 # The tables a fold writes: what a rebuild forgets and writes anew (published scores stay).
 FOLDED_TABLES = (ProcessedEvent, CurrentPart, KeptCase, DayTotal, MeasurementValue, MetricFirstDay)
+
+# How many fold versions the change log keeps, purged every PURGE_EVERY versions. At one fold a
+# second, a reader that read nothing for about three hours finds its versions purged and reads
+# everything again (the cost of a cold start, once); the log stays a few thousand rows.
+CHANGES_KEPT = 10_000
+PURGE_EVERY = 100
 
 
 class ScoreWriter:
@@ -297,7 +303,32 @@ class ScoreWriter:
         emptied = [slot for slot, totals in deltas.items() if totals[3] <= 0]
         if emptied:
             self._drop_empty_days(conn, sorted(shrunk), emptied)
+        if deltas:
+            self.log_changes(conn, sorted(deltas))
         return outcome
+
+    def log_changes(self, conn: Connection, days: list[tuple[str, date]]) -> int:
+        """List these (metric, day)s in the change log under the next fold version; return it.
+
+        Last in the fold, so that the log's lock (PostgreSQL) is held only from here to the
+        commit: versions then follow the order in which folds commit, and a reader that has seen
+        version N has seen every fold up to N.
+        """
+        self.sql.order_changes(conn)
+        table = DayChange.__table__
+        version = (conn.scalar(select(func.max(table.c.version))) or 0) + 1
+        conn.execute(insert(table), [{"version": version, "metric": metric, "day": day} for metric, day in days])
+        if version % PURGE_EVERY == 0:
+            conn.execute(delete(table).where(table.c.version <= version - CHANGES_KEPT))
+        return version
+
+    def log_everything(self, conn: Connection) -> None:
+        """Empty the change log but for one row under the next version: everything changed."""
+        self.sql.order_changes(conn)
+        table = DayChange.__table__
+        version = (conn.scalar(select(func.max(table.c.version))) or 0) + 1
+        conn.execute(delete(table))
+        conn.execute(insert(table), [{"version": version, "metric": EVERYTHING[0], "day": EVERYTHING[1]}])
 
     def _set_events(self, conn: Connection, records: dict[Identity, Record], new: set[Identity]) -> None:
         """Store what these events count now (withdrawn: nothing); `new` ones get a row."""
@@ -336,3 +367,4 @@ class ScoreWriter:
         """Forget everything folded (for a replay); published scores stay to compare against."""
         for model in FOLDED_TABLES:
             conn.execute(delete(model.__table__))
+        self.log_everything(conn)

@@ -390,3 +390,124 @@ def test_past_boards_read_as_arrays_equal_the_row_by_row_reads_exactly(database_
             assert fast.history(metric, "month", 120, END) == rows.history(metric, "month", 120, END)
     finally:
         engine.dispose()
+
+
+# -- a reader keeps the day totals it read while the change log allows (shared/store/kept_days.py)
+
+PAST = (END, date(2026, 5, 17), date(2026, 3, 8))
+
+
+def statements_on(engine) -> list[str]:
+    """The SQL statements run on `engine` from now on, filled in as they run."""
+    from sqlalchemy import event
+
+    ran: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: ran.append(statement))
+    return ran
+
+
+def incident(event_id: str, metric: str, day: str, **more) -> object:
+    return parse_event({"event_id": event_id, "type": "incident", "metric": metric,
+                        "occurred_at": f"{day}T12:00:00-04:00", **more})
+
+
+def fold_both(engine, writer, ledger, events):
+    with engine.begin() as conn:
+        writer.fold(conn, events)
+    for event in events:
+        ledger.fold(event)
+
+
+def test_a_reader_that_kept_past_boards_scores_every_later_fold_withdrawal_and_correction(engine, writer, reader,
+                                                                                           generated):
+    events = corrections_mixed_into(generated[-16000:], seed=7)
+    ledger = Ledger(CATALOG)
+    fold_in_batches(writer, events[:8000], 4000)
+    for event in events[:8000]:
+        ledger.fold(event)
+    for as_of in PAST:
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []  # now kept
+    before = {as_of: ledger.scoreboard(as_of) for as_of in PAST}
+    late = [incident("late-1", "shootings", "2026-03-07"), incident("late-2", "homicides", "2026-05-16"),
+            parse_event({"event_id": "late-3", "type": "measurement", "metric": "ems-response-time",
+                         "occurred_at": "2026-05-15T12:00:00-04:00", "value": 1.5})]
+    rest = events[8000:] + late + [
+        parse_event({"event_id": "w-late-1", "type": "withdrawal", "metric": "shootings", "withdraws": "late-2"}),
+        incident("late-2-fixed", "homicides", "2026-05-16", count=3, replaces="late-2")]
+    for start in range(0, len(rest), 2000):
+        fold_both(engine, writer, ledger, rest[start:start + 2000])
+        for as_of in PAST:
+            assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
+    # Every past board moved: had the reader served what it kept, it would differ.
+    assert all(board_differences(before[as_of], ledger.scoreboard(as_of)) for as_of in PAST)
+
+
+def test_a_reader_reads_no_day_totals_for_days_it_kept_until_a_fold_changes_one(engine, writer, reader, generated):
+    fold_in_batches(writer, generated[-12000:], 4000)
+    reader.scoreboard(date(2026, 5, 17))
+    ran = statements_on(engine)
+    warm = reader.scoreboard(date(2026, 5, 17))
+    assert any("day_changes" in statement for statement in ran)
+    assert not [s for s in ran if "day_totals" in s or "measurement_values" in s]
+    ledger = Ledger(CATALOG)
+    for event in generated[-12000:]:
+        ledger.fold(event)
+    fold_both(engine, writer, ledger, [incident("late-1", "stabbings", "2026-05-12")])
+    ran.clear()
+    board = reader.scoreboard(date(2026, 5, 17))
+    assert [s for s in ran if "FROM day_totals" in s]  # the changed day's span, read again
+    assert board_differences(warm, board)  # stabbings' day count moved
+    assert board_differences(ledger.scoreboard(date(2026, 5, 17)), board) == []
+
+
+def test_a_rebuild_or_replay_makes_a_reader_read_everything_again(engine, writer, reader, generated):
+    from services.scorer.rebuild import forget
+
+    fold_in_batches(writer, generated[-12000:], 4000)
+    for as_of in PAST:
+        reader.scoreboard(as_of)
+    with engine.begin() as conn:
+        forget(conn, writer)  # rebuild's: TRUNCATE on PostgreSQL, the writer's reset (a replay's) on SQLite
+    again = generated[-12000:-6000]  # days the first folds filled are now empty
+    fold_in_batches(writer, again, 3000)
+    ledger = Ledger(CATALOG)
+    for event in again:
+        ledger.fold(event)
+    for as_of in PAST:
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
+
+
+def test_a_reader_whose_missed_versions_were_purged_from_the_log_reads_everything_again(engine, writer, reader,
+                                                                                        monkeypatch):
+    import shared.store.score_writer as score_writer
+
+    monkeypatch.setattr(score_writer, "CHANGES_KEPT", 2)
+    monkeypatch.setattr(score_writer, "PURGE_EVERY", 1)
+    ledger = Ledger(CATALOG)
+    fold_both(engine, writer, ledger, [incident(f"s{year}", "shootings", f"{year}-06-29") for year in (2024, 2025)]
+              + [incident("s-now", "shootings", "2026-06-28")])
+    reader.scoreboard(END)  # kept, at this version
+    fold_both(engine, writer, ledger, [incident("s-late", "shootings", "2026-06-29")])  # a day the reader kept
+    for number in range(3):  # three more folds elsewhere: the late one's version is purged
+        fold_both(engine, writer, ledger, [incident(f"h{number}", "homicides", f"2026-04-0{number + 1}")])
+    with engine.connect() as conn:
+        versions = conn.execute(select(func.min(score_writer.DayChange.version))).scalar()
+    assert versions > 3  # the log lost the late incident's version
+    assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []
+
+
+def test_a_rescore_in_a_fold_that_rolls_back_leaves_nothing_for_a_reader_to_serve(engine, writer, reader, published):
+    """The scorer's rescore reads in its fold's transaction; had it kept what it read, a board
+    served after that transaction rolled back would count the events it never committed."""
+    ledger = Ledger(CATALOG)
+    fold_both(engine, writer, ledger, [incident(f"s{year}", "shootings", f"{year}-06-29") for year in (2024, 2025)]
+              + [incident("s-now", "shootings", "2026-06-28")])
+    reader.scoreboard(END)
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            writer.fold(conn, [incident("never", "shootings", "2026-06-29", count=40)])
+            published.rescore(conn, END)
+            raise RuntimeError("the batch's transaction fails after its rescore")
+    # The next fold commits under the version number the rolled-back one had taken.
+    fold_both(engine, writer, ledger, [incident("s-next", "shootings", "2026-06-27")])
+    assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []

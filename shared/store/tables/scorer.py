@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.store.engine import AutoId, UTCDateTime, utcnow
@@ -107,6 +107,29 @@ class MeasurementValue(Base):
     metric: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date)
     value: Mapped[float] = mapped_column(Float)
+
+
+class DayChange(Base):
+    """A metric's day whose totals or kept measurements a fold changed: the fold's change log.
+
+    Each fold that changes day totals takes the next `version` (migration 0012), in the order the
+    folds commit, and lists the days it changed. A reader that keeps day totals across requests
+    (ScoreReader's KeptDays) reads the versions after the last it saw and forgets those days, so a
+    late event or a correction shows on the next past board. A rebuild or a replay logs one row
+    for everything (`EVERYTHING`). Old versions are purged as folds go on; a reader that finds
+    the versions it missed purged reads everything again.
+    """
+
+    __tablename__ = "day_changes"
+    # (version, metric, day): the one row of a rebuild or replay, for everything (EVERYTHING).
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+# The change log's row for "everything changed" (a rebuild, a replay): readers forget all they kept.
+EVERYTHING = ("*", date(1, 1, 1))
 
 
 class MetricFirstDay(Base):
