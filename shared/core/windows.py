@@ -18,6 +18,7 @@ import calendar
 import enum
 from datetime import date, timedelta
 import itertools
+from functools import lru_cache
 from typing import Iterator, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
@@ -125,8 +126,7 @@ class Window(BaseModel):
 
     def dates(self, as_of: date) -> list[date]:
         """Every local day of the window as of `as_of`, oldest first."""
-        start, end = self.span(as_of)
-        return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+        return list(window_dates(self, as_of))
 
     def past_year_dates(self, as_of: date, years: int) -> list[date]:
         """The same window `years` years earlier, for a trend's baseline.
@@ -134,18 +134,12 @@ class Window(BaseModel):
         Calendar months are whole months of that year (a February of 28 or 29 days);
         other windows move each day back (29 February becomes 28 February).
         """
-        return next(itertools.islice(self.past_years(as_of), years - 1, None))
+        return list(past_year_dates(self, as_of, years))
 
-    def past_years(self, as_of: date) -> Iterator[list[date]]:
-        """past_year_dates for 1, 2, 3… years back, oldest dates first within each year; the
-        window's own dates are worked out once (a trend's baseline asks for every past year)."""
-        if self.period is Period.MONTH:
-            end = self.span(as_of)[1]
-            for years in itertools.count(1):
-                yield self.dates(month_end(end.year - years, end.month))
-        dates = self.dates(as_of)
+    def past_years(self, as_of: date) -> Iterator[tuple[date, ...]]:
+        """past_year_dates for 1, 2, 3… years back, oldest dates first within each year."""
         for years in itertools.count(1):
-            yield [years_back(day, years) for day in dates]
+            yield past_year_dates(self, as_of, years)
 
     def describe(self) -> str:
         """The window in words, for `catalog check` and the pages."""
@@ -171,3 +165,21 @@ def spans(windows: Mapping[str, Window], as_of: date) -> dict[str, tuple[date, d
 def earliest_start(windows: Mapping[str, Window], as_of: date) -> date:
     """The first local day any of these windows covers as of `as_of` (what must be read)."""
     return min(start for start, _ in spans(windows, as_of).values())
+
+
+# A board scores every trend metric's windows against the same past years, and a history or a
+# percentile scores neighbouring dates with the same windows: the dates are worked out once
+# (a past board spent a fifth of its scoring time making the same dates again). Tuples, so
+# that no caller can change what the next one gets; a few MB at most.
+@lru_cache(maxsize=2048)
+def window_dates(window: Window, as_of: date) -> tuple[date, ...]:
+    start, end = window.span(as_of)
+    return tuple(start + timedelta(days=offset) for offset in range((end - start).days + 1))
+
+
+@lru_cache(maxsize=4096)
+def past_year_dates(window: Window, as_of: date, years: int) -> tuple[date, ...]:
+    if window.period is Period.MONTH:
+        end = window.span(as_of)[1]
+        return window_dates(window, month_end(end.year - years, end.month))
+    return tuple(years_back(day, years) for day in window_dates(window, as_of))

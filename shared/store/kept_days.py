@@ -33,6 +33,24 @@ Span = tuple[date, date]  # first and last local day, inclusive
 MAX_KEPT_DAYS = 250_000
 
 
+# A run of this many days or more not read yet is read with WIDEN_DAYS either side.
+WIDEN_FROM_DAYS = 7
+WIDEN_DAYS = 183
+
+
+def runs(days: list[date]) -> list[Span]:
+    """Sorted days as runs of consecutive days."""
+    found: list[Span] = []
+    first = previous = days[0]
+    for day in days[1:]:
+        if (day - previous).days > 1:
+            found.append((first, previous))
+            first = day
+        previous = day
+    found.append((first, previous))
+    return found
+
+
 @lru_cache(maxsize=4096)
 def span_days(first: date, last: date) -> frozenset[date]:
     """Every day of first..last (a board asks for the same spans again and again)."""
@@ -72,13 +90,20 @@ class KeptDays:
         self.seen = newest
 
     def missing(self, spans: dict[str, list[Span]]) -> dict[str, list[Span]]:
-        """The spans with a day not read yet."""
+        """The runs of days of these spans not read yet: a day a fold changed is read alone; a
+        longer run (a date far from those read so far) is read with half a year either side, so
+        that the boards of the dates around it find their days kept."""
         wanted: dict[str, list[Span]] = {}
         for metric, metric_spans in spans.items():
             read = self.read.get(metric, frozenset())
             for span in metric_spans:
-                if not span_days(*span) <= read:
-                    wanted.setdefault(metric, []).append(span)
+                days = span_days(*span)
+                if days <= read:
+                    continue
+                for first, last in runs(sorted(days - read)):
+                    if (last - first).days >= WIDEN_FROM_DAYS:
+                        first, last = first - timedelta(days=WIDEN_DAYS), last + timedelta(days=WIDEN_DAYS)
+                    wanted.setdefault(metric, []).append((first, last))
         return wanted
 
     def read_spans(self, conn: Connection, spans: dict[str, list[Span]],
