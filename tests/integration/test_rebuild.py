@@ -99,6 +99,15 @@ def history(rng: random.Random) -> tuple[list[dict], list[tuple[bytes | None, by
     return stream, refused
 
 
+def indexes(engine) -> list[tuple[str, str, str]]:
+    """Every index of the database's tables, with its definition (primary keys' included)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return sorted(conn.execute(text("SELECT tablename, indexname, indexdef FROM pg_indexes "
+                                        "WHERE schemaname = current_schema()")).all())
+
+
 def test_a_rebuild_in_bulk_leaves_the_same_database_and_scores_as_the_pipeline(setup):
     stream, store, engine = setup
     events, refused = history(random.Random(5))
@@ -109,8 +118,12 @@ def test_a_rebuild_in_bulk_leaves_the_same_database_and_scores_as_the_pipeline(s
 
     through_pipeline = replay(settings, store.writer, store.scores, CATALOG, clock=clock, in_bulk=False)
     expected = snapshot(engine)
+    indexes_before = indexes(engine)
     in_bulk = replay(settings, store.writer, store.scores, CATALOG, clock=clock, in_bulk=True)
     found = snapshot(engine)
+    # The bulk load drops the tables' keys and indexes and makes them again after the rows.
+    assert indexes(engine) == indexes_before
+    assert {"pk_processed_events", "pk_cases", "ix_cases_open_span"} <= {name for _, name, _ in indexes_before}
 
     assert expected["processed_events"] and expected["day_totals"] and expected["measurement_values"]
     assert expected["cases"]
