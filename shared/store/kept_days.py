@@ -51,9 +51,22 @@ def runs(days: list[date]) -> list[Span]:
     return found
 
 
-@lru_cache(maxsize=4096)
+def merged(spans: list[Span]) -> list[Span]:
+    """The spans, sorted, with those that overlap or meet made one."""
+    result: list[Span] = []
+    for first, last in sorted(spans):
+        if result and first <= result[-1][1] + timedelta(days=1):
+            result[-1] = (result[-1][0], max(result[-1][1], last))
+        else:
+            result.append((first, last))
+    return result
+
+
+# A board asks for the same few spans (its windows' days, and the same days of past years) for
+# every metric; 256 of them are at most a few MB.
+@lru_cache(maxsize=256)
 def span_days(first: date, last: date) -> frozenset[date]:
-    """Every day of first..last (a board asks for the same spans again and again)."""
+    """Every day of first..last."""
     return frozenset(first + timedelta(days=offset) for offset in range((last - first).days + 1))
 
 
@@ -72,16 +85,27 @@ class KeptDays:
         self.totals.clear()
 
     def follow_changes(self, conn: Connection) -> None:
-        """Forget the days folds changed since the last version seen (under `lock`)."""
+        """Forget the days folds changed since the last version seen (under `lock`).
+
+        One statement, so one snapshot: the changes after `seen` with the log's oldest and newest
+        versions. Read in two, a purge committed between them could hide versions after `seen`
+        from the second while the first still showed them kept."""
         table = DayChange.__table__
-        oldest, newest = conn.execute(select(func.min(table.c.version), func.max(table.c.version))).one()
-        newest = newest or 0
+        oldest_version = select(func.min(table.c.version)).scalar_subquery()
+        newest_version = select(func.max(table.c.version)).scalar_subquery()
+        rows = conn.execute(select(table.c.version, table.c.metric, table.c.day).where(or_(
+            table.c.version > (self.seen or 0), table.c.version == oldest_version,
+            table.c.version == newest_version))).all()
+        oldest = min((row.version for row in rows), default=None)
+        newest = max((row.version for row in rows), default=0)
         if self.seen is None or newest < self.seen or (oldest is not None and oldest > self.seen + 1):
             # First read; a log emptied or gone backwards (a database made anew); or the
             # versions after `seen` purged: what is kept cannot be checked, so nothing is.
             self.forget_all()
         elif newest > self.seen:
-            for metric, day in conn.execute(select(table.c.metric, table.c.day).where(table.c.version > self.seen)):
+            for version, metric, day in rows:
+                if version <= self.seen:
+                    continue  # the oldest version's rows, long applied
                 if (metric, day) == EVERYTHING:
                     self.forget_all()
                 else:
@@ -89,21 +113,32 @@ class KeptDays:
                     self.totals.get(metric, {}).pop(day, None)
         self.seen = newest
 
-    def missing(self, spans: dict[str, list[Span]]) -> dict[str, list[Span]]:
-        """The runs of days of these spans not read yet: a day a fold changed is read alone; a
-        longer run (a date far from those read so far) is read with half a year either side, so
-        that the boards of the dates around it find their days kept."""
+    def bound(self) -> None:
+        """Start afresh past MAX_KEPT_DAYS: before a request works out what it lacks, so that it
+        then reads all it needs (forgetting after its read would leave its own days out)."""
+        if sum(map(len, self.read.values())) > MAX_KEPT_DAYS:
+            self.forget_all()
+
+    def missing(self, spans: dict[str, list[Span]], widen: bool = True) -> dict[str, list[Span]]:
+        """The runs of days of these spans not read yet, merged where they meet or overlap (a day
+        read twice would count a median's measurements twice). A run shorter than WIDEN_FROM_DAYS
+        (days folds changed) is read as it is; a longer one (a date far from those read so far)
+        with half a year either side, unless `widen` is False, so that the boards of the dates
+        around it find their days kept."""
         wanted: dict[str, list[Span]] = {}
         for metric, metric_spans in spans.items():
             read = self.read.get(metric, frozenset())
+            lacking: list[Span] = []
             for span in metric_spans:
                 days = span_days(*span)
                 if days <= read:
                     continue
                 for first, last in runs(sorted(days - read)):
-                    if (last - first).days >= WIDEN_FROM_DAYS:
+                    if widen and (last - first).days >= WIDEN_FROM_DAYS:
                         first, last = first - timedelta(days=WIDEN_DAYS), last + timedelta(days=WIDEN_DAYS)
-                    wanted.setdefault(metric, []).append((first, last))
+                    lacking.append((first, last))
+            if lacking:
+                wanted[metric] = merged(lacking)
         return wanted
 
     def read_spans(self, conn: Connection, spans: dict[str, list[Span]],
@@ -127,16 +162,13 @@ class KeptDays:
                     if totals is None:
                         totals = found[metric][day] = DayTotals()
                     totals.values.extend(values)
-        if sum(map(len, self.read.values())) > MAX_KEPT_DAYS:
-            self.forget_all()
         for metric, metric_spans in spans.items():
             read = self.read.setdefault(metric, set())
             totals = self.totals.setdefault(metric, {})
-            for span in metric_spans:
-                days = span_days(*span)
-                read.update(days)
-                for day in days.intersection(totals):
-                    del totals[day]
+            for first, last in metric_spans:
+                for day in (first + timedelta(days=offset) for offset in range((last - first).days + 1)):
+                    read.add(day)
+                    totals.pop(day, None)
             totals.update(found[metric])
 
     def view(self, metric: str, spans: list[Span]) -> dict[date, DayTotals]:

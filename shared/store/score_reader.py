@@ -105,21 +105,31 @@ class ScoreReader:
         return {row.metric: row.first_day for row in conn.execute(select(MetricFirstDay.__table__))}
 
     def load_days(self, conn: Connection, metric_ids: Iterable[str], start: date, end: date,
-                  first_days: dict[str, date], fresh: bool = False) -> dict[str, dict[date, DayTotals]]:
+                  first_days: dict[str, date], fresh: bool = False,
+                  timeout_s: float | None = None) -> dict[str, dict[date, DayTotals]]:
         """Daily totals of these metrics for local days start..end, plus trend metrics' past years.
 
         From the days kept across requests (`KeptDays`), once the fold's change log has said
         which of them changed; only days not kept yet are read. `fresh`: all read now and
         nothing kept, for a read inside a transaction that writes (the scorer's rescore, after
-        its fold): what it reads may yet be rolled back, so no other request may be served it."""
+        its fold): what it reads may yet be rolled back, so no other request may be served it.
+        `timeout_s`: the request's bound, which waiting for another request's read counts in."""
         spans = self.spans(metric_ids, start, end, first_days)
         medians = {m for m in spans if self.catalog.by_id[m].kind is Kind.TARGET_OVER_MEDIAN}
         kept = KeptDays() if fresh else self._kept
-        with kept.lock:
+        # One request at a time reads and updates the kept days; a request waits for the lock
+        # no longer than its reads may take.
+        if not kept.lock.acquire(timeout=-1 if timeout_s is None else timeout_s):
+            raise ReadTimedOut(timeout_s)
+        try:
             if not fresh:
                 kept.follow_changes(conn)
-            kept.read_spans(conn, kept.missing(spans), self.sql.day_totals, self.sql.measurement_values, medians)
+                kept.bound()
+            kept.read_spans(conn, kept.missing(spans, widen=not fresh), self.sql.day_totals,
+                            self.sql.measurement_values, medians)
             return {metric_id: kept.view(metric_id, metric_spans) for metric_id, metric_spans in spans.items()}
+        finally:
+            kept.lock.release()
 
     def spans(self, metric_ids: Iterable[str], start: date, end: date,
               first_days: dict[str, date]) -> dict[str, list[Span]]:
@@ -141,12 +151,12 @@ class ScoreReader:
         return spans
 
     def score_metrics(self, conn: Connection, metric_ids: Iterable[str], as_of: date,
-                      first_days: dict[str, date] | None = None,
-                      fresh: bool = False) -> dict[str, dict[str, WindowScore]]:
+                      first_days: dict[str, date] | None = None, fresh: bool = False,
+                      timeout_s: float | None = None) -> dict[str, dict[str, WindowScore]]:
         metric_ids = list(metric_ids)
         first_days = self.first_days(conn) if first_days is None else first_days
         days = self.load_days(conn, metric_ids, earliest_start(self.catalog.windows, as_of), as_of, first_days,
-                              fresh)
+                              fresh, timeout_s)
         return {metric_id: score_metric(self.catalog.by_id[metric_id], days[metric_id], as_of, self.catalog.windows,
                                         first_days.get(metric_id))
                 for metric_id in metric_ids}
@@ -157,7 +167,7 @@ class ScoreReader:
         Computed on request, so bounded: past `timeout_s` it raises ReadTimedOut.
         """
         with self.bounded_reads(timeout_s) as conn:
-            metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of)
+            metrics = self.score_metrics(conn, [m.id for m in self.catalog.metrics], as_of, timeout_s=timeout_s)
         return Scoreboard(as_of, overall(metrics.values(), self.catalog.windows), metrics)
 
     def history(self, metric_id: str, window: str, days: int, end: date,
@@ -174,7 +184,8 @@ class ScoreReader:
         start = end - timedelta(days=days - 1)
         with self.bounded_reads(timeout_s) as conn:
             first_days = self.first_days(conn)
-            loaded = self.load_days(conn, [metric_id], earliest_start(self.catalog.windows, start), end, first_days)
+            loaded = self.load_days(conn, [metric_id], earliest_start(self.catalog.windows, start), end, first_days,
+                                    timeout_s=timeout_s)
         series = []
         for as_of in days_up_to(end, days):
             if deadline is not None and monotonic() > deadline:
@@ -195,7 +206,8 @@ class ScoreReader:
         ids = [m.id for m in self.catalog.metrics]
         with self.bounded_reads(timeout_s) as conn:
             first_days = self.first_days(conn)
-            loaded = self.load_days(conn, ids, earliest_start(self.catalog.windows, start), end, first_days)
+            loaded = self.load_days(conn, ids, earliest_start(self.catalog.windows, start), end, first_days,
+                                    timeout_s=timeout_s)
         boards = []
         for as_of in days_up_to(end, (end - start).days + 1):
             if deadline is not None and monotonic() > deadline:
@@ -219,7 +231,8 @@ class ScoreReader:
             return {metric_id: None for metric_id in ids}
         with self.bounded_reads(timeout_s) as conn:
             first_days = self.first_days(conn)
-            loaded = self.load_days(conn, ids, percentile_reach(self.catalog.windows, as_of), as_of, first_days)
+            loaded = self.load_days(conn, ids, percentile_reach(self.catalog.windows, as_of), as_of, first_days,
+                                    timeout_s=timeout_s)
         ranked = {}
         for metric_id in ids:
             if deadline is not None and monotonic() > deadline:

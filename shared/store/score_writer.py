@@ -69,7 +69,9 @@ FOLDED_TABLES = (ProcessedEvent, CurrentPart, KeptCase, DayTotal, MeasurementVal
 
 # How many fold versions the change log keeps, purged every PURGE_EVERY versions. At one fold a
 # second, a reader that read nothing for about three hours finds its versions purged and reads
-# everything again (the cost of a cold start, once); the log stays a few thousand rows.
+# everything again (the cost of a cold start, once). The log holds these versions times the days
+# each fold touched: a live fold touches today's day of each metric it counts (tens of rows), so
+# some 10^5 rows at most; a rebuild leaves one.
 CHANGES_KEPT = 10_000
 PURGE_EVERY = 100
 
@@ -310,8 +312,9 @@ class ScoreWriter:
     def log_changes(self, conn: Connection, days: list[tuple[str, date]]) -> int:
         """List these (metric, day)s in the change log under the next fold version; return it.
 
-        Last in the fold, so that the log's lock (PostgreSQL) is held only from here to the
-        commit: versions then follow the order in which folds commit, and a reader that has seen
+        Last in the fold, so that the log's lock (PostgreSQL) is held from here to the commit
+        (through the rescore that may follow in the same transaction), not through the fold:
+        versions then follow the order in which folds commit, and a reader that has seen
         version N has seen every fold up to N.
         """
         self.sql.order_changes(conn)

@@ -511,3 +511,40 @@ def test_a_rescore_in_a_fold_that_rolls_back_leaves_nothing_for_a_reader_to_serv
     # The next fold commits under the version number the rolled-back one had taken.
     fold_both(engine, writer, ledger, [incident("s-next", "shootings", "2026-06-27")])
     assert board_differences(ledger.scoreboard(END), reader.scoreboard(END)) == []
+
+
+def measurement(event_id: str, day: date, value: float) -> object:
+    return parse_event({"event_id": event_id, "type": "measurement", "metric": "ems-response-time",
+                        "occurred_at": f"{day.isoformat()}T12:00:00-04:00", "value": value})
+
+
+def test_a_median_s_measurements_read_in_two_runs_that_meet_count_once(engine, writer, reader):
+    """A late measurement leaves one day unread beside a long run of days never read: the long
+    run, widened, covers that day, and its measurements must be read once, not twice."""
+    from datetime import timedelta
+
+    ledger = Ledger(CATALOG)
+    fold_both(engine, writer, ledger, [measurement(f"m{n}-{k}", END - timedelta(days=n), 5.0 + (n * 7 + k) % 11)
+                                       for n in range(120) for k in range(3)])
+    reader.scoreboard(END - timedelta(days=200))  # keeps days up to about END - 17
+    fold_both(engine, writer, ledger, [measurement(f"late-{k}", END - timedelta(days=18), 30.0) for k in range(30)])
+    for as_of in (END, END - timedelta(days=18)):
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
+
+
+def test_a_reader_past_its_bound_starts_afresh_and_still_scores_every_day(engine, writer, reader, generated,
+                                                                         monkeypatch):
+    import shared.store.kept_days as kept_days
+
+    events = generated[-12000:]
+    fold_in_batches(writer, events, 4000)
+    ledger = Ledger(CATALOG)
+    for event in events:
+        ledger.fold(event)
+    for as_of in PAST:
+        reader.scoreboard(as_of)
+    monkeypatch.setattr(kept_days, "MAX_KEPT_DAYS", 10)  # what is kept is now past the bound
+    # One day to read again, among many kept: the board must still have them all.
+    fold_both(engine, writer, ledger, [incident("late-1", "shootings", "2026-06-27")])
+    for as_of in PAST:
+        assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []

@@ -5,7 +5,9 @@ Revision ID: 0012
 Revises: 0011
 
 Days folded before this migration are not in the log; a reader starts from the database as it
-is, so nothing is missed: the log only tells a reader what changed after it read.
+is, so they are not missed: the log only tells a reader what changed after it read. A scorer
+still running code from before this migration folds without logging: upgrade with the scorers
+stopped (deploy/k8s/README.md, "Upgrade").
 """
 from alembic import op
 import sqlalchemy as sa
