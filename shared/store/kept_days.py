@@ -23,7 +23,7 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from shared.core.scoring import DayTotals
+from shared.core.scoring import DayTotals, days_up_to
 from shared.store.tables.scorer import EVERYTHING, DayChange, DayTotal
 
 Span = tuple[date, date]  # first and last local day, inclusive
@@ -67,7 +67,7 @@ def merged(spans: list[Span]) -> list[Span]:
 @lru_cache(maxsize=256)
 def span_days(first: date, last: date) -> frozenset[date]:
     """Every day of first..last."""
-    return frozenset(first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return frozenset(days_up_to(last, (last - first).days + 1))
 
 
 class KeptDays:
@@ -166,7 +166,7 @@ class KeptDays:
             read = self.read.setdefault(metric, set())
             totals = self.totals.setdefault(metric, {})
             for first, last in metric_spans:
-                for day in (first + timedelta(days=offset) for offset in range((last - first).days + 1)):
+                for day in days_up_to(last, (last - first).days + 1):
                     read.add(day)
                     totals.pop(day, None)
             totals.update(found[metric])

@@ -317,9 +317,8 @@ class ScoreWriter:
         versions then follow the order in which folds commit, and a reader that has seen
         version N has seen every fold up to N.
         """
-        self.sql.order_changes(conn)
+        version = self._next_version(conn)
         table = DayChange.__table__
-        version = (conn.scalar(select(func.max(table.c.version))) or 0) + 1
         conn.execute(insert(table), [{"version": version, "metric": metric, "day": day} for metric, day in days])
         if version % PURGE_EVERY == 0:
             conn.execute(delete(table).where(table.c.version <= version - CHANGES_KEPT))
@@ -327,11 +326,15 @@ class ScoreWriter:
 
     def log_everything(self, conn: Connection) -> None:
         """Empty the change log but for one row under the next version: everything changed."""
-        self.sql.order_changes(conn)
+        version = self._next_version(conn)
         table = DayChange.__table__
-        version = (conn.scalar(select(func.max(table.c.version))) or 0) + 1
         conn.execute(delete(table))
         conn.execute(insert(table), [{"version": version, "metric": EVERYTHING[0], "day": EVERYTHING[1]}])
+
+    def _next_version(self, conn: Connection) -> int:
+        """The change log's next version, its lock held (PostgreSQL) until this transaction ends."""
+        self.sql.order_changes(conn)
+        return (conn.scalar(select(func.max(DayChange.__table__.c.version))) or 0) + 1
 
     def _set_events(self, conn: Connection, records: dict[Identity, Record], new: set[Identity]) -> None:
         """Store what these events count now (withdrawn: nothing); `new` ones get a row."""
