@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from services.scorer.app import MAX_HISTORY_DAYS, create_app
 from shared.core.catalog import load_catalog
@@ -151,8 +151,33 @@ def test_scoring_on_request_past_its_time_bound_answers_503(store):
     assert "SCORER_READ_TIMEOUT" in response.json["error"] and response.headers["Retry-After"]
     page = client.get("/metric/shootings")
     assert page.status_code == 503 and page.mimetype == "text/html"
-    # The published board is read, not scored: it still answers.
-    assert client.get("/v1/scoreboard").status_code == 200
+
+
+def test_the_published_board_is_read_not_scored_on_request(store):
+    """The current board is the one the scorer published: served from its rows, with none of the
+    reads of a score computed on request (the change log its kept day totals follow, the day
+    totals' sums). Told by the statements run, not by a time bound, which a loaded machine can
+    pass on any statement (PostgreSQL's statement_timeout counts in whole milliseconds)."""
+    client = client_for(store.engine, SCORER_READ_TIMEOUT=1.0)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        published = client.get("/v1/scoreboard")
+        statements_published = list(statements)
+        statements.clear()
+        past = client.get(f"/v1/scoreboard?as_of={END - timedelta(days=1)}")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert published.status_code == 200 and published.json["as_of"] == END.isoformat()
+    assert published.json["updated_at"] is not None  # the published board, not one scored now
+    assert not [s for s in statements_published if "day_changes" in s], statements_published
+    # The same question for a past day is scored on request, and its reads say so.
+    assert past.status_code == 200 and past.json["updated_at"] is None
+    assert [s for s in statements if "day_changes" in s], statements
 
 
 @pytest.fixture
