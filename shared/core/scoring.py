@@ -15,7 +15,7 @@ from typing import Container, Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
 from shared.core.staleness import feed_statuses
-from shared.core.windows import Window, spans, years_back
+from shared.core.windows import Window, days_up_to, spans, years_back
 
 
 @dataclass(slots=True)
@@ -89,12 +89,6 @@ def as_of_at(instant: datetime, catalog: Catalog) -> date:
     if instant.tzinfo is None:
         raise ValueError("instant: a naive datetime has no place in the city's time zone; give an aware one")
     return instant.astimezone(catalog.zone).date() - timedelta(days=1)
-
-
-def days_up_to(end: date, count: int) -> list[date]:
-    """The `count` local days ending on `end`, oldest first: a run of as-of dates for a history,
-    or the days of a trailing window. A catalog's window gives its own days (Window.dates)."""
-    return [end - timedelta(days=offset) for offset in range(count - 1, -1, -1)]
 
 
 # -- the five kinds ---------------------------------------------------------

@@ -172,9 +172,15 @@ def earliest_start(windows: Mapping[str, Window], as_of: date) -> date:
 # (a past board spent a fifth of its scoring time making the same dates again). Tuples, so
 # that no caller can change what the next one gets; a few MB at most.
 @lru_cache(maxsize=2048)
+def days_up_to(end: date, count: int) -> list[date]:
+    """The `count` local days ending on `end`, oldest first: a run of as-of dates for a history,
+    or the days of a trailing window. A catalog's window gives its own days (Window.dates)."""
+    return [end - timedelta(days=offset) for offset in range(count - 1, -1, -1)]
+
+
 def window_dates(window: Window, as_of: date) -> tuple[date, ...]:
     start, end = window.span(as_of)
-    return tuple(start + timedelta(days=offset) for offset in range((end - start).days + 1))
+    return tuple(days_up_to(end, (end - start).days + 1))
 
 
 @lru_cache(maxsize=4096)

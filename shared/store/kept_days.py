@@ -23,7 +23,8 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from shared.core.scoring import DayTotals, days_up_to
+from shared.core.scoring import DayTotals
+from shared.core.windows import days_up_to
 from shared.store.tables.scorer import EVERYTHING, DayChange, DayTotal
 
 Span = tuple[date, date]  # first and last local day, inclusive

@@ -22,9 +22,8 @@ from shared.core.cases import (DUE_SOON, LATE, ON_TIME, OVERDUE, Backlog, Case, 
                                case_fields, cases_behind, check_case_query, end_of_day)
 from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
-from shared.core.scoring import (DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored,
-                                 days_up_to)
-from shared.core.windows import earliest_start, years_back
+from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored
+from shared.core.windows import days_up_to, earliest_start, years_back
 from shared.store.bulk_sql import PostgresBulkSQL, SQLiteBulkSQL, bulk_sql_for
 from shared.store.kept_days import KeptDays, Span
 from shared.store.tables.scorer import CurrentScore, DayTotal, KeptCase, MetricFirstDay
