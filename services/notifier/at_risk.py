@@ -11,11 +11,10 @@ can close them before the score drops. It carries the follow-up's buttons, Show 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 from zoneinfo import ZoneInfo
 
 from shared.core import wording
-from shared.core.cases import CaseLine, oldest
+from shared.core.cases import CaseLine
 from shared.core.scoring import WindowScore, standing
 
 from .blocks import (
@@ -136,6 +135,3 @@ def at_risk_reply(kind: str, view: AtRiskView, *, user: str | None = None, note:
     return {"text": text, "blocks": [section(text)]}
 
 
-def oldest_first(overdue: Sequence[CaseLine], count: int = OLDEST_SHOWN) -> tuple[CaseLine, ...]:
-    """The `count` oldest of the overdue cases (listed newest opened first), oldest first."""
-    return tuple(oldest(overdue, count))

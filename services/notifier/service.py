@@ -31,7 +31,7 @@ from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
 
 from . import slack_requests
-from .at_risk import OLDEST_SHOWN, AtRiskView, at_risk_message, at_risk_reply, oldest_first
+from .at_risk import OLDEST_SHOWN, AtRiskView, at_risk_message, at_risk_reply
 from .blocks import (
     AlertView, alert_message, board_message, data_alert_message, escape, metric_scores_message, note_modal,
     recap_message, reply_message,
@@ -487,7 +487,7 @@ class Notifier:
         if alert.status is not Status.RESOLVED and projected.as_of is not None and overdue > 0:
             _, overdue_oldest = self.store.case_page(alert.metric, projected.as_of, OVERDUE, limit=OLDEST_SHOWN,
                                                      oldest_first=True)  # only those shown are read
-            oldest = oldest_first(overdue_oldest)
+            oldest = tuple(overdue_oldest)
         view = AlertView(alert.id, metric, window, alert.status.value, now.score, now.numerator, now.denominator,
                          None, now.score, self.departments.get(metric.department, metric.department),
                          self.routing.owners_of(self.catalog, alert.metric), alert.acknowledged_by, alert.owner,

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, abort, current_app, has_app_context, rend
 from werkzeug.exceptions import HTTPException
 
 from shared.core import wording
-from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind, oldest
+from shared.core.cases import LATE, OVERDUE, CaseLine, Group, breakdown, case_line_dict, cases_behind
 from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.record import Note
 from shared.store.record import notes_for
@@ -359,8 +359,7 @@ def cases_shown(store, catalog: Catalog, metric: Metric, as_of: date, window: st
     overdue_count, overdue = store.case_page(metric.id, as_of, OVERDUE, window, CASES_SHOWN, 0, timeout_s,
                                              oldest_first=True)
     late = cases_behind(closed, catalog, metric.id, as_of, LATE, window)  # (closed cases are read for breakdowns)
-    # Lists are newest first: the oldest overdue cases are the page's last ones, oldest first.
-    return CasesShown(window, span, True, oldest(overdue, CASES_SHOWN), overdue_count, late[:CASES_SHOWN], len(late),
+    return CasesShown(window, span, True, overdue, overdue_count, late[:CASES_SHOWN], len(late),
                       groups)
 
 

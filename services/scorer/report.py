@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import Engine
 
 from shared.core import wording
-from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day, oldest
+from shared.core.cases import LATE, OVERDUE, CaseLine, Group, end_of_day
 from shared.core.catalog import Catalog, Feed, Metric
 from shared.core.scoring import WindowScore, as_of_at
 from shared.core.windows import Window, month_end
@@ -250,7 +250,7 @@ def _build_packet(engine: Engine, catalog: Catalog, month: str, scope: Scope, ma
             overdue_count, overdue = reader.case_page(metric.id, last, OVERDUE, REVIEW_MONTH, CASES_LISTED, 0,
                                                       timeout_s, oldest_first=True)
             cases = CasesSummary(REVIEW_MONTH, (first, last), late_count, late, overdue_count,
-                                 oldest(overdue, CASES_LISTED),
+                                 overdue,
                                  [(by, reader.breakdown(metric.id, by, last, REVIEW_MONTH, timeout_s))
                                   for by in metric.breakdowns])
         sections.append(Section(

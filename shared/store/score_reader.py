@@ -331,8 +331,8 @@ class ScoreReader:
                   ) -> tuple[int, list[CaseLine]]:
         """One page of `case_lines` and the whole list's length, with only the page read: the
         database counts the list and orders and cuts it (a quarter's on-time cases of a busy metric
-        are thousands; a page is a hundred). `oldest_first`: the page from the list's other end
-        (the oldest overdue cases a manager should close first), still returned newest first.
+        are thousands; a page is a hundred). `oldest_first`: the page from the list's other end,
+        oldest first (the oldest overdue cases, in the order a manager should close them).
 
         The database only narrows the rows, by the core's rules (`cases.status_at`: late when
         closed after its due time, overdue when open and due before the end of the day); the core
@@ -364,8 +364,9 @@ class ScoreReader:
             # No row: a page past the end, or no case at all; the count alone says which.
             total = found[0].total if found else conn.execute(
                 select(func.count()).select_from(table).where(*where)).scalar_one()
-        return total, cases_behind([kept_case(row, self.catalog) for row in found], self.catalog, metric_id, as_of,
-                                   status, window)
+        lines = cases_behind([kept_case(row, self.catalog) for row in found], self.catalog, metric_id, as_of,
+                             status, window)  # (newest first, as every list)
+        return total, lines[::-1] if oldest_first else lines
 
     def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
                   timeout_s: float | None = None) -> list[Group]:

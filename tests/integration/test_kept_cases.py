@@ -91,7 +91,7 @@ def test_the_kept_cases_are_the_ledgers_and_the_readers_queries_miss_none(engine
                     assert reader.case_page(metric.id, as_of, status, "week", limit, offset) == (
                         len(listed), listed[offset:offset + limit]), (metric.id, status, limit, offset)
                 oldest_two = reader.case_page(metric.id, as_of, status, "week", 2, 0, oldest_first=True)
-                assert oldest_two == (len(listed), listed[-2:]), (metric.id, status)
+                assert oldest_two == (len(listed), listed[::-1][:2]), (metric.id, status)  # oldest first
             for by in metric.breakdowns:
                 expected_groups = breakdown(ledger.cases.values(), CATALOG, metric.id, by, as_of)
                 assert breakdown(closed, CATALOG, metric.id, by, as_of) == expected_groups

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 
 from services.cli.commands import main as cityscore
 from services.scorer.pages import cell
-from services.scorer.report import REVIEW_MONTH, build_packet, render_html, render_pdf, scope_of
+from services.scorer.report import CASES_LISTED, REVIEW_MONTH, build_packet, render_html, render_pdf, scope_of
 from shared.core.catalog import load_catalog
 from shared.core.contract import parse_event
 from shared.core.wording import span_in_words
@@ -164,6 +164,10 @@ def test_the_packet_has_each_metric_with_the_read_sides_figures_and_the_database
         month_words = span_in_words(FIRST, LAST, year=True)
         assert f"{len(late):,} case{'s' if len(late) != 1 else ''} closed late in {month_words}; " \
                f"{len(overdue):,} still open" in flat
+        # The oldest overdue cases, oldest first (a manager closes them in that order).
+        oldest = [line.case.case_id for line in overdue[::-1][:CASES_LISTED]]
+        where = [flat.find(f" {case_id} ") for case_id in oldest]
+        assert oldest and -1 not in where and where == sorted(where), (metric.id, oldest, where)
         for group in reader.breakdown(metric.id, "neighborhood", LAST, "calendar")[:3]:
             assert f"{group.name} {group.on_time:,} {group.closed:,}" in flat
         # The alert history: the database's alerts of this metric, each with its owner and notes.

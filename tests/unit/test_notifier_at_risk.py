@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.notifier.at_risk import AtRiskView, at_risk_message, at_risk_reply, oldest_first
+from services.notifier.at_risk import OLDEST_SHOWN, AtRiskView, at_risk_message, at_risk_reply
 from services.notifier.blocks import (
     ACKNOWLEDGE, ADD_NOTE, RECORD_ACTION, SHOW_CASES, TAKE_OWNERSHIP, AlertView, limit_problems, span_if_known,
 )
@@ -16,7 +16,7 @@ from services.notifier.lifecycle import (
     Policy, Reading, Status, Streak, Transition, at_risk, at_risk_window, evaluate_condition, risk_of, watched_window,
 )
 from services.notifier.settings import NotifierSettings
-from shared.core.cases import OVERDUE, Case, CaseLine
+from shared.core.cases import OVERDUE, Case, CaseLine, oldest as oldest_of
 from shared.core.catalog import load_catalog
 from shared.core.scoring import WindowScore
 from tests.helpers.catalogs import boston_with
@@ -153,7 +153,7 @@ def view(status: str = "firing", score: float = 1.25, overdue: int = 7, **people
     alert = AlertView(41, POTHOLES, "week", status, score, 10 * score * 0.8, 10, None, score, "Public Works",
                       ("U0PWD1",), as_of=AS_OF, span=span_if_known(CATALOG, "week", AS_OF), **people)
     projected = WindowScore(10 * score * 0.8 / (10 + overdue) / 0.8, 10 * score * 0.8, 10 + overdue)
-    oldest = oldest_first(overdue_cases(overdue)) if status != "resolved" else ()
+    oldest = tuple(oldest_of(overdue_cases(overdue), OLDEST_SHOWN)) if status != "resolved" else ()
     return AtRiskView(alert, projected, 0.74, overdue, BOSTON, oldest)
 
 
@@ -223,7 +223,7 @@ def test_an_at_risk_message_without_a_score_says_nothing_has_closed():
     alert = AlertView(41, POTHOLES, "week", "firing", None, None, None, None, None, "Public Works",
                       ("U0PWD1",), as_of=AS_OF, span=span_if_known(CATALOG, "week", AS_OF))
     message = at_risk_message(AtRiskView(alert, WindowScore(0.0, 0.0, 3), None, 3, BOSTON,
-                                         oldest_first(overdue_cases(3))))
+                                         tuple(oldest_of(overdue_cases(3), OLDEST_SHOWN))))
     assert limit_problems(message) == []
     assert "no case has closed in it yet" in message["blocks"][0]["text"]["text"]
     assert "has no score yet" in message["text"]
