@@ -21,7 +21,7 @@ from typing import Sequence
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
-from shared.core.cases import LATE, OVERDUE, CaseLine, oldest
+from shared.core.cases import LATE, OVERDUE, CaseLine
 from shared.core.catalog import Feed, Metric
 from shared.core.wording import case_time, lateness_words
 from shared.store.score_reader import ReadTimedOut
@@ -93,29 +93,27 @@ def _how_many(shown: int, total: int, which: str) -> str:
 
 
 def cases_message(metric: Metric, window: str, span: tuple[date, date] | None, as_of: date,
-                  late: Sequence[CaseLine], overdue: Sequence[CaseLine], page_url: str, zone: ZoneInfo,
-                  shown: int = SHOWN) -> dict:
+                  latest: Sequence[CaseLine], late_total: int, oldest_cases: Sequence[CaseLine], overdue_total: int,
+                  page_url: str, zone: ZoneInfo) -> dict:
     """The ephemeral answer to "Show cases" (pure).
 
-    `late`: the window's cases closed late, newest closing first; `overdue`: the cases open past
-    their due time at the end of `as_of`, newest opened first (both as ScoreReader.case_lines
-    lists them). Shown: the `shown` latest late cases, and the `shown` oldest overdue ones, oldest
-    first (those waiting longest), each with how late it is, then the link to the metric page.
+    `latest`: the window's last cases closed late, newest closing first, of `late_total`;
+    `oldest_cases`: the cases open past their due time at the end of `as_of` that have waited
+    longest, oldest first, of `overdue_total` (ScoreReader.case_page's pages, each of the lists
+    read from its own end). Each is shown with how late it is, then the link to the metric page.
     """
     name = metric.name.title()
     period = in_window(window, span)
     day_end = f"the end of {long_date(as_of)}"
-    latest = list(late[:shown])
-    oldest_cases = oldest(overdue, shown)
 
     if latest:
-        late_text = (f"*Late cases*: {_how_many(len(latest), len(late), 'latest')} closed late {period}"
+        late_text = (f"*Late cases*: {_how_many(len(latest), late_total, 'latest')} closed late {period}"
                      + (", newest first" if len(latest) > 1 else "") + "\n" + "\n".join(late_line(line, metric, zone) for line in latest))
     else:
         late_text = f"*Late cases*: none closed late {period}."
     if oldest_cases:
-        overdue_text = (f"*Overdue cases*: {_how_many(len(oldest_cases), len(overdue), 'oldest')} open past "
-                        f"{'their' if len(overdue) > 1 else 'its'} due time at {day_end}" + (", oldest first" if len(oldest_cases) > 1 else "") + "\n"
+        overdue_text = (f"*Overdue cases*: {_how_many(len(oldest_cases), overdue_total, 'oldest')} open past "
+                        f"{'their' if overdue_total > 1 else 'its'} due time at {day_end}" + (", oldest first" if len(oldest_cases) > 1 else "") + "\n"
                         + "\n".join(overdue_line(line, metric, zone) for line in oldest_cases))
     else:
         overdue_text = f"*Overdue cases*: none open past its due time at {day_end}."
@@ -124,8 +122,8 @@ def cases_message(metric: Metric, window: str, span: tuple[date, date] | None, a
     if not metric.public_case_lists:
         notes.append("These case lists are not on the public pages (the catalog keeps them off): "
                      "shown here for the department only.")
-    text = (f"{name}: {len(late):,} case{'s' if len(late) != 1 else ''} closed late {period}; "
-            f"{len(overdue):,} overdue at {day_end}.")
+    text = (f"{name}: {late_total:,} case{'s' if late_total != 1 else ''} closed late {period}; "
+            f"{overdue_total:,} overdue at {day_end}.")
     blocks = [section(f"🔎 *{escape(name)}*: the cases behind its {window} score, as of {long_date(as_of)}"),
               section(late_text), section(overdue_text), context(*notes)]
     return ephemeral({"text": _clip(text, MAX_MESSAGE_TEXT), "blocks": blocks})
@@ -157,11 +155,13 @@ def show_cases(notifier, alert_id: int, *, shown: int = SHOWN, timeout_s: float 
     # The alert's own day (its message says "as of" it); an alert without one, the board's day.
     as_of = alert.reading.as_of or notifier.local_today() - timedelta(days=1)
     try:
-        late = notifier.store.case_lines(metric.id, as_of, LATE, window, timeout_s)
-        overdue = notifier.store.case_lines(metric.id, as_of, OVERDUE, window, timeout_s)
+        # Only the cases shown are read, with each list's length (a busy metric's are thousands).
+        late_total, latest = notifier.store.case_page(metric.id, as_of, LATE, window, shown, 0, timeout_s)
+        overdue_total, oldest_cases = notifier.store.case_page(metric.id, as_of, OVERDUE, window, shown, 0, timeout_s,
+                                                               oldest_first=True)
     except ReadTimedOut:
         log.warning("cases not read in time", extra={"alert": alert_id, "metric": metric.id})
         return in_words(f"{name}'s cases took too long to read; try the button again in a moment.")
     page = metric_page_url(notifier.settings.public_board_url, metric.id, as_of)
-    return cases_message(metric, window, span_if_known(catalog, window, as_of), as_of, late, overdue, page,
-                         catalog.zone, shown)
+    return cases_message(metric, window, span_if_known(catalog, window, as_of), as_of, latest, late_total,
+                         oldest_cases, overdue_total, page, catalog.zone)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from shared.core.cases import (DUE_SOON, LATE, ON_TIME, OVERDUE, Backlog, Case, CaseLine, Group, breakdown,
-                               case_fields, cases_behind, check_case_query, end_of_day)
+                               case_fields, cases_behind, check_case_query, end_of_day, oldest)
 from shared.core.catalog import Catalog, Feed, Kind
 from shared.core.percentile import DAY, percentile, reach as percentile_reach
 from shared.core.scoring import DayTotals, Scoreboard, WindowScore, overall, score_metric, unscored
@@ -366,7 +366,7 @@ class ScoreReader:
                 select(func.count()).select_from(table).where(*where)).scalar_one()
         lines = cases_behind([kept_case(row, self.catalog) for row in found], self.catalog, metric_id, as_of,
                              status, window)  # (newest first, as every list)
-        return total, lines[::-1] if oldest_first else lines
+        return total, oldest(lines, len(lines)) if oldest_first else lines
 
     def breakdown(self, metric_id: str, by: str, as_of: date, window: str = "week",
                   timeout_s: float | None = None) -> list[Group]:

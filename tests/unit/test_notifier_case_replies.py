@@ -9,9 +9,9 @@ import pytest
 
 from services.notifier.app import slack_response_url
 from services.notifier.blocks import SHOW_CASES, AlertView, alert_message, limit_problems, show_cases_button
-from services.notifier.case_replies import UNDER_A_MINUTE, cases_message, metric_page_url
+from services.notifier.case_replies import SHOWN, UNDER_A_MINUTE, cases_message, metric_page_url
 from shared.core.wording import lateness_words
-from shared.core.cases import LATE, OVERDUE, Case, CaseLine
+from shared.core.cases import LATE, OVERDUE, Case, CaseLine, oldest
 from shared.core.catalog import load_catalog
 from tests.helpers.catalogs import boston_with
 
@@ -38,8 +38,11 @@ def overdue(n: int) -> CaseLine:
     return CaseLine(case, OVERDUE, round((datetime(2026, 7, 24, 4, tzinfo=UTC) - opened).total_seconds() / 3600 - 24, 2))
 
 
-def answer(lates, overdues, metric=POTHOLE, **extra) -> dict:
-    return cases_message(metric, "week", WEEK, AS_OF, lates, overdues, PAGE, CATALOG.zone, **extra)
+def answer(lates, overdues, metric=POTHOLE, shown=SHOWN) -> dict:
+    """The answer for these whole lists (as ScoreReader.case_lines lists them: newest first), given
+    the pages the notifier reads of them: the latest late cases and the oldest overdue ones."""
+    return cases_message(metric, "week", WEEK, AS_OF, lates[:shown], len(lates), oldest(overdues, shown),
+                         len(overdues), PAGE, CATALOG.zone)
 
 
 def section_text(message: dict, index: int) -> str:
