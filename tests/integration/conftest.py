@@ -22,3 +22,18 @@ def stream(kafka_bootstrap, engine):
     made = Stream(kafka_bootstrap, engine.url.render_as_string(hide_password=False), partitions=2)
     yield made
     made.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one for each module of pages tests (tests/helpers/browser.py)."""
+    from tests.helpers.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """A folder for a module's screenshots."""
+    return tmp_path_factory.mktemp("screenshots")

@@ -275,15 +275,12 @@ def test_the_commands_record_list_and_close_actions_and_keep_notes(database, mon
 def test_public_notes_on_the_metric_page_in_chromium(schema, tmp_path):
     """The page as a browser shows it: the public note listed and its day marked on the chart (its
     title the note), the internal one nowhere, nothing refused by the page's Content-Security-Policy."""
-    import threading
-
-    from werkzeug.serving import make_server
-
     from shared.core.catalog import load_catalog
     from shared.core.record import new_note
     from shared.store.record import Record
     from tests.helpers.browser import chromium, console_problems, open_page, publish, screenshot
     from tests.helpers.notifier import seed_scores
+    from tests.helpers.serving import served
 
     catalog = load_catalog()
     seed_scores(schema.engine, catalog, date(2026, 7, 23))
@@ -296,24 +293,17 @@ def test_public_notes_on_the_metric_page_in_chromium(schema, tmp_path):
                                  author="U0PWD1", created_at=written))
     app = create_scorer_app(engine=schema.engine, catalog=catalog,
                             clock=ManualClock(datetime(2026, 7, 24, 10, 0, tzinfo=BOSTON)))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with chromium() as browser:
-            open_page(browser, f"http://127.0.0.1:{http.server_port}/metric/pothole-on-time", 1100)
-            marks = browser.execute_script(
-                "return [...document.querySelectorAll('svg .note-mark title')].map(t => t.textContent)")
-            listed = browser.execute_script(
-                "return [...document.querySelectorAll('.metric-notes li')].map(li => li.innerText)")
-            assert marks == ["Monday 6 July 2026: Snowstorm closed the depots"]
-            assert listed == ["Monday 6 July 2026: Snowstorm closed the depots"]
-            assert "Two crews out sick" not in browser.page_source
-            assert console_problems(browser) == []
-            publish(screenshot(browser, tmp_path / "metric-notes.png"), "metric-notes")
-    finally:
-        http.shutdown()
-        thread.join(10)
+    with served(app, "scorer-http") as url, chromium() as browser:
+        open_page(browser, f"{url}/metric/pothole-on-time", 1100)
+        marks = browser.execute_script(
+            "return [...document.querySelectorAll('svg .note-mark title')].map(t => t.textContent)")
+        listed = browser.execute_script(
+            "return [...document.querySelectorAll('.metric-notes li')].map(li => li.innerText)")
+        assert marks == ["Monday 6 July 2026: Snowstorm closed the depots"]
+        assert listed == ["Monday 6 July 2026: Snowstorm closed the depots"]
+        assert "Two crews out sick" not in browser.page_source
+        assert console_problems(browser) == []
+        publish(screenshot(browser, tmp_path / "metric-notes.png"), "metric-notes")
 
 
 def test_who_may_record_or_close_and_where_a_named_owner_is_reminded(schema, slack, tmp_path):

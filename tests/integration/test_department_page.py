@@ -9,9 +9,7 @@ screenshot is copied to docs/screenshots/department.png.
 
 from __future__ import annotations
 
-import threading
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
@@ -31,7 +29,8 @@ from shared.store.score_writer import ScoreWriter
 from shared.store.tables.notifier import Alert
 from shared.store.tables.scorer import CurrentScore
 from tests.fakes.clock import ManualClock
-from tests.helpers.browser import api, chromium, console_problems, contrast, open_page, publish, rgb, screenshot
+from tests.helpers.browser import api, console_problems, contrast, open_page, publish, rgb, screenshot
+from tests.helpers.serving import served
 
 BOSTON = load_catalog()
 CATALOG = parse_catalog({**BOSTON.model_dump(by_alias=True, exclude_none=True), "near_target": 0.9}, "near band")
@@ -70,8 +69,6 @@ return [...document.querySelectorAll('section.department')].map((section) => ({
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from werkzeug.serving import make_server
-
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
     migrate(engine)
     writer = ScoreWriter(engine, CATALOG)
@@ -103,24 +100,9 @@ def server(tmp_path_factory):
     # As the city's staff see it (SCORER_SHOW_OWNERS): who owns each alert and action.
     app = create_app(ScorerSettings(**{"SCORER_SHOW_OWNERS": True}), engine=engine, catalog=CATALOG,
                      clock=ManualClock(NOW))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="department-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
+    with served(app, "department-http") as url:
+        yield url
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
 
 
 def check_section(section: dict, card: dict, board: dict) -> set[str]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from services.cli.commands import main
 from services.ingest.app import create_app
@@ -16,6 +14,7 @@ from shared.core.catalog import load_catalog
 from services.ingest.settings import IngestSettings
 
 from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
+from tests.helpers.serving import served
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CATALOG = load_catalog()
@@ -30,11 +29,8 @@ def server(kafka_bootstrap, database_url):
     app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
                               CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_RATE_LIMIT="2/second"),
                      engine=engine, catalog=CATALOG)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}", keys, topic
-    http.shutdown()
+    with served(app, "ingest-http") as url:
+        yield url, keys, topic
     app.extensions["cityscore"]["publisher"].close()
     engine.dispose()
 

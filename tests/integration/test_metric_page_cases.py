@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import html
-import threading
 import urllib.error
 import urllib.request
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -35,8 +33,9 @@ from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
-from tests.helpers.browser import api, chromium, console_problems, open_page, publish, screenshot
+from tests.helpers.browser import api, console_problems, open_page, publish, screenshot
 from tests.helpers.ingest import fresh_database
+from tests.helpers.serving import served
 
 END = date(2026, 6, 30)
 NOW = datetime(2026, 7, 1, 13, 30, tzinfo=timezone.utc)  # 9:30 AM in Boston: the pages are as of yesterday
@@ -111,27 +110,10 @@ def folded(database_url):
 
 @pytest.fixture(scope="module")
 def server(folded):
-    from werkzeug.serving import make_server
-
     engine, _ = folded
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="cases-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
+    with served(app, "cases-http") as url:
+        yield url
 
 
 def expected_fields(folded) -> dict:

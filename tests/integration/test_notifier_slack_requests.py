@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,6 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from services.notifier.app import create_app
 from services.notifier.service import Answer
@@ -28,6 +26,7 @@ from tests.fakes.slack import FakeSlack
 from tests.helpers.notifier_harness import ROUTING, SECRET, Harness, notifier_settings, sign
 from tests.helpers.waiting import wait_until
 from tests.helpers.notifier import Changes
+from tests.helpers.serving import served
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM = "T0CITY"
@@ -297,16 +296,12 @@ def huge_body_headers(length: int) -> dict[str, str]:
 def test_a_huge_body_gets_413_without_being_read(schema, slack, tmp_path):
     settings = notifier_settings(tmp_path, slack)
     harness = Harness(schema, settings)
-    server = make_server("127.0.0.1", 0, create_app(settings, harness.notifier, harness.runtime.gateway),
-                         threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with served(create_app(settings, harness.notifier, harness.runtime.gateway), "notifier-http") as base:
+        port = int(base.rsplit(":", 1)[1])
         # 1 GiB announced, 4 KiB sent: the answer must not wait for the rest
         for path in ("/slack/actions", "/slack/commands"):
-            answer = raw_post(server.server_port, path, huge_body_headers(2**30), b"payload=" + b"x" * 4096)
+            answer = raw_post(port, path, huge_body_headers(2**30), b"payload=" + b"x" * 4096)
             assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    finally:
-        server.shutdown()
 
 
 def free_port() -> int:

@@ -24,7 +24,6 @@ import orjson
 import pytest
 import requests
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from services.cli.commands import main
 from services.cli.offline import score_file
@@ -40,6 +39,7 @@ from shared.feeds.open311 import Open311Client, Open311Rows, requests_url
 from tests.fakes.open311 import FakeOpen311
 from tests.helpers.ingest import fresh_database, issue_keys, read_topic, unique_topic
 from tests.helpers.open311 import city_requests, iso
+from tests.helpers.serving import served
 
 ROOT = Path(__file__).resolve().parents[2]
 FEEDS = ROOT / "tests" / "data" / "feeds"
@@ -56,11 +56,8 @@ def ingest(kafka_bootstrap, database_url):
     app = create_app(IngestSettings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, CITYSCORE_EVENTS_TOPIC=topic,
                                     CITYSCORE_DLQ_TOPIC=topic + ".dlq", INGEST_RATE_LIMIT="8/second"),
                      engine=engine, catalog=CATALOG)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{http.server_port}", [keys["streets"], keys["police"]], topic
-    http.shutdown()
-    http.server_close()
+    with served(app, "ingest-http") as url:
+        yield url, [keys["streets"], keys["police"]], topic
     app.extensions["cityscore"]["publisher"].close()
     engine.dispose()
 
@@ -209,14 +206,11 @@ def test_the_pull_backs_off_while_ingest_is_down_and_sends_everything_once_it_is
         while pull.failures < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert pull.failures >= 4 and state.load() is None  # nothing accepted: no cursor
-        http = make_server("127.0.0.1", port, app, threaded=True)  # ingest is back
-        threading.Thread(target=http.serve_forever, daemon=True).start()
         try:
-            runner.join(timeout=120)
-            assert done == [0]
+            with served(app, "ingest-http", port):  # ingest is back
+                runner.join(timeout=120)
+                assert done == [0]
         finally:
-            http.shutdown()
-            http.server_close()
             app.extensions["cityscore"]["publisher"].close()
     waits = [r.retry_in_s for r in caplog.records if r.getMessage() == "pull failed; trying again after a back-off"]
     assert waits[:4] == [0.05, 0.1, 0.2, 0.4] and set(waits[4:]) <= {0.4}  # doubling, capped

@@ -11,7 +11,6 @@ board, so an export of the past has no latest run; its refusals name the field.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from datetime import date, datetime, timedelta, timezone
@@ -31,6 +30,7 @@ from shared.store.tables.scorer import CurrentScore
 from tests.fakes.clock import ManualClock
 from tests.helpers.ingest import fresh_database
 from tests.helpers.open_data import BOSTON_COLUMNS, assert_rows_equal_board, read_csv
+from tests.helpers.serving import served
 
 BOSTON = load_catalog()
 END = date(2026, 6, 30)
@@ -62,23 +62,16 @@ def publish(engine, catalog) -> None:
 
 
 def serve(engine, catalog, **settings):
-    from werkzeug.serving import make_server
-
     app = create_app(ScorerSettings(**settings), engine=engine, catalog=catalog, clock=ManualClock(NOW))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="open-data-http", daemon=True)
-    thread.start()
-    return http, thread
+    return served(app, "open-data-http")
 
 
 @pytest.fixture(scope="module", params=[BOSTON, CALENDAR], ids=["trailing", "calendar"])
 def server(request, engine):
     publish(engine, request.param)
     # A generous read bound: these tests are about what is answered, not how fast (bench/ times it).
-    http, thread = serve(engine, request.param, SCORER_READ_TIMEOUT=120)
-    yield f"http://127.0.0.1:{http.server_port}", request.param
-    http.shutdown()
-    thread.join(10)
+    with serve(engine, request.param, SCORER_READ_TIMEOUT=120) as base:
+        yield base, request.param
 
 
 def get(url: str):
@@ -200,11 +193,6 @@ def test_the_boards_csv_refuses_what_the_json_refuses(server, as_of, reason):
 
 def test_a_history_past_the_read_timeout_answers_503(engine):
     publish(engine, BOSTON)
-    http, thread = serve(engine, BOSTON, SCORER_READ_TIMEOUT=1e-6)
-    try:
-        status, headers, body = get(f"http://127.0.0.1:{http.server_port}/v1/scores.csv?from={END - timedelta(days=90)}"
-                                    f"&to={END}")
-    finally:
-        http.shutdown()
-        thread.join(10)
+    with serve(engine, BOSTON, SCORER_READ_TIMEOUT=1e-6) as base:
+        status, headers, body = get(f"{base}/v1/scores.csv?from={END - timedelta(days=90)}&to={END}")
     assert status == 503 and "SCORER_READ_TIMEOUT" in json.loads(body)["error"] and headers["Retry-After"]

@@ -12,11 +12,9 @@ Without them the tests FAIL.
 
 from __future__ import annotations
 
-import threading
 import urllib.error
 import urllib.request
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -36,12 +34,12 @@ from tests.helpers.browser import (
     READ_ROWS,
     api,
     check_cells,
-    chromium,
     console_problems,
     open_page,
     publish,
     screenshot,
 )
+from tests.helpers.serving import served
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -52,8 +50,6 @@ PUBLISHED = datetime(2026, 7, 1, 4, 0, 12, tzinfo=timezone.utc)  # the midnight 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The scorer's app on a real port over a SQLite database holding a published board."""
-    from werkzeug.serving import make_server
-
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('board')}/scores.db")
     migrate(engine)
     writer = ScoreWriter(engine, CATALOG)
@@ -65,24 +61,9 @@ def server(tmp_path_factory):
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
     app = create_app(engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="board-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
+    with served(app, "board-http") as url:
+        yield url
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
 
 
 def test_board_rows_values_and_colours_match_the_api(browser, server, shots):

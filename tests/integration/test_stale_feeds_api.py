@@ -9,7 +9,6 @@ metric must be `cityscore score`'s on the same events, for the board the scorer 
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from datetime import date, datetime, timezone
 
@@ -24,26 +23,21 @@ from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.ingest import fresh_database
 from tests.helpers.stale_feeds import AS_OF, CATALOG, events, offline_board
+from tests.helpers.serving import served
 
 NOW = datetime(2026, 2, 11, 15, 0, tzinfo=timezone.utc)  # 10 AM in the city: the board is as of 10 February
 
 
 @pytest.fixture(scope="module")
 def server(database_url):
-    from werkzeug.serving import make_server
-
     engine = fresh_database(database_url)
     with engine.begin() as conn:
         ScoreWriter(engine, CATALOG).fold(conn, [parse_event(e) for e in events()])
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, AS_OF)
     app = create_app(ScorerSettings(SCORER_READ_TIMEOUT=120), engine=engine, catalog=CATALOG, clock=ManualClock(NOW))
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="stale-feeds-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
+    with served(app, "stale-feeds-http") as url:
+        yield url
     engine.dispose()
 
 
