@@ -167,17 +167,17 @@ def earliest_start(windows: Mapping[str, Window], as_of: date) -> date:
     return min(start for start, _ in spans(windows, as_of).values())
 
 
-# A board scores every trend metric's windows against the same past years, and a history or a
-# percentile scores neighbouring dates with the same windows: the dates are worked out once
-# (a past board spent a fifth of its scoring time making the same dates again). Tuples, so
-# that no caller can change what the next one gets; a few MB at most.
-@lru_cache(maxsize=2048)
 def days_up_to(end: date, count: int) -> list[date]:
     """The `count` local days ending on `end`, oldest first: a run of as-of dates for a history,
     or the days of a trailing window. A catalog's window gives its own days (Window.dates)."""
     return [end - timedelta(days=offset) for offset in range(count - 1, -1, -1)]
 
 
+# A board scores every trend metric's windows against the same past years, and a history or a
+# percentile scores neighbouring dates with the same windows: the dates are worked out once
+# (a past board spent a fifth of its scoring time making the same dates again). Tuples, so
+# that no caller can change what the next one gets; a few MB at most.
+@lru_cache(maxsize=2048)
 def window_dates(window: Window, as_of: date) -> tuple[date, ...]:
     start, end = window.span(as_of)
     return tuple(days_up_to(end, (end - start).days + 1))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from shared.core.catalog import CatalogError, parse_catalog
-from shared.core.windows import Period, Window, earliest_start
+from shared.core.windows import Period, Window, days_up_to, earliest_start
 
 WEEK = Window(period=Period.WEEK, starts="monday")
 MONTH = Window(period=Period.MONTH)
@@ -277,3 +277,19 @@ def test_a_window_that_is_neither_a_number_nor_a_period_says_what_to_write(writt
     assert refusals({"week": written}) == [
         "windows.week: give a number of trailing days (week: 7) or a calendar period "
         "(week: {period: week, starts: monday})"]
+
+
+def test_the_days_a_caller_gets_are_its_own():
+    """The dates worked out once are shared between callers, so each caller gets a list of its own
+    (a history appends to its run of days): changing it changes nothing for the next one."""
+    end = date(2026, 7, 23)
+    expected = [date(2026, 7, 21), date(2026, 7, 22), date(2026, 7, 23)]
+    days = days_up_to(end, 3)
+    assert days == expected
+    days.append(date(2026, 7, 24))
+    assert days_up_to(end, 3) == expected
+    week = Window(days=3)
+    dates = week.dates(end)
+    assert dates == expected
+    dates.clear()
+    assert week.dates(end) == expected
