@@ -133,5 +133,3 @@ def at_risk_reply(kind: str, view: AtRiskView, *, user: str | None = None, note:
         return reply_message(kind, alert, user=user, note=note)  # acknowledged, owner, note
     text = _clip(texts[kind], MAX_SECTION_TEXT)
     return {"text": text, "blocks": [section(text)]}
-
-

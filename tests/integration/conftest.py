@@ -1,6 +1,7 @@
-"""Fixtures the scorer's integration tests share: an empty migrated database and a stream of
-events through Kafka into it. A module that needs another kind of `engine` defines its own,
-which pytest prefers to these."""
+"""Fixtures the integration tests share: an empty migrated database and a stream of events
+through Kafka into it (a module that needs another kind of `engine` defines its own, which
+pytest prefers to these), and for the pages tests a headless browser and a folder for
+screenshots, one of each per module."""
 
 from __future__ import annotations
 
