@@ -44,3 +44,13 @@ def sqlite_scores(path: Path, catalog: Catalog, events: Iterable[dict], publish_
         if publish_as_of is not None:
             PublishedScores(ScoreReader(engine, catalog)).rescore(conn, publish_as_of)
     return engine
+
+
+def fold_in_batches(engine: Engine, catalog: Catalog, events: Iterable[dict], batch: int = 5000) -> None:
+    """These events (the contract's dicts) folded into a migrated database a transaction a batch,
+    as the scorer folds a stream."""
+    writer = ScoreWriter(engine, catalog)
+    parsed = [parse_event(event) for event in events]
+    for start in range(0, len(parsed), batch):
+        with engine.begin() as conn:
+            writer.fold(conn, parsed[start:start + batch])

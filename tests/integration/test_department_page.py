@@ -17,7 +17,6 @@ from sqlalchemy import insert, update
 from services.scorer.app import create_app
 from services.scorer.settings import ScorerSettings
 from shared.core.catalog import load_catalog, parse_catalog
-from shared.core.contract import parse_event
 from shared.core.record import Action, Note
 from shared.core.scoring import standing
 from shared.dev.generator import generate
@@ -25,11 +24,11 @@ from shared.store.engine import make_engine, migrate
 from shared.store.published_scores import PublishedScores
 from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from shared.store.tables.notifier import Alert
 from shared.store.tables.scorer import CurrentScore
 from tests.fakes.clock import ManualClock
 from tests.helpers.browser import api, console_problems, contrast, open_page, publish, rgb, screenshot
+from tests.helpers.score_parts import fold_in_batches
 from tests.helpers.serving import served
 
 BOSTON = load_catalog()
@@ -71,11 +70,7 @@ return [...document.querySelectorAll('section.department')].map((section) => ({
 def server(tmp_path_factory):
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
     migrate(engine)
-    writer = ScoreWriter(engine, CATALOG)
-    events = [parse_event(e) for e in generate(CATALOG, 120, 7, END)]
-    for start in range(0, len(events), 5000):
-        with engine.begin() as conn:
-            writer.fold(conn, events[start:start + 5000])
+    fold_in_batches(engine, CATALOG, generate(CATALOG, 120, 7, END))
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=FIRED))

@@ -31,10 +31,10 @@ from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.browser import api, console_problems, open_page, publish, screenshot
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_in_batches
 from tests.helpers.serving import served
 
 END = date(2026, 6, 30)
@@ -95,10 +95,7 @@ def folded(database_url):
     the same events (the pure core's answers)."""
     engine = fresh_database(database_url)
     made = events()
-    writer = ScoreWriter(engine, CATALOG)
-    for start in range(0, len(made), 5000):
-        with engine.begin() as conn:
-            writer.fold(conn, [parse_event(e) for e in made[start:start + 5000]])
+    fold_in_batches(engine, CATALOG, made)
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
     ledger = Ledger(CATALOG)

@@ -21,15 +21,14 @@ from sqlalchemy import update
 from services.scorer.app import MAX_HISTORY_DAYS, create_app
 from services.scorer.settings import ScorerSettings
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
 from shared.dev.generator import generate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from shared.store.tables.scorer import CurrentScore
 from tests.fakes.clock import ManualClock
 from tests.helpers.ingest import fresh_database
 from tests.helpers.open_data import BOSTON_COLUMNS, assert_rows_equal_board, read_csv
+from tests.helpers.score_parts import fold_in_batches
 from tests.helpers.serving import served
 
 BOSTON = load_catalog()
@@ -45,11 +44,7 @@ CALENDAR = load_catalog("boston-calendar.yaml")  # Boston's calendar windows, as
 def engine(database_url):
     """The events folded, as the scorer would have (the day totals are the same whatever the windows)."""
     made = fresh_database(database_url)
-    writer = ScoreWriter(made, BOSTON)
-    events = [parse_event(e) for e in generate(BOSTON, 35, 11, END)]
-    for start in range(0, len(events), 5000):
-        with made.begin() as conn:
-            writer.fold(conn, events[start:start + 5000])
+    fold_in_batches(made, BOSTON, generate(BOSTON, 35, 11, END))
     yield made
     made.dispose()
 

@@ -21,13 +21,11 @@ from sqlalchemy import update
 
 from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
 from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
 from shared.dev.generator import generate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.browser import (
     READ_CELLS,
@@ -39,6 +37,7 @@ from tests.helpers.browser import (
     publish,
     screenshot,
 )
+from tests.helpers.score_parts import fold_in_batches
 from tests.helpers.serving import served
 
 CATALOG = load_catalog()
@@ -52,11 +51,7 @@ def server(tmp_path_factory):
     """The scorer's app on a real port over a SQLite database holding a published board."""
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('board')}/scores.db")
     migrate(engine)
-    writer = ScoreWriter(engine, CATALOG)
-    events = [parse_event(e) for e in generate(CATALOG, 120, 7, END)]
-    for start in range(0, len(events), 5000):
-        with engine.begin() as conn:
-            writer.fold(conn, events[start:start + 5000])
+    fold_in_batches(engine, CATALOG, generate(CATALOG, 120, 7, END))
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
