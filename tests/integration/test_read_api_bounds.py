@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from services.scorer.app import MAX_HISTORY_DAYS, create_app
 from shared.core.catalog import load_catalog
@@ -24,6 +24,7 @@ from services.scorer.settings import ScorerSettings
 
 from tests.helpers.ingest import fresh_database
 from tests.helpers.scorer import clock_for
+from tests.helpers.statements import statements_run
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)  # the clock makes it 'yesterday': the current as-of day
@@ -159,19 +160,11 @@ def test_the_published_board_is_read_not_scored_on_request(store):
     totals' sums). Told by the statements run, not by a time bound, which a loaded machine can
     pass on any statement (PostgreSQL's statement_timeout counts in whole milliseconds)."""
     client = client_for(store.engine, SCORER_READ_TIMEOUT=1.0)
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(store.engine) as statements:
         published = client.get("/v1/scoreboard")
         statements_published = list(statements)
         statements.clear()
         past = client.get(f"/v1/scoreboard?as_of={END - timedelta(days=1)}")
-    finally:
-        event.remove(store.engine, "before_cursor_execute", seen)
     assert published.status_code == 200 and published.json["as_of"] == END.isoformat()
     assert published.json["updated_at"] is not None  # the published board, not one scored now
     assert not [s for s in statements_published if "day_changes" in s], statements_published

@@ -20,6 +20,7 @@ from shared.store.score_writer import ScoreWriter
 
 from tests.helpers.boards import board_differences, same
 from tests.helpers.ingest import fresh_database
+from tests.helpers.statements import statements_run
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -397,15 +398,6 @@ def test_past_boards_read_as_arrays_equal_the_row_by_row_reads_exactly(database_
 PAST = (END, date(2026, 5, 17), date(2026, 3, 8))
 
 
-def statements_on(engine) -> list[str]:
-    """The SQL statements run on `engine` from now on, filled in as they run."""
-    from sqlalchemy import event
-
-    ran: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: ran.append(statement))
-    return ran
-
-
 def incident(event_id: str, metric: str, day: str, **more) -> object:
     return parse_event({"event_id": event_id, "type": "incident", "metric": metric,
                         "occurred_at": f"{day}T12:00:00-04:00", **more})
@@ -445,16 +437,16 @@ def test_a_reader_that_kept_past_boards_scores_every_later_fold_withdrawal_and_c
 def test_a_reader_reads_no_day_totals_for_days_it_kept_until_a_fold_changes_one(engine, writer, reader, generated):
     fold_in_batches(writer, generated[-12000:], 4000)
     reader.scoreboard(date(2026, 5, 17))
-    ran = statements_on(engine)
-    warm = reader.scoreboard(date(2026, 5, 17))
+    with statements_run(engine) as ran:
+        warm = reader.scoreboard(date(2026, 5, 17))
     assert any("day_changes" in statement for statement in ran)
     assert not [s for s in ran if "day_totals" in s or "measurement_values" in s]
     ledger = Ledger(CATALOG)
     for event in generated[-12000:]:
         ledger.fold(event)
     fold_both(engine, writer, ledger, [incident("late-1", "stabbings", "2026-05-12")])
-    ran.clear()
-    board = reader.scoreboard(date(2026, 5, 17))
+    with statements_run(engine) as ran:
+        board = reader.scoreboard(date(2026, 5, 17))
     assert [s for s in ran if "FROM day_totals" in s]  # the changed day's span, read again
     assert board_differences(warm, board)  # stabbings' day count moved
     assert board_differences(ledger.scoreboard(date(2026, 5, 17)), board) == []

@@ -15,6 +15,7 @@ from shared.core.catalog import CatalogError
 from shared.core.contract import parse_event
 from shared.core.folding import Ledger
 from tests.helpers.catalogs import boston_with
+from tests.helpers.statements import statements_run
 
 METRIC = "signal-repair-on-time"
 AS_OF = date(2026, 7, 22)
@@ -149,20 +150,13 @@ def test_one_refusal_for_every_reader_and_it_asks_the_cases_nothing():
 def test_the_reader_refuses_a_question_before_it_reads_a_case(tmp_path):
     """ScoreReader.breakdown, case_lines and case_page refuse a bad attribute, status or window
     without a statement to the database."""
-    from sqlalchemy import event
-
     from shared.store.engine import make_engine, migrate
     from shared.store.score_reader import ScoreReader
 
     engine = make_engine(f"sqlite:///{tmp_path / 'scores.db'}")
     migrate(engine)
     reader = ScoreReader(engine, CATALOG)
-    statements = []
-
-    def executed(*_):
-        statements.append(1)
-    event.listen(engine, "before_cursor_execute", executed)
-    try:
+    with statements_run(engine) as statements:
         with pytest.raises(ValueError, match="by: 'caller' is not one of"):
             reader.breakdown(METRIC, "caller", AS_OF)
         with pytest.raises(ValueError, match="window: 'year' is not one of"):
@@ -171,8 +165,6 @@ def test_the_reader_refuses_a_question_before_it_reads_a_case(tmp_path):
             reader.case_lines(METRIC, AS_OF, "closed")
         with pytest.raises(ValueError, match="window: 'year' is not one of"):
             reader.case_page(METRIC, AS_OF, "overdue", "year")
-    finally:
-        event.remove(engine, "before_cursor_execute", executed)
     engine.dispose()
     assert statements == []
 

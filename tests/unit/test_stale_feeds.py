@@ -17,6 +17,7 @@ from shared.store.score_reader import ScoreReader
 from tests.fakes.clock import ManualClock
 from tests.helpers.stale_feeds import AS_OF, CATALOG, catalog_data, events, offline_board
 from tests.helpers.score_parts import sqlite_scores
+from tests.helpers.statements import statements_run
 
 CALLS, INSPECTIONS, SHOOTINGS = (CATALOG.by_id[m] for m in ("calls", "inspections", "shootings"))
 
@@ -150,21 +151,12 @@ def test_the_slack_board_says_no_data_since_beside_the_metric(client):
 def test_a_catalog_where_no_metric_expects_data_reads_no_last_days(client, tmp_path):
     """The notifier's board, slash command and feed check ask for the last days unguarded: with no
     metric's expect_data set, the reader answers nothing without a query."""
-    from sqlalchemy import event
-
     _, reader = client
     assert set(reader.last_data(AS_OF)) == {m.id for m in CATALOG.metrics if m.expect_data is not None}
     quiet = catalog_data()
     for metric in quiet["metrics"]:
         metric.pop("expect_data", None)
     unexpecting = ScoreReader(reader.engine, parse_catalog(quiet, "test"))
-    statements = []
-
-    def executed(*_):
-        statements.append(1)
-    event.listen(reader.engine, "before_cursor_execute", executed)
-    try:
+    with statements_run(reader.engine) as statements:
         assert unexpecting.last_data(AS_OF) == {}
-    finally:
-        event.remove(reader.engine, "before_cursor_execute", executed)
     assert statements == []
