@@ -5,9 +5,10 @@ answer is ephemeral (Slack shows it to the person who clicked, no one else): the
 closed late in the alert's window, the oldest cases still open past their due time at the end
 of the alert's as-of day, and a link to the metric's public page. The cases come from the
 scorer's kept cases through ScoreReader.case_page (only those shown are read, with each list's
-length), so they are the ends of the read API's and `cityscore cases`' lists. They reach Slack even when the catalog keeps a metric's case lists off the
-public pages (public_case_lists: false): the department's channel is not public. Only the
-attributes the catalog marks public are shown.
+length), so they are the ends of the read API's and `cityscore cases`' lists. They reach
+Slack even when the catalog keeps a metric's case lists off the public pages
+(public_case_lists: false): the department's channel is not public. Only the attributes the
+catalog marks public are shown.
 
 `cases_message` is pure (the Block Kit answer from the lists); `show_cases` is the use case
 (the alert, then its cases) and answers every request in words, a missing alert included.

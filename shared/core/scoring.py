@@ -15,7 +15,7 @@ from typing import Container, Iterable, Mapping, NamedTuple
 
 from shared.core.catalog import Catalog, Kind, Metric
 from shared.core.staleness import feed_statuses
-from shared.core.windows import Window, days_up_to, spans, years_back
+from shared.core.windows import Window, spans, years_back
 
 
 @dataclass(slots=True)

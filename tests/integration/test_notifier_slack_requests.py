@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -297,7 +297,7 @@ def test_a_huge_body_gets_413_without_being_read(schema, slack, tmp_path):
     settings = notifier_settings(tmp_path, slack)
     harness = Harness(schema, settings)
     with served(create_app(settings, harness.notifier, harness.runtime.gateway), "notifier-http") as base:
-        port = int(base.rsplit(":", 1)[1])
+        port = urlsplit(base).port
         # 1 GiB announced, 4 KiB sent: the answer must not wait for the rest
         for path in ("/slack/actions", "/slack/commands"):
             answer = raw_post(port, path, huge_body_headers(2**30), b"payload=" + b"x" * 4096)

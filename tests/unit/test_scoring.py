@@ -6,10 +6,9 @@ from math import isclose
 import pytest
 
 from shared.core.catalog import Kind, load_catalog
-from shared.core.windows import Window
+from shared.core.windows import Window, days_up_to
 from shared.core.scoring import (
     DayTotals,
-    days_up_to,
     overall,
     score_mean_daily_ratio,
     score_metric,

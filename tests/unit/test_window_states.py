@@ -19,11 +19,10 @@ from shared.core.scoring import (
     DayTotals,
     Scoreboard,
     WindowScore,
-    days_up_to,
     score_metric,
     years_back,
 )
-from shared.core.windows import Window
+from shared.core.windows import Window, days_up_to
 
 BOSTON = load_catalog()
 WINDOWS = {name: Window(days=days) for name, days in (("day", 1), ("week", 7), ("month", 30), ("quarter", 90))}
