@@ -335,8 +335,9 @@ class Scorer:
         pending = {tp: offset for tp, offset in {**self._committed_async, **offsets}.items() if tp in assigned}
         self._committed_async.clear()
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in pending.items()})
-        except Exception as exc:  # noqa: BLE001 - a rebalance is under way, or took the partition
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in pending.items()},
+                                  timeout_ms=int(self.settings.commit_timeout_s * 1000))
+        except Exception as exc:  # noqa: BLE001 - a rebalance is under way or took the partition; the broker is away
             # Safe: the batch is in the database and its event ids are claimed. Kept to commit
             # again when the loop next idles (only for partitions still ours by then): with no
             # new event to read, nothing else would ever commit them, and the group would

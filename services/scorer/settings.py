@@ -13,6 +13,11 @@ class ScorerSettings(Settings):
     batch_max: int = Field(20000, alias="SCORER_BATCH_MAX", ge=1, description="Events folded per transaction, at most")
     batch_wait_s: float = Field(0.5, alias="SCORER_BATCH_WAIT", gt=0,
                                 description="Seconds a batch waits to fill before it is folded")
+    # A waited commit that fails is safe (the batch is in the database; the offsets are kept and
+    # committed when the loop next idles), so it need not hold the loop, or a stop, for kafka-python's
+    # 30 s request timeout while the broker is away.
+    commit_timeout_s: float = Field(10.0, alias="SCORER_COMMIT_TIMEOUT", gt=0,
+                                    description="Seconds a waited offset commit may take before it is kept for later")
     scorer_check_crcs: bool = Field(False, alias="SCORER_CHECK_CRCS",
                                     description="Verify record CRCs in the consumer (slow in kafka-python)")
     # The notifier's posts (alert threads, staff notes, Slack user ids, channels) are internal;
