@@ -19,10 +19,11 @@ log = logging.getLogger("cityscore.notifier.consumer")
 
 def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: int = 45000,
                   reconnect_backoff_max_ms: int = KAFKA_RECONNECT_BACKOFF_MAX_MS,
-                  security: dict | None = None) -> KafkaConsumer:
+                  security: dict | None = None, bootstrap_timeout_ms: int = 30000) -> KafkaConsumer:
     """A member of `group` reading `topic`, subscribed once it knows the topic's partitions.
 
     `security`: kafka_security() of the settings (default: the environment's).
+    `bootstrap_timeout_ms`: how long to try to reach a broker before raising (kafka-python's default).
     """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, client_id="cityscore-notifier",
                          **(kafka_security() if security is None else security),
@@ -30,7 +31,8 @@ def make_consumer(bootstrap: str, topic: str, group: str, session_timeout_ms: in
                          session_timeout_ms=session_timeout_ms,
                          heartbeat_interval_ms=max(1000, session_timeout_ms // 6),
                          metadata_max_age_ms=METADATA_MAX_AGE_MS,
-                         reconnect_backoff_max_ms=reconnect_backoff_max_ms)
+                         reconnect_backoff_max_ms=reconnect_backoff_max_ms,
+                         bootstrap_timeout_ms=bootstrap_timeout_ms)
     subscribe_once_known(consumer, topic)
     return consumer
 
