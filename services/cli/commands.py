@@ -85,7 +85,7 @@ def catalog_check(file: str) -> None:
 def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, skip_invalid: bool,
           percentile: bool, alert_windows: tuple[str, ...]) -> None:
     """Score a JSONL file of events offline, as of a date."""
-    from services.cli.offline import score_file
+    from services.cli.offline import board_document, score_file
 
     loaded = _load_catalog(catalog_path)
     for window in alert_windows:
@@ -107,10 +107,7 @@ def score(events_path: str, as_of: date, catalog_path: str | None, fmt: str, ski
         sys.exit(1)
     click.echo(summary, err=True)
     if fmt == "json":
-        from shared.core.cases import case_fields, with_case_fields
-
-        shown = with_case_fields(board.as_dict(loaded), case_fields(board, loaded, ledger.cases.values(), alert_windows))
-        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(board_document(board, ledger, alert_windows), option=orjson.OPT_INDENT_2).decode())
     elif fmt == "csv":
         from shared.core.open_data import full_metric_list
         from shared.platform.clock import system_clock

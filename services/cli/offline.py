@@ -70,9 +70,24 @@ def score_file(stream: BinaryIO, catalog: Catalog, as_of: date,
     (the read API gives the same with `?percentile=1`) unless `percentile` is False."""
     ledger = Ledger(catalog)
     report = fold_lines(stream, ledger)
+    return score_ledger(ledger, as_of, percentile), report, ledger
+
+
+def score_ledger(ledger: Ledger, as_of: date, percentile: bool = True) -> Scoreboard:
+    """The board of events already folded, as of `as_of` (a ledger folded once can be scored as of
+    any date: later days are simply outside its windows)."""
     board = ledger.scoreboard(as_of)
     # Each metric's last day with data, as the read API reads it from day_totals (docs/scoring.md §4c).
     board = board._replace(last_data=last_days(ledger.days, as_of))
     if percentile:
-        board = with_percentiles(board, catalog, ledger.days, ledger.first_day)
-    return board, report, ledger
+        board = with_percentiles(board, ledger.catalog, ledger.days, ledger.first_day)
+    return board
+
+
+def board_document(board: Scoreboard, ledger: Ledger, alert_windows: Iterable[str] = ("week",)) -> dict:
+    """`cityscore score --format json`'s document: the board, with each metric's case fields (its
+    open and overdue cases, and the projected score of the alert windows)."""
+    from shared.core.cases import case_fields, with_case_fields
+
+    return with_case_fields(board.as_dict(ledger.catalog),
+                            case_fields(board, ledger.catalog, ledger.cases.values(), alert_windows))

@@ -12,16 +12,16 @@ from datetime import date, datetime, timedelta, timezone
 
 import orjson
 import pytest
-from click.testing import CliRunner
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import text
 
-from services.cli.commands import main
+from services.cli.offline import board_document, fold_lines, score_ledger
 from services.scorer.app import create_app
 from services.scorer.consumer import Scorer
 from services.scorer.replay import replay
 from services.scorer.steps import Prepared
 from shared.core.catalog import load_catalog
+from shared.core.folding import Ledger
 from shared.dev.generator import generate
 from shared.platform.kafka import kafka_security
 from shared.core.score_change import CITY
@@ -64,22 +64,23 @@ def stream(kafka_bootstrap, database):
     made.close()
 
 
-# `cityscore score`'s boards by (events file's digest, as-of date, catalog): the PostgreSQL and the
-# SQLite run of a test compare with the same boards, and folding 190,000 events takes seconds.
-_OFFLINE_BOARDS: dict[tuple[str, date, str | None], bytes] = {}
+# The offline command's folds by (events' digest, catalog): the PostgreSQL and the SQLite run of a
+# test compare with the same fold, and folding 190,000 events takes seconds; each as-of date's
+# board is then scored from it by the command's own functions (services/cli/offline.py).
+_OFFLINE_LEDGERS: dict[tuple[str, str | None], Ledger] = {}
 
 
-def offline(tmp_path, events, as_of, catalog: str | None = None) -> dict:
-    content = b"\n".join(orjson.dumps(e) for e in events) + b"\n"
-    key = (hashlib.sha256(content).hexdigest(), as_of, catalog)
-    if key not in _OFFLINE_BOARDS:
-        path = tmp_path / f"offline-{as_of}.jsonl"
-        path.write_bytes(content)
-        result = CliRunner().invoke(main, ["score", "--events", str(path), "--as-of", as_of.isoformat()]
-                                    + (["--catalog", catalog] if catalog else []))
-        assert result.exit_code == 0, result.stderr
-        _OFFLINE_BOARDS[key] = result.stdout_bytes
-    return orjson.loads(_OFFLINE_BOARDS[key])
+def offline(events, as_of, catalog: str | None = None) -> dict:
+    """`cityscore score --events F --as-of AS_OF [--catalog C]`'s JSON for these events."""
+    key = (hashlib.sha256(orjson.dumps(events)).hexdigest(), catalog)
+    if key not in _OFFLINE_LEDGERS:
+        ledger = Ledger(load_catalog(catalog) if catalog else CATALOG)
+        report = fold_lines((orjson.dumps(e) for e in events), ledger)
+        assert report.invalid == 0, report.reasons
+        _OFFLINE_LEDGERS[key] = ledger
+    ledger = _OFFLINE_LEDGERS[key]
+    # Through JSON, as the command prints it (dates and numbers as the API's JSON has them).
+    return orjson.loads(orjson.dumps(board_document(score_ledger(ledger, as_of), ledger)))
 
 
 def api_board(client, as_of) -> dict:
@@ -143,8 +144,8 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         stream.send(first)
         expected_count = len({e["event_id"] for e in first})
         wait_until(lambda: folded(store) >= expected_count, 120, "the first part folded")
-        assert_published(client, offline(tmp_path, first, END, catalog_name))
-        assert board_differences(offline(tmp_path, first, date(2026, 5, 31), catalog_name),
+        assert_published(client, offline(first, END, catalog_name))
+        assert board_differences(offline(first, date(2026, 5, 31), catalog_name),
                                  api_board(client, date(2026, 5, 31))) == []
 
         # The rest arrives out of order (late events), with case corrections and repeats.
@@ -161,9 +162,9 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         stream.send(tail)
         everything = first + tail
         wait_until(lambda: folded(store) >= len({e["event_id"] for e in everything}), 120, "everything folded")
-        assert_published(client, offline(tmp_path, everything, END, catalog_name))
+        assert_published(client, offline(everything, END, catalog_name))
         for as_of in as_of_dates:
-            assert board_differences(offline(tmp_path, everything, as_of, catalog_name),
+            assert board_differences(offline(everything, as_of, catalog_name),
                                      api_board(client, as_of)) == [], as_of
         non_null = sum(1 for m in api_board(client, END)["metrics"].values() if m["week"]["score"] is not None)
         assert non_null >= 21
@@ -172,7 +173,7 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
         default = client.get("/v1/scoreboard").json
         assert default["updated_at"] is not None
         assert default["as_of"] == END.isoformat()
-        assert board_differences(offline(tmp_path, everything, END, catalog_name), default) == []
+        assert board_differences(offline(everything, END, catalog_name), default) == []
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)
@@ -206,7 +207,7 @@ def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_s
     try:
         wait_until(lambda: folded(store) >= len({e["event_id"] for e in sent}), 120, "the events folded")
         assert scorer.totals.messages > 2 * int(stream.env()["SCORER_BATCH_MAX"])  # several batches, one rescore due
-        assert_published(client, offline(tmp_path, sent, END), timeout_s=120)
+        assert_published(client, offline(sent, END), timeout_s=120)
     finally:
         scorer.stopping.set()
         thread.join(timeout=30)
