@@ -4,6 +4,7 @@ the test compares."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -54,3 +55,10 @@ def fold_in_batches(engine: Engine, catalog: Catalog, events: Iterable[dict], ba
     for start in range(0, len(parsed), batch):
         with engine.begin() as conn:
             writer.fold(conn, parsed[start:start + batch])
+
+
+def engine_on_copy(database_file: Path, folder: Path) -> Engine:
+    """An engine on a copy of a SQLite database file (one no engine has open), made in `folder`."""
+    path = folder / database_file.name
+    shutil.copyfile(database_file, path)
+    return make_engine(f"sqlite:///{path}")

@@ -19,8 +19,6 @@ from services.scorer.settings import ScorerSettings
 from shared.core.catalog import load_catalog, parse_catalog
 from shared.core.record import Action, Note
 from shared.core.scoring import standing
-from shared.dev.generator import generate
-from shared.store.engine import make_engine, migrate
 from shared.store.published_scores import PublishedScores
 from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
@@ -28,7 +26,7 @@ from shared.store.tables.notifier import Alert
 from shared.store.tables.scorer import CurrentScore
 from tests.fakes.clock import ManualClock
 from tests.helpers.browser import api, console_problems, contrast, open_page, publish, rgb, screenshot
-from tests.helpers.score_parts import fold_in_batches
+from tests.helpers.score_parts import engine_on_copy
 from tests.helpers.serving import served
 
 BOSTON = load_catalog()
@@ -67,10 +65,8 @@ return [...document.querySelectorAll('section.department')].map((section) => ({
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('departments')}/scores.db")
-    migrate(engine)
-    fold_in_batches(engine, CATALOG, generate(CATALOG, 120, 7, END))
+def server(tmp_path_factory, folded_history):
+    engine = engine_on_copy(folded_history, tmp_path_factory.mktemp('departments'))  # 120 days folded
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=FIRED))

@@ -21,9 +21,7 @@ from sqlalchemy import update
 
 from services.scorer.app import create_app
 from shared.core.catalog import load_catalog
-from shared.store.engine import make_engine, migrate
 from shared.store.tables.scorer import CurrentScore
-from shared.dev.generator import generate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from tests.fakes.clock import ManualClock
@@ -37,7 +35,7 @@ from tests.helpers.browser import (
     publish,
     screenshot,
 )
-from tests.helpers.score_parts import fold_in_batches
+from tests.helpers.score_parts import engine_on_copy
 from tests.helpers.serving import served
 
 CATALOG = load_catalog()
@@ -47,11 +45,9 @@ PUBLISHED = datetime(2026, 7, 1, 4, 0, 12, tzinfo=timezone.utc)  # the midnight 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, folded_history):
     """The scorer's app on a real port over a SQLite database holding a published board."""
-    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('board')}/scores.db")
-    migrate(engine)
-    fold_in_batches(engine, CATALOG, generate(CATALOG, 120, 7, END))
+    engine = engine_on_copy(folded_history, tmp_path_factory.mktemp('board'))  # 120 days folded
     with engine.begin() as conn:
         PublishedScores(ScoreReader(engine, CATALOG)).rescore(conn, END)
         conn.execute(update(CurrentScore.__table__).values(updated_at=PUBLISHED))
