@@ -50,11 +50,20 @@ def sqlite_scores(path: Path, catalog: Catalog, events: Iterable[dict], publish_
 def fold_in_batches(engine: Engine, catalog: Catalog, events: Iterable[dict], batch: int = 5000) -> None:
     """These events (the contract's dicts) folded into a migrated database a transaction a batch,
     as the scorer folds a stream."""
-    writer = ScoreWriter(engine, catalog)
-    parsed = [parse_event(event) for event in events]
-    for start in range(0, len(parsed), batch):
-        with engine.begin() as conn:
-            writer.fold(conn, parsed[start:start + batch])
+    fold_batches(ScoreWriter(engine, catalog), [parse_event(event) for event in events], batch)
+
+
+def fold_batches(writer: ScoreWriter, events: list, batch: int, redeliver_every: int = 0) -> None:
+    """Parsed events folded by `writer` a transaction a batch; with `redeliver_every` N, every Nth
+    batch is folded a second time (a redelivery after a crash), which must fold nothing."""
+    for start in range(0, len(events), batch):
+        part = events[start:start + batch]
+        with writer.engine.begin() as conn:
+            writer.fold(conn, part)
+        if redeliver_every and (start // batch) % redeliver_every == 0:
+            with writer.engine.begin() as conn:
+                outcome = writer.fold(conn, part)
+            assert outcome.folded == 0, f"a redelivered batch folded {outcome.folded} events again"
 
 
 def engine_on_copy(database_file: Path, folder: Path) -> Engine:

@@ -18,6 +18,7 @@ from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_batches
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -50,9 +51,7 @@ def test_the_database_gives_the_offline_percentiles_and_states(engine, generated
     for event in generated:
         ledger.fold(event)
     writer, reader = ScoreWriter(engine, CATALOG), ScoreReader(engine, CATALOG)
-    for start in range(0, len(generated), 5000):
-        with engine.begin() as conn:
-            writer.fold(conn, generated[start:start + 5000])
+    fold_batches(writer, generated, 5000)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 9)):
         offline = percentiles(CATALOG, ledger.days, as_of, ledger.first_day)
         stored = reader.percentiles(as_of)

@@ -20,6 +20,7 @@ from shared.store.score_writer import ScoreWriter
 
 from tests.helpers.boards import board_differences, same
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_batches
 from tests.helpers.statements import statements_run
 
 CATALOG = load_catalog()
@@ -59,22 +60,11 @@ def published(reader):
     return PublishedScores(reader)
 
 
-def fold_in_batches(writer, events, batch_size, redeliver_every=0):
-    for start in range(0, len(events), batch_size):
-        batch = events[start:start + batch_size]
-        with writer.engine.begin() as conn:
-            writer.fold(conn, batch)
-        if redeliver_every and (start // batch_size) % redeliver_every == 0:
-            with writer.engine.begin() as conn:  # the same batch again: a redelivery after a crash
-                outcome = writer.fold(conn, batch)
-            assert outcome.folded == 0
-
-
 def test_store_scores_equal_the_ledger(writer, reader, generated):
     ledger = Ledger(CATALOG)
     for event in generated:
         ledger.fold(event)
-    fold_in_batches(writer, generated, 4000, redeliver_every=3)
+    fold_batches(writer, generated, 4000, redeliver_every=3)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 9), date(2026, 3, 8)):
         assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
     non_null = sum(1 for m in reader.scoreboard(END).metrics.values() if m["week"].score is not None)
@@ -113,7 +103,7 @@ def test_overlapping_batches_count_each_event_once(engine, writer, reader, gener
 
 
 def test_history_matches_scoreboards(writer, reader, generated):
-    fold_in_batches(writer, generated, 10000)
+    fold_batches(writer, generated, 10000)
     series = reader.history("pothole-on-time", "week", 10, END)
     assert [d for d, _ in series][-1] == END and len(series) == 10
     for as_of, result in series[::3]:
@@ -122,7 +112,7 @@ def test_history_matches_scoreboards(writer, reader, generated):
 
 def test_rescore_publishes_only_changes_and_the_city(engine, writer, reader, published, generated):
     half = len(generated) // 2
-    fold_in_batches(writer, generated[:half], 5000)
+    fold_batches(writer, generated[:half], 5000)
     with engine.begin() as conn:
         first = published.rescore(conn, END)
     windows = len(CATALOG.windows)
@@ -131,7 +121,7 @@ def test_rescore_publishes_only_changes_and_the_city(engine, writer, reader, pub
         assert published.rescore(conn, END) == []  # nothing changed, nothing published
     tail = generated[half:]
     random.Random(3).shuffle(tail)  # late events too
-    fold_in_batches(writer, tail, 5000)
+    fold_batches(writer, tail, 5000)
     with engine.begin() as conn:
         changes = published.rescore(conn, END, ["pothole-on-time"])
     assert {c.metric for c in changes} <= {"pothole-on-time", CITY}
@@ -160,7 +150,7 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
     published = PublishedScores(reader)
     try:
         half = len(generated) // 2
-        fold_in_batches(writer, generated[:half], 10000)
+        fold_batches(writer, generated[:half], 10000)
         for round_ in range(3):
             with engine.begin() as conn:
                 conn.execute(delete(CurrentScore.__table__))
@@ -182,7 +172,7 @@ def test_scorers_rescoring_at_once_neither_fail_nor_leave_an_older_score(databas
                 thread.join(60)
             assert errors == [], (round_, errors)
         # A batch lands between two rescores: the stored scores are those of all the events.
-        fold_in_batches(writer, generated[half:], 10000)
+        fold_batches(writer, generated[half:], 10000)
         with engine.begin() as conn:
             published.rescore(conn, END)
         with engine.connect() as conn:
@@ -288,7 +278,7 @@ def test_withdrawals_corrections_and_colliding_ids_score_as_the_ledger(engine, w
     for event in events:
         ledger.fold(event)
     assert ledger.withdrawn > 15
-    fold_in_batches(writer, events, batch_size, redeliver_every=5)
+    fold_batches(writer, events, batch_size, redeliver_every=5)
     for as_of in (END, date(2026, 5, 17), date(2026, 3, 8)):
         assert board_differences(ledger.scoreboard(as_of), reader.scoreboard(as_of)) == []
     with engine.connect() as conn:
@@ -367,7 +357,7 @@ def test_past_boards_read_as_arrays_equal_the_row_by_row_reads_exactly(database_
     try:
         writer = ScoreWriter(engine, CATALOG)
         events = generated[:-60000] + corrections_mixed_into(generated[-60000:], seed=5)
-        fold_in_batches(writer, events, 5000)
+        fold_batches(writer, events, 5000)
         class RowByRow(PostgresBulkSQL):
             day_totals = PortableReads.day_totals
             measurement_values = PortableReads.measurement_values
@@ -414,7 +404,7 @@ def test_a_reader_that_kept_past_boards_scores_every_later_fold_withdrawal_and_c
                                                                                            generated):
     events = corrections_mixed_into(generated[-16000:], seed=7)
     ledger = Ledger(CATALOG)
-    fold_in_batches(writer, events[:8000], 4000)
+    fold_batches(writer, events[:8000], 4000)
     for event in events[:8000]:
         ledger.fold(event)
     for as_of in PAST:
@@ -435,7 +425,7 @@ def test_a_reader_that_kept_past_boards_scores_every_later_fold_withdrawal_and_c
 
 
 def test_a_reader_reads_no_day_totals_for_days_it_kept_until_a_fold_changes_one(engine, writer, reader, generated):
-    fold_in_batches(writer, generated[-12000:], 4000)
+    fold_batches(writer, generated[-12000:], 4000)
     reader.scoreboard(date(2026, 5, 17))
     with statements_run(engine) as ran:
         warm = reader.scoreboard(date(2026, 5, 17))
@@ -455,13 +445,13 @@ def test_a_reader_reads_no_day_totals_for_days_it_kept_until_a_fold_changes_one(
 def test_a_rebuild_or_replay_makes_a_reader_read_everything_again(engine, writer, reader, generated):
     from services.scorer.rebuild import forget
 
-    fold_in_batches(writer, generated[-12000:], 4000)
+    fold_batches(writer, generated[-12000:], 4000)
     for as_of in PAST:
         reader.scoreboard(as_of)
     with engine.begin() as conn:
         forget(conn, writer)  # rebuild's: TRUNCATE on PostgreSQL, the writer's reset (a replay's) on SQLite
     again = generated[-12000:-6000]  # days the first folds filled are now empty
-    fold_in_batches(writer, again, 3000)
+    fold_batches(writer, again, 3000)
     ledger = Ledger(CATALOG)
     for event in again:
         ledger.fold(event)
@@ -529,7 +519,7 @@ def test_a_reader_past_its_bound_starts_afresh_and_still_scores_every_day(engine
     import shared.store.kept_days as kept_days
 
     events = generated[-12000:]
-    fold_in_batches(writer, events, 4000)
+    fold_batches(writer, events, 4000)
     ledger = Ledger(CATALOG)
     for event in events:
         ledger.fold(event)
