@@ -97,6 +97,7 @@ class Scorer:
         self._consumer: KafkaConsumer | None = None
         self._producer = None
         self._committed_async: dict[TopicPartition, int] = {}  # offsets committed without waiting
+        self._commit_failed = False  # a waited commit failed in the finish under way
 
         # The batch steps, top-down (services/scorer/steps.py). The producer they write
         # through is made in connect(). A replay folds first and scores once at the end:
@@ -292,10 +293,17 @@ class Scorer:
     def finish_in_flight(self, done_only: bool = False) -> BatchReport | None:
         """Wait for the batches in the database (or, with `done_only`, take those already done) and
         commit their offsets in order; a batch's failure is raised here."""
-        report = self.in_order.finish(done_only)
-        if not done_only and self._committed_async:
-            # Make sure of what the loop committed without waiting (a lost one is covered here).
-            self.commit_offsets(self._committed_async)
+        # Once a waited commit fails here (the broker away, say), the later batches' offsets (and the
+        # loop's unwaited ones) are kept for the next idle loop instead of each waiting
+        # SCORER_COMMIT_TIMEOUT again: a scorer stopping with batches in flight is held once, not once a batch.
+        self._commit_failed = False
+        try:
+            report = self.in_order.finish(done_only)
+            if not done_only and self._committed_async and not self._commit_failed:
+                # Make sure of what the loop committed without waiting (a lost one is covered here).
+                self.commit_offsets(self._committed_async)
+        finally:
+            self._commit_failed = False
         return report
 
     @property
@@ -331,6 +339,9 @@ class Scorer:
             self._consumer.commit_async({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
                                         callback=_log_failed_commit)
             return
+        if self._commit_failed:
+            self._committed_async.update(offsets)
+            return
         # Later batches' offsets are never behind earlier ones for the same partition.
         pending = {tp: offset for tp, offset in {**self._committed_async, **offsets}.items() if tp in assigned}
         self._committed_async.clear()
@@ -343,6 +354,7 @@ class Scorer:
             # new event to read, nothing else would ever commit them, and the group would
             # look behind for good (after a rebalance while the scorer caught up, say).
             self._committed_async.update(pending)
+            self._commit_failed = True
             log.warning("offset commit failed; it is tried again, or the batch is read again and ignored",
                         extra={"error": str(exc)[:200]})
 
