@@ -296,7 +296,6 @@ class Scorer:
         # Once a waited commit fails here (the broker away, say), the later batches' offsets (and the
         # loop's unwaited ones) are kept for the next idle loop instead of each waiting
         # SCORER_COMMIT_TIMEOUT again: a scorer stopping with batches in flight is held once, not once a batch.
-        self._commit_failed = False
         try:
             report = self.in_order.finish(done_only)
             if not done_only and self._committed_async and not self._commit_failed:

@@ -131,8 +131,8 @@ def read_all(bootstrap, topic):
     ("boston.yaml", AS_OF_DATES),                    # trailing windows
     ("boston-calendar.yaml", CALENDAR_AS_OF_DATES),  # Boston's calendar windows
 ])
-def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, tmp_path,
-                                                                          catalog_name, as_of_dates):
+def test_api_equals_offline_scoring_including_late_events_and_corrections(stream, database, events, catalog_name,
+                                                                          as_of_dates):
     catalog = load_catalog(catalog_name)
     store = score_parts(database, catalog)
     clock = clock_for(END)
@@ -193,7 +193,7 @@ def test_api_equals_offline_scoring_including_late_events_and_corrections(stream
 
 
 def test_batches_that_leave_their_rescore_to_a_later_one_are_rescored_once_the_scorer_is_idle(
-        stream, database, events, tmp_path):
+        stream, database, events):
     """In a backlog the scorer rescores at most every `rescore_every_s`; what the batches in
     between touched must still reach the published board when the stream goes quiet."""
     store = score_parts(database, CATALOG)
