@@ -40,7 +40,8 @@ from shared.core.catalog import load_catalog  # noqa: E402
 from shared.dev.generator import generate  # noqa: E402
 from shared.platform.kafka import ensure_topics, kafka_security  # noqa: E402
 from tests.helpers.ingest import fresh_database  # noqa: E402
-from tests.helpers.processes import free_port, memory_kb, percentile, run_probes  # noqa: E402
+from tests.helpers.processes import (cpu_seconds, cpu_seconds_of, free_port, memory_kb, percentile,  # noqa: E402
+                                     run_probes)
 from tests.helpers.waiting import wait_until  # noqa: E402
 
 END = date(2026, 6, 30)
@@ -77,32 +78,34 @@ BARE_SETTINGS = dict(enable_auto_commit=False, max_poll_records=5000, fetch_max_
                      max_partition_fetch_bytes=8 * 1024 * 1024, check_crcs=False)
 
 
-def read_and_decode(consumer, count: int) -> tuple[float, float]:
-    """Read `count` records and decode each: (wall-clock time of the first record, of the last)."""
-    seen, started = 0, None
+def read_and_decode(consumer, count: int) -> tuple[float, float, float]:
+    """Read `count` records and decode each: (wall-clock time of the first record, of the last,
+    CPU seconds this process used between them)."""
+    seen, started, cpu = 0, None, 0.0
     while seen < count:
         for records in consumer.poll(timeout_ms=1000).values():
             if started is None:
-                started = time.time()
+                started, cpu = time.time(), time.process_time()
             for record in records:
                 orjson.loads(record.value)
                 seen += 1
-    return started, time.time()
+    return started, time.time(), time.process_time() - cpu
 
 
-def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
+def bare_consumer(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
+    """(events a second, CPU microseconds an event) of one bare reader in this process."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, **kafka_security(),
                              group_id=f"bare-{uuid.uuid4().hex[:6]}",
                              auto_offset_reset="earliest", **BARE_SETTINGS)
-    started, ended = read_and_decode(consumer, count)
+    started, ended, cpu = read_and_decode(consumer, count)
     consumer.close()
-    return count / (ended - started)
+    return count / (ended - started), cpu / count * 1e6
 
 
 def _bare_member(bootstrap: str, topic: str, partitions: list[int], result) -> None:
-    """One of several bare readers, each on its own partitions: (first record time, last record time, count)."""
+    """One of several bare readers, each on its own partitions: (first record time, last record time, CPU, count)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_security(), **BARE_SETTINGS)
@@ -132,12 +135,13 @@ def bare_group(bootstrap: str, topic: str, members: int) -> float:
     done = [result.get(timeout=600) for _ in readers]
     for reader in readers:
         reader.join(timeout=30)
-    return sum(d[2] for d in done) / (max(d[1] for d in done) - min(d[0] for d in done))
+    return sum(d[3] for d in done) / (max(d[1] for d in done) - min(d[0] for d in done))
 
 
 def fold_rate_samples(scorers, logs, bootstrap: str, group: str, count: int):
     """Twice a second until the scorers have committed all `count` messages (or made no progress
-    for 60 s): samples of (time, messages done, RSS, peak RSS).
+    for 60 s): samples of (time, messages done, RSS, peak RSS, the scorers' CPU seconds so far, the
+    database server's CPU seconds so far or None when it runs on another machine).
 
     Progress is the scorer group's committed offsets: a batch's offsets are committed only
     once it is folded, rescored and its changes published. Asking the broker costs the
@@ -161,7 +165,8 @@ def fold_rate_samples(scorers, logs, bootstrap: str, group: str, count: int):
                              + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
             if done:
                 memory = [memory_kb(p.pid) for p in scorers]
-                samples.append((now, done, max(m[0] for m in memory) / 1024, max(m[1] for m in memory) / 1024))
+                samples.append((now, done, max(m[0] for m in memory) / 1024, max(m[1] for m in memory) / 1024,
+                                sum(cpu_seconds(p.pid) for p in scorers), cpu_seconds_of("postgres")))
             # Not "no progress for two seconds": on a busy machine a batch can take longer than that.
             if samples and (samples[-1][1] >= count or (len(samples) >= 120 and samples[-1][1] == samples[-120][1])):
                 return samples
@@ -210,7 +215,7 @@ def main() -> None:
 
     # The bare consumer is read before and after the scorers and the two averaged: on this
     # shared 2-core machine one reading alone varies by a fifth from one minute to the next.
-    bare_before = bare_consumer(bootstrap, topic, count)
+    bare_before, bare_cpu_before = bare_consumer(bootstrap, topic, count)
     print(f"bare kafka-python consumer (read + decode JSON): {bare_before:,.0f} events/s")
 
     # 1. the real scorer process(es) fold the whole topic
@@ -227,7 +232,7 @@ def main() -> None:
     final = samples[-1][1]
     end = next(sample for sample in samples if sample[1] == final)
     rate_fold = (end[1] - samples[0][1]) / (end[0] - samples[0][0])
-    bare_after = bare_consumer(bootstrap, topic, count)  # the scorers are idle now (caught up)
+    bare_after, bare_cpu_after = bare_consumer(bootstrap, topic, count)  # the scorers are idle now (caught up)
     rate_bare = (bare_before + bare_after) / 2
     print(f"bare kafka-python consumer again, after the scorers: {bare_after:,.0f} events/s; "
           f"mean {rate_bare:,.0f} events/s")
@@ -239,6 +244,7 @@ def main() -> None:
           f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.6 in every run)")
     print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {end[2]:.0f} MB at the end, "
           f"peak {peak:.0f} MB (goal < 300 MB, flat)")
+    print_cpu(samples[0], end, rate_fold, (bare_cpu_before + bare_cpu_after) / 2)
     if args.scorers > 1:
         # Like for like: as many bare readers as scorers, each on its share of the partitions.
         rate_group = bare_group(bootstrap, topic, args.scorers)
@@ -282,6 +288,24 @@ def main() -> None:
           f"mean {offline_rate:,.0f} events/s; rebuild ratio to offline {count / elapsed / offline_rate:.2f} "
           f"(goal >= 0.8)")
     events_file.unlink()
+
+
+def print_cpu(first, end, rate_fold: float, bare_us: float) -> None:
+    """Where the fold's CPU went, an event at a time: the scorers' processes, the database server
+    (when it runs here), against the bare reader's. On a machine of N cores the scorer cannot fold
+    faster than N / (its CPU and the database's an event) however well it overlaps them, and one
+    scorer process not faster than 1 / its own (the Python interpreter runs one thread at a time)."""
+    events = end[1] - first[1]
+    scorer_us = (end[4] - first[4]) / events * 1e6
+    said = (f"  CPU an event: scorer {scorer_us:.1f} us ({(end[4] - first[4]) / (end[0] - first[0]):.2f} of a core), "
+            f"bare reader {bare_us:.1f} us")
+    if first[5] is not None and end[5] is not None:
+        database_us = (end[5] - first[5]) / events * 1e6
+        cores = os.cpu_count() or 1
+        said += (f", PostgreSQL {database_us:.1f} us ({(end[5] - first[5]) / (end[0] - first[0]):.2f} of a core); "
+                 f"at most {cores / (scorer_us + database_us) * 1e6:,.0f} events/s on {cores} cores, "
+                 f"{rate_fold / (cores / (scorer_us + database_us) * 1e6):.2f} of that reached")
+    print(said)
 
 
 def stop_all(processes: list) -> None:

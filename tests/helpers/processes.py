@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -57,6 +58,27 @@ def memory_kb(pid: int) -> tuple[int, int]:
             name, _, value = line.partition(":")
             fields[name] = value.strip()
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far, in seconds, from /proc/PID/stat (0 once it is gone)."""
+    with contextlib.suppress(OSError):
+        # The fields after the command name, which is in parentheses and may hold spaces.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def cpu_seconds_of(command: str) -> float | None:
+    """CPU seconds used so far by every process on this machine whose command name is `command`
+    (the database server's, say); None when none runs here (a database on another machine)."""
+    pids = [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    found = None
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == command:
+                found = (found or 0.0) + cpu_seconds(int(pid))
+    return found
 
 
 def start_gunicorn(app: str, env: dict[str, str], port: int, timeout_s: float = 60) -> subprocess.Popen:
