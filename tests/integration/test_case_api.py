@@ -25,14 +25,13 @@ from services.scorer.app import create_app
 from services.scorer.settings import ScorerSettings
 from shared.core.cases import STATUSES
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
 from shared.dev.generator import generate
 from shared.store.engine import make_engine, migrate
 from shared.store.published_scores import PublishedScores
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from tests.fakes.clock import ManualClock
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_in_batches
 
 END = date(2026, 6, 30)
 # Noon in the city on 1 July: the current as-of day is 30 June, the board the scorer published.
@@ -80,10 +79,8 @@ def engine(request, files, tmp_path_factory):
         migrate(made_engine)
     else:
         made_engine = fresh_database(request.getfixturevalue("database_url"))
-    writer = ScoreWriter(made_engine, catalog)
-    for start in range(0, len(made), 700):  # in batches, as the scorer folds them
-        with made_engine.begin() as conn:
-            writer.fold(conn, [parse_event(event) for event in made[start:start + 700]])
+    # in batches, as the scorer folds them
+    fold_in_batches(made_engine, catalog, made, 700)
     with made_engine.begin() as conn:
         PublishedScores(ScoreReader(made_engine, catalog)).rescore(conn, END)
     yield made_engine

@@ -19,6 +19,7 @@ from shared.store.engine import make_engine, migrate
 from shared.store.score_reader import ScoreReader
 from shared.store.score_writer import ScoreWriter
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_in_batches
 
 CATALOG = load_catalog()
 END = date(2026, 6, 30)
@@ -47,16 +48,9 @@ def engine(request, tmp_path):
     made.dispose()
 
 
-def fold_in_batches(engine, events: list[dict], size: int = 700) -> None:
-    writer = ScoreWriter(engine, CATALOG)
-    for start in range(0, len(events), size):
-        with engine.begin() as conn:
-            writer.fold(conn, [parse_event(event) for event in events[start:start + size]])
-
-
 def test_the_kept_cases_are_the_ledgers_and_the_readers_queries_miss_none(engine):
     events = events_with_changes()
-    fold_in_batches(engine, events)
+    fold_in_batches(engine, CATALOG, events, 700)
     ledger = Ledger(CATALOG)
     for event in events:
         ledger.fold(parse_event(event))
@@ -103,16 +97,16 @@ def test_a_case_reopened_then_withdrawn_leaves_the_lists(engine):
     opened = "2026-06-01T09:00:00-04:00"
     case = {"event_id": "c1", "type": "case", "metric": metric.id, "case_id": "K-1", "opened_at": opened,
             "closed_at": "2026-06-02T09:00:00-04:00"}
-    fold_in_batches(engine, [case])
+    fold_in_batches(engine, CATALOG, [case])
     reader = ScoreReader(engine, CATALOG)
     assert [c.case_id for c in reader.cases_closed(metric.id, date(2026, 6, 2), date(2026, 6, 2))] == ["K-1"]
 
-    fold_in_batches(engine, [{**case, "event_id": "c2", "closed_at": None}])  # reopened
+    fold_in_batches(engine, CATALOG, [{**case, "event_id": "c2", "closed_at": None}])  # reopened
     assert reader.cases_closed(metric.id, date(2026, 6, 2), date(2026, 6, 2)) == []
     assert [c.case_id for c in reader.cases_open_at(date(2026, 6, 3))] == ["K-1"]
     assert reader.cases_open_at(date(2026, 5, 31)) == []  # not opened yet then
 
-    fold_in_batches(engine, [{"event_id": "w", "type": "withdrawal", "metric": metric.id, "withdraws": "c2"}])
+    fold_in_batches(engine, CATALOG, [{"event_id": "w", "type": "withdrawal", "metric": metric.id, "withdraws": "c2"}])
     assert reader.cases_open_at(date(2026, 6, 3)) == []
 
 
@@ -156,9 +150,10 @@ def test_a_page_orders_case_ids_as_the_core_does_whatever_the_databases_collatio
             conn.execute(text('ALTER TABLE cases ALTER COLUMN case_id TYPE varchar(128) COLLATE "en-US-x-icu"'))
     metric = next(m for m in CATALOG.metrics if m.feed.value == "cases")
     ids = ["a-2", "B-1", "b-1", "A-10", "_x", "Z", "a-10"]
-    fold_in_batches(engine, [{"event_id": f"e{number}", "type": "case", "metric": metric.id, "case_id": case_id,
-                              "opened_at": "2026-06-01T09:00:00-04:00", "closed_at": "2026-06-01T10:00:00-04:00"}
-                             for number, case_id in enumerate(ids)])
+    fold_in_batches(engine, CATALOG, [
+        {"event_id": f"e{number}", "type": "case", "metric": metric.id, "case_id": case_id,
+         "opened_at": "2026-06-01T09:00:00-04:00", "closed_at": "2026-06-01T10:00:00-04:00"}
+        for number, case_id in enumerate(ids)])
     reader = ScoreReader(engine, CATALOG)
     listed = reader.case_lines(metric.id, date(2026, 6, 1), ON_TIME)
     assert [line.case.case_id for line in listed] == sorted(ids, reverse=True)

@@ -16,17 +16,16 @@ from services.cli.commands import main as cityscore
 from services.scorer.pages import cell
 from services.scorer.report import CASES_LISTED, REVIEW_MONTH, build_packet, render_html, render_pdf, scope_of
 from shared.core.catalog import load_catalog
-from shared.core.contract import parse_event
 from shared.core.wording import span_in_words
 from shared.dev.generator import generate
 from shared.core.record import close, new_action, new_note
 from shared.store.record import Record
 from shared.store.score_reader import ScoreReader
-from shared.store.score_writer import ScoreWriter
 from shared.store.tables.notifier import Alert, AlertNote
 from tests.helpers.browser import publish
 from tests.helpers.catalogs import variant
 from tests.helpers.ingest import fresh_database
+from tests.helpers.score_parts import fold_in_batches
 
 CATALOG = load_catalog()
 DEPARTMENT = "public-works"
@@ -45,10 +44,7 @@ def engine(database_url):
     made = fresh_database(database_url)
     ids = {m.id for m in METRICS}
     events = [e for e in generate(CATALOG, 75, 18, LAST) if e.get("metric") in ids]
-    writer = ScoreWriter(made, CATALOG)
-    for start in range(0, len(events), 2000):
-        with made.begin() as conn:
-            writer.fold(conn, [parse_event(event) for event in events[start:start + 2000]])
+    fold_in_batches(made, CATALOG, events, 2000)
     pothole, trash = "pothole-on-time", "missed-trash-on-time"
     alerts = [
         # fired in April, still open in May: in May's review
