@@ -2,7 +2,9 @@
 
 1. fold rate from Kafka of the real scorer process (`cityscore scorer run`) against a bare
    kafka-python consumer reading and decoding the same topic (goal: >= 20,000 events/s,
-   ratio >= 0.5), with the scorer's peak RSS sampled along the way (goal: < 300 MB, flat);
+   ratio >= 0.5), with the scorer's peak RSS sampled along the way (goal: < 300 MB, flat), and
+   the CPU an event of the scorer, of PostgreSQL (when it runs on this machine) and of the bare
+   consumer: what the machine's cores allow at those costs;
 2. replay: `cityscore rebuild` of the whole topic (goal: 1,000,000 events < 2 minutes), and its
    rate against the offline `cityscore score` of the same events in the same run (goal: >= 0.8);
 3. end to end: HTTP 202 from ingest to the score visible in the read API at 500 events/s
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import orjson
 import requests
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -138,10 +141,10 @@ def bare_group(bootstrap: str, topic: str, members: int) -> float:
     return sum(d[3] for d in done) / (max(d[1] for d in done) - min(d[0] for d in done))
 
 
-def fold_rate_samples(scorers, logs, bootstrap: str, group: str, count: int):
+def fold_rate_samples(scorers, logs, bootstrap: str, group: str, count: int, database_here: bool = False):
     """Twice a second until the scorers have committed all `count` messages (or made no progress
     for 60 s): samples of (time, messages done, RSS, peak RSS, the scorers' CPU seconds so far, the
-    database server's CPU seconds so far or None when it runs on another machine).
+    PostgreSQL processes' CPU seconds so far when `database_here`, else None).
 
     Progress is the scorer group's committed offsets: a batch's offsets are committed only
     once it is folded, rescored and its changes published. Asking the broker costs the
@@ -166,7 +169,8 @@ def fold_rate_samples(scorers, logs, bootstrap: str, group: str, count: int):
             if done:
                 memory = [memory_kb(p.pid) for p in scorers]
                 samples.append((now, done, max(m[0] for m in memory) / 1024, max(m[1] for m in memory) / 1024,
-                                sum(cpu_seconds(p.pid) for p in scorers), cpu_seconds_of("postgres")))
+                                sum(cpu_seconds(p.pid) for p in scorers),
+                                cpu_seconds_of("postgres") if database_here else None))
             # Not "no progress for two seconds": on a busy machine a batch can take longer than that.
             if samples and (samples[-1][1] >= count or (len(samples) >= 120 and samples[-1][1] == samples[-120][1])):
                 return samples
@@ -223,7 +227,8 @@ def main() -> None:
     scorers = [subprocess.Popen([sys.executable, "-m", "services.cli", "scorer", "run", "--http-port", "0"],
                                 cwd=ROOT, env=env, stderr=log.open("wb")) for log in logs]
     try:
-        samples = fold_rate_samples(scorers, logs, bootstrap, env["SCORER_GROUP"], count)
+        samples = fold_rate_samples(scorers, logs, bootstrap, env["SCORER_GROUP"], count,
+                                    database_here=make_url(url).host in (None, "", "127.0.0.1", "localhost", "::1"))
     except BaseException:
         for process in scorers:  # never leave a scorer behind
             process.kill()
@@ -244,7 +249,7 @@ def main() -> None:
           f"ratio to the bare consumer {rate_fold / rate_bare:.2f} (goal >= 0.6 in every run)")
     print(f"  scorer RSS: {quarter:.0f} MB a quarter of the way, {end[2]:.0f} MB at the end, "
           f"peak {peak:.0f} MB (goal < 300 MB, flat)")
-    print_cpu(samples[0], end, rate_fold, (bare_cpu_before + bare_cpu_after) / 2)
+    print_cpu(samples[0], end, rate_fold, (bare_cpu_before + bare_cpu_after) / 2, args.scorers)
     if args.scorers > 1:
         # Like for like: as many bare readers as scorers, each on its share of the partitions.
         rate_group = bare_group(bootstrap, topic, args.scorers)
@@ -290,18 +295,25 @@ def main() -> None:
     events_file.unlink()
 
 
-def print_cpu(first, end, rate_fold: float, bare_us: float) -> None:
-    """Where the fold's CPU went, an event at a time: the scorers' processes, the database server
-    (when it runs here), against the bare reader's. On a machine of N cores the scorer cannot fold
-    faster than N / (its CPU and the database's an event) however well it overlaps them, and one
-    scorer process not faster than 1 / its own (the Python interpreter runs one thread at a time)."""
+def print_cpu(first, end, rate_fold: float, bare_us: float, scorers: int) -> None:
+    """Where the fold's CPU went, an event at a time: the scorer processes', PostgreSQL's (when it runs
+    on this machine), against the bare reader's.
+
+    At these costs an event, a machine of N cores folds at most N / (the scorers' and PostgreSQL's
+    CPU an event) events a second, however well the two overlap: a bound to read a ratio against,
+    not a prediction (the costs an event change with the rate and the batch size). It is loose
+    rather than tight: the broker's CPU is not in it, and every process named postgres here is
+    (the server's background writers and autovacuum, another client's backends). A scorer process
+    runs its Python one thread at a time, so it seldom goes much past one core (C code that lets
+    go of the interpreter, psycopg's waits and kafka-python's socket reads, runs beside it)."""
     events = end[1] - first[1]
     scorer_us = (end[4] - first[4]) / events * 1e6
-    said = (f"  CPU an event: scorer {scorer_us:.1f} us ({(end[4] - first[4]) / (end[0] - first[0]):.2f} of a core), "
+    who = "scorer" if scorers == 1 else f"{scorers} scorers"
+    said = (f"  CPU an event: {who} {scorer_us:.1f} us ({(end[4] - first[4]) / (end[0] - first[0]):.2f} of a core), "
             f"bare reader {bare_us:.1f} us")
     if first[5] is not None and end[5] is not None:
         database_us = (end[5] - first[5]) / events * 1e6
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
         said += (f", PostgreSQL {database_us:.1f} us ({(end[5] - first[5]) / (end[0] - first[0]):.2f} of a core); "
                  f"at most {cores / (scorer_us + database_us) * 1e6:,.0f} events/s on {cores} cores, "
                  f"{rate_fold / (cores / (scorer_us + database_us) * 1e6):.2f} of that reached")

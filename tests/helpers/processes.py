@@ -60,24 +60,31 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) a process has used so far, in seconds, from /proc/PID/stat (0 once it is gone)."""
+def cpu_seconds(pid: int, with_exited_children: bool = False) -> float:
+    """CPU time (user and system) a process has used so far, in seconds, from /proc/PID/stat (0 once
+    it is gone); with `with_exited_children`, also that of its children that exited and were waited for."""
     with contextlib.suppress(OSError):
-        # The fields after the command name, which is in parentheses and may hold spaces.
+        # The fields after the command name, which is in parentheses and may hold spaces: utime,
+        # stime, cutime and cstime are the 14th to 17th of the line.
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])
+        if with_exited_children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / os.sysconf("SC_CLK_TCK")
     return 0.0
 
 
 def cpu_seconds_of(command: str) -> float | None:
     """CPU seconds used so far by every process on this machine whose command name is `command`
-    (the database server's, say); None when none runs here (a database on another machine)."""
+    (PostgreSQL's, say), those of their children that exited included (a server's backends and
+    autovacuum workers come and go: their time then moves to the server process, so the sum never
+    goes down); None when none runs here."""
     pids = [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()]
     found = None
     for pid in pids:
         with contextlib.suppress(OSError):
             if Path(f"/proc/{pid}/comm").read_text().strip() == command:
-                found = (found or 0.0) + cpu_seconds(int(pid))
+                found = (found or 0.0) + cpu_seconds(int(pid), with_exited_children=True)
     return found
 
 
