@@ -78,12 +78,14 @@ def _tune_for_throughput() -> None:
 def run(host: str, http_port: int) -> None:
     """Consume events and keep the scores; one of any number of scorers in the consumer group."""
     from shared.platform.logs import configure_logging
+    from shared.platform.memory import return_large_buffers
 
     from .app import create_app
     from .consumer import EventsLost, Scorer
 
     configure_logging()
     _tune_for_throughput()
+    return_large_buffers()  # a backlog's large buffers go back to the system (shared/platform/memory.py)
     settings, catalog, engine, writer, scores = _parts()
     scorer = Scorer(settings, writer, scores, catalog)
     scorer.install_signal_handlers()
