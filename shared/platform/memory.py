@@ -7,7 +7,7 @@ threshold for "large" to that block's size (up to 32 MB, and the heap's trim thr
 that), so the next ones come from the heap instead, where freed space is kept rather than given
 back. Through a million-event backlog (bench/bench_scorer.py) the scorer then held 255-290 MB,
 and kept it after; with the threshold fixed at 1 MiB (which also keeps the trim threshold at its
-default) it held 205-230 MB, at the same fold rate.
+default) it held 205-235 MB, at the same fold rate.
 """
 
 from __future__ import annotations
