@@ -306,17 +306,17 @@ def print_cpu(first, end, rate_fold: float, bare_us: float, scorers: int) -> Non
     (the server's background writers and autovacuum, another client's backends). A scorer process
     runs its Python one thread at a time, so it seldom goes much past one core (C code that lets
     go of the interpreter, psycopg's waits and kafka-python's socket reads, runs beside it)."""
-    events = end[1] - first[1]
-    scorer_us = (end[4] - first[4]) / events * 1e6
+    events, seconds = end[1] - first[1], end[0] - first[0]
+    scorer_s = end[4] - first[4]
     who = "scorer" if scorers == 1 else f"{scorers} scorers"
-    said = (f"  CPU an event: {who} {scorer_us:.1f} us ({(end[4] - first[4]) / (end[0] - first[0]):.2f} of a core), "
+    said = (f"  CPU an event: {who} {scorer_s / events * 1e6:.1f} us ({scorer_s / seconds:.2f} of a core), "
             f"bare reader {bare_us:.1f} us")
     if first[5] is not None and end[5] is not None:
-        database_us = (end[5] - first[5]) / events * 1e6
+        database_s = end[5] - first[5]
         cores = len(os.sched_getaffinity(0))
-        said += (f", PostgreSQL {database_us:.1f} us ({(end[5] - first[5]) / (end[0] - first[0]):.2f} of a core); "
-                 f"at most {cores / (scorer_us + database_us) * 1e6:,.0f} events/s on {cores} cores, "
-                 f"{rate_fold / (cores / (scorer_us + database_us) * 1e6):.2f} of that reached")
+        bound = cores * events / (scorer_s + database_s)  # events/s with every core busy at these costs
+        said += (f", PostgreSQL {database_s / events * 1e6:.1f} us ({database_s / seconds:.2f} of a core); "
+                 f"at most {bound:,.0f} events/s on {cores} cores, {rate_fold / bound:.2f} of that reached")
     print(said)
 
 
